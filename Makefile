@@ -1,0 +1,47 @@
+# Coffer: two commands on a fresh machine.
+#   make dev    start the local 3-region cluster
+#   make test   run every test (what CI runs)
+# Both install what is missing (the Rust toolchain must be present).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+# Build outside the clone so repeated runs (and CI on one machine) build incrementally.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/coffer/target
+CARGO ?= cargo
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := libclang-dev
+
+.PHONY: dev test deps build lint fmt clean-dev
+
+## Install system packages the build needs (libclang for RocksDB's bindgen).
+deps:
+	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found; install Rust with rustup first" >&2; exit 1; }
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+# Always build the whole workspace with all targets: a narrower selection unifies crate features
+# differently and recompiles RocksDB's C++ (about 15 minutes here) into another folder.
+build: deps
+	$(CARGO) build --workspace --all-targets
+
+## Start the local cluster: one node per region (us-east, eu-west, ap-south) on loopback.
+dev: deps
+	$(CARGO) build --workspace --all-targets
+	$(CARGO_TARGET_DIR)/debug/coffer dev --data-dir .coffer-dev
+
+## Every check CI runs: formatting, lints, unit, storage-conformance and integration tests.
+test: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) build --workspace --all-targets
+	$(CARGO) test --workspace --all-targets
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean-dev:
+	rm -rf .coffer-dev

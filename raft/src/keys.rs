@@ -1,0 +1,57 @@
+//! Key layout of the state machine's key space (RocksDB column family `sm`).
+//!
+//! ```text
+//! m/last_applied              LogId            last applied log id
+//! m/membership                StoredMembership last applied membership
+//! m/cluster                   ClusterInfo      set once by Bootstrap
+//! s/<name>                    Secret
+//! v/<name> 0x00 <u64 BE>      SecretVersion    (names never contain 0x00)
+//! ```
+//! Every key starts with an ASCII letter, so `[0x00, 0xff)` covers the whole space.
+
+pub const LAST_APPLIED: &[u8] = b"m/last_applied";
+pub const MEMBERSHIP: &[u8] = b"m/membership";
+pub const CLUSTER: &[u8] = b"m/cluster";
+pub const META_PREFIX: &[u8] = b"m/";
+pub const SECRET_PREFIX: &[u8] = b"s/";
+pub const VERSION_PREFIX: &[u8] = b"v/";
+
+pub fn secret(name: &str) -> Vec<u8> {
+    let mut k = SECRET_PREFIX.to_vec();
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// Prefix of every version key of one secret.
+pub fn versions_of(name: &str) -> Vec<u8> {
+    let mut k = VERSION_PREFIX.to_vec();
+    k.extend_from_slice(name.as_bytes());
+    k.push(0);
+    k
+}
+
+pub fn version(name: &str, version: u64) -> Vec<u8> {
+    let mut k = versions_of(name);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+/// The secret name in an `s/` key.
+pub fn secret_name(key: &[u8]) -> Option<&str> {
+    key.strip_prefix(SECRET_PREFIX)
+        .and_then(|n| std::str::from_utf8(n).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_keys_sort_numerically_and_stay_inside_their_secret() {
+        assert!(version("a/b", 2) < version("a/b", 10));
+        assert!(version("a/b", u64::MAX) < versions_of("a/b-c"));
+        assert!(version("a/b", 1).starts_with(&versions_of("a/b")));
+        assert!(!version("a/bc", 1).starts_with(&versions_of("a/b")));
+        assert_eq!(secret_name(&secret("acme/x")), Some("acme/x"));
+    }
+}

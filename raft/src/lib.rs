@@ -1,0 +1,49 @@
+//! coffer-raft: the replicated core of Coffer.
+//!
+//! This crate is the only one that names openraft. It owns:
+//! - the openraft type configuration ([`TypeConfig`]) and the versioned [`codec`] that turns
+//!   openraft's types into protobuf records for disk and wire;
+//! - the log store ([`log_store`]) and the state machine ([`state_machine`]) over two storage
+//!   backends: RocksDB ([`rocks`], production) and memory ([`mem`], simulations and tests);
+//! - the secrets model applied by the state machine ([`secrets`]) and its read side
+//!   ([`query`]), with name rules in [`names`];
+//! - peer RPC over tonic ([`network`] client side, [`peer_service`] server side).
+
+pub mod codec;
+pub mod keys;
+pub mod log_store;
+pub mod mem;
+pub mod names;
+pub mod network;
+pub mod node;
+pub mod peer_service;
+pub mod query;
+pub mod rocks;
+pub mod secrets;
+pub mod state_machine;
+pub mod storage;
+
+pub use coffer_proto as pb;
+pub use openraft;
+
+/// Raft node ids are stable numbers chosen by the operator, never derived from an address.
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// Coffer's openraft type configuration: commands and results are protobuf messages,
+    /// nodes carry their name, region and zone.
+    pub TypeConfig:
+        D = pb::Command,
+        R = pb::CommandResult,
+        NodeId = NodeId,
+        Node = pb::NodeInfo,
+);
+
+pub type Raft = openraft::Raft<TypeConfig, state_machine::StateMachineStore>;
+pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
+pub type Vote = openraft::alias::VoteOf<TypeConfig>;
+pub type Entry = openraft::alias::EntryOf<TypeConfig>;
+pub type Membership = openraft::Membership<NodeId, pb::NodeInfo>;
+pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
+pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
+pub type RaftMetrics = openraft::RaftMetrics<TypeConfig>;

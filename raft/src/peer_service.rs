@@ -1,0 +1,253 @@
+//! Server side of peer RPC: decodes peer messages and hands them to the local Raft node.
+//!
+//! Input from a peer is untrusted bytes: every decode failure becomes `INVALID_ARGUMENT`,
+//! never a panic. Served on the raft address only, apart from the public API.
+
+use std::io::Cursor;
+
+use futures::StreamExt;
+use openraft::error::ClientWriteError;
+use openraft::error::RaftError;
+use openraft::raft::AppendEntriesRequest;
+use openraft::raft::AppendEntriesResponse;
+use openraft::raft::TransferLeaderRequest;
+use openraft::raft::VoteRequest;
+use tonic::Request;
+use tonic::Response;
+use tonic::Status;
+use tonic::Streaming;
+
+use crate::codec;
+use crate::pb;
+use crate::pb::raft_peer_server::RaftPeer;
+use crate::pb::raft_peer_server::RaftPeerServer;
+use crate::state_machine::Snapshot;
+use crate::Raft;
+
+/// Snapshots larger than this are refused (the state is held in memory while installing).
+pub const MAX_SNAPSHOT_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+
+/// When the leader last reached this node, recorded where its AppendEntries arrive.
+#[derive(Debug)]
+pub struct LeaderContact {
+    started: tokio::time::Instant,
+    last: std::sync::Mutex<Option<(tokio::time::Instant, u64)>>,
+}
+
+impl Default for LeaderContact {
+    fn default() -> Self {
+        Self {
+            started: tokio::time::Instant::now(),
+            last: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl LeaderContact {
+    pub fn record(&self, leader_commit: u64) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((tokio::time::Instant::now(), leader_commit));
+    }
+
+    /// Milliseconds since the leader's last accepted AppendEntries (since start if none yet).
+    pub fn millis_since_contact(&self) -> u64 {
+        let last = *self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let since = last.map(|(t, _)| t).unwrap_or(self.started);
+        since.elapsed().as_millis() as u64
+    }
+
+    /// The commit index the leader announced at its last contact.
+    pub fn announced_commit(&self) -> Option<u64> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).map(|(_, c)| c)
+    }
+}
+
+pub struct PeerService {
+    raft: Raft,
+    contact: std::sync::Arc<LeaderContact>,
+}
+
+impl PeerService {
+    pub fn new(raft: Raft, contact: std::sync::Arc<LeaderContact>) -> Self {
+        Self { raft, contact }
+    }
+
+    pub fn into_server(self) -> RaftPeerServer<Self> {
+        RaftPeerServer::new(self)
+            .max_decoding_message_size(crate::network::MAX_PEER_MESSAGE_BYTES)
+            .max_encoding_message_size(crate::network::MAX_PEER_MESSAGE_BYTES)
+    }
+}
+
+fn bad(e: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!("malformed peer message: {e}"))
+}
+
+fn raft_down(e: impl std::fmt::Display) -> Status {
+    Status::unavailable(format!("raft node is not running: {e}"))
+}
+
+#[tonic::async_trait]
+impl RaftPeer for PeerService {
+    async fn append_entries(
+        &self,
+        request: Request<pb::AppendEntriesRequest>,
+    ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
+        let r = request.into_inner();
+        let entries = r
+            .entries
+            .into_iter()
+            .map(codec::entry_from_pb)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(bad)?;
+        let leader_commit = r.leader_commit.as_ref().map(|l| l.index).unwrap_or(0);
+        let req = AppendEntriesRequest {
+            vote: codec::vote_from_opt_pb(r.vote.as_ref()).map_err(bad)?,
+            prev_log_id: codec::opt_log_id_from_pb(r.prev_log_id.as_ref()),
+            entries,
+            leader_commit: codec::opt_log_id_from_pb(r.leader_commit.as_ref()),
+        };
+        let resp = self.raft.append_entries(req).await.map_err(raft_down)?;
+        use pb::append_entries_response::Result as R;
+        if matches!(
+            resp,
+            AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)
+        ) {
+            self.contact.record(leader_commit);
+        }
+        let result = match resp {
+            AppendEntriesResponse::Success => R::Success(pb::Blank {}),
+            AppendEntriesResponse::PartialSuccess(l) => R::PartialSuccess(pb::PartialSuccess {
+                last_log_id: codec::opt_log_id_to_pb(l.as_ref()),
+            }),
+            AppendEntriesResponse::Conflict => R::Conflict(pb::Blank {}),
+            AppendEntriesResponse::HigherVote(v) => R::HigherVote(codec::vote_to_pb(&v)),
+        };
+        Ok(Response::new(pb::AppendEntriesResponse { result: Some(result) }))
+    }
+
+    async fn vote(&self, request: Request<pb::VoteRequest>) -> Result<Response<pb::VoteResponse>, Status> {
+        let r = request.into_inner();
+        let mut req = VoteRequest::new(
+            codec::vote_from_opt_pb(r.vote.as_ref()).map_err(bad)?,
+            codec::opt_log_id_from_pb(r.last_log_id.as_ref()),
+        );
+        req.leadership_transfer = r.leadership_transfer;
+        let resp = if r.pre_vote {
+            self.raft.pre_vote(req).await
+        } else {
+            self.raft.vote(req).await
+        }
+        .map_err(raft_down)?;
+        Ok(Response::new(pb::VoteResponse {
+            vote: Some(codec::vote_to_pb(&resp.vote)),
+            vote_granted: resp.vote_granted,
+            last_log_id: codec::opt_log_id_to_pb(resp.last_log_id.as_ref()),
+        }))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<pb::SnapshotChunk>>,
+    ) -> Result<Response<pb::SnapshotResponse>, Status> {
+        let mut stream = request.into_inner();
+        let header = match stream.next().await {
+            Some(Ok(pb::SnapshotChunk {
+                part: Some(pb::snapshot_chunk::Part::Header(h)),
+            })) => h,
+            Some(Err(s)) => return Err(s),
+            _ => return Err(bad("snapshot stream must start with a header")),
+        };
+        if header.total_bytes > MAX_SNAPSHOT_BYTES {
+            return Err(Status::resource_exhausted(format!(
+                "snapshot of {} bytes exceeds the {} byte limit",
+                header.total_bytes, MAX_SNAPSHOT_BYTES
+            )));
+        }
+        let vote = codec::vote_from_opt_pb(header.vote.as_ref()).map_err(bad)?;
+        let meta = codec::snapshot_meta_from_pb(&header.meta.unwrap_or_default()).map_err(bad)?;
+        let mut data = Vec::with_capacity(header.total_bytes as usize);
+        while let Some(chunk) = stream.next().await {
+            match chunk?.part {
+                Some(pb::snapshot_chunk::Part::Data(d)) => {
+                    if data.len() as u64 + d.len() as u64 > header.total_bytes {
+                        return Err(bad("snapshot longer than its header says"));
+                    }
+                    data.extend_from_slice(&d);
+                }
+                _ => return Err(bad("a second snapshot header")),
+            }
+        }
+        if data.len() as u64 != header.total_bytes {
+            return Err(bad(format!(
+                "snapshot stream ended at {} of {} bytes",
+                data.len(),
+                header.total_bytes
+            )));
+        }
+        // Verify the bytes before openraft installs them.
+        crate::state_machine::decode_snapshot(&data).map_err(bad)?;
+        let snapshot = Snapshot {
+            meta,
+            snapshot: Cursor::new(data),
+        };
+        let resp = self
+            .raft
+            .install_full_snapshot(vote, snapshot)
+            .await
+            .map_err(raft_down)?;
+        Ok(Response::new(pb::SnapshotResponse {
+            vote: Some(codec::vote_to_pb(&resp.vote)),
+        }))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<pb::TransferLeaderRequest>,
+    ) -> Result<Response<pb::TransferLeaderResponse>, Status> {
+        let r = request.into_inner();
+        let req = TransferLeaderRequest::new(
+            codec::vote_from_opt_pb(r.from_leader.as_ref()).map_err(bad)?,
+            r.to_node_id,
+            codec::opt_log_id_from_pb(r.last_log_id.as_ref()),
+        );
+        let resp = self.raft.handle_transfer_leader(req).await.map_err(raft_down)?;
+        Ok(Response::new(pb::TransferLeaderResponse {
+            error: resp.err().map(|e| e.to_string()).unwrap_or_default(),
+        }))
+    }
+
+    async fn propose(&self, request: Request<pb::ProposeRequest>) -> Result<Response<pb::ProposeResponse>, Status> {
+        let cmd = request
+            .into_inner()
+            .command
+            .ok_or_else(|| bad("propose without a command"))?;
+        let result = propose_locally(&self.raft, cmd).await?;
+        Ok(Response::new(pb::ProposeResponse { result: Some(result) }))
+    }
+}
+
+/// Proposes `cmd` through the local Raft node, which must be the leader.
+///
+/// Returns the applied result, or `NotLeader` when the proposal was refused before it entered
+/// the log (safe to retry elsewhere). A proposal whose entry was discarded by a leader change
+/// has an unknown outcome and fails with `ABORTED`.
+pub async fn propose_locally(raft: &Raft, cmd: pb::Command) -> Result<pb::propose_response::Result, Status> {
+    match raft.client_write(cmd).await {
+        Ok(resp) => {
+            let mut result = resp.data;
+            result.log_index = resp.log_id.index;
+            Ok(pb::propose_response::Result::Applied(result))
+        }
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+            Ok(pb::propose_response::Result::NotLeader(pb::NotLeader {
+                leader_id: f.leader_id.unwrap_or(0),
+                leader: f.leader_node,
+            }))
+        }
+        Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => Err(Status::aborted(
+            "the leader changed before the write committed; it may or may not have been applied",
+        )),
+        Err(RaftError::APIError(e)) => Err(Status::failed_precondition(e.to_string())),
+        Err(RaftError::Fatal(e)) => Err(raft_down(e)),
+    }
+}

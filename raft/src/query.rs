@@ -1,0 +1,129 @@
+//! Read side of the secrets model: lookups over a consistent [`KvView`] of the local replica.
+
+use prost::Message;
+
+use crate::keys;
+use crate::names;
+use crate::pb;
+use crate::pb::ErrorCode;
+use crate::secrets::ModelError;
+use crate::storage::KvView;
+
+/// Failure of a query: a domain answer (not found, disabled, …) or a storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("storage: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T> = std::result::Result<T, QueryError>;
+
+fn not_found(msg: String) -> QueryError {
+    ModelError::new(ErrorCode::NotFound, msg).into()
+}
+
+fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M> {
+    M::decode(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e).into())
+}
+
+pub fn cluster_info(view: &dyn KvView) -> Result<Option<pb::ClusterInfo>> {
+    view.get(keys::CLUSTER)?.map(|b| decode(&b)).transpose()
+}
+
+pub fn last_applied(view: &dyn KvView) -> Result<Option<pb::LogId>> {
+    view.get(keys::LAST_APPLIED)?.map(|b| decode(&b)).transpose()
+}
+
+pub fn secret(view: &dyn KvView, name: &str) -> Result<pb::Secret> {
+    names::validate_name(name).map_err(ModelError::from)?;
+    match view.get(&keys::secret(name))? {
+        Some(b) => decode(&b),
+        None => Err(not_found(format!("secret {name} not found"))),
+    }
+}
+
+pub fn version(view: &dyn KvView, name: &str, version: u64) -> Result<pb::SecretVersion> {
+    match view.get(&keys::version(name, version))? {
+        Some(b) => decode(&b),
+        None => Err(not_found(format!("secret {name} has no version {version}"))),
+    }
+}
+
+/// Which version a read asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// CURRENT.
+    Current,
+    Version(u64),
+    Alias(String),
+}
+
+/// Resolves `selector` to an ENABLED version of `name`, with the secret it belongs to.
+pub fn resolve(view: &dyn KvView, name: &str, selector: &Selector) -> Result<(pb::Secret, pb::SecretVersion)> {
+    let s = secret(view, name)?;
+    let number = match selector {
+        Selector::Version(v) => *v,
+        Selector::Current | Selector::Alias(_) => {
+            let alias = match selector {
+                Selector::Alias(a) => names::normalize_alias(a).map_err(ModelError::from)?,
+                _ => names::CURRENT.to_string(),
+            };
+            *s.aliases
+                .get(&alias)
+                .ok_or_else(|| not_found(format!("secret {name} has no alias {alias}")))?
+        }
+    };
+    let v = version(view, name, number)?;
+    match pb::VersionState::try_from(v.state) {
+        Ok(pb::VersionState::Enabled) => Ok((s, v)),
+        Ok(pb::VersionState::Disabled) => Err(ModelError::new(
+            ErrorCode::FailedPrecondition,
+            format!("version {number} of {name} is disabled; enable it or read another version"),
+        )
+        .into()),
+        Ok(pb::VersionState::Destroyed) => Err(ModelError::new(
+            ErrorCode::FailedPrecondition,
+            format!("version {number} of {name} is destroyed"),
+        )
+        .into()),
+        _ => Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "version in unknown state").into()),
+    }
+}
+
+/// Every version of `name`, oldest first.
+pub fn versions(view: &dyn KvView, name: &str) -> Result<Vec<pb::SecretVersion>> {
+    secret(view, name)?;
+    let prefix = keys::versions_of(name);
+    view.scan(&prefix, &prefix, usize::MAX)?
+        .into_iter()
+        .map(|(_, v)| decode(&v))
+        .collect()
+}
+
+/// Names starting with `prefix`, after `after` (exclusive), at most `limit`. Returns the names
+/// and the token for the next page (empty when there is none).
+pub fn list(view: &dyn KvView, prefix: &str, after: &str, limit: usize) -> Result<(Vec<String>, String)> {
+    names::validate_prefix(prefix).map_err(ModelError::from)?;
+    let key_prefix = keys::secret(prefix);
+    let start = if after.is_empty() {
+        key_prefix.clone()
+    } else {
+        let mut k = keys::secret(after);
+        k.push(0); // strictly after
+        k
+    };
+    let pairs = view.scan(&key_prefix, &start, limit + 1)?;
+    let mut out: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, _)| keys::secret_name(k).map(str::to_string))
+        .collect();
+    let next = if out.len() > limit {
+        out.truncate(limit);
+        out.last().cloned().unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Ok((out, next))
+}

@@ -1,0 +1,343 @@
+//! RocksDB storage: one database per node with three column families.
+//!
+//! ```text
+//! <data_dir>/db/          RocksDB: `log` (u64 BE index -> LogEntry), `raft_meta` (vote,
+//!                         committed, last purged), `sm` (state machine, see `keys`)
+//! <data_dir>/snapshots/   current.snap, the last built or installed snapshot
+//! ```
+//! All column families share one WAL, so a synced write makes every earlier write durable,
+//! whatever its column family. Log appends are made durable by a flusher thread that fsyncs the
+//! WAL once for every append queued since its last fsync (group commit).
+
+use std::fs;
+use std::io;
+use std::io::Write;
+use std::path::Path;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use rocksdb::ColumnFamily;
+use rocksdb::ColumnFamilyDescriptor;
+use rocksdb::Direction;
+use rocksdb::IteratorMode;
+use rocksdb::Options;
+use rocksdb::SnapshotWithThreadMode;
+use rocksdb::WriteBatch;
+use rocksdb::WriteOptions;
+use rocksdb::DB;
+
+use crate::storage::FlushDone;
+use crate::storage::KvView;
+use crate::storage::LogBackend;
+use crate::storage::PairVisitor;
+use crate::storage::SmBackend;
+use crate::storage::WriteSet;
+
+const CF_LOG: &str = "log";
+const CF_RAFT_META: &str = "raft_meta";
+const CF_SM: &str = "sm";
+const SNAPSHOT_FILE: &str = "current.snap";
+
+fn rerr(e: rocksdb::Error) -> io::Error {
+    io::Error::other(format!("rocksdb: {e}"))
+}
+
+fn cf<'a>(db: &'a DB, name: &str) -> &'a ColumnFamily {
+    // Every column family is created at open; a missing one is a programming error.
+    db.cf_handle(name).expect("column family created at open")
+}
+
+fn synced() -> WriteOptions {
+    let mut o = WriteOptions::default();
+    o.set_sync(true);
+    o
+}
+
+/// Group-commit counters: how many log records were appended and how many WAL fsyncs made them
+/// durable.
+#[derive(Debug, Default)]
+pub struct LogStats {
+    pub records: AtomicU64,
+    pub appends: AtomicU64,
+    pub wal_syncs: AtomicU64,
+}
+
+/// Opens (or creates) the node's RocksDB and returns its two backends.
+pub fn open(data_dir: &Path) -> io::Result<(RocksLogBackend, RocksSmBackend)> {
+    fs::create_dir_all(data_dir)?;
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    opts.set_keep_log_file_num(4);
+    let cfs = [CF_LOG, CF_RAFT_META, CF_SM].map(|name| {
+        let mut o = Options::default();
+        o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        ColumnFamilyDescriptor::new(name, o)
+    });
+    let db = Arc::new(DB::open_cf_descriptors(&opts, data_dir.join("db"), cfs).map_err(rerr)?);
+    let snapshot_dir = data_dir.join("snapshots");
+    fs::create_dir_all(&snapshot_dir)?;
+
+    let stats = Arc::new(LogStats::default());
+    let (tx, rx) = mpsc::channel::<FlushDone>();
+    let flusher_db = db.clone();
+    let flusher_stats = stats.clone();
+    let flusher = std::thread::Builder::new()
+        .name("coffer-wal-sync".into())
+        .spawn(move || flusher(flusher_db, flusher_stats, rx))?;
+
+    Ok((
+        RocksLogBackend {
+            db: db.clone(),
+            flush_tx: Some(tx),
+            flusher: Some(flusher),
+            stats,
+        },
+        RocksSmBackend { db, snapshot_dir },
+    ))
+}
+
+/// Fsyncs the WAL once per wake-up and completes every flush queued before it.
+fn flusher(db: Arc<DB>, stats: Arc<LogStats>, rx: mpsc::Receiver<FlushDone>) {
+    while let Ok(first) = rx.recv() {
+        let mut waiting = vec![first];
+        waiting.extend(rx.try_iter());
+        let result = db.flush_wal(true).map_err(|e| e.to_string());
+        stats.wal_syncs.fetch_add(1, Ordering::Relaxed);
+        for done in waiting {
+            done(
+                result
+                    .clone()
+                    .map_err(|e| io::Error::other(format!("rocksdb WAL sync: {e}"))),
+            );
+        }
+    }
+}
+
+pub struct RocksLogBackend {
+    db: Arc<DB>,
+    flush_tx: Option<mpsc::Sender<FlushDone>>,
+    flusher: Option<std::thread::JoinHandle<()>>,
+    stats: Arc<LogStats>,
+}
+
+impl Drop for RocksLogBackend {
+    /// Stops the WAL sync thread and waits for it, so the database is never closed by a
+    /// detached thread racing process exit.
+    fn drop(&mut self) {
+        drop(self.flush_tx.take());
+        if let Some(t) = self.flusher.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl RocksLogBackend {
+    pub fn stats(&self) -> Arc<LogStats> {
+        self.stats.clone()
+    }
+}
+
+impl LogBackend for RocksLogBackend {
+    fn get_meta(&self, key: &str) -> io::Result<Option<Vec<u8>>> {
+        self.db.get_cf(cf(&self.db, CF_RAFT_META), key).map_err(rerr)
+    }
+
+    fn put_meta_durable(&self, key: &str, value: &[u8]) -> io::Result<()> {
+        let mut b = WriteBatch::default();
+        b.put_cf(cf(&self.db, CF_RAFT_META), key, value);
+        self.db.write_opt(b, &synced()).map_err(rerr)
+    }
+
+    fn put_meta(&self, key: &str, value: &[u8]) -> io::Result<()> {
+        self.db.put_cf(cf(&self.db, CF_RAFT_META), key, value).map_err(rerr)
+    }
+
+    fn append(&self, records: Vec<(u64, Vec<u8>)>) -> io::Result<()> {
+        let n = records.len() as u64;
+        let mut b = WriteBatch::default();
+        let log = cf(&self.db, CF_LOG);
+        for (index, bytes) in records {
+            b.put_cf(log, index.to_be_bytes(), bytes);
+        }
+        self.db.write(b).map_err(rerr)?;
+        self.stats.records.fetch_add(n, Ordering::Relaxed);
+        self.stats.appends.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn flush(&self, done: FlushDone) {
+        let Some(tx) = &self.flush_tx else {
+            return done(Err(io::Error::other("the WAL sync thread has stopped")));
+        };
+        if let Err(mpsc::SendError(done)) = tx.send(done) {
+            done(Err(io::Error::other("the WAL sync thread has stopped")));
+        }
+    }
+
+    fn range(&self, start: u64, end: u64) -> io::Result<Vec<(u64, Vec<u8>)>> {
+        let mut out = Vec::new();
+        if start >= end {
+            return Ok(out);
+        }
+        let from = start.to_be_bytes();
+        let it = self
+            .db
+            .iterator_cf(cf(&self.db, CF_LOG), IteratorMode::From(&from, Direction::Forward));
+        for item in it {
+            let (k, v) = item.map_err(rerr)?;
+            let index = index_of(&k)?;
+            if index >= end {
+                break;
+            }
+            out.push((index, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn last(&self) -> io::Result<Option<(u64, Vec<u8>)>> {
+        match self.db.iterator_cf(cf(&self.db, CF_LOG), IteratorMode::End).next() {
+            Some(item) => {
+                let (k, v) = item.map_err(rerr)?;
+                Ok(Some((index_of(&k)?, v.to_vec())))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn delete_range(&self, start: u64, end: u64) -> io::Result<()> {
+        if start >= end {
+            return Ok(());
+        }
+        let mut b = WriteBatch::default();
+        b.delete_range_cf(cf(&self.db, CF_LOG), start.to_be_bytes(), end.to_be_bytes());
+        self.db.write(b).map_err(rerr)
+    }
+}
+
+fn index_of(key: &[u8]) -> io::Result<u64> {
+    let arr: [u8; 8] = key
+        .try_into()
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "log key is not 8 bytes"))?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+pub struct RocksSmBackend {
+    db: Arc<DB>,
+    snapshot_dir: PathBuf,
+}
+
+impl RocksSmBackend {
+    /// Flushes memtables to SST files (used at shutdown so the WAL can be dropped).
+    pub fn flush(&self) -> io::Result<()> {
+        for name in [CF_LOG, CF_RAFT_META, CF_SM] {
+            self.db.flush_cf(cf(&self.db, name)).map_err(rerr)?;
+        }
+        Ok(())
+    }
+
+    /// Compacts the state machine and log key spaces, rewriting SST files without deleted
+    /// values (used after destroying versions).
+    pub fn compact(&self) {
+        for name in [CF_LOG, CF_SM] {
+            self.db.compact_range_cf::<&[u8], &[u8]>(cf(&self.db, name), None, None);
+        }
+    }
+}
+
+struct RocksView<'a> {
+    db: &'a DB,
+    snap: SnapshotWithThreadMode<'a, DB>,
+}
+
+impl KvView for RocksView<'_> {
+    fn get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        self.snap.get_cf(cf(self.db, CF_SM), key).map_err(rerr)
+    }
+
+    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let from = if start > prefix { start } else { prefix };
+        let mut out = Vec::new();
+        let it = self
+            .snap
+            .iterator_cf(cf(self.db, CF_SM), IteratorMode::From(from, Direction::Forward));
+        for item in it {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item.map_err(rerr)?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn for_each(&self, f: &mut PairVisitor<'_>) -> io::Result<()> {
+        for item in self.snap.iterator_cf(cf(self.db, CF_SM), IteratorMode::Start) {
+            let (k, v) = item.map_err(rerr)?;
+            f(&k, &v)?;
+        }
+        Ok(())
+    }
+}
+
+impl SmBackend for RocksSmBackend {
+    fn view(&self) -> Box<dyn KvView + '_> {
+        Box::new(RocksView {
+            db: &self.db,
+            snap: self.db.snapshot(),
+        })
+    }
+
+    fn commit(&self, writes: WriteSet) -> io::Result<()> {
+        let sm = cf(&self.db, CF_SM);
+        let mut b = WriteBatch::default();
+        for (k, v) in writes {
+            match v {
+                Some(v) => b.put_cf(sm, k, v),
+                None => b.delete_cf(sm, k),
+            }
+        }
+        self.db.write(b).map_err(rerr)
+    }
+
+    fn replace_all(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> io::Result<()> {
+        let sm = cf(&self.db, CF_SM);
+        let mut b = WriteBatch::default();
+        b.delete_range_cf(sm, [0x00u8], [0xffu8]);
+        for (k, v) in pairs {
+            b.put_cf(sm, k, v);
+        }
+        self.db.write_opt(b, &synced()).map_err(rerr)
+    }
+
+    fn save_snapshot(&self, bytes: &[u8]) -> io::Result<()> {
+        write_durably(&self.snapshot_dir, SNAPSHOT_FILE, bytes)
+    }
+
+    fn load_snapshot(&self) -> io::Result<Option<Vec<u8>>> {
+        match fs::read(self.snapshot_dir.join(SNAPSHOT_FILE)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Replaces `dir/name` atomically: write a temporary file, fsync it, rename, fsync the folder.
+pub fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, dir.join(name))?;
+    fs::File::open(dir)?.sync_all()
+}

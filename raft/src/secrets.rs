@@ -1,0 +1,690 @@
+//! The secrets model as the state machine applies it (DESIGN.md: Data model).
+//!
+//! `apply` is deterministic: it depends only on the state it reads and the command (which
+//! carries `proposed_at_ms`). No clock, no RNG, no KMS, no I/O beyond the state machine.
+//! A command that fails a check returns an error result and leaves the state unchanged: its
+//! writes go through a [`Txn`] that is committed only on success.
+
+use prost::Message;
+
+use crate::keys;
+use crate::names;
+use crate::pb;
+use crate::pb::ErrorCode;
+use crate::storage::Overlay;
+use crate::storage::Txn;
+
+/// Largest plaintext value accepted (64 KiB).
+pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+
+/// A domain failure: the command is applied as a no-op and the caller gets this error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ModelError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub next_version: u64,
+    pub actual_version: u64,
+}
+
+impl ModelError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            next_version: 0,
+            actual_version: 0,
+        }
+    }
+
+    pub fn to_pb(&self) -> pb::CommandError {
+        pb::CommandError {
+            code: self.code as i32,
+            message: self.message.clone(),
+            next_version: self.next_version,
+            actual_version: self.actual_version,
+        }
+    }
+
+    pub fn from_pb(e: &pb::CommandError) -> Self {
+        Self {
+            code: ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Internal),
+            message: e.message.clone(),
+            next_version: e.next_version,
+            actual_version: e.actual_version,
+        }
+    }
+}
+
+impl From<names::NameError> for ModelError {
+    fn from(e: names::NameError) -> Self {
+        ModelError::new(ErrorCode::InvalidArgument, e.to_string())
+    }
+}
+
+/// Failure of [`apply`]: a domain error (no state change) or a storage error (fatal to Raft).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+type Result<T> = std::result::Result<T, ApplyError>;
+
+fn fail<T>(code: ErrorCode, msg: impl Into<String>) -> Result<T> {
+    Err(ModelError::new(code, msg).into())
+}
+
+fn decode<M: Message + Default>(bytes: &[u8], what: &str) -> Result<M> {
+    M::decode(bytes).map_err(|e| {
+        ApplyError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("corrupt {what} record: {e}"),
+        ))
+    })
+}
+
+fn etag(log_index: u64) -> String {
+    format!("{log_index:016x}")
+}
+
+/// Applies one command at `log_index`. Domain failures come back as an error result.
+pub fn apply(ov: &mut Overlay<'_>, cmd: &pb::Command, log_index: u64) -> std::io::Result<pb::CommandResult> {
+    let mut tx = ov.txn();
+    let outcome = apply_op(&mut tx, cmd, log_index);
+    let outcome = match outcome {
+        Ok(ok) => {
+            tx.commit();
+            pb::command_result::Outcome::Ok(ok)
+        }
+        Err(ApplyError::Model(e)) => pb::command_result::Outcome::Error(e.to_pb()),
+        Err(ApplyError::Io(e)) => return Err(e),
+    };
+    Ok(pb::CommandResult {
+        log_index,
+        outcome: Some(outcome),
+    })
+}
+
+fn apply_op(tx: &mut Txn<'_, '_>, cmd: &pb::Command, log_index: u64) -> Result<pb::CommandOk> {
+    use pb::command::Op;
+    let Some(op) = &cmd.op else {
+        return fail(ErrorCode::InvalidArgument, "command without an operation");
+    };
+    if let Op::Bootstrap(b) = op {
+        return bootstrap(tx, b);
+    }
+    if tx.get(keys::CLUSTER)?.is_none() {
+        return fail(ErrorCode::NotBootstrapped, "the cluster is not bootstrapped yet");
+    }
+    let now = cmd.proposed_at_ms;
+    let name = match op {
+        Op::Bootstrap(_) => unreachable!("handled above"),
+        Op::CreateSecret(c) => &c.name,
+        Op::AddVersion(c) => &c.name,
+        Op::MoveAlias(c) => &c.name,
+        Op::SetVersionState(c) => &c.name,
+        Op::DestroyVersion(c) => &c.name,
+    };
+    names::validate_name(name).map_err(ModelError::from)?;
+    if let Some(replayed) = replay(tx, op, name, &cmd.request_id)? {
+        return Ok(replayed);
+    }
+    let mut result = match op {
+        Op::Bootstrap(_) => unreachable!("handled above"),
+        Op::CreateSecret(c) => create_secret(tx, c, &cmd.principal, now, log_index),
+        Op::AddVersion(c) => add_version(tx, c, cmd, now, log_index),
+        Op::MoveAlias(c) => move_alias(tx, c, now, log_index),
+        Op::SetVersionState(c) => set_version_state(tx, c, now, log_index),
+        Op::DestroyVersion(c) => destroy_version(tx, c, now, log_index),
+    }?;
+    // Remember the request so a retry of it (after a lost reply) is answered, not re-applied.
+    if !cmd.request_id.is_empty() {
+        if let Some(mut s) = load_secret(tx, name)? {
+            s.last_request_id = cmd.request_id.clone();
+            tx.put(keys::secret(name), s.encode_to_vec());
+            result.etag = s.etag;
+        }
+    }
+    Ok(result)
+}
+
+/// The answer to a command that was already applied under the same request id, if any.
+fn replay(tx: &Txn<'_, '_>, op: &pb::command::Op, name: &str, request_id: &str) -> Result<Option<pb::CommandOk>> {
+    if request_id.is_empty() {
+        return Ok(None);
+    }
+    let Some(secret) = load_secret(tx, name)? else {
+        return Ok(None);
+    };
+    if let pb::command::Op::AddVersion(c) = op {
+        // The version this request wrote, even if other writes followed it.
+        if c.version < secret.next_version {
+            if let Some(b) = tx.get(&keys::version(name, c.version))? {
+                let v: pb::SecretVersion = decode(&b, "version")?;
+                if v.request_id == request_id {
+                    return Ok(Some(ok(&secret, c.version)));
+                }
+            }
+        }
+        return Ok(None);
+    }
+    if secret.last_request_id == request_id {
+        let version = match op {
+            pb::command::Op::MoveAlias(c) => c.version,
+            pb::command::Op::SetVersionState(c) => c.version,
+            pb::command::Op::DestroyVersion(c) => c.version,
+            _ => 0,
+        };
+        return Ok(Some(ok(&secret, version)));
+    }
+    Ok(None)
+}
+
+fn bootstrap(tx: &mut Txn<'_, '_>, b: &pb::Bootstrap) -> Result<pb::CommandOk> {
+    let Some(info) = &b.cluster else {
+        return fail(ErrorCode::InvalidArgument, "bootstrap without cluster info");
+    };
+    if let Some(existing) = tx.get(keys::CLUSTER)? {
+        let existing: pb::ClusterInfo = decode(&existing, "cluster")?;
+        // Retrying the same bootstrap is harmless; a different one is refused.
+        if existing.cluster_id == info.cluster_id {
+            return Ok(pb::CommandOk::default());
+        }
+        return fail(ErrorCode::AlreadyExists, "the cluster is already bootstrapped");
+    }
+    if info.cluster_id.is_empty() || info.root_token_sha256.len() != 32 {
+        return fail(
+            ErrorCode::InvalidArgument,
+            "bootstrap needs a cluster id and a root token hash",
+        );
+    }
+    tx.put(keys::CLUSTER.to_vec(), info.encode_to_vec());
+    Ok(pb::CommandOk::default())
+}
+
+pub fn load_secret(tx: &Txn<'_, '_>, name: &str) -> Result<Option<pb::Secret>> {
+    match tx.get(&keys::secret(name))? {
+        Some(b) => Ok(Some(decode(&b, "secret")?)),
+        None => Ok(None),
+    }
+}
+
+fn require_secret(tx: &Txn<'_, '_>, name: &str) -> Result<pb::Secret> {
+    load_secret(tx, name)?
+        .ok_or_else(|| ModelError::new(ErrorCode::NotFound, format!("secret {name} not found")).into())
+}
+
+fn require_version(tx: &Txn<'_, '_>, name: &str, version: u64) -> Result<pb::SecretVersion> {
+    match tx.get(&keys::version(name, version))? {
+        Some(b) => decode(&b, "version"),
+        None => fail(ErrorCode::NotFound, format!("secret {name} has no version {version}")),
+    }
+}
+
+fn new_secret(name: &str, spec: &pb::SecretSpec, principal: &str, now: u64) -> pb::Secret {
+    pb::Secret {
+        name: name.to_string(),
+        owner_team: spec.owner_team.clone(),
+        description: spec.description.clone(),
+        labels: spec.labels.clone(),
+        created_at_ms: now,
+        updated_at_ms: now,
+        next_version: 1,
+        aliases: Default::default(),
+        rotation: spec.rotation,
+        max_versions: spec.max_versions,
+        etag: String::new(),
+        created_by: principal.to_string(),
+        last_request_id: String::new(),
+    }
+}
+
+fn ok(secret: &pb::Secret, version: u64) -> pb::CommandOk {
+    pb::CommandOk {
+        etag: secret.etag.clone(),
+        version,
+        aliases: secret.aliases.clone(),
+    }
+}
+
+fn save_secret(tx: &mut Txn<'_, '_>, secret: &mut pb::Secret, now: u64, log_index: u64) {
+    secret.updated_at_ms = now;
+    secret.etag = etag(log_index);
+    tx.put(keys::secret(&secret.name), secret.encode_to_vec());
+}
+
+fn create_secret(
+    tx: &mut Txn<'_, '_>,
+    c: &pb::CreateSecret,
+    principal: &str,
+    now: u64,
+    log_index: u64,
+) -> Result<pb::CommandOk> {
+    if load_secret(tx, &c.name)?.is_some() {
+        return fail(ErrorCode::AlreadyExists, format!("secret {} already exists", c.name));
+    }
+    let mut s = new_secret(&c.name, &c.spec.clone().unwrap_or_default(), principal, now);
+    save_secret(tx, &mut s, now, log_index);
+    Ok(ok(&s, 0))
+}
+
+fn add_version(
+    tx: &mut Txn<'_, '_>,
+    c: &pb::AddVersion,
+    cmd: &pb::Command,
+    now: u64,
+    log_index: u64,
+) -> Result<pb::CommandOk> {
+    let principal = cmd.principal.as_str();
+    let envelope = match &c.envelope {
+        Some(e) if !e.ciphertext.is_empty() && !e.wrapped_keys.is_empty() => e.clone(),
+        _ => {
+            return fail(
+                ErrorCode::InvalidArgument,
+                "a version needs an envelope with at least one wrapped key",
+            )
+        }
+    };
+    if c.size as usize > MAX_VALUE_BYTES {
+        return fail(
+            ErrorCode::InvalidArgument,
+            format!("value exceeds {MAX_VALUE_BYTES} bytes"),
+        );
+    }
+    let alias = if c.alias.is_empty() {
+        None
+    } else {
+        let a = names::normalize_alias(&c.alias).map_err(ModelError::from)?;
+        if a == names::PREVIOUS {
+            return fail(ErrorCode::InvalidArgument, "PREVIOUS is maintained by moves of CURRENT");
+        }
+        Some(a)
+    };
+    let mut secret = match (load_secret(tx, &c.name)?, &c.create_if_missing) {
+        (Some(s), _) => s,
+        (None, Some(spec)) => new_secret(&c.name, spec, principal, now),
+        (None, None) => return fail(ErrorCode::NotFound, format!("secret {} not found", c.name)),
+    };
+    if c.version != secret.next_version {
+        return Err(ModelError {
+            code: ErrorCode::VersionConflict,
+            message: format!(
+                "version {} of {} was taken; the next version is {}",
+                c.version, c.name, secret.next_version
+            ),
+            next_version: secret.next_version,
+            actual_version: 0,
+        }
+        .into());
+    }
+    let version = pb::SecretVersion {
+        name: c.name.clone(),
+        version: c.version,
+        state: pb::VersionState::Enabled as i32,
+        envelope: Some(envelope),
+        crc32c: c.crc32c,
+        created_by: principal.to_string(),
+        created_at_ms: now,
+        expires_at_ms: c.expires_at_ms,
+        disabled_at_ms: 0,
+        destroyed_at_ms: 0,
+        size: c.size,
+        request_id: cmd.request_id.clone(),
+    };
+    tx.put(keys::version(&c.name, c.version), version.encode_to_vec());
+    secret.next_version += 1;
+    if let Some(a) = alias {
+        point_alias(&mut secret, &a, c.version);
+    }
+    save_secret(tx, &mut secret, now, log_index);
+    Ok(ok(&secret, c.version))
+}
+
+/// Points `alias` at `version`. Moving CURRENT moves PREVIOUS to the old CURRENT, and a PENDING
+/// alias on the version that becomes CURRENT is cleared (the pending version was promoted).
+fn point_alias(secret: &mut pb::Secret, alias: &str, version: u64) {
+    if alias == names::CURRENT {
+        if let Some(old) = secret.aliases.get(names::CURRENT).copied() {
+            if old != version {
+                secret.aliases.insert(names::PREVIOUS.to_string(), old);
+            }
+        }
+        if secret.aliases.get(names::PENDING) == Some(&version) {
+            secret.aliases.remove(names::PENDING);
+        }
+    }
+    secret.aliases.insert(alias.to_string(), version);
+}
+
+fn move_alias(tx: &mut Txn<'_, '_>, c: &pb::MoveAlias, now: u64, log_index: u64) -> Result<pb::CommandOk> {
+    let alias = names::normalize_alias(&c.alias).map_err(ModelError::from)?;
+    if alias == names::PREVIOUS {
+        return fail(ErrorCode::InvalidArgument, "PREVIOUS is maintained by moves of CURRENT");
+    }
+    let mut secret = require_secret(tx, &c.name)?;
+    let target = require_version(tx, &c.name, c.version)?;
+    if target.state != pb::VersionState::Enabled as i32 {
+        return fail(
+            ErrorCode::FailedPrecondition,
+            format!("version {} of {} is not enabled", c.version, c.name),
+        );
+    }
+    let actual = secret.aliases.get(&alias).copied().unwrap_or(0);
+    if actual != c.expected_version {
+        return Err(ModelError {
+            code: ErrorCode::CasFailed,
+            message: format!(
+                "alias {alias} of {} points at version {actual}, not the expected {}",
+                c.name, c.expected_version
+            ),
+            next_version: 0,
+            actual_version: actual,
+        }
+        .into());
+    }
+    if actual == c.version {
+        return Ok(ok(&secret, c.version));
+    }
+    point_alias(&mut secret, &alias, c.version);
+    save_secret(tx, &mut secret, now, log_index);
+    Ok(ok(&secret, c.version))
+}
+
+fn aliases_of(secret: &pb::Secret, version: u64) -> Vec<String> {
+    secret
+        .aliases
+        .iter()
+        .filter(|(_, v)| **v == version)
+        .map(|(a, _)| a.clone())
+        .collect()
+}
+
+fn set_version_state(tx: &mut Txn<'_, '_>, c: &pb::SetVersionState, now: u64, log_index: u64) -> Result<pb::CommandOk> {
+    let enable = match pb::VersionState::try_from(c.state) {
+        Ok(pb::VersionState::Enabled) => true,
+        Ok(pb::VersionState::Disabled) => false,
+        _ => return fail(ErrorCode::InvalidArgument, "a version can only be enabled or disabled"),
+    };
+    let mut secret = require_secret(tx, &c.name)?;
+    let mut v = require_version(tx, &c.name, c.version)?;
+    if v.state == pb::VersionState::Destroyed as i32 {
+        return fail(
+            ErrorCode::FailedPrecondition,
+            format!("version {} of {} is destroyed", c.version, c.name),
+        );
+    }
+    if v.state == c.state {
+        return Ok(ok(&secret, c.version));
+    }
+    if !enable && secret.aliases.get(names::CURRENT) == Some(&c.version) {
+        return fail(
+            ErrorCode::FailedPrecondition,
+            format!(
+                "version {} of {} is CURRENT; promote another version first",
+                c.version, c.name
+            ),
+        );
+    }
+    v.state = c.state;
+    v.disabled_at_ms = if enable { 0 } else { now };
+    tx.put(keys::version(&c.name, c.version), v.encode_to_vec());
+    save_secret(tx, &mut secret, now, log_index);
+    Ok(ok(&secret, c.version))
+}
+
+fn destroy_version(tx: &mut Txn<'_, '_>, c: &pb::DestroyVersion, now: u64, log_index: u64) -> Result<pb::CommandOk> {
+    let mut secret = require_secret(tx, &c.name)?;
+    let mut v = require_version(tx, &c.name, c.version)?;
+    if v.state == pb::VersionState::Destroyed as i32 {
+        return Ok(ok(&secret, c.version));
+    }
+    if secret.aliases.get(names::CURRENT) == Some(&c.version) {
+        return fail(
+            ErrorCode::FailedPrecondition,
+            format!(
+                "version {} of {} is CURRENT; promote another version first",
+                c.version, c.name
+            ),
+        );
+    }
+    v.state = pb::VersionState::Destroyed as i32;
+    v.envelope = None;
+    v.destroyed_at_ms = now;
+    tx.put(keys::version(&c.name, c.version), v.encode_to_vec());
+    for a in aliases_of(&secret, c.version) {
+        secret.aliases.remove(&a);
+    }
+    save_secret(tx, &mut secret, now, log_index);
+    Ok(ok(&secret, c.version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mem::MemSmBackend;
+    use crate::storage::SmBackend;
+
+    struct Sm {
+        backend: MemSmBackend,
+        index: u64,
+    }
+
+    impl Sm {
+        fn new() -> Self {
+            let mut sm = Sm {
+                backend: MemSmBackend::new(),
+                index: 0,
+            };
+            let r = sm.run(pb::command::Op::Bootstrap(pb::Bootstrap {
+                cluster: Some(pb::ClusterInfo {
+                    cluster_id: "test".into(),
+                    root_token_sha256: vec![0; 32],
+                    ..Default::default()
+                }),
+            }));
+            assert!(r.is_ok(), "{r:?}");
+            sm
+        }
+
+        fn run(&mut self, op: pb::command::Op) -> std::result::Result<pb::CommandOk, ModelError> {
+            self.index += 1;
+            let cmd = pb::Command {
+                proposed_at_ms: 1000 + self.index,
+                principal: "root".into(),
+                request_id: String::new(),
+                op: Some(op),
+            };
+            let view = self.backend.view();
+            let mut ov = Overlay::new(&*view);
+            let r = apply(&mut ov, &cmd, self.index).unwrap();
+            let writes = ov.into_writes();
+            drop(view);
+            self.backend.commit(writes).unwrap();
+            match r.outcome.unwrap() {
+                pb::command_result::Outcome::Ok(ok) => Ok(ok),
+                pb::command_result::Outcome::Error(e) => Err(ModelError::from_pb(&e)),
+            }
+        }
+
+        fn put(&mut self, name: &str, version: u64, alias: &str) -> std::result::Result<pb::CommandOk, ModelError> {
+            self.run(pb::command::Op::AddVersion(pb::AddVersion {
+                name: name.into(),
+                version,
+                envelope: Some(pb::Envelope {
+                    format: 1,
+                    nonce: vec![1; 12],
+                    ciphertext: vec![2; 20],
+                    wrapped_keys: vec![pb::WrappedKey {
+                        region: "r".into(),
+                        ..Default::default()
+                    }],
+                }),
+                crc32c: 0,
+                size: 4,
+                alias: alias.into(),
+                create_if_missing: Some(pb::SecretSpec::default()),
+                expires_at_ms: 0,
+            }))
+        }
+
+        fn promote(
+            &mut self,
+            name: &str,
+            alias: &str,
+            version: u64,
+            expected: u64,
+        ) -> std::result::Result<pb::CommandOk, ModelError> {
+            self.run(pb::command::Op::MoveAlias(pb::MoveAlias {
+                name: name.into(),
+                alias: alias.into(),
+                version,
+                expected_version: expected,
+            }))
+        }
+
+        fn snapshot(&self) -> Vec<Vec<u8>> {
+            let mut all = vec![];
+            self.backend
+                .view()
+                .for_each(&mut |k, v| {
+                    all.push(k.to_vec());
+                    all.push(v.to_vec());
+                    Ok(())
+                })
+                .unwrap();
+            all
+        }
+    }
+
+    #[test]
+    fn versions_are_numbered_and_current_moves_previous() {
+        let mut sm = Sm::new();
+        let a = sm.put("acme/db", 1, "CURRENT").unwrap();
+        assert_eq!(a.aliases.get("CURRENT"), Some(&1));
+        let b = sm.put("acme/db", 2, "current").unwrap();
+        assert_eq!(b.aliases.get("CURRENT"), Some(&2));
+        assert_eq!(b.aliases.get("PREVIOUS"), Some(&1));
+        assert_ne!(a.etag, b.etag);
+        let err = sm.put("acme/db", 2, "CURRENT").unwrap_err();
+        assert_eq!(err.code, ErrorCode::VersionConflict);
+        assert_eq!(err.next_version, 3);
+    }
+
+    #[test]
+    fn alias_moves_are_compare_and_swap() {
+        let mut sm = Sm::new();
+        sm.put("acme/db", 1, "CURRENT").unwrap();
+        sm.put("acme/db", 2, "PENDING").unwrap();
+        // Two promotes expecting CURRENT=1: the first wins, the second sees 2.
+        let first = sm.promote("acme/db", "CURRENT", 2, 1).unwrap();
+        assert_eq!(first.aliases.get("CURRENT"), Some(&2));
+        assert_eq!(first.aliases.get("PREVIOUS"), Some(&1));
+        assert_eq!(first.aliases.get("PENDING"), None, "promoted pending is cleared");
+        let before = sm.snapshot();
+        let second = sm.promote("acme/db", "CURRENT", 2, 1).unwrap_err();
+        assert_eq!(second.code, ErrorCode::CasFailed);
+        assert_eq!(second.actual_version, 2);
+        assert_eq!(before, sm.snapshot(), "a failed CAS changes nothing");
+        // Expected 0 means "alias must not exist yet".
+        sm.promote("acme/db", "next", 1, 0).unwrap();
+        assert_eq!(
+            sm.promote("acme/db", "next", 2, 0).unwrap_err().code,
+            ErrorCode::CasFailed
+        );
+        assert_eq!(
+            sm.promote("acme/db", "PREVIOUS", 2, 1).unwrap_err().code,
+            ErrorCode::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn disable_enable_destroy() {
+        let mut sm = Sm::new();
+        sm.put("acme/db", 1, "CURRENT").unwrap();
+        sm.put("acme/db", 2, "CURRENT").unwrap();
+        let disable = |v| {
+            pb::command::Op::SetVersionState(pb::SetVersionState {
+                name: "acme/db".into(),
+                version: v,
+                state: pb::VersionState::Disabled as i32,
+            })
+        };
+        assert_eq!(sm.run(disable(2)).unwrap_err().code, ErrorCode::FailedPrecondition);
+        sm.run(disable(1)).unwrap();
+        // An alias cannot point at a disabled version.
+        assert_eq!(
+            sm.promote("acme/db", "next", 1, 0).unwrap_err().code,
+            ErrorCode::FailedPrecondition
+        );
+        let destroy = |v| {
+            pb::command::Op::DestroyVersion(pb::DestroyVersion {
+                name: "acme/db".into(),
+                version: v,
+            })
+        };
+        assert_eq!(sm.run(destroy(2)).unwrap_err().code, ErrorCode::FailedPrecondition);
+        let d = sm.run(destroy(1)).unwrap();
+        assert_eq!(d.aliases.get("PREVIOUS"), None, "aliases on a destroyed version go");
+        let view = sm.backend.view();
+        let v: pb::SecretVersion =
+            pb::SecretVersion::decode(&*view.get(&keys::version("acme/db", 1)).unwrap().unwrap()).unwrap();
+        assert_eq!(v.state, pb::VersionState::Destroyed as i32);
+        assert!(v.envelope.is_none(), "ciphertext and wrapped keys are removed");
+        drop(view);
+        // Destroyed is terminal.
+        let enable = pb::command::Op::SetVersionState(pb::SetVersionState {
+            name: "acme/db".into(),
+            version: 1,
+            state: pb::VersionState::Enabled as i32,
+        });
+        assert_eq!(sm.run(enable).unwrap_err().code, ErrorCode::FailedPrecondition);
+    }
+
+    #[test]
+    fn bad_commands_change_nothing() {
+        let mut sm = Sm::new();
+        sm.put("acme/db", 1, "CURRENT").unwrap();
+        let before = sm.snapshot();
+        assert_eq!(
+            sm.put("Acme/../x", 1, "CURRENT").unwrap_err().code,
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(
+            sm.put("acme/db", 2, "Bad Alias").unwrap_err().code,
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(
+            sm.promote("acme/db", "CURRENT", 9, 1).unwrap_err().code,
+            ErrorCode::NotFound
+        );
+        assert_eq!(
+            sm.promote("acme/nope", "CURRENT", 1, 0).unwrap_err().code,
+            ErrorCode::NotFound
+        );
+        assert_eq!(
+            sm.run(pb::command::Op::CreateSecret(pb::CreateSecret {
+                name: "acme/db".into(),
+                spec: None
+            }))
+            .unwrap_err()
+            .code,
+            ErrorCode::AlreadyExists
+        );
+        assert_eq!(before, sm.snapshot());
+    }
+
+    #[test]
+    fn nothing_before_bootstrap() {
+        let mut sm = Sm {
+            backend: MemSmBackend::new(),
+            index: 0,
+        };
+        assert_eq!(
+            sm.put("acme/db", 1, "CURRENT").unwrap_err().code,
+            ErrorCode::NotBootstrapped
+        );
+    }
+}

@@ -1,0 +1,297 @@
+//! The replicated state machine: applies committed entries and builds/installs snapshots.
+//!
+//! Durability contract (openraft `RaftStateMachine`):
+//! - A batch of committed entries is applied in ONE atomic backend write (one RocksDB
+//!   `WriteBatch`), together with the last-applied log id and membership. Responses are sent only
+//!   after that write, so a client never sees a result that reads cannot see.
+//! - The state-machine write is not fsynced on its own: it shares the RocksDB WAL with the log
+//!   store, whose durable writes (vote, purge, the next append flush) sync it. Before logs are
+//!   purged the purge's synced write has made every earlier apply durable, so a restart never
+//!   needs a purged entry. After a crash the state may be behind the log; openraft re-applies
+//!   from the last applied id up to the saved committed id.
+//! - A snapshot install replaces the key space atomically and durably, then persists the
+//!   snapshot itself.
+
+use std::io;
+use std::io::Cursor;
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use openraft::entry::RaftEntry;
+use openraft::storage::EntryResponder;
+use openraft::storage::RaftStateMachine;
+use openraft::EntryPayload;
+use openraft::OptionalSend;
+use openraft::RaftSnapshotBuilder;
+use prost::Message;
+use tokio::sync::watch;
+
+use crate::codec;
+use crate::keys;
+use crate::pb;
+use crate::secrets;
+use crate::storage::KvView;
+use crate::storage::Overlay;
+use crate::storage::SmBackend;
+use crate::LogId;
+use crate::SnapshotMeta;
+use crate::StoredMembership;
+use crate::TypeConfig;
+
+pub const SNAPSHOT_FORMAT: u32 = 1;
+
+/// Snapshot bytes as openraft moves them around.
+pub type SnapshotData = Cursor<Vec<u8>>;
+pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotData>;
+
+/// Read access to the local replica for the API layer: consistent views plus the applied index.
+#[derive(Clone)]
+pub struct StateReader {
+    backend: Arc<dyn SmBackend>,
+    applied: watch::Receiver<u64>,
+}
+
+impl StateReader {
+    pub fn view(&self) -> Box<dyn KvView + '_> {
+        self.backend.view()
+    }
+
+    /// Index of the last entry applied to this replica.
+    pub fn applied_index(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// A receiver that changes whenever the applied index moves.
+    pub fn watch_applied(&self) -> watch::Receiver<u64> {
+        self.applied.clone()
+    }
+}
+
+pub struct StateMachineStore {
+    backend: Arc<dyn SmBackend>,
+    applied: Arc<watch::Sender<u64>>,
+}
+
+impl StateMachineStore {
+    pub fn new(backend: Arc<dyn SmBackend>) -> io::Result<Self> {
+        let applied = {
+            let view = backend.view();
+            read_applied(&*view)?.map(|l| l.index).unwrap_or(0)
+        };
+        Ok(Self {
+            backend,
+            applied: Arc::new(watch::channel(applied).0),
+        })
+    }
+
+    pub fn reader(&self) -> StateReader {
+        StateReader {
+            backend: self.backend.clone(),
+            applied: self.applied.subscribe(),
+        }
+    }
+
+    fn publish_applied(&self, index: u64) {
+        self.applied.send_replace(index);
+    }
+}
+
+fn read_applied(view: &dyn KvView) -> io::Result<Option<LogId>> {
+    match view.get(keys::LAST_APPLIED)? {
+        Some(b) => Ok(Some(codec::log_id_from_pb(
+            &pb::LogId::decode(&*b).map_err(codec::CodecError::from)?,
+        ))),
+        None => Ok(None),
+    }
+}
+
+fn read_membership(view: &dyn KvView) -> io::Result<StoredMembership> {
+    match view.get(keys::MEMBERSHIP)? {
+        Some(b) => {
+            let m = pb::StoredMembership::decode(&*b).map_err(codec::CodecError::from)?;
+            Ok(codec::stored_membership_from_pb(&m)?)
+        }
+        None => Ok(StoredMembership::default()),
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotData = SnapshotData;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        let view = self.backend.view();
+        Ok((read_applied(&*view)?, read_membership(&*view)?))
+    }
+
+    async fn apply<Strm>(&mut self, entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: futures::Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+    {
+        // Collect first: a read view may not be held across an await point.
+        let batch: Vec<EntryResponder<TypeConfig>> = entries.try_collect().await?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut last_index = 0;
+        let writes = {
+            let view = self.backend.view();
+            let mut ov = Overlay::new(&*view);
+            for (entry, responder) in batch {
+                let log_id = entry.log_id();
+                last_index = log_id.index;
+                let result = match &entry.payload {
+                    EntryPayload::Blank => pb::CommandResult {
+                        log_index: log_id.index,
+                        outcome: None,
+                    },
+                    EntryPayload::Normal(cmd) => secrets::apply(&mut ov, cmd, log_id.index)?,
+                    EntryPayload::Membership(m) => {
+                        let stored = StoredMembership::new(Some(log_id), m.clone());
+                        ov.put(
+                            keys::MEMBERSHIP.to_vec(),
+                            codec::stored_membership_to_pb(&stored).encode_to_vec(),
+                        );
+                        pb::CommandResult {
+                            log_index: log_id.index,
+                            outcome: None,
+                        }
+                    }
+                };
+                ov.put(
+                    keys::LAST_APPLIED.to_vec(),
+                    codec::log_id_to_pb(&log_id).encode_to_vec(),
+                );
+                replies.push((responder, result));
+            }
+            ov.into_writes()
+        };
+        self.backend.commit(writes)?;
+        self.publish_applied(last_index);
+        for (responder, result) in replies {
+            if let Some(r) = responder {
+                r.send(result);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            backend: self.backend.clone(),
+        }
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> Result<(), io::Error> {
+        let bytes = snapshot.into_inner();
+        let file = decode_snapshot(&bytes)?;
+        let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = file
+            .pairs
+            .into_iter()
+            .filter(|p| p.key != keys::LAST_APPLIED && p.key != keys::MEMBERSHIP)
+            .map(|p| (p.key, p.value))
+            .collect();
+        // The meta openraft hands us is authoritative for the Raft bookkeeping keys.
+        if let Some(last) = &meta.last_log_id {
+            pairs.push((keys::LAST_APPLIED.to_vec(), codec::log_id_to_pb(last).encode_to_vec()));
+        }
+        pairs.push((
+            keys::MEMBERSHIP.to_vec(),
+            codec::stored_membership_to_pb(&meta.last_membership).encode_to_vec(),
+        ));
+        pairs.sort();
+        self.backend.replace_all(pairs)?;
+        // Re-encode with the authoritative meta so get_current_snapshot returns exactly it.
+        let stored = encode_snapshot_with_meta(&bytes, meta)?;
+        self.backend.save_snapshot(&stored)?;
+        self.publish_applied(meta.last_log_id.map(|l| l.index).unwrap_or(0));
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
+        let Some(bytes) = self.backend.load_snapshot()? else {
+            return Ok(None);
+        };
+        let file = decode_snapshot(&bytes)?;
+        let meta = codec::snapshot_meta_from_pb(&file.meta.unwrap_or_default())?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Cursor::new(bytes),
+        }))
+    }
+}
+
+/// Builds a snapshot from a consistent view of the state machine.
+pub struct SnapshotBuilder {
+    backend: Arc<dyn SmBackend>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    type SnapshotData = SnapshotData;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        let (meta, pairs) = {
+            let view = self.backend.view();
+            let meta = SnapshotMeta {
+                last_log_id: read_applied(&*view)?,
+                last_membership: read_membership(&*view)?,
+            };
+            let mut pairs = Vec::new();
+            view.for_each(&mut |k, v| {
+                pairs.push(pb::KvPair {
+                    key: k.to_vec(),
+                    value: v.to_vec(),
+                });
+                Ok(())
+            })?;
+            (meta, pairs)
+        };
+        let bytes = encode_snapshot(&meta, pairs);
+        self.backend.save_snapshot(&bytes)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Cursor::new(bytes),
+        })
+    }
+}
+
+fn pairs_crc(pairs: &[pb::KvPair]) -> u32 {
+    pairs.iter().fold(0, |crc, p| {
+        let crc = crc32c::crc32c_append(crc, &(p.key.len() as u64).to_be_bytes());
+        let crc = crc32c::crc32c_append(crc, &p.key);
+        let crc = crc32c::crc32c_append(crc, &(p.value.len() as u64).to_be_bytes());
+        crc32c::crc32c_append(crc, &p.value)
+    })
+}
+
+pub fn encode_snapshot(meta: &SnapshotMeta, pairs: Vec<pb::KvPair>) -> Vec<u8> {
+    pb::SnapshotFile {
+        format: SNAPSHOT_FORMAT,
+        meta: Some(codec::snapshot_meta_to_pb(meta)),
+        pairs_crc32c: pairs_crc(&pairs),
+        pairs,
+    }
+    .encode_to_vec()
+}
+
+fn encode_snapshot_with_meta(bytes: &[u8], meta: &SnapshotMeta) -> io::Result<Vec<u8>> {
+    let mut file = decode_snapshot(bytes)?;
+    file.meta = Some(codec::snapshot_meta_to_pb(meta));
+    Ok(file.encode_to_vec())
+}
+
+/// Decodes and verifies a snapshot; corrupt or foreign data is an error, never a panic.
+pub fn decode_snapshot(bytes: &[u8]) -> io::Result<pb::SnapshotFile> {
+    let file = pb::SnapshotFile::decode(bytes).map_err(codec::CodecError::from)?;
+    if file.format != SNAPSHOT_FORMAT {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unknown snapshot format {}", file.format),
+        ));
+    }
+    if pairs_crc(&file.pairs) != file.pairs_crc32c {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "snapshot checksum mismatch"));
+    }
+    Ok(file)
+}

@@ -1,0 +1,423 @@
+//! `coffer secret …`
+
+use std::io::IsTerminal;
+use std::io::Read;
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use serde_json::json;
+
+use super::connect;
+use super::output;
+use super::CliError;
+use super::Global;
+use super::Output;
+use crate::pb;
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCmd {
+    /// Add a version (creating the secret if needed); it becomes CURRENT unless --alias says
+    /// otherwise.
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["value", "value_file", "generate"])))]
+    Put {
+        name: String,
+        /// The value (visible in shell history; prefer --value-file).
+        #[arg(long)]
+        value: Option<String>,
+        /// Read the value from a file, or `-` for stdin.
+        #[arg(long)]
+        value_file: Option<PathBuf>,
+        /// Generate a random value of N characters from [A-Za-z0-9].
+        #[arg(long, value_name = "N")]
+        generate: Option<usize>,
+        /// Alias for the new version: current (default), pending, a user alias, or none.
+        #[arg(long)]
+        alias: Option<String>,
+    },
+    /// Read a value (CURRENT unless --version or --alias).
+    Get {
+        name: String,
+        #[arg(long, conflicts_with = "alias")]
+        version: Option<u64>,
+        #[arg(long)]
+        alias: Option<String>,
+        /// local (default) | linearizable | bounded=500ms | at-least=TOKEN
+        #[arg(long, default_value = "local")]
+        consistency: String,
+    },
+    /// List a secret's versions.
+    Versions { name: String },
+    /// Show a secret's metadata.
+    Describe { name: String },
+    /// List secret names under a prefix (e.g. `acme/` or `acme/prod/`).
+    List {
+        prefix: String,
+        /// At most this many names per request (1-1000).
+        #[arg(long, default_value_t = 1000)]
+        page_size: u32,
+    },
+    /// Point an alias at a version (compare-and-swap).
+    Promote {
+        name: String,
+        #[arg(long)]
+        alias: String,
+        #[arg(long)]
+        version: u64,
+        /// The version the alias must point at now (0 = unset). Default: what it points at when
+        /// the command runs.
+        #[arg(long)]
+        expect: Option<u64>,
+    },
+    /// Disable a version (reads of it fail until enabled).
+    Disable {
+        name: String,
+        #[arg(long)]
+        version: u64,
+    },
+    /// Enable a disabled version.
+    Enable {
+        name: String,
+        #[arg(long)]
+        version: u64,
+    },
+    /// Destroy a version: its ciphertext and wrapped keys are removed for good.
+    Destroy {
+        name: String,
+        #[arg(long)]
+        version: u64,
+    },
+}
+
+const GENERATE_MAX: usize = 4096;
+const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+fn generate(n: usize) -> Result<Vec<u8>, CliError> {
+    if n == 0 || n > GENERATE_MAX {
+        return Err(CliError::new(format!(
+            "--generate takes 1 to {GENERATE_MAX} characters"
+        )));
+    }
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let bytes = crate::crypto::random_bytes::<64>().map_err(|e| CliError::new(e.to_string()))?;
+        // Rejection sampling keeps the characters uniform: 248 = 4 * 62.
+        out.extend(bytes.iter().filter(|b| **b < 248).map(|b| ALPHABET[(*b % 62) as usize]));
+    }
+    out.truncate(n);
+    Ok(out)
+}
+
+fn read_value(value: Option<String>, file: Option<PathBuf>, gen: Option<usize>) -> Result<Vec<u8>, CliError> {
+    const LIMIT: u64 = coffer_raft::secrets::MAX_VALUE_BYTES as u64;
+    if let Some(v) = value {
+        return Ok(v.into_bytes());
+    }
+    if let Some(n) = gen {
+        return generate(n);
+    }
+    let path = file.expect("clap requires one source");
+    let mut buf = Vec::new();
+    // Read one byte past the limit so an oversize value gets the server's clear error.
+    if path.as_os_str() == "-" {
+        std::io::stdin().take(LIMIT + 1).read_to_end(&mut buf)?;
+    } else {
+        std::fs::File::open(&path)
+            .map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?
+            .take(LIMIT + 1)
+            .read_to_end(&mut buf)?;
+    }
+    Ok(buf)
+}
+
+fn consistency(s: &str) -> Result<pb::ReadConsistency, CliError> {
+    use pb::read_consistency::Mode;
+    let mode = match s {
+        "local" => Mode::Local(pb::LocalRead {}),
+        "linearizable" => Mode::Linearizable(pb::LinearizableRead {}),
+        _ => {
+            if let Some(d) = s.strip_prefix("bounded=") {
+                let ms = parse_ms(d).ok_or_else(|| {
+                    CliError::new(format!(
+                        "bad duration {d:?} in --consistency; use e.g. bounded=500ms or bounded=2s"
+                    ))
+                })?;
+                Mode::Bounded(pb::BoundedRead {
+                    max_staleness_ms: ms,
+                    on_unmet: String::new(),
+                })
+            } else if let Some(t) = s.strip_prefix("at-least=") {
+                Mode::AtLeast(pb::AtLeastRead { token: t.to_string() })
+            } else {
+                return Err(CliError::new(format!(
+                    "unknown --consistency {s:?}; use local, linearizable, bounded=500ms or at-least=TOKEN"
+                )));
+            }
+        }
+    };
+    Ok(pb::ReadConsistency { mode: Some(mode) })
+}
+
+fn parse_ms(s: &str) -> Option<u64> {
+    if let Some(n) = s.strip_suffix("ms") {
+        n.parse().ok()
+    } else if let Some(n) = s.strip_suffix('s') {
+        n.parse::<u64>().ok().map(|n| n * 1000)
+    } else {
+        None
+    }
+}
+
+fn print_write(g: &Global, what: &str, r: &pb::WriteResponse) {
+    match g.output {
+        Output::Json => output::print_json(&json!({
+            "name": r.name,
+            "version": r.version,
+            "etag": r.etag,
+            "aliases": r.aliases,
+        })),
+        Output::Table => {
+            let aliases: Vec<String> = r.aliases.iter().map(|(a, v)| format!("{a}={v}")).collect();
+            println!(
+                "{what} {} version {} (aliases: {})",
+                r.name,
+                r.version,
+                aliases.join(" ")
+            );
+        }
+    }
+}
+
+pub async fn run(g: &Global, cmd: SecretCmd) -> Result<(), CliError> {
+    // Parse what can be checked locally before connecting.
+    let get_consistency = match &cmd {
+        SecretCmd::Get { consistency: c, .. } => Some(consistency(c)?),
+        _ => None,
+    };
+    let put_value = match &cmd {
+        SecretCmd::Put {
+            value,
+            value_file,
+            generate,
+            ..
+        } => Some(read_value(value.clone(), value_file.clone(), *generate)?),
+        _ => None,
+    };
+    let client = connect(g).await?;
+    let mut s = client.secrets.clone();
+    match cmd {
+        SecretCmd::Put { name, alias, .. } => {
+            let r = s
+                .put_secret_value(pb::PutSecretValueRequest {
+                    name,
+                    value: put_value.unwrap_or_default(),
+                    alias: alias.unwrap_or_default(),
+                    must_exist: false,
+                })
+                .await?
+                .into_inner();
+            print_write(g, "wrote", &r);
+        }
+        SecretCmd::Get {
+            name, version, alias, ..
+        } => {
+            use pb::get_secret_value_request::Selector;
+            let selector = match (version, alias) {
+                (Some(v), _) => Some(Selector::Version(v)),
+                (None, Some(a)) => Some(Selector::Alias(a)),
+                (None, None) => None,
+            };
+            let r = s
+                .get_secret_value(pb::GetSecretValueRequest {
+                    name,
+                    selector,
+                    consistency: get_consistency,
+                })
+                .await?
+                .into_inner();
+            match g.output {
+                Output::Json => {
+                    let (value, b64) = match std::str::from_utf8(&r.value) {
+                        Ok(v) => (json!(v), None),
+                        Err(_) => (serde_json::Value::Null, Some(hex::encode(&r.value))),
+                    };
+                    let mut v = json!({
+                        "name": r.name,
+                        "version": r.version,
+                        "value": value,
+                        "aliases": r.aliases,
+                        "read": output::read_meta_json(&r.read),
+                        "token": serde_json::Value::Null,
+                    });
+                    if let Some(h) = b64 {
+                        v["value_hex"] = json!(h);
+                    }
+                    output::print_json(&v);
+                }
+                Output::Table => {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(&r.value)?;
+                    if std::io::stdout().is_terminal() && !r.value.ends_with(b"\n") {
+                        out.write_all(b"\n")?;
+                    }
+                }
+            }
+        }
+        SecretCmd::Versions { name } => {
+            let r = s
+                .list_versions(pb::ListVersionsRequest {
+                    name,
+                    consistency: None,
+                })
+                .await?
+                .into_inner();
+            match g.output {
+                Output::Json => output::print_json(&json!({
+                    "name": r.name,
+                    "versions": r.versions.iter().map(|v| json!({
+                        "version": v.version,
+                        "state": output::state_name(v.state),
+                        "aliases": v.aliases,
+                        "created_at": output::time(v.created_at_ms),
+                        "created_by": v.created_by,
+                        "size": v.size,
+                        "wrapped_regions": v.wrapped_regions,
+                    })).collect::<Vec<_>>(),
+                    "read": output::read_meta_json(&r.read),
+                })),
+                Output::Table => output::print_table(
+                    &["VERSION", "STATE", "ALIASES", "CREATED", "BY", "SIZE"],
+                    &r.versions
+                        .iter()
+                        .map(|v| {
+                            vec![
+                                v.version.to_string(),
+                                output::state_name(v.state).to_string(),
+                                v.aliases.join(","),
+                                output::time(v.created_at_ms),
+                                v.created_by.clone(),
+                                v.size.to_string(),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            }
+        }
+        SecretCmd::Describe { name } => {
+            let r = s
+                .describe_secret(pb::DescribeSecretRequest {
+                    name,
+                    consistency: None,
+                })
+                .await?
+                .into_inner();
+            let i = r.secret.unwrap_or_default();
+            match g.output {
+                Output::Json => output::print_json(&json!({
+                    "name": i.name,
+                    "description": i.description,
+                    "owner_team": i.owner_team,
+                    "labels": i.labels,
+                    "aliases": i.aliases,
+                    "next_version": i.next_version,
+                    "etag": i.etag,
+                    "created_at": output::time(i.created_at_ms),
+                    "updated_at": output::time(i.updated_at_ms),
+                    "created_by": i.created_by,
+                    "read": output::read_meta_json(&r.read),
+                })),
+                Output::Table => {
+                    let aliases: Vec<String> = i.aliases.iter().map(|(a, v)| format!("{a}={v}")).collect();
+                    output::print_table(
+                        &["FIELD", "VALUE"],
+                        &[
+                            vec!["name".into(), i.name],
+                            vec!["aliases".into(), aliases.join(" ")],
+                            vec!["versions".into(), i.next_version.saturating_sub(1).to_string()],
+                            vec!["etag".into(), i.etag],
+                            vec!["created".into(), output::time(i.created_at_ms)],
+                            vec!["updated".into(), output::time(i.updated_at_ms)],
+                            vec!["created by".into(), i.created_by],
+                            vec!["description".into(), i.description],
+                        ],
+                    )
+                }
+            }
+        }
+        SecretCmd::List { prefix, page_size } => {
+            let mut names = Vec::new();
+            let mut token = String::new();
+            loop {
+                let r = s
+                    .list_secrets(pb::ListSecretsRequest {
+                        prefix: prefix.clone(),
+                        page_token: token,
+                        limit: page_size,
+                        consistency: None,
+                    })
+                    .await?
+                    .into_inner();
+                names.extend(r.names);
+                if r.next_page_token.is_empty() {
+                    break;
+                }
+                token = r.next_page_token;
+            }
+            match g.output {
+                Output::Json => output::print_json(&json!({ "prefix": prefix, "names": names })),
+                Output::Table => {
+                    for n in names {
+                        println!("{n}");
+                    }
+                }
+            }
+        }
+        SecretCmd::Promote {
+            name,
+            alias,
+            version,
+            expect,
+        } => {
+            let r = s
+                .move_alias(pb::MoveAliasRequest {
+                    name,
+                    alias,
+                    version,
+                    expected_version: expect,
+                })
+                .await?
+                .into_inner();
+            print_write(g, "promoted", &r);
+        }
+        SecretCmd::Disable { name, version } => {
+            let r = s
+                .set_version_state(pb::SetVersionStateRequest {
+                    name,
+                    version,
+                    enabled: false,
+                })
+                .await?
+                .into_inner();
+            print_write(g, "disabled", &r);
+        }
+        SecretCmd::Enable { name, version } => {
+            let r = s
+                .set_version_state(pb::SetVersionStateRequest {
+                    name,
+                    version,
+                    enabled: true,
+                })
+                .await?
+                .into_inner();
+            print_write(g, "enabled", &r);
+        }
+        SecretCmd::Destroy { name, version } => {
+            let r = s
+                .destroy_version(pb::DestroyVersionRequest { name, version })
+                .await?
+                .into_inner();
+            print_write(g, "destroyed", &r);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,351 @@
+//! Server configuration (`coffer server --config FILE`, TOML).
+//!
+//! Every field is validated at load, with an error that names the field and says what to do.
+//! See deploy/ for complete examples.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::pb;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub node: NodeConfig,
+    pub cluster: ClusterConfig,
+    /// Every region of the cluster and the KMS key that wraps data keys for it.
+    pub regions: Vec<RegionKms>,
+    #[serde(default)]
+    pub kms: KmsConfig,
+    #[serde(default)]
+    pub raft: RaftConfig,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub id: u64,
+    pub name: String,
+    pub region: String,
+    #[serde(default)]
+    pub zone: String,
+    pub data_dir: PathBuf,
+    /// Listen address of the public API.
+    pub api_addr: SocketAddr,
+    /// Listen address of the peer (Raft) service.
+    pub raft_addr: SocketAddr,
+    /// Address other nodes and clients use to reach this node's API (default: `api_addr`).
+    #[serde(default)]
+    pub advertise_api_addr: Option<String>,
+    /// Address peers use to reach this node's Raft service (default: `raft_addr`).
+    #[serde(default)]
+    pub advertise_raft_addr: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Cluster id, recorded at bootstrap.
+    pub id: String,
+    /// This node forms the cluster from `members` when its storage is empty.
+    #[serde(default)]
+    pub bootstrap: bool,
+    /// Hex SHA-256 of the bootstrap root token (required with `bootstrap`).
+    #[serde(default)]
+    pub root_token_sha256: Option<String>,
+    /// Initial voters (required with `bootstrap`).
+    #[serde(default)]
+    pub members: Vec<Member>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    pub id: u64,
+    pub name: String,
+    pub region: String,
+    #[serde(default)]
+    pub zone: String,
+    pub raft_addr: String,
+    pub api_addr: String,
+}
+
+impl Member {
+    pub fn to_node_info(&self) -> pb::NodeInfo {
+        pb::NodeInfo {
+            id: self.id,
+            name: self.name.clone(),
+            region: self.region.clone(),
+            zone: self.zone.clone(),
+            raft_addr: self.raft_addr.clone(),
+            api_addr: self.api_addr.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionKms {
+    pub name: String,
+    /// "local" (file keyring).
+    #[serde(default = "default_provider")]
+    pub kms_provider: String,
+    /// Key reference; for `local` defaults to `local/<region>`.
+    #[serde(default)]
+    pub key_id: Option<String>,
+}
+
+fn default_provider() -> String {
+    "local".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KmsConfig {
+    /// Folder of `<region>.keyring` files for the `local` provider.
+    pub local_keyring_dir: Option<PathBuf>,
+    /// Create a missing local keyring instead of refusing to start (dev only).
+    #[serde(default)]
+    pub create_missing_keyrings: bool,
+    #[serde(default = "default_dek_cache_ttl")]
+    pub dek_cache_ttl_secs: u64,
+    #[serde(default = "default_dek_cache_capacity")]
+    pub dek_cache_capacity: usize,
+}
+
+impl Default for KmsConfig {
+    fn default() -> Self {
+        Self {
+            local_keyring_dir: None,
+            create_missing_keyrings: false,
+            dek_cache_ttl_secs: default_dek_cache_ttl(),
+            dek_cache_capacity: default_dek_cache_capacity(),
+        }
+    }
+}
+
+fn default_dek_cache_ttl() -> u64 {
+    300
+}
+fn default_dek_cache_capacity() -> usize {
+    100_000
+}
+
+/// Raft timing. Defaults hold for inter-region round trips of 70–200 ms.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RaftConfig {
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_ms: u64,
+    #[serde(default = "default_election_min")]
+    pub election_timeout_min_ms: u64,
+    #[serde(default = "default_election_max")]
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many applied entries.
+    #[serde(default = "default_snapshot_every")]
+    pub snapshot_every_entries: u64,
+    /// Entries kept in the log behind the last snapshot (for followers catching up by log).
+    #[serde(default = "default_keep_logs")]
+    pub keep_logs_after_snapshot: u64,
+    #[serde(default = "default_snapshot_chunk")]
+    pub snapshot_chunk_bytes: u64,
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: default_heartbeat(),
+            election_timeout_min_ms: default_election_min(),
+            election_timeout_max_ms: default_election_max(),
+            snapshot_every_entries: default_snapshot_every(),
+            keep_logs_after_snapshot: default_keep_logs(),
+            snapshot_chunk_bytes: default_snapshot_chunk(),
+        }
+    }
+}
+
+fn default_heartbeat() -> u64 {
+    250
+}
+fn default_election_min() -> u64 {
+    1500
+}
+fn default_election_max() -> u64 {
+    3000
+}
+fn default_snapshot_every() -> u64 {
+    10_000
+}
+fn default_keep_logs() -> u64 {
+    1_000
+}
+fn default_snapshot_chunk() -> u64 {
+    1024 * 1024
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// How long a write may wait for the leader before failing with UNAVAILABLE.
+    #[serde(default = "default_write_timeout")]
+    pub write_timeout_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            write_timeout_ms: default_write_timeout(),
+        }
+    }
+}
+
+fn default_write_timeout() -> u64 {
+    10_000
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("config {path}: {message}")]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl ServerConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let err = |message: String| ConfigError {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        let cfg: ServerConfig = toml::from_str(&text).map_err(|e| err(e.to_string().trim().replace('\n', " ")))?;
+        cfg.validate().map_err(err)?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let n = &self.node;
+        if n.id == 0 {
+            return Err("node.id must be a positive number".into());
+        }
+        for (field, v) in [("node.name", &n.name), ("node.region", &n.region)] {
+            if !coffer_raft::names::is_valid_segment(v) {
+                return Err(format!("{field} {v:?} must match [a-z0-9][a-z0-9._-]{{0,62}}"));
+            }
+        }
+        if self.cluster.id.is_empty() {
+            return Err("cluster.id must not be empty".into());
+        }
+        let mut seen = BTreeSet::new();
+        for r in &self.regions {
+            if !coffer_raft::names::is_valid_segment(&r.name) {
+                return Err(format!(
+                    "region name {:?} must match [a-z0-9][a-z0-9._-]{{0,62}}",
+                    r.name
+                ));
+            }
+            if !seen.insert(r.name.clone()) {
+                return Err(format!("region {} is listed twice", r.name));
+            }
+            if r.kms_provider != "local" {
+                return Err(format!(
+                    "region {}: kms_provider {:?} is not supported (use \"local\")",
+                    r.name, r.kms_provider
+                ));
+            }
+        }
+        if !seen.contains(&n.region) {
+            return Err(format!(
+                "node.region {} has no [[regions]] entry with its KMS key",
+                n.region
+            ));
+        }
+        if self.regions.iter().any(|r| r.kms_provider == "local") && self.kms.local_keyring_dir.is_none() {
+            return Err("kms.local_keyring_dir is required for the local KMS provider".into());
+        }
+        let r = &self.raft;
+        if r.heartbeat_ms == 0 || r.election_timeout_min_ms <= r.heartbeat_ms {
+            return Err("raft.election_timeout_min_ms must exceed raft.heartbeat_ms (> 0)".into());
+        }
+        if r.election_timeout_max_ms <= r.election_timeout_min_ms {
+            return Err("raft.election_timeout_max_ms must exceed raft.election_timeout_min_ms".into());
+        }
+        if self.cluster.bootstrap {
+            let hash = self.cluster.root_token_sha256.as_deref().unwrap_or("");
+            if hex::decode(hash).map(|b| b.len()) != Ok(32) {
+                return Err("cluster.root_token_sha256 must be 64 hex characters when bootstrap = true".into());
+            }
+            if hash.bytes().all(|b| b == b'0') {
+                return Err(
+                    "cluster.root_token_sha256 is the all-zero placeholder; put your root token's hash there".into(),
+                );
+            }
+            if !self.cluster.members.iter().any(|m| m.id == n.id) {
+                return Err("cluster.members must include this node when bootstrap = true".into());
+            }
+            let mut ids = BTreeSet::new();
+            for m in &self.cluster.members {
+                if !ids.insert(m.id) {
+                    return Err(format!("cluster.members lists node id {} twice", m.id));
+                }
+                if !seen.contains(&m.region) {
+                    return Err(format!(
+                        "member {} is in region {} which has no [[regions]] entry",
+                        m.name, m.region
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// This node's identity as replicated in the membership.
+    pub fn node_info(&self) -> pb::NodeInfo {
+        let n = &self.node;
+        pb::NodeInfo {
+            id: n.id,
+            name: n.name.clone(),
+            region: n.region.clone(),
+            zone: n.zone.clone(),
+            raft_addr: n.advertise_raft_addr.clone().unwrap_or_else(|| n.raft_addr.to_string()),
+            api_addr: n.advertise_api_addr.clone().unwrap_or_else(|| n.api_addr.to_string()),
+        }
+    }
+
+    pub fn region_configs(&self) -> Vec<pb::RegionConfig> {
+        self.regions
+            .iter()
+            .map(|r| pb::RegionConfig {
+                region: r.name.clone(),
+                kms_provider: r.kms_provider.clone(),
+                key_id: r
+                    .key_id
+                    .clone()
+                    .unwrap_or_else(|| crate::crypto::kms::local::key_id(&r.name)),
+            })
+            .collect()
+    }
+
+    pub fn raft_settings(&self) -> coffer_raft::node::RaftSettings {
+        let r = &self.raft;
+        coffer_raft::node::RaftSettings {
+            cluster_name: self.cluster.id.clone(),
+            heartbeat_ms: r.heartbeat_ms,
+            election_timeout_min_ms: r.election_timeout_min_ms,
+            election_timeout_max_ms: r.election_timeout_max_ms,
+            snapshot_every_entries: r.snapshot_every_entries,
+            keep_logs_after_snapshot: r.keep_logs_after_snapshot,
+            snapshot_chunk_bytes: r.snapshot_chunk_bytes,
+        }
+    }
+
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.limits.write_timeout_ms.max(1))
+    }
+}

@@ -1,0 +1,104 @@
+//! The encryption side of reads and writes.
+//!
+//! Write: [`Vault::prepare`] draws a fresh DEK and wraps it under every region's KMS key;
+//! [`Sealer::seal`] encrypts the value for a version number (re-sealing for another number after
+//! a version race needs no KMS call). Read: [`Vault::open`] takes the DEK from the cache or the
+//! local region's KMS, decrypts, and checks the crc32c.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::dek_cache::DekCache;
+use super::envelope;
+use super::kms::KeyContext;
+use super::kms::KmsError;
+use super::kms::KmsSet;
+use super::CryptoError;
+use super::DataKey;
+use super::SecretValue;
+use crate::error::ApiError;
+use crate::pb;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error(transparent)]
+    Kms(#[from] KmsError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}
+
+impl From<VaultError> for ApiError {
+    fn from(e: VaultError) -> Self {
+        match e {
+            VaultError::Kms(k @ KmsError::Unavailable { .. }) => ApiError::Unavailable(k.to_string()),
+            VaultError::Kms(k) => ApiError::Unavailable(k.to_string()),
+            VaultError::Crypto(CryptoError::Rng(r)) => ApiError::Unavailable(format!("random number generator: {r}")),
+            VaultError::Crypto(c) => ApiError::Internal(format!("stored value failed verification: {c}")),
+        }
+    }
+}
+
+pub struct Vault {
+    kms: Arc<KmsSet>,
+    cache: DekCache,
+}
+
+/// A DEK already wrapped for every region, ready to seal one value.
+pub struct Sealer {
+    dek: DataKey,
+    wraps: Vec<pb::WrappedKey>,
+    name: String,
+}
+
+impl Sealer {
+    pub fn seal(&self, plaintext: &SecretValue, version: u64) -> Result<pb::Envelope, CryptoError> {
+        let mut env = envelope::seal(&self.dek, plaintext.expose(), &self.name, version)?;
+        env.wrapped_keys = self.wraps.clone();
+        Ok(env)
+    }
+}
+
+impl Vault {
+    pub fn new(kms: Arc<KmsSet>, cache_ttl: Duration, cache_capacity: usize) -> Self {
+        Self {
+            kms,
+            cache: DekCache::new(cache_ttl, cache_capacity),
+        }
+    }
+
+    pub fn kms(&self) -> &KmsSet {
+        &self.kms
+    }
+
+    pub async fn prepare(&self, name: &str) -> Result<Sealer, VaultError> {
+        let dek = DataKey::generate()?;
+        let wraps = self.kms.wrap_all(&dek, &KeyContext::for_secret(name)).await?;
+        Ok(Sealer {
+            dek,
+            wraps,
+            name: name.to_string(),
+        })
+    }
+
+    pub async fn open(&self, v: &pb::SecretVersion) -> Result<SecretValue, VaultError> {
+        let env = v.envelope.as_ref().ok_or(CryptoError::Decrypt)?;
+        let dek = match self.cache.get(&v.name, v.version, &env.nonce) {
+            Some(k) => k,
+            None => {
+                let k = self.kms.unwrap_local(env, &KeyContext::for_secret(&v.name)).await?;
+                self.cache.insert(&v.name, v.version, &env.nonce, k.clone());
+                k
+            }
+        };
+        let value = envelope::open(&dek, env, &v.name, v.version)?;
+        if crc32c::crc32c(value.expose()) != v.crc32c {
+            return Err(CryptoError::Checksum.into());
+        }
+        Ok(value)
+    }
+
+    /// Drops a cached DEK (after a version is destroyed).
+    pub fn forget(&self, name: &str, version: u64) {
+        self.cache.remove(name, version);
+    }
+}

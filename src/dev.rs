@@ -1,0 +1,382 @@
+//! `coffer dev`: a local cluster with one node per region, each a separate OS process on
+//! loopback, using the local KMS and plaintext transport.
+//!
+//! DIR holds everything: `cluster.json` (cluster id, root token, nodes; mode 0600), `env`
+//! (shell exports), `keyring/` (one local KMS keyring per region) and one folder per node with
+//! its config, data and log. Running again with the same DIR reuses it: same cluster, same
+//! token, same data. Ctrl-C stops every node.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::path::PathBuf;
+use std::process::Child;
+use std::process::Stdio;
+use std::time::Duration;
+use std::time::Instant;
+
+use serde::Deserialize;
+use serde::Serialize;
+
+use crate::authz;
+use crate::cli::CliError;
+use crate::cli::DevArgs;
+use crate::client::Client;
+use crate::crypto::kms::local;
+use crate::pb;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterFile {
+    pub cluster_id: String,
+    pub root_token: String,
+    pub nodes: Vec<DevNode>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DevNode {
+    pub id: u64,
+    pub name: String,
+    pub region: String,
+    pub api: String,
+    #[serde(default)]
+    pub raft: String,
+    pub pid: u32,
+}
+
+fn err(msg: impl Into<String>) -> CliError {
+    CliError::new(msg)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| err(format!("cannot write {}: {e}", tmp.display())))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Loads DIR/cluster.json or makes a new cluster description.
+pub fn plan(args: &DevArgs, dir: &Path) -> Result<ClusterFile, CliError> {
+    if args.regions.is_empty() {
+        return Err(err("--regions needs at least one region"));
+    }
+    for r in &args.regions {
+        if !coffer_raft::names::is_valid_segment(r) {
+            return Err(err(format!("region {r:?} must match [a-z0-9][a-z0-9._-]{{0,62}}")));
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(dup) = args.regions.iter().find(|r| !seen.insert(*r)) {
+        return Err(err(format!("region {dup} is listed twice")));
+    }
+    if args.base_port as usize + 100 + args.regions.len() > u16::MAX as usize {
+        return Err(err("--base-port is too high"));
+    }
+    let path = dir.join("cluster.json");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path)?;
+        let file: ClusterFile = serde_json::from_str(&text).map_err(|e| {
+            err(format!(
+                "{} is not a coffer dev cluster file ({e}); use another --data-dir",
+                path.display()
+            ))
+        })?;
+        let regions: Vec<&str> = file.nodes.iter().map(|n| n.region.as_str()).collect();
+        let wanted: Vec<&str> = args.regions.iter().map(String::as_str).collect();
+        if regions != wanted {
+            return Err(err(format!(
+                "{} holds a cluster in regions {} but --regions asks for {}; use another --data-dir or delete it",
+                dir.display(),
+                regions.join(","),
+                wanted.join(",")
+            )));
+        }
+        let mut file = file;
+        for (i, n) in file.nodes.iter_mut().enumerate() {
+            n.api = format!("127.0.0.1:{}", args.base_port as usize + i);
+            n.raft = format!("127.0.0.1:{}", args.base_port as usize + 100 + i);
+        }
+        return Ok(file);
+    }
+    let token = authz::new_token().map_err(|e| err(e.to_string()))?;
+    let id = crate::crypto::random_bytes::<4>().map_err(|e| err(e.to_string()))?;
+    Ok(ClusterFile {
+        cluster_id: format!("dev-{}", hex::encode(id)),
+        root_token: token,
+        nodes: args
+            .regions
+            .iter()
+            .enumerate()
+            .map(|(i, r)| DevNode {
+                id: i as u64 + 1,
+                name: format!("{r}-1"),
+                region: r.clone(),
+                api: format!("127.0.0.1:{}", args.base_port as usize + i),
+                raft: format!("127.0.0.1:{}", args.base_port as usize + 100 + i),
+                pid: 0,
+            })
+            .collect(),
+    })
+}
+
+/// Raft timing for loopback clusters.
+pub const LOOPBACK_RAFT: &str = "heartbeat_ms = 100\nelection_timeout_min_ms = 800\nelection_timeout_max_ms = 1600\n";
+
+/// Renders one node's config; `raft` is the body of its `[raft]` section.
+pub fn node_config(file: &ClusterFile, node: &DevNode, dir: &Path, raft: &str) -> String {
+    let members: String = file
+        .nodes
+        .iter()
+        .map(|m| {
+            format!(
+                "[[cluster.members]]\nid = {}\nname = \"{}\"\nregion = \"{}\"\nzone = \"{}-a\"\nraft_addr = \"{}\"\napi_addr = \"{}\"\n\n",
+                m.id, m.name, m.region, m.region, m.raft, m.api
+            )
+        })
+        .collect();
+    let regions: String = file
+        .nodes
+        .iter()
+        .map(|m| format!("[[regions]]\nname = \"{}\"\nkms_provider = \"local\"\n\n", m.region))
+        .collect();
+    format!(
+        r#"# Generated by `coffer dev`. Plaintext transport on loopback: for local use only.
+[node]
+id = {id}
+name = "{name}"
+region = "{region}"
+zone = "{region}-a"
+data_dir = "{data}"
+api_addr = "{api}"
+raft_addr = "{raft}"
+
+[cluster]
+id = "{cluster}"
+bootstrap = {bootstrap}
+root_token_sha256 = "{hash}"
+
+{members}{regions}[kms]
+local_keyring_dir = "{keyring}"
+
+[raft]
+{raft_section}"#,
+        id = node.id,
+        name = node.name,
+        region = node.region,
+        data = dir.join(&node.name).join("data").display(),
+        api = node.api,
+        raft = node.raft,
+        cluster = file.cluster_id,
+        bootstrap = node.id == 1,
+        hash = hex::encode(authz::token_hash(&file.root_token)),
+        keyring = dir.join("keyring").display(),
+        raft_section = raft,
+    )
+}
+
+fn spawn(node: &DevNode, dir: &Path) -> Result<Child, CliError> {
+    let exe = std::env::current_exe()?;
+    let node_dir = dir.join(&node.name);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(node_dir.join("coffer.log"))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("server")
+        .arg("--config")
+        .arg(node_dir.join("coffer.toml"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: prctl is async-signal-safe; it only asks the kernel to stop the node if this
+    // process dies, so no node outlives `coffer dev`.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    cmd.spawn()
+        .map_err(|e| err(format!("cannot start node {}: {e}", node.name)))
+}
+
+fn log_tail(dir: &Path, node: &DevNode) -> String {
+    let text = std::fs::read_to_string(dir.join(&node.name).join("coffer.log")).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(5)..].join("\n    ")
+}
+
+fn stop_all(children: &mut [(DevNode, Child)]) {
+    for (_, c) in children.iter() {
+        // SAFETY: plain kill(2) on a child we spawned.
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (_, c) in children.iter_mut() {
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// Polls until the cluster has a leader and is bootstrapped, or a node dies.
+async fn wait_ready(file: &ClusterFile, children: &mut [(DevNode, Child)], dir: &Path) -> Result<(), CliError> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        for (n, c) in children.iter_mut() {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Err(err(format!(
+                    "node {} exited ({status}) while starting; its log says:\n    {}",
+                    n.name,
+                    log_tail(dir, n)
+                )));
+            }
+        }
+        if let Ok(client) = Client::connect(&file.nodes[0].api, Some(&file.root_token)).await {
+            if let Ok(r) = client.cluster.clone().status(pb::ClusterStatusRequest {}).await {
+                let r = r.into_inner();
+                if r.leader_id != 0 && !r.cluster_id.is_empty() {
+                    return Ok(());
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(err(format!(
+                "the cluster did not become ready within 60s; see the logs in {}",
+                dir.display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub async fn run(args: DevArgs) -> Result<(), CliError> {
+    std::fs::create_dir_all(&args.data_dir)
+        .map_err(|e| err(format!("cannot create {}: {e}", args.data_dir.display())))?;
+    let dir: PathBuf = args.data_dir.canonicalize()?;
+    let mut file = plan(&args, &dir)?;
+    for n in &file.nodes {
+        local::create_keyring(&dir.join("keyring"), &n.region).map_err(|e| err(e.to_string()))?;
+    }
+    for n in &file.nodes {
+        let node_dir = dir.join(&n.name);
+        std::fs::create_dir_all(&node_dir)?;
+        std::fs::write(node_dir.join("coffer.toml"), node_config(&file, n, &dir, LOOPBACK_RAFT))?;
+    }
+
+    let mut children = Vec::new();
+    for n in &file.nodes {
+        match spawn(n, &dir) {
+            Ok(c) => children.push((n.clone(), c)),
+            Err(e) => {
+                stop_all(&mut children);
+                return Err(e);
+            }
+        }
+    }
+    for (n, c) in &children {
+        if let Some(f) = file.nodes.iter_mut().find(|x| x.id == n.id) {
+            f.pid = c.id();
+        }
+    }
+    write_private(
+        &dir.join("cluster.json"),
+        serde_json::to_string_pretty(&file).unwrap_or_default().as_bytes(),
+    )?;
+    let exe_dir = std::env::current_exe()?
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let env = format!(
+        "export COFFER_ADDR=http://{}\nexport COFFER_TOKEN={}\nexport PATH=\"{}:$PATH\"\n",
+        file.nodes[0].api,
+        file.root_token,
+        exe_dir.display()
+    );
+    write_private(&dir.join("env"), env.as_bytes())?;
+
+    if let Err(e) = wait_ready(&file, &mut children, &dir).await {
+        stop_all(&mut children);
+        return Err(e);
+    }
+
+    let shown = args.data_dir.display();
+    println!(
+        "Coffer dev cluster {} is up: {} nodes in {}.\n",
+        file.cluster_id,
+        file.nodes.len(),
+        args.regions.join(", ")
+    );
+    for n in &file.nodes {
+        println!(
+            "  {:<14} region {:<10} api {:<16} log {shown}/{}/coffer.log",
+            n.name, n.region, n.api, n.name
+        );
+    }
+    println!(
+        "\nIn another terminal:\n  source {shown}/env\n  coffer secret put acme/demo/db-password --generate 24\n  \
+         coffer secret get acme/demo/db-password\n  coffer cluster status\n\n\
+         The root token is in {shown}/cluster.json. A node that dies is restarted. Ctrl-C stops all nodes;\n\
+         running this again reuses {shown}."
+    );
+
+    // A node that dies (say, `kill -9` in a failover drill) is restarted, so it rejoins and
+    // catches up; one that keeps dying right after start is given up on.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut started: Vec<Instant> = vec![Instant::now(); children.len()];
+    let mut quick_deaths: Vec<u32> = vec![0; children.len()];
+    let outcome = loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break Ok(()),
+            _ = term.recv() => break Ok(()),
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                let mut failed = None;
+                for i in 0..children.len() {
+                    let Ok(Some(status)) = children[i].1.try_wait() else { continue };
+                    let n = children[i].0.clone();
+                    quick_deaths[i] = if started[i].elapsed() < Duration::from_secs(5) { quick_deaths[i] + 1 } else { 0 };
+                    if quick_deaths[i] >= 3 {
+                        failed = Some(err(format!("node {} keeps exiting ({status}); its log says:\n    {}", n.name, log_tail(&dir, &n))));
+                        break;
+                    }
+                    println!("node {} exited ({status}); restarting it", n.name);
+                    match spawn(&n, &dir) {
+                        Ok(c) => {
+                            if let Some(f) = file.nodes.iter_mut().find(|x| x.id == n.id) {
+                                f.pid = c.id();
+                            }
+                            children[i].1 = c;
+                            started[i] = Instant::now();
+                            let _ = write_private(&dir.join("cluster.json"), serde_json::to_string_pretty(&file).unwrap_or_default().as_bytes());
+                        }
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+                if let Some(e) = failed {
+                    break Err(e);
+                }
+            }
+        }
+    };
+    println!("\nstopping {} nodes…", children.len());
+    stop_all(&mut children);
+    outcome
+}

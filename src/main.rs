@@ -1,0 +1,54 @@
+use clap::Parser;
+use coffer::cli;
+use coffer::cli::Cli;
+use coffer::cli::CliError;
+use coffer::cli::Command;
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Dev(args) => coffer::dev::run(args).await,
+        Command::Server { config } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            let cfg = coffer::config::ServerConfig::load(&config).map_err(|e| CliError::new(e.to_string()))?;
+            coffer::node::run(cfg, shutdown_signal())
+                .await
+                .map_err(|e| CliError::new(format!("{e:#}")))
+        }
+        Command::Secret(cmd) => cli::secret::run(&cli.global, cmd).await,
+        Command::Cluster(cmd) => cli::cluster::run(&cli.global, cmd).await,
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = rt.block_on(run(cli));
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    if let Err(e) = result {
+        eprintln!("error: {}", e.message.replace('\n', "\n  "));
+        std::process::exit(e.code);
+    }
+}

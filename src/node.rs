@@ -1,0 +1,203 @@
+//! A Coffer node: storage, Raft, KMS and the gRPC services wired together.
+//!
+//! [`serve`] is generic over the listeners' incoming connection streams and the peer
+//! [`Connector`], so tests and simulations plug in their own transport with no branches here
+//! (the libsql pattern). [`run`] is the production entry: TCP listeners and TCP peers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use coffer_raft::network::Connector;
+use coffer_raft::network::TcpConnector;
+use coffer_raft::node::RaftNode;
+use futures::Stream;
+use tokio::io::AsyncRead;
+use tokio::io::AsyncWrite;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::Connected;
+use tonic::transport::Server;
+
+use crate::api::cluster::ClusterApi;
+use crate::api::secrets::SecretsApi;
+use crate::api::Core;
+use crate::audit::AuditSink;
+use crate::audit::TracingSink;
+use crate::authz::Access;
+use crate::config::ServerConfig;
+use crate::crypto::kms::local::LocalKms;
+use crate::crypto::kms::Kms;
+use crate::crypto::kms::KmsSet;
+use crate::crypto::vault::Vault;
+use crate::pb;
+
+/// Largest public API request (a 64 KiB value plus envelope overhead fits easily).
+const MAX_API_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// Runs a node with TCP listeners until `shutdown` resolves.
+pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = ()> + Send) -> anyhow::Result<()> {
+    let bind = |addr| async move {
+        TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (is another node using it?)"))
+    };
+    let api = bind(cfg.node.api_addr).await?;
+    let raft = bind(cfg.node.raft_addr).await?;
+    serve(
+        cfg,
+        TcpListenerStream::new(api),
+        TcpListenerStream::new(raft),
+        Arc::new(TcpConnector::default()),
+        Arc::new(TracingSink),
+        shutdown,
+    )
+    .await
+}
+
+fn build_kms(cfg: &ServerConfig) -> anyhow::Result<KmsSet> {
+    let mut list: Vec<Arc<dyn Kms>> = Vec::new();
+    for r in &cfg.regions {
+        let dir = cfg
+            .kms
+            .local_keyring_dir
+            .as_deref()
+            .context("kms.local_keyring_dir is required for the local KMS provider")?;
+        list.push(Arc::new(LocalKms::open(dir, &r.name, cfg.kms.create_missing_keyrings)?));
+    }
+    Ok(KmsSet::new(&cfg.node.region, list)?)
+}
+
+/// Runs a node over the given connection streams until `shutdown` resolves.
+pub async fn serve<I, IO, IE>(
+    cfg: ServerConfig,
+    api_incoming: I,
+    raft_incoming: I,
+    connector: Arc<dyn Connector>,
+    audit: Arc<dyn AuditSink>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> anyhow::Result<()>
+where
+    I: Stream<Item = Result<IO, IE>> + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+{
+    let me = cfg.node_info();
+    let kms = Arc::new(build_kms(&cfg)?);
+    let (log, sm) = coffer_raft::rocks::open(&cfg.node.data_dir)
+        .with_context(|| format!("cannot open storage in {}", cfg.node.data_dir.display()))?;
+    let sm = Arc::new(sm);
+    let raft = RaftNode::start(me.id, &cfg.raft_settings(), Arc::new(log), sm.clone(), connector).await?;
+
+    let core = Arc::new(Core {
+        access: Access::new(raft.reader().clone(), audit, me.name.clone(), me.region.clone()),
+        vault: Vault::new(
+            kms,
+            Duration::from_secs(cfg.kms.dek_cache_ttl_secs),
+            cfg.kms.dek_cache_capacity,
+        ),
+        raft: raft.clone(),
+        me: me.clone(),
+        write_timeout: cfg.write_timeout(),
+    });
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let peer_server = tokio::spawn(
+        Server::builder()
+            .add_service(raft.peer_server())
+            .serve_with_incoming_shutdown(raft_incoming, stopped(stop_rx.clone())),
+    );
+    let api_server = tokio::spawn(
+        Server::builder()
+            .timeout(Duration::from_secs(60))
+            .add_service(
+                pb::secrets_server::SecretsServer::new(SecretsApi::new(core.clone()))
+                    .max_decoding_message_size(MAX_API_MESSAGE_BYTES),
+            )
+            .add_service(pb::cluster_server::ClusterServer::new(ClusterApi::new(core.clone())))
+            .serve_with_incoming_shutdown(api_incoming, stopped(stop_rx.clone())),
+    );
+
+    if cfg.cluster.bootstrap {
+        let members: Vec<pb::NodeInfo> = cfg.cluster.members.iter().map(|m| m.to_node_info()).collect();
+        match raft.initialize(members).await {
+            Ok(true) => tracing::info!("initialized a new cluster as its bootstrap node"),
+            Ok(false) => tracing::debug!("storage already initialized; not bootstrapping"),
+            Err(e) => anyhow::bail!("cannot initialize the cluster: {e}"),
+        }
+        tokio::spawn(bootstrap(raft.clone(), cfg.clone()));
+    }
+    tracing::info!(node = %me.name, region = %me.region, api = %me.api_addr, raft = %me.raft_addr, "node started");
+
+    let mut peer_server = peer_server;
+    let mut api_server = api_server;
+    tokio::select! {
+        _ = shutdown => tracing::info!("shutting down"),
+        r = &mut peer_server => tracing::error!("peer server stopped: {r:?}"),
+        r = &mut api_server => tracing::error!("API server stopped: {r:?}"),
+    }
+    let _ = stop_tx.send(true);
+    // Let in-flight requests finish (bounded), then stop Raft and flush storage.
+    let drain = async {
+        let _ = (&mut api_server).await;
+        let _ = (&mut peer_server).await;
+    };
+    if tokio::time::timeout(Duration::from_secs(5), drain).await.is_err() {
+        api_server.abort();
+        peer_server.abort();
+    }
+    raft.shutdown().await;
+    sm.flush().context("flushing storage at shutdown")?;
+    drop(core);
+    drop(raft);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Proposes the Bootstrap command until the cluster info is applied.
+async fn bootstrap(raft: RaftNode, cfg: ServerConfig) {
+    let hash = cfg
+        .cluster
+        .root_token_sha256
+        .as_deref()
+        .and_then(|h| hex::decode(h).ok())
+        .unwrap_or_default();
+    loop {
+        let done = {
+            let view = raft.reader().view();
+            matches!(coffer_raft::query::cluster_info(&*view), Ok(Some(_)))
+        };
+        if done {
+            return;
+        }
+        let cmd = pb::Command {
+            proposed_at_ms: crate::time::now_ms(),
+            principal: "bootstrap".into(),
+            request_id: String::new(),
+            op: Some(pb::command::Op::Bootstrap(pb::Bootstrap {
+                cluster: Some(pb::ClusterInfo {
+                    cluster_id: cfg.cluster.id.clone(),
+                    root_token_sha256: hash.clone(),
+                    regions: cfg.region_configs(),
+                    bootstrapped_at_ms: crate::time::now_ms(),
+                }),
+            })),
+        };
+        match raft.propose(cmd, Duration::from_secs(10)).await {
+            Ok(r) => {
+                if let Some(pb::command_result::Outcome::Error(e)) = r.outcome {
+                    tracing::error!("bootstrap refused: {}", e.message);
+                    return;
+                }
+                tracing::info!("cluster bootstrapped");
+            }
+            Err(e) => {
+                tracing::info!("waiting to bootstrap: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
