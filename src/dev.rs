@@ -215,10 +215,13 @@ fn log_tail(dir: &Path, node: &DevNode) -> String {
 }
 
 fn stop_all(children: &mut [(DevNode, Child)]) {
-    for (_, c) in children.iter() {
-        // SAFETY: plain kill(2) on a child we spawned.
-        unsafe {
-            libc::kill(c.id() as i32, libc::SIGTERM);
+    for (_, c) in children.iter_mut() {
+        // A reaped child's pid may belong to someone else by now: signal live children only.
+        if let Ok(None) = c.try_wait() {
+            // SAFETY: plain kill(2) on a live child we spawned and have not reaped.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
         }
     }
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -264,6 +267,64 @@ async fn wait_ready(file: &ClusterFile, children: &mut [(DevNode, Child)], dir: 
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Notices dead nodes and restarts each [`RESTART_DELAY`] after it died.
+fn restart_dead(
+    children: &mut [(DevNode, Child)],
+    file: &mut ClusterFile,
+    dir: &Path,
+    started: &mut [Instant],
+    died: &mut [Option<Instant>],
+    quick_deaths: &mut [u32],
+) -> Result<(), CliError> {
+    for i in 0..children.len() {
+        let n = children[i].0.clone();
+        match died[i] {
+            None => {
+                let Ok(Some(status)) = children[i].1.try_wait() else {
+                    continue;
+                };
+                quick_deaths[i] = if started[i].elapsed() < Duration::from_secs(5) {
+                    quick_deaths[i] + 1
+                } else {
+                    0
+                };
+                if quick_deaths[i] >= 3 {
+                    return Err(err(format!(
+                        "node {} keeps exiting ({status}); its log says:\n    {}",
+                        n.name,
+                        log_tail(dir, &n)
+                    )));
+                }
+                println!(
+                    "node {} exited ({status}); restarting it in {}s",
+                    n.name,
+                    RESTART_DELAY.as_secs()
+                );
+                died[i] = Some(Instant::now());
+            }
+            Some(at) if at.elapsed() >= RESTART_DELAY => {
+                let c = spawn(&n, dir)?;
+                println!("node {} restarted (pid {})", n.name, c.id());
+                if let Some(f) = file.nodes.iter_mut().find(|x| x.id == n.id) {
+                    f.pid = c.id();
+                }
+                children[i].1 = c;
+                started[i] = Instant::now();
+                died[i] = None;
+                write_private(
+                    &dir.join("cluster.json"),
+                    serde_json::to_string_pretty(&*file).unwrap_or_default().as_bytes(),
+                )?;
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// How long a dead node stays down before `coffer dev` restarts it.
+const RESTART_DELAY: Duration = Duration::from_secs(3);
 
 pub async fn run(args: DevArgs) -> Result<(), CliError> {
     std::fs::create_dir_all(&args.data_dir)
@@ -335,43 +396,21 @@ pub async fn run(args: DevArgs) -> Result<(), CliError> {
          running this again reuses {shown}."
     );
 
-    // A node that dies (say, `kill -9` in a failover drill) is restarted, so it rejoins and
-    // catches up; one that keeps dying right after start is given up on.
+    // A node that dies (say, `kill -9` in a failover drill) is restarted after a pause long
+    // enough for the others to elect a new leader; it rejoins and catches up. One that keeps
+    // dying right after start is given up on.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut started: Vec<Instant> = vec![Instant::now(); children.len()];
+    let mut died: Vec<Option<Instant>> = vec![None; children.len()];
     let mut quick_deaths: Vec<u32> = vec![0; children.len()];
     let outcome = loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break Ok(()),
             _ = term.recv() => break Ok(()),
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {
-                let mut failed = None;
-                for i in 0..children.len() {
-                    let Ok(Some(status)) = children[i].1.try_wait() else { continue };
-                    let n = children[i].0.clone();
-                    quick_deaths[i] = if started[i].elapsed() < Duration::from_secs(5) { quick_deaths[i] + 1 } else { 0 };
-                    if quick_deaths[i] >= 3 {
-                        failed = Some(err(format!("node {} keeps exiting ({status}); its log says:\n    {}", n.name, log_tail(&dir, &n))));
-                        break;
-                    }
-                    println!("node {} exited ({status}); restarting it", n.name);
-                    match spawn(&n, &dir) {
-                        Ok(c) => {
-                            if let Some(f) = file.nodes.iter_mut().find(|x| x.id == n.id) {
-                                f.pid = c.id();
-                            }
-                            children[i].1 = c;
-                            started[i] = Instant::now();
-                            let _ = write_private(&dir.join("cluster.json"), serde_json::to_string_pretty(&file).unwrap_or_default().as_bytes());
-                        }
-                        Err(e) => {
-                            failed = Some(e);
-                            break;
-                        }
-                    }
-                }
-                if let Some(e) = failed {
-                    break Err(e);
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                match restart_dead(&mut children, &mut file, &dir, &mut started, &mut died, &mut quick_deaths) {
+                    Ok(()) => {}
+                    Err(e) => break Err(e),
                 }
             }
         }
