@@ -104,9 +104,16 @@ pub fn versions(view: &dyn KvView, name: &str) -> Result<Vec<pb::SecretVersion>>
 
 /// Names starting with `prefix`, after `after` (exclusive), at most `limit`. Returns the names
 /// and the token for the next page (empty when there is none).
+///
+/// A bare tenant (`acme`) lists that tenant (`acme/`), never `acmecorp/…`.
 pub fn list(view: &dyn KvView, prefix: &str, after: &str, limit: usize) -> Result<(Vec<String>, String)> {
     names::validate_prefix(prefix).map_err(ModelError::from)?;
-    let key_prefix = keys::secret(prefix);
+    let prefix = if prefix.contains('/') {
+        prefix.to_string()
+    } else {
+        format!("{prefix}/")
+    };
+    let key_prefix = keys::secret(&prefix);
     let start = if after.is_empty() {
         key_prefix.clone()
     } else {
@@ -126,4 +133,39 @@ pub fn list(view: &dyn KvView, prefix: &str, after: &str, limit: usize) -> Resul
         String::new()
     };
     Ok((out, next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mem::MemSmBackend;
+    use crate::storage::SmBackend;
+
+    fn with_secrets(names: &[&str]) -> MemSmBackend {
+        let b = MemSmBackend::new();
+        let mut w = crate::storage::WriteSet::new();
+        for n in names {
+            let s = pb::Secret {
+                name: n.to_string(),
+                ..Default::default()
+            };
+            w.insert(keys::secret(n), Some(s.encode_to_vec()));
+        }
+        b.commit(w).unwrap();
+        b
+    }
+
+    #[test]
+    fn list_pages_through_a_prefix_and_stays_in_the_tenant() {
+        let b = with_secrets(&["acme/a", "acme/b", "acme/c/d", "acmecorp/x", "globex/y"]);
+        let view = b.view();
+        let (page, next) = list(&*view, "acme", "", 2).unwrap();
+        assert_eq!(page, ["acme/a", "acme/b"]);
+        assert_eq!(next, "acme/b");
+        let (page, next) = list(&*view, "acme", &next, 2).unwrap();
+        assert_eq!(page, ["acme/c/d"]);
+        assert_eq!(next, "");
+        assert_eq!(list(&*view, "acme/c", "", 10).unwrap().0, ["acme/c/d"]);
+        assert!(list(&*view, "../", "", 10).is_err());
+    }
 }

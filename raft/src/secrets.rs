@@ -472,6 +472,27 @@ mod tests {
         index: u64,
     }
 
+    fn add(name: &str, version: u64, alias: &str) -> pb::command::Op {
+        pb::command::Op::AddVersion(pb::AddVersion {
+            name: name.into(),
+            version,
+            envelope: Some(pb::Envelope {
+                format: 1,
+                nonce: vec![1; 12],
+                ciphertext: vec![2; 20],
+                wrapped_keys: vec![pb::WrappedKey {
+                    region: "r".into(),
+                    ..Default::default()
+                }],
+            }),
+            crc32c: 0,
+            size: 4,
+            alias: alias.into(),
+            create_if_missing: Some(pb::SecretSpec::default()),
+            expires_at_ms: 0,
+        })
+    }
+
     impl Sm {
         fn new() -> Self {
             let mut sm = Sm {
@@ -490,11 +511,15 @@ mod tests {
         }
 
         fn run(&mut self, op: pb::command::Op) -> std::result::Result<pb::CommandOk, ModelError> {
+            self.run_as(op, "")
+        }
+
+        fn run_as(&mut self, op: pb::command::Op, request_id: &str) -> std::result::Result<pb::CommandOk, ModelError> {
             self.index += 1;
             let cmd = pb::Command {
                 proposed_at_ms: 1000 + self.index,
                 principal: "root".into(),
-                request_id: String::new(),
+                request_id: request_id.into(),
                 op: Some(op),
             };
             let view = self.backend.view();
@@ -510,24 +535,7 @@ mod tests {
         }
 
         fn put(&mut self, name: &str, version: u64, alias: &str) -> std::result::Result<pb::CommandOk, ModelError> {
-            self.run(pb::command::Op::AddVersion(pb::AddVersion {
-                name: name.into(),
-                version,
-                envelope: Some(pb::Envelope {
-                    format: 1,
-                    nonce: vec![1; 12],
-                    ciphertext: vec![2; 20],
-                    wrapped_keys: vec![pb::WrappedKey {
-                        region: "r".into(),
-                        ..Default::default()
-                    }],
-                }),
-                crc32c: 0,
-                size: 4,
-                alias: alias.into(),
-                create_if_missing: Some(pb::SecretSpec::default()),
-                expires_at_ms: 0,
-            }))
+            self.run(add(name, version, alias))
         }
 
         fn promote(
@@ -674,6 +682,49 @@ mod tests {
             ErrorCode::AlreadyExists
         );
         assert_eq!(before, sm.snapshot());
+    }
+
+    #[test]
+    fn a_retried_request_is_answered_not_applied_twice() {
+        let mut sm = Sm::new();
+        let first = sm.run_as(add("acme/db", 1, "CURRENT"), "req-1").unwrap();
+        let before = sm.snapshot();
+        // The reply was lost; the proposer retries the very same command.
+        let again = sm.run_as(add("acme/db", 1, "CURRENT"), "req-1").unwrap();
+        assert_eq!((again.version, &again.etag), (1, &first.etag));
+        assert_eq!(before, sm.snapshot(), "no second version, no change");
+        // Still answered after other writes followed it.
+        sm.run_as(add("acme/db", 2, "CURRENT"), "req-2").unwrap();
+        assert_eq!(sm.run_as(add("acme/db", 1, "CURRENT"), "req-1").unwrap().version, 1);
+        // Without the same id, the stale version number is a conflict, not a duplicate.
+        assert_eq!(
+            sm.run_as(add("acme/db", 1, "CURRENT"), "req-3").unwrap_err().code,
+            ErrorCode::VersionConflict
+        );
+        // An alias move retried after it committed is answered too, though its CAS would now fail.
+        let moved = sm
+            .run_as(
+                pb::command::Op::MoveAlias(pb::MoveAlias {
+                    name: "acme/db".into(),
+                    alias: "CURRENT".into(),
+                    version: 1,
+                    expected_version: 2,
+                }),
+                "req-4",
+            )
+            .unwrap();
+        let replay = sm
+            .run_as(
+                pb::command::Op::MoveAlias(pb::MoveAlias {
+                    name: "acme/db".into(),
+                    alias: "CURRENT".into(),
+                    version: 1,
+                    expected_version: 2,
+                }),
+                "req-4",
+            )
+            .unwrap();
+        assert_eq!(moved.aliases, replay.aliases);
     }
 
     #[test]
