@@ -39,7 +39,6 @@ pub struct DevNode {
     pub name: String,
     pub region: String,
     pub api: String,
-    #[serde(default)]
     pub raft: String,
     pub pid: u32,
 }
@@ -99,10 +98,14 @@ pub fn plan(args: &DevArgs, dir: &Path) -> Result<ClusterFile, CliError> {
                 wanted.join(",")
             )));
         }
-        let mut file = file;
-        for (i, n) in file.nodes.iter_mut().enumerate() {
-            n.api = format!("127.0.0.1:{}", args.base_port as usize + i);
-            n.raft = format!("127.0.0.1:{}", args.base_port as usize + 100 + i);
+        // The membership records each node's address, so a reused cluster keeps its ports.
+        let recorded = file.nodes.first().map(|n| n.api.clone()).unwrap_or_default();
+        if recorded != format!("127.0.0.1:{}", args.base_port) {
+            return Err(err(format!(
+                "{} holds a cluster whose first node listens on {recorded}; pass the --base-port it \
+                 was made with, or use another --data-dir",
+                dir.display()
+            )));
         }
         return Ok(file);
     }

@@ -11,6 +11,7 @@
 
 pub mod codec;
 pub mod keys;
+pub mod leader_contact;
 pub mod log_store;
 pub mod mem;
 pub mod names;

@@ -10,6 +10,7 @@ use openraft::async_runtime::watch::WatchReceiver;
 use openraft::ServerState;
 use tokio::time::Instant;
 
+use crate::leader_contact::LeaderContact;
 use crate::log_store::LogStore;
 use crate::network::Connector;
 use crate::network::NetworkFactory;
@@ -17,7 +18,6 @@ use crate::network::PeerChannels;
 use crate::pb;
 use crate::pb::raft_peer_server::RaftPeerServer;
 use crate::peer_service::propose_locally;
-use crate::peer_service::LeaderContact;
 use crate::peer_service::PeerService;
 use crate::state_machine::StateMachineStore;
 use crate::state_machine::StateReader;
@@ -294,7 +294,10 @@ impl RaftNode {
                     timeout.as_millis()
                 )));
             }
-            if hint.is_none() {
+            if hint.is_some() {
+                // Follow the redirect promptly, but never spin if nodes point at each other.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            } else {
                 // Wake early when the leader changes.
                 let mut rx = self.inner.raft.metrics();
                 let _ = tokio::time::timeout(backoff, rx.changed()).await;

@@ -4,6 +4,7 @@
 //! never a panic. Served on the raft address only, apart from the public API.
 
 use std::io::Cursor;
+use std::sync::Arc;
 
 use futures::StreamExt;
 use openraft::error::ClientWriteError;
@@ -18,6 +19,7 @@ use tonic::Status;
 use tonic::Streaming;
 
 use crate::codec;
+use crate::leader_contact::LeaderContact;
 use crate::pb;
 use crate::pb::raft_peer_server::RaftPeer;
 use crate::pb::raft_peer_server::RaftPeerServer;
@@ -27,47 +29,13 @@ use crate::Raft;
 /// Snapshots larger than this are refused (the state is held in memory while installing).
 pub const MAX_SNAPSHOT_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 
-/// When the leader last reached this node, recorded where its AppendEntries arrive.
-#[derive(Debug)]
-pub struct LeaderContact {
-    started: tokio::time::Instant,
-    last: std::sync::Mutex<Option<(tokio::time::Instant, u64)>>,
-}
-
-impl Default for LeaderContact {
-    fn default() -> Self {
-        Self {
-            started: tokio::time::Instant::now(),
-            last: std::sync::Mutex::new(None),
-        }
-    }
-}
-
-impl LeaderContact {
-    pub fn record(&self, leader_commit: u64) {
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((tokio::time::Instant::now(), leader_commit));
-    }
-
-    /// Milliseconds since the leader's last accepted AppendEntries (since start if none yet).
-    pub fn millis_since_contact(&self) -> u64 {
-        let last = *self.last.lock().unwrap_or_else(|e| e.into_inner());
-        let since = last.map(|(t, _)| t).unwrap_or(self.started);
-        since.elapsed().as_millis() as u64
-    }
-
-    /// The commit index the leader announced at its last contact.
-    pub fn announced_commit(&self) -> Option<u64> {
-        self.last.lock().unwrap_or_else(|e| e.into_inner()).map(|(_, c)| c)
-    }
-}
-
 pub struct PeerService {
     raft: Raft,
-    contact: std::sync::Arc<LeaderContact>,
+    contact: Arc<LeaderContact>,
 }
 
 impl PeerService {
-    pub fn new(raft: Raft, contact: std::sync::Arc<LeaderContact>) -> Self {
+    pub fn new(raft: Raft, contact: Arc<LeaderContact>) -> Self {
         Self { raft, contact }
     }
 
@@ -165,7 +133,8 @@ impl RaftPeer for PeerService {
         }
         let vote = codec::vote_from_opt_pb(header.vote.as_ref()).map_err(bad)?;
         let meta = codec::snapshot_meta_from_pb(&header.meta.unwrap_or_default()).map_err(bad)?;
-        let mut data = Vec::with_capacity(header.total_bytes as usize);
+        // Grow as chunks arrive: a header alone must not make us allocate gigabytes.
+        let mut data = Vec::with_capacity(header.total_bytes.min(64 * 1024 * 1024) as usize);
         while let Some(chunk) = stream.next().await {
             match chunk?.part {
                 Some(pb::snapshot_chunk::Part::Data(d)) => {

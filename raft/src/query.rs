@@ -51,6 +51,16 @@ pub fn version(view: &dyn KvView, name: &str, version: u64) -> Result<pb::Secret
     }
 }
 
+/// The aliases of `secret` that point at `version`.
+pub fn aliases_of(secret: &pb::Secret, version: u64) -> Vec<String> {
+    secret
+        .aliases
+        .iter()
+        .filter(|(_, v)| **v == version)
+        .map(|(a, _)| a.clone())
+        .collect()
+}
+
 /// Which version a read asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selector {

@@ -132,23 +132,28 @@ fn apply_op(tx: &mut Txn<'_, '_>, cmd: &pb::Command, log_index: u64) -> Result<p
     if let Some(replayed) = replay(tx, op, name, &cmd.request_id)? {
         return Ok(replayed);
     }
-    let mut result = match op {
+    let at = At {
+        now,
+        log_index,
+        principal: &cmd.principal,
+        request_id: &cmd.request_id,
+    };
+    match op {
         Op::Bootstrap(_) => unreachable!("handled above"),
-        Op::CreateSecret(c) => create_secret(tx, c, &cmd.principal, now, log_index),
-        Op::AddVersion(c) => add_version(tx, c, cmd, now, log_index),
-        Op::MoveAlias(c) => move_alias(tx, c, now, log_index),
-        Op::SetVersionState(c) => set_version_state(tx, c, now, log_index),
-        Op::DestroyVersion(c) => destroy_version(tx, c, now, log_index),
-    }?;
-    // Remember the request so a retry of it (after a lost reply) is answered, not re-applied.
-    if !cmd.request_id.is_empty() {
-        if let Some(mut s) = load_secret(tx, name)? {
-            s.last_request_id = cmd.request_id.clone();
-            tx.put(keys::secret(name), s.encode_to_vec());
-            result.etag = s.etag;
-        }
+        Op::CreateSecret(c) => create_secret(tx, c, &at),
+        Op::AddVersion(c) => add_version(tx, c, &at),
+        Op::MoveAlias(c) => move_alias(tx, c, &at),
+        Op::SetVersionState(c) => set_version_state(tx, c, &at),
+        Op::DestroyVersion(c) => destroy_version(tx, c, &at),
     }
-    Ok(result)
+}
+
+/// Where and on whose behalf a command is applied.
+struct At<'a> {
+    now: u64,
+    log_index: u64,
+    principal: &'a str,
+    request_id: &'a str,
 }
 
 /// The answer to a command that was already applied under the same request id, if any.
@@ -250,35 +255,25 @@ fn ok(secret: &pb::Secret, version: u64) -> pb::CommandOk {
     }
 }
 
-fn save_secret(tx: &mut Txn<'_, '_>, secret: &mut pb::Secret, now: u64, log_index: u64) {
-    secret.updated_at_ms = now;
-    secret.etag = etag(log_index);
+/// Stores a changed secret: new etag and update time, and the request that changed it (so a
+/// retry of that request is answered, not re-applied).
+fn save_secret(tx: &mut Txn<'_, '_>, secret: &mut pb::Secret, at: &At<'_>) {
+    secret.updated_at_ms = at.now;
+    secret.etag = etag(at.log_index);
+    secret.last_request_id = at.request_id.to_string();
     tx.put(keys::secret(&secret.name), secret.encode_to_vec());
 }
 
-fn create_secret(
-    tx: &mut Txn<'_, '_>,
-    c: &pb::CreateSecret,
-    principal: &str,
-    now: u64,
-    log_index: u64,
-) -> Result<pb::CommandOk> {
+fn create_secret(tx: &mut Txn<'_, '_>, c: &pb::CreateSecret, at: &At<'_>) -> Result<pb::CommandOk> {
     if load_secret(tx, &c.name)?.is_some() {
         return fail(ErrorCode::AlreadyExists, format!("secret {} already exists", c.name));
     }
-    let mut s = new_secret(&c.name, &c.spec.clone().unwrap_or_default(), principal, now);
-    save_secret(tx, &mut s, now, log_index);
+    let mut s = new_secret(&c.name, &c.spec.clone().unwrap_or_default(), at.principal, at.now);
+    save_secret(tx, &mut s, at);
     Ok(ok(&s, 0))
 }
 
-fn add_version(
-    tx: &mut Txn<'_, '_>,
-    c: &pb::AddVersion,
-    cmd: &pb::Command,
-    now: u64,
-    log_index: u64,
-) -> Result<pb::CommandOk> {
-    let principal = cmd.principal.as_str();
+fn add_version(tx: &mut Txn<'_, '_>, c: &pb::AddVersion, at: &At<'_>) -> Result<pb::CommandOk> {
     let envelope = match &c.envelope {
         Some(e) if !e.ciphertext.is_empty() && !e.wrapped_keys.is_empty() => e.clone(),
         _ => {
@@ -305,7 +300,7 @@ fn add_version(
     };
     let mut secret = match (load_secret(tx, &c.name)?, &c.create_if_missing) {
         (Some(s), _) => s,
-        (None, Some(spec)) => new_secret(&c.name, spec, principal, now),
+        (None, Some(spec)) => new_secret(&c.name, spec, at.principal, at.now),
         (None, None) => return fail(ErrorCode::NotFound, format!("secret {} not found", c.name)),
     };
     if c.version != secret.next_version {
@@ -326,20 +321,20 @@ fn add_version(
         state: pb::VersionState::Enabled as i32,
         envelope: Some(envelope),
         crc32c: c.crc32c,
-        created_by: principal.to_string(),
-        created_at_ms: now,
+        created_by: at.principal.to_string(),
+        created_at_ms: at.now,
         expires_at_ms: c.expires_at_ms,
         disabled_at_ms: 0,
         destroyed_at_ms: 0,
         size: c.size,
-        request_id: cmd.request_id.clone(),
+        request_id: at.request_id.to_string(),
     };
     tx.put(keys::version(&c.name, c.version), version.encode_to_vec());
     secret.next_version += 1;
     if let Some(a) = alias {
         point_alias(&mut secret, &a, c.version);
     }
-    save_secret(tx, &mut secret, now, log_index);
+    save_secret(tx, &mut secret, at);
     Ok(ok(&secret, c.version))
 }
 
@@ -359,7 +354,7 @@ fn point_alias(secret: &mut pb::Secret, alias: &str, version: u64) {
     secret.aliases.insert(alias.to_string(), version);
 }
 
-fn move_alias(tx: &mut Txn<'_, '_>, c: &pb::MoveAlias, now: u64, log_index: u64) -> Result<pb::CommandOk> {
+fn move_alias(tx: &mut Txn<'_, '_>, c: &pb::MoveAlias, at: &At<'_>) -> Result<pb::CommandOk> {
     let alias = names::normalize_alias(&c.alias).map_err(ModelError::from)?;
     if alias == names::PREVIOUS {
         return fail(ErrorCode::InvalidArgument, "PREVIOUS is maintained by moves of CURRENT");
@@ -389,20 +384,11 @@ fn move_alias(tx: &mut Txn<'_, '_>, c: &pb::MoveAlias, now: u64, log_index: u64)
         return Ok(ok(&secret, c.version));
     }
     point_alias(&mut secret, &alias, c.version);
-    save_secret(tx, &mut secret, now, log_index);
+    save_secret(tx, &mut secret, at);
     Ok(ok(&secret, c.version))
 }
 
-fn aliases_of(secret: &pb::Secret, version: u64) -> Vec<String> {
-    secret
-        .aliases
-        .iter()
-        .filter(|(_, v)| **v == version)
-        .map(|(a, _)| a.clone())
-        .collect()
-}
-
-fn set_version_state(tx: &mut Txn<'_, '_>, c: &pb::SetVersionState, now: u64, log_index: u64) -> Result<pb::CommandOk> {
+fn set_version_state(tx: &mut Txn<'_, '_>, c: &pb::SetVersionState, at: &At<'_>) -> Result<pb::CommandOk> {
     let enable = match pb::VersionState::try_from(c.state) {
         Ok(pb::VersionState::Enabled) => true,
         Ok(pb::VersionState::Disabled) => false,
@@ -429,13 +415,13 @@ fn set_version_state(tx: &mut Txn<'_, '_>, c: &pb::SetVersionState, now: u64, lo
         );
     }
     v.state = c.state;
-    v.disabled_at_ms = if enable { 0 } else { now };
+    v.disabled_at_ms = if enable { 0 } else { at.now };
     tx.put(keys::version(&c.name, c.version), v.encode_to_vec());
-    save_secret(tx, &mut secret, now, log_index);
+    save_secret(tx, &mut secret, at);
     Ok(ok(&secret, c.version))
 }
 
-fn destroy_version(tx: &mut Txn<'_, '_>, c: &pb::DestroyVersion, now: u64, log_index: u64) -> Result<pb::CommandOk> {
+fn destroy_version(tx: &mut Txn<'_, '_>, c: &pb::DestroyVersion, at: &At<'_>) -> Result<pb::CommandOk> {
     let mut secret = require_secret(tx, &c.name)?;
     let mut v = require_version(tx, &c.name, c.version)?;
     if v.state == pb::VersionState::Destroyed as i32 {
@@ -452,12 +438,12 @@ fn destroy_version(tx: &mut Txn<'_, '_>, c: &pb::DestroyVersion, now: u64, log_i
     }
     v.state = pb::VersionState::Destroyed as i32;
     v.envelope = None;
-    v.destroyed_at_ms = now;
+    v.destroyed_at_ms = at.now;
     tx.put(keys::version(&c.name, c.version), v.encode_to_vec());
-    for a in aliases_of(&secret, c.version) {
+    for a in crate::query::aliases_of(&secret, c.version) {
         secret.aliases.remove(&a);
     }
-    save_secret(tx, &mut secret, now, log_index);
+    save_secret(tx, &mut secret, at);
     Ok(ok(&secret, c.version))
 }
 

@@ -65,6 +65,14 @@ impl StateReader {
     pub fn watch_applied(&self) -> watch::Receiver<u64> {
         self.applied.clone()
     }
+
+    /// Waits until this replica has applied `index`, up to `timeout`. Returns whether it has.
+    pub async fn wait_applied(&self, index: u64, timeout: std::time::Duration) -> bool {
+        let mut rx = self.applied.clone();
+        tokio::time::timeout(timeout, rx.wait_for(|applied| *applied >= index))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
 }
 
 pub struct StateMachineStore {

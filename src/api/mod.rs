@@ -19,6 +19,9 @@ use crate::crypto::vault::Vault;
 use crate::error::ApiError;
 use crate::pb;
 
+/// How long a write waits for the receiving node's replica to apply it before replying.
+const LOCAL_APPLY_WAIT: Duration = Duration::from_secs(1);
+
 /// Everything a request handler needs, shared by the services of one node.
 pub struct Core {
     pub raft: RaftNode,
@@ -54,6 +57,12 @@ impl Core {
             ProposeError::Unavailable(m) => ApiError::Unavailable(m),
             ProposeError::Rejected(m) => ApiError::FailedPrecondition(m),
         })?;
+        // Read-your-writes on the node that took the write: wait (briefly) until its own replica
+        // has applied the entry. The write is committed either way.
+        self.raft
+            .reader()
+            .wait_applied(result.log_index, LOCAL_APPLY_WAIT)
+            .await;
         Ok(match result.outcome {
             Some(pb::command_result::Outcome::Ok(ok)) => Ok(ok),
             Some(pb::command_result::Outcome::Error(e)) => Err(ModelError::from_pb(&e)),
