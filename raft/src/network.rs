@@ -172,6 +172,25 @@ impl PeerClient {
     }
 }
 
+impl PeerClient {
+    /// A vote or pre-vote round trip.
+    async fn send_vote(
+        &self,
+        rpc: &VoteRequest<TypeConfig>,
+        option: RPCOption,
+        pre_vote: bool,
+    ) -> RpcResult<VoteResponse<TypeConfig>> {
+        let req = vote_request_to_pb(rpc, pre_vote);
+        let ttl = option.hard_ttl();
+        let resp = self
+            .call(RPCTypes::Vote, ttl, |mut c, ttl| async move {
+                c.vote(with_deadline(req, ttl)).await
+            })
+            .await?;
+        vote_response_from_pb(resp)
+    }
+}
+
 fn with_deadline<T>(msg: T, ttl: Duration) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
     r.set_timeout(ttl);
@@ -245,14 +264,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     }
 
     async fn vote(&mut self, rpc: VoteRequest<TypeConfig>, option: RPCOption) -> RpcResult<VoteResponse<TypeConfig>> {
-        let req = vote_request_to_pb(&rpc, false);
-        let ttl = option.hard_ttl();
-        let resp = self
-            .call(RPCTypes::Vote, ttl, |mut c, ttl| async move {
-                c.vote(with_deadline(req, ttl)).await
-            })
-            .await?;
-        vote_response_from_pb(resp)
+        self.send_vote(&rpc, option, false).await
     }
 
     async fn pre_vote(
@@ -260,14 +272,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<VoteResponse<TypeConfig>> {
-        let req = vote_request_to_pb(&rpc, true);
-        let ttl = option.hard_ttl();
-        let resp = self
-            .call(RPCTypes::Vote, ttl, |mut c, ttl| async move {
-                c.vote(with_deadline(req, ttl)).await
-            })
-            .await?;
-        vote_response_from_pb(resp)
+        self.send_vote(&rpc, option, true).await
     }
 
     async fn full_snapshot(

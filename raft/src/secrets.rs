@@ -688,28 +688,16 @@ mod tests {
             ErrorCode::VersionConflict
         );
         // An alias move retried after it committed is answered too, though its CAS would now fail.
-        let moved = sm
-            .run_as(
-                pb::command::Op::MoveAlias(pb::MoveAlias {
-                    name: "acme/db".into(),
-                    alias: "CURRENT".into(),
-                    version: 1,
-                    expected_version: 2,
-                }),
-                "req-4",
-            )
-            .unwrap();
-        let replay = sm
-            .run_as(
-                pb::command::Op::MoveAlias(pb::MoveAlias {
-                    name: "acme/db".into(),
-                    alias: "CURRENT".into(),
-                    version: 1,
-                    expected_version: 2,
-                }),
-                "req-4",
-            )
-            .unwrap();
+        let promote_to_1 = || {
+            pb::command::Op::MoveAlias(pb::MoveAlias {
+                name: "acme/db".into(),
+                alias: "CURRENT".into(),
+                version: 1,
+                expected_version: 2,
+            })
+        };
+        let moved = sm.run_as(promote_to_1(), "req-4").unwrap();
+        let replay = sm.run_as(promote_to_1(), "req-4").unwrap();
         assert_eq!(moved.aliases, replay.aliases);
     }
 

@@ -46,6 +46,18 @@ fn write_response(name: &str, ok: pb::CommandOk) -> pb::WriteResponse {
 }
 
 impl SecretsApi {
+    /// Proposes a write on `name` for an already granted request and shapes the reply.
+    async fn submit(
+        &self,
+        grant: &crate::authz::Grant,
+        name: &str,
+        op: Op,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
+        valid_name(name)?;
+        let ok = self.core.propose(grant, op).await?.map_err(ApiError::from)?;
+        Ok(Response::new(write_response(name, ok)))
+    }
+
     async fn put(&self, req: Request<pb::PutSecretValueRequest>) -> Result<pb::WriteResponse, ApiError> {
         let grant = self.core.grant(&req, Action::SecretsWrite, &req.get_ref().name)?;
         let r = req.into_inner();
@@ -144,19 +156,11 @@ impl pb::secrets_server::Secrets for SecretsApi {
     ) -> Result<Response<pb::WriteResponse>, Status> {
         let grant = self.core.grant(&req, Action::SecretsWrite, &req.get_ref().name)?;
         let r = req.into_inner();
-        valid_name(&r.name)?;
-        let ok = self
-            .core
-            .propose(
-                &grant,
-                Op::CreateSecret(pb::CreateSecret {
-                    name: r.name.clone(),
-                    spec: r.spec,
-                }),
-            )
-            .await?
-            .map_err(ApiError::from)?;
-        Ok(Response::new(write_response(&r.name, ok)))
+        let op = Op::CreateSecret(pb::CreateSecret {
+            name: r.name.clone(),
+            spec: r.spec,
+        });
+        self.submit(&grant, &r.name, op).await
     }
 
     async fn put_secret_value(
@@ -283,20 +287,13 @@ impl pb::secrets_server::Secrets for SecretsApi {
                 s.aliases.get(&alias).copied().unwrap_or(0)
             }
         };
-        let ok = self
-            .core
-            .propose(
-                &grant,
-                Op::MoveAlias(pb::MoveAlias {
-                    name: r.name.clone(),
-                    alias,
-                    version: r.version,
-                    expected_version: expected,
-                }),
-            )
-            .await?
-            .map_err(ApiError::from)?;
-        Ok(Response::new(write_response(&r.name, ok)))
+        let op = Op::MoveAlias(pb::MoveAlias {
+            name: r.name.clone(),
+            alias,
+            version: r.version,
+            expected_version: expected,
+        });
+        self.submit(&grant, &r.name, op).await
     }
 
     async fn set_version_state(
@@ -311,19 +308,12 @@ impl pb::secrets_server::Secrets for SecretsApi {
         } else {
             pb::VersionState::Disabled
         };
-        let ok = self
-            .core
-            .propose(
-                &grant,
-                Op::SetVersionState(pb::SetVersionState {
-                    name: r.name.clone(),
-                    version: r.version,
-                    state: state as i32,
-                }),
-            )
-            .await?
-            .map_err(ApiError::from)?;
-        Ok(Response::new(write_response(&r.name, ok)))
+        let op = Op::SetVersionState(pb::SetVersionState {
+            name: r.name.clone(),
+            version: r.version,
+            state: state as i32,
+        });
+        self.submit(&grant, &r.name, op).await
     }
 
     async fn destroy_version(
@@ -333,18 +323,12 @@ impl pb::secrets_server::Secrets for SecretsApi {
         let grant = self.core.grant(&req, Action::SecretsAdmin, &req.get_ref().name)?;
         let r = req.into_inner();
         valid_name(&r.name)?;
-        let ok = self
-            .core
-            .propose(
-                &grant,
-                Op::DestroyVersion(pb::DestroyVersion {
-                    name: r.name.clone(),
-                    version: r.version,
-                }),
-            )
-            .await?
-            .map_err(ApiError::from)?;
+        let op = Op::DestroyVersion(pb::DestroyVersion {
+            name: r.name.clone(),
+            version: r.version,
+        });
+        let reply = self.submit(&grant, &r.name, op).await?;
         self.core.vault.forget(&r.name, r.version);
-        Ok(Response::new(write_response(&r.name, ok)))
+        Ok(reply)
     }
 }
