@@ -26,6 +26,17 @@ pub struct ServerConfig {
     pub raft: RaftConfig,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub network: NetworkConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Reach a peer (by node id) at another address than the one in the membership: a tunnel,
+    /// a sidecar, or a fault-injecting proxy in tests.
+    #[serde(default)]
+    pub peer_addr_override: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -63,6 +74,17 @@ pub struct ClusterConfig {
     /// Initial voters (required with `bootstrap`).
     #[serde(default)]
     pub members: Vec<Member>,
+    /// Regions where the leader should be, most preferred first. The leader hands leadership
+    /// to a healthy, caught-up voter in a more preferred region when there is one.
+    #[serde(default)]
+    pub preferred_regions: Vec<String>,
+    /// Membership changes that leave fewer voters than this are refused unless forced.
+    #[serde(default = "default_min_voters")]
+    pub min_voters: u32,
+}
+
+fn default_min_voters() -> u32 {
+    3
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -142,6 +164,9 @@ fn default_dek_cache_capacity() -> usize {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RaftConfig {
+    /// Leader heartbeat period. It is also the deadline of each heartbeat RPC (openraft's rule),
+    /// so it must exceed the largest round trip between voters, with margin: a heartbeat that
+    /// cannot make the round trip in time counts as lost and the leader can lose its quorum.
     #[serde(default = "default_heartbeat")]
     pub heartbeat_ms: u64,
     #[serde(default = "default_election_min")]
@@ -172,7 +197,7 @@ impl Default for RaftConfig {
 }
 
 fn default_heartbeat() -> u64 {
-    250
+    300
 }
 fn default_election_min() -> u64 {
     1500
@@ -269,6 +294,21 @@ impl ServerConfig {
         if self.regions.iter().any(|r| r.kms_provider == "local") && self.kms.local_keyring_dir.is_none() {
             return Err("kms.local_keyring_dir is required for the local KMS provider".into());
         }
+        for (k, v) in &self.network.peer_addr_override {
+            if k.parse::<u64>().map_or(true, |id| id == 0) {
+                return Err(format!("network.peer_addr_override key {k:?} must be a node id"));
+            }
+            if v.is_empty() {
+                return Err(format!("network.peer_addr_override for node {k} is empty"));
+            }
+        }
+        for r in &self.cluster.preferred_regions {
+            if !seen.contains(r) {
+                return Err(format!(
+                    "cluster.preferred_regions names {r}, which has no [[regions]] entry"
+                ));
+            }
+        }
         let r = &self.raft;
         if r.heartbeat_ms == 0 || r.election_timeout_min_ms <= r.heartbeat_ms {
             return Err("raft.election_timeout_min_ms must exceed raft.heartbeat_ms (> 0)".into());
@@ -342,6 +382,14 @@ impl ServerConfig {
             snapshot_every_entries: r.snapshot_every_entries,
             keep_logs_after_snapshot: r.keep_logs_after_snapshot,
             snapshot_chunk_bytes: r.snapshot_chunk_bytes,
+            // Validated at load: every key is a node id.
+            peer_addr_override: self
+                .network
+                .peer_addr_override
+                .iter()
+                .filter_map(|(k, v)| k.parse().ok().map(|id| (id, v.clone())))
+                .collect(),
+            min_voters: self.cluster.min_voters,
         }
     }
 

@@ -15,7 +15,9 @@ pub mod crypto;
 pub mod dev;
 pub mod error;
 pub mod node;
+pub mod testkit;
 pub mod time;
+pub mod tokens;
 
 pub use coffer_proto as pb;
 pub use coffer_raft as raft;

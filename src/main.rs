@@ -38,6 +38,14 @@ async fn run(cli: Cli) -> Result<(), CliError> {
 
 fn main() {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Secret(_) | Command::Cluster(_)) {
+        // Client commands end quietly when their reader goes away (`coffer … | head`), like
+        // any Unix tool, instead of panicking on a failed print.
+        // SAFETY: restoring a default signal disposition before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

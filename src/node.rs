@@ -99,6 +99,7 @@ where
         raft: raft.clone(),
         me: me.clone(),
         write_timeout: cfg.write_timeout(),
+        token_key: tokio::sync::OnceCell::new(),
     });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -130,6 +131,13 @@ where
         }
         tokio::spawn(bootstrap(raft.clone(), cfg.clone()));
     }
+    tokio::spawn(ensure_token_key(core.clone(), stop_rx.clone()));
+    tokio::spawn(coffer_raft::placement::run(
+        raft.clone(),
+        cfg.cluster.preferred_regions.clone(),
+        Duration::from_millis((cfg.raft.heartbeat_ms * 4).max(500)),
+        stop_rx.clone(),
+    ));
     tracing::info!(node = %me.name, region = %me.region, api = %me.api_addr, raft = %me.raft_addr, "node started");
 
     let mut peer_server = peer_server;
@@ -183,6 +191,7 @@ async fn bootstrap(raft: RaftNode, cfg: ServerConfig) {
                     root_token_sha256: hash.clone(),
                     regions: cfg.region_configs(),
                     bootstrapped_at_ms: crate::time::now_ms(),
+                    token_key: None,
                 }),
             })),
         };
@@ -198,6 +207,53 @@ async fn bootstrap(raft: RaftNode, cfg: ServerConfig) {
                 tracing::info!("waiting to bootstrap: {e}");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
+        }
+    }
+}
+
+/// Makes sure the cluster has a token key: the leader seals a fresh one (wrapped for every
+/// region) and proposes it once the cluster is bootstrapped. The first proposal wins.
+async fn ensure_token_key(core: Arc<Core>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        let info = {
+            let view = core.raft.reader().view();
+            coffer_raft::query::cluster_info(&*view).ok().flatten()
+        };
+        match info {
+            Some(i) if i.token_key.is_some() => return,
+            Some(_) if core.raft.status().role == coffer_raft::node::Role::Leader => {}
+            _ => continue,
+        }
+        let sealed = async {
+            let key = crate::crypto::SecretValue::new(
+                crate::crypto::random_bytes::<32>().map_err(|e| e.to_string())?.to_vec(),
+            );
+            let sealer = core
+                .vault
+                .prepare(crate::tokens::TOKEN_KEY_NAME)
+                .await
+                .map_err(|e| e.to_string())?;
+            sealer.seal(&key, 1).map_err(|e| e.to_string())
+        };
+        let envelope = match sealed.await {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!("cannot seal the token key yet: {e}");
+                continue;
+            }
+        };
+        let cmd = pb::Command {
+            proposed_at_ms: crate::time::now_ms(),
+            principal: "system".into(),
+            request_id: String::new(),
+            op: Some(pb::command::Op::SetTokenKey(pb::SetTokenKey { key: Some(envelope) })),
+        };
+        if let Err(e) = core.raft.propose(cmd, Duration::from_secs(5)).await {
+            tracing::info!("token key not stored yet: {e}");
         }
     }
 }

@@ -10,7 +10,7 @@ use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_promotes_with_same_expectation_exactly_one_wins() {
-    let cluster = TestCluster::start(&["us-east", "eu-west", "ap-south"], FAST_RAFT).await;
+    let cluster = TestCluster::start(BIN, &["us-east", "eu-west", "ap-south"], FAST_RAFT).await;
     let leader = cluster.wait_leader(Duration::from_secs(20)).await;
     let a = cluster.client(leader).await;
     let b = cluster.client((leader + 1) % 3).await;

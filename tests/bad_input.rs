@@ -36,7 +36,7 @@ async fn snapshot_of(c: &coffer::client::Client, name: &str) -> (String, usize) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_clearly_and_changes_nothing() {
-    let cluster = TestCluster::start(&["us-east", "eu-west", "ap-south"], FAST_RAFT).await;
+    let cluster = TestCluster::start(BIN, &["us-east", "eu-west", "ap-south"], FAST_RAFT).await;
     let leader = cluster.wait_leader(Duration::from_secs(20)).await;
     let c = cluster.client((leader + 1) % 3).await;
     put(&c, "acme/app/key", b"fake-original").await.unwrap();
@@ -136,7 +136,7 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rpc_refuses_missing_or_wrong_tokens() {
-    let cluster = TestCluster::start(&["us-east", "eu-west", "ap-south"], FAST_RAFT).await;
+    let cluster = TestCluster::start(BIN, &["us-east", "eu-west", "ap-south"], FAST_RAFT).await;
     cluster.wait_leader(Duration::from_secs(20)).await;
     put(&cluster.client(0).await, "acme/app/key", b"fake").await.unwrap();
     for token in [None, Some("cft_wrong"), Some("not even a token")] {
@@ -263,7 +263,7 @@ fn cli(cluster: &TestCluster, token: &str, args: &[&str]) -> (i32, String, Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_errors_are_one_line_and_non_zero() {
-    let cluster = TestCluster::start(&["us-east", "eu-west", "ap-south"], FAST_RAFT).await;
+    let cluster = TestCluster::start(BIN, &["us-east", "eu-west", "ap-south"], FAST_RAFT).await;
     cluster.wait_leader(Duration::from_secs(20)).await;
     let t = cluster.token().to_string();
     let (code, out, _) = cli(

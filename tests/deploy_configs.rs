@@ -44,7 +44,7 @@ fn bad_configs_name_the_field() {
             "region = \"EU West\"\nzone",
             "node.region",
         ),
-        ("heartbeat_ms = 250", "heartbeat_ms = 5000", "election_timeout_min_ms"),
+        ("heartbeat_ms = 300", "heartbeat_ms = 5000", "election_timeout_min_ms"),
         (
             "api_addr = \"0.0.0.0:7400\"",
             "api_addr = \"not an address\"",

@@ -16,7 +16,7 @@ const RAFT: &str = "heartbeat_ms = 50\nelection_timeout_min_ms = 400\nelection_t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_read_everywhere_kill_leader_and_catch_up() {
-    let mut cluster = TestCluster::start(&REGIONS, RAFT).await;
+    let mut cluster = TestCluster::start(BIN, &REGIONS, RAFT).await;
     let leader = cluster.wait_leader(Duration::from_secs(20)).await;
     let follower = (leader + 1) % 3;
 

@@ -13,7 +13,7 @@ const RAFT: &str = "heartbeat_ms = 50\nelection_timeout_min_ms = 400\nelection_t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_plaintext_in_any_file_of_any_node() {
-    let mut cluster = TestCluster::start(&["us-east", "eu-west", "ap-south"], RAFT).await;
+    let mut cluster = TestCluster::start(BIN, &["us-east", "eu-west", "ap-south"], RAFT).await;
     let leader = cluster.wait_leader(Duration::from_secs(20)).await;
     let c = cluster.client((leader + 1) % 3).await;
 

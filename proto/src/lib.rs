@@ -28,6 +28,7 @@ impl fmt::Display for Command {
                 write!(f, "set_version_state({}, v{}, {})", c.name, c.version, c.state)
             }
             Some(Op::DestroyVersion(c)) => write!(f, "destroy_version({}, v{})", c.name, c.version),
+            Some(Op::SetTokenKey(_)) => write!(f, "set_token_key"),
             None => write!(f, "empty"),
         }
     }

@@ -46,6 +46,8 @@ use crate::TypeConfig;
 
 /// Largest gRPC message a peer sends or accepts (a batch of entries or a snapshot chunk).
 pub const MAX_PEER_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// Smallest deadline for an append that carries entries (see `append_entries`).
+pub const MIN_APPEND_TTL: Duration = Duration::from_secs(2);
 /// Snapshot chunk size when openraft does not set one.
 pub const DEFAULT_SNAPSHOT_CHUNK: usize = 1024 * 1024;
 
@@ -85,18 +87,22 @@ impl Connector for TcpConnector {
 /// One cached channel per peer, replaced when the peer's address changes.
 pub struct PeerChannels {
     connector: Arc<dyn Connector>,
+    overrides: BTreeMap<NodeId, String>,
     cache: Mutex<BTreeMap<NodeId, (String, Channel)>>,
 }
 
 impl PeerChannels {
-    pub fn new(connector: Arc<dyn Connector>) -> Self {
+    /// `overrides` reach some peers at another address than the membership's.
+    pub fn new(connector: Arc<dyn Connector>, overrides: BTreeMap<NodeId, String>) -> Self {
         Self {
             connector,
+            overrides,
             cache: Mutex::new(BTreeMap::new()),
         }
     }
 
     pub fn client(&self, id: NodeId, addr: &str) -> Result<RaftPeerClient<Channel>, String> {
+        let addr = self.overrides.get(&id).map(String::as_str).unwrap_or(addr);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         let channel = match cache.get(&id) {
             Some((a, ch)) if a == addr => ch.clone(),
@@ -128,6 +134,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             addr: node.raft_addr.clone(),
             channels: self.channels.clone(),
+            last_rtt: Duration::ZERO,
         }
     }
 }
@@ -137,6 +144,9 @@ pub struct PeerClient {
     target: NodeId,
     addr: String,
     channels: Arc<PeerChannels>,
+    /// Round trip of the last AppendEntries to this target; sent with the next one so the
+    /// target can bound how long it was in flight (its staleness bound).
+    last_rtt: Duration,
 }
 
 type RpcResult<T> = Result<T, RPCError<TypeConfig>>;
@@ -244,13 +254,22 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             prev_log_id: codec::opt_log_id_to_pb(rpc.prev_log_id.as_ref()),
             entries: rpc.entries.iter().map(codec::entry_to_pb).collect(),
             leader_commit: codec::opt_log_id_to_pb(rpc.leader_commit.as_ref()),
+            rtt_hint_ms: self.last_rtt.as_millis() as u64,
         };
-        let ttl = option.hard_ttl();
+        // openraft gives appends the heartbeat period as deadline. Heartbeats keep it (openraft
+        // times them out itself); appends that carry entries also pay the follower's fsync and
+        // the transfer, so they get at least MIN_APPEND_TTL before counting as lost.
+        let ttl = match req.entries.is_empty() {
+            true => option.hard_ttl(),
+            false => option.hard_ttl().max(MIN_APPEND_TTL),
+        };
+        let started = tokio::time::Instant::now();
         let resp = self
             .call(RPCTypes::AppendEntries, ttl, |mut c, ttl| async move {
                 c.append_entries(with_deadline(req, ttl)).await
             })
             .await?;
+        self.last_rtt = started.elapsed();
         use pb::append_entries_response::Result as R;
         Ok(match resp.result {
             Some(R::Success(_)) => AppendEntriesResponse::Success,

@@ -1,24 +1,31 @@
 //! [`RaftNode`]: the Raft side of a Coffer node behind one facade, so the rest of Coffer never
 //! names openraft. It starts Raft over the given storage and connector, serves peers, reports
-//! status, and proposes commands from any node (forwarding to the leader).
+//! status and freshness, and runs leader-only work (proposals, read indexes, forwarded reads,
+//! membership changes) from any node by routing it to the leader.
 
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::async_runtime::watch::WatchReceiver;
+use openraft::ChangeMembers;
+use openraft::ReadPolicy;
 use openraft::ServerState;
 use tokio::time::Instant;
 
 use crate::leader_contact::LeaderContact;
 use crate::log_store::LogStore;
+use crate::membership;
 use crate::network::Connector;
 use crate::network::NetworkFactory;
 use crate::network::PeerChannels;
 use crate::pb;
 use crate::pb::raft_peer_server::RaftPeerServer;
-use crate::peer_service::propose_locally;
 use crate::peer_service::PeerService;
+use crate::query;
 use crate::state_machine::StateMachineStore;
 use crate::state_machine::StateReader;
 use crate::storage::LogBackend;
@@ -36,6 +43,11 @@ pub struct RaftSettings {
     pub snapshot_every_entries: u64,
     pub keep_logs_after_snapshot: u64,
     pub snapshot_chunk_bytes: u64,
+    /// Reach these peers at these addresses instead of the ones in the membership (tunnels,
+    /// sidecars, test proxies).
+    pub peer_addr_override: BTreeMap<NodeId, String>,
+    /// Refuse membership changes that leave fewer voters than this (unless forced).
+    pub min_voters: u32,
 }
 
 impl RaftSettings {
@@ -78,11 +90,22 @@ impl Role {
     }
 }
 
+/// Whether this node belongs to the cluster it knows of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    /// Pristine: never part of a cluster (e.g. a new node waiting to be added).
+    NotJoined,
+    Member,
+    /// The membership it has applied no longer lists it.
+    Removed,
+}
+
 /// A point-in-time view of this node's Raft state.
 #[derive(Debug, Clone)]
 pub struct RaftStatus {
     pub id: NodeId,
     pub role: Role,
+    pub membership: Membership,
     pub term: u64,
     pub leader: Option<NodeId>,
     pub committed: u64,
@@ -92,22 +115,37 @@ pub struct RaftStatus {
     pub purged: u64,
     pub voters: Vec<pb::NodeInfo>,
     pub learners: Vec<pb::NodeInfo>,
+    /// True while a joint (two-step) membership change is in flight.
+    pub joint: bool,
     /// Leader only: highest index each node is known to hold.
     pub matched: BTreeMap<NodeId, u64>,
+    /// Leader only: milliseconds since each node last acknowledged the leader.
+    pub acked_ms_ago: BTreeMap<NodeId, u64>,
+    /// Leader only: milliseconds since a quorum last acknowledged the leader.
+    pub millis_since_quorum_ack: Option<u64>,
 }
 
 impl RaftStatus {
     pub fn node(&self, id: NodeId) -> Option<&pb::NodeInfo> {
         self.voters.iter().chain(self.learners.iter()).find(|n| n.id == id)
     }
+
+    pub fn is_voter(&self, id: NodeId) -> bool {
+        self.voters.iter().any(|n| n.id == id)
+    }
+
+    pub fn tolerance(&self) -> pb::Tolerance {
+        membership::tolerance(&self.voters, &self.learners)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProposeError {
-    /// No leader accepted the command in time. It may still commit (retries are idempotent by
-    /// request id).
+    /// No leader handled the request in time. A proposal may still commit (retries are
+    /// idempotent by request id).
     #[error("{0}")]
     Unavailable(String),
+    /// The leader refused the request (a failed check, not a transport problem).
     #[error("{0}")]
     Rejected(String),
 }
@@ -122,6 +160,15 @@ pub enum StartError {
     Raft(String),
 }
 
+/// The outcome of one attempt at leader-only work on some node.
+pub enum Routed<T> {
+    Done(T),
+    /// That node is not the leader; it may know who is.
+    NotLeader(Option<pb::NodeInfo>),
+}
+
+type Attempt<'a, T> = Pin<Box<dyn Future<Output = Result<Routed<T>, (tonic::Code, String)>> + Send + 'a>>;
+
 #[derive(Clone)]
 pub struct RaftNode {
     inner: Arc<Inner>,
@@ -133,7 +180,14 @@ struct Inner {
     reader: StateReader,
     channels: Arc<PeerChannels>,
     contact: Arc<LeaderContact>,
+    min_voters: u32,
+    log: Arc<dyn LogBackend>,
+    /// Set once a leader said this node was removed; persisted under [`REMOVED_META_KEY`].
+    removed: std::sync::atomic::AtomicBool,
 }
+
+/// Log-store metadata key holding the [`pb::RemovedNotice`] of a node removed from the cluster.
+const REMOVED_META_KEY: &str = "removed";
 
 impl RaftNode {
     pub async fn start(
@@ -146,14 +200,19 @@ impl RaftNode {
         let config = Arc::new(settings.to_openraft().map_err(StartError::Settings)?);
         let sm = StateMachineStore::new(sm)?;
         let reader = sm.reader();
-        let channels = Arc::new(PeerChannels::new(connector));
+        let channels = Arc::new(PeerChannels::new(connector, settings.peer_addr_override.clone()));
         let network = NetworkFactory {
             self_id: id,
             channels: channels.clone(),
         };
-        let raft = Raft::new(id, config, network, LogStore::new(log), sm)
+        let removed = log.get_meta(REMOVED_META_KEY).map_err(StartError::Storage)?.is_some();
+        let raft = Raft::new(id, config, network, LogStore::new(log.clone()), sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
+        if removed {
+            // A removed node keeps its data for inspection but takes no part in Raft.
+            let _ = raft.shutdown().await;
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 id,
@@ -161,6 +220,9 @@ impl RaftNode {
                 reader,
                 channels,
                 contact: Arc::new(LeaderContact::default()),
+                min_voters: settings.min_voters,
+                log,
+                removed: std::sync::atomic::AtomicBool::new(removed),
             }),
         })
     }
@@ -171,11 +233,15 @@ impl RaftNode {
 
     /// The peer gRPC service to serve on this node's raft address.
     pub fn peer_server(&self) -> RaftPeerServer<PeerService> {
-        PeerService::new(self.inner.raft.clone(), self.inner.contact.clone()).into_server()
+        PeerService::new(self.clone()).into_server()
     }
 
     pub fn reader(&self) -> &StateReader {
         &self.inner.reader
+    }
+
+    pub(crate) fn contact(&self) -> &LeaderContact {
+        &self.inner.contact
     }
 
     /// Forms a new cluster with `members` as voters if this node's storage is pristine.
@@ -193,12 +259,81 @@ impl RaftNode {
         }
     }
 
+    fn is_removed(&self) -> bool {
+        self.inner.removed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Takes a leader's word that this node was removed: persists it, then stops Raft. A notice
+    /// from a term older than this node's is refused (it may come from a deposed leader).
+    pub(crate) async fn accept_removal(&self, notice: pb::RemovedNotice) -> Result<(), tonic::Status> {
+        let term = self.status().term;
+        if notice.term < term {
+            return Err(tonic::Status::failed_precondition(format!(
+                "removal notice from term {} is older than this node's term {term}",
+                notice.term
+            )));
+        }
+        if self.is_removed() {
+            return Ok(());
+        }
+        use prost::Message;
+        self.inner
+            .log
+            .put_meta_durable(REMOVED_META_KEY, &notice.encode_to_vec())
+            .map_err(|e| tonic::Status::internal(format!("cannot persist the removal: {e}")))?;
+        self.inner.removed.store(true, std::sync::atomic::Ordering::Release);
+        tracing::warn!(
+            leader = notice.leader_id,
+            term = notice.term,
+            index = notice.membership_index,
+            "this node was removed from the cluster; Raft stops, reads are refused"
+        );
+        let raft = self.inner.raft.clone();
+        tokio::spawn(async move {
+            let _ = raft.shutdown().await;
+        });
+        Ok(())
+    }
+
+    /// Tells `node` it was removed, retrying for a while; a node that is down learns nothing
+    /// (it then reports its growing staleness like any node cut off from the leader).
+    fn notify_removed(&self, node: pb::NodeInfo) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let s = this.status();
+            let notice = pb::RemovedNotice {
+                leader_id: this.id(),
+                term: s.term,
+                membership_index: s.committed,
+            };
+            for _ in 0..20 {
+                if let Ok(mut c) = this.peer(&node) {
+                    let req = with_deadline(notice, Instant::now() + Duration::from_secs(2));
+                    if c.removed(req).await.is_ok() {
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            tracing::warn!(node = node.id, "could not tell {} it was removed", node.name);
+        });
+    }
+
     pub fn status(&self) -> RaftStatus {
         let m = self.inner.raft.metrics().borrow_watched().clone();
-        let membership = m.membership_config.membership();
-        let nodes: Vec<pb::NodeInfo> = membership.nodes().map(|(_, n)| n.clone()).collect();
-        let voter_ids: Vec<NodeId> = membership.voter_ids().collect();
-        let (voters, learners) = nodes.into_iter().partition(|n| voter_ids.contains(&n.id));
+        let stored = m.membership_config.membership();
+        let nodes: Vec<pb::NodeInfo> = stored.nodes().map(|(_, n)| n.clone()).collect();
+        let voter_ids: Vec<NodeId> = stored.voter_ids().collect();
+        let (voters, learners): (Vec<_>, Vec<_>) = nodes.into_iter().partition(|n| voter_ids.contains(&n.id));
+        let membership = if self.is_removed() {
+            Membership::Removed
+        } else if voters.is_empty() && learners.is_empty() {
+            Membership::NotJoined
+        } else if voters.iter().chain(learners.iter()).any(|n| n.id == m.id) {
+            Membership::Member
+        } else {
+            Membership::Removed
+        };
         RaftStatus {
             id: m.id,
             role: match m.state {
@@ -208,6 +343,7 @@ impl RaftNode {
                 ServerState::Candidate => Role::Candidate,
                 ServerState::Shutdown => Role::Shutdown,
             },
+            membership,
             term: m.current_term,
             leader: m.current_leader,
             committed: m.local_committed.map(|l| l.index).unwrap_or(0),
@@ -217,21 +353,83 @@ impl RaftNode {
             purged: m.purged.map(|l| l.index).unwrap_or(0),
             voters,
             learners,
+            joint: stored.get_joint_config().len() > 1,
             matched: m
                 .replication
                 .as_ref()
                 .map(|r| r.iter().map(|(id, l)| (*id, l.map(|l| l.index).unwrap_or(0))).collect())
                 .unwrap_or_default(),
+            acked_ms_ago: m
+                .heartbeat
+                .as_ref()
+                .map(|h| {
+                    h.iter()
+                        .filter_map(|(id, t)| {
+                            t.as_ref()
+                                .map(|t| (*id, openraft::Instant::elapsed(&**t).as_millis() as u64))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            millis_since_quorum_ack: quorum_ack_age_ms(&m),
         }
     }
 
-    /// Upper bound, in milliseconds, on how stale this replica may be: 0 on the leader, else
-    /// the time since the leader last reached this node (growing while cut off).
+    /// Upper bound, in ms, on how stale this replica may be; never zero.
+    ///
+    /// On a leader that has applied everything it committed and whose quorum acknowledgement is
+    /// younger than the election timeout (its lease: no other leader can have been elected
+    /// since), 1 ms. On a leader past its lease, the time since a quorum last acknowledged it.
+    /// Elsewhere: see [`LeaderContact`].
     pub fn staleness_bound_ms(&self) -> u64 {
+        let applied = self.inner.reader.applied_index();
         if self.inner.raft.is_leader() {
-            return 0;
+            let m = self.inner.raft.metrics().borrow_watched().clone();
+            if let Some(ms) = quorum_ack_age_ms(&m) {
+                let lease = self.inner.raft.config().election_timeout_min;
+                let caught_up = applied >= m.local_committed.as_ref().map(|l| l.index).unwrap_or(0);
+                return if ms < lease && caught_up { 1 } else { ms.max(1) };
+            }
         }
-        self.inner.contact.millis_since_contact()
+        self.inner.contact.staleness_bound_ms(applied)
+    }
+
+    /// This node's own report for cluster status and health.
+    pub fn local_status(&self) -> pb::LocalStatus {
+        let s = self.status();
+        let leader = s.role == Role::Leader;
+        let applied = self.inner.reader.applied_index();
+        let known_commit = self.inner.contact.announced_commit().max(s.committed);
+        pb::LocalStatus {
+            node_id: s.id,
+            state: if s.membership == Membership::Removed {
+                "removed".into()
+            } else {
+                s.role.as_str().into()
+            },
+            term: s.term,
+            leader_id: s.leader.unwrap_or(0),
+            committed_index: s.committed,
+            applied_index: applied,
+            last_contact_ms: if leader {
+                0
+            } else {
+                self.inner.contact.millis_since_contact()
+            },
+            staleness_upper_bound_ms: self.staleness_bound_ms(),
+            lag: known_commit.saturating_sub(applied),
+        }
+    }
+
+    /// `node`'s own status report (this node's, or a peer's over peer RPC).
+    pub async fn node_status(&self, node: &pb::NodeInfo, timeout: Duration) -> Result<pb::LocalStatus, String> {
+        if node.id == self.id() {
+            return Ok(self.local_status());
+        }
+        let deadline = Instant::now() + timeout;
+        let mut c = self.peer(node).map_err(|e| e.1)?;
+        let req = with_deadline(pb::LocalStatusRequest {}, deadline);
+        unary(node, c.get_local_status(req), deadline).await.map_err(|e| e.1)
     }
 
     /// Waits until some node is known as leader, up to `timeout`.
@@ -249,36 +447,34 @@ impl RaftNode {
         }
     }
 
-    /// Proposes `cmd` through the leader (this node or another), waiting up to `timeout`.
-    ///
-    /// Retries after leader changes and transport errors. This is safe because commands carry a
-    /// request id and the state machine answers a replayed request instead of re-applying it.
-    pub async fn propose(&self, cmd: pb::Command, timeout: Duration) -> Result<pb::CommandResult, ProposeError> {
-        use pb::propose_response::Result as R;
+    fn leader_node(&self) -> Option<pb::NodeInfo> {
+        let s = self.status();
+        s.leader.and_then(|id| s.node(id).cloned())
+    }
+
+    /// Runs `attempt` against the leader until it is done or `timeout` passes, following
+    /// redirects and waiting out elections. `attempt` gets the node to try; it runs the work
+    /// locally when that node is this one.
+    async fn on_leader<'a, T>(
+        &'a self,
+        timeout: Duration,
+        what: &str,
+        mut attempt: impl FnMut(pb::NodeInfo) -> Attempt<'a, T>,
+    ) -> Result<T, ProposeError> {
         let deadline = Instant::now() + timeout;
         let mut hint: Option<pb::NodeInfo> = None;
         let mut backoff = Duration::from_millis(20);
-        let mut last_error: String;
+        let mut last_error;
         loop {
-            let target = match hint.take() {
-                Some(n) => Some(n),
-                None => {
-                    let status = self.status();
-                    status.leader.and_then(|id| status.node(id).cloned())
-                }
-            };
-            let outcome = match target {
-                Some(node) if node.id == self.inner.id => propose_locally(&self.inner.raft, cmd.clone())
-                    .await
-                    .map_err(|s| (s.code(), s.message().to_string())),
-                Some(node) => self.forward(&node, cmd.clone(), deadline).await,
+            let outcome = match hint.take().or_else(|| self.leader_node()) {
+                Some(node) => attempt(node).await,
                 None => Err((tonic::Code::Unavailable, "no leader is known".to_string())),
             };
             match outcome {
-                Ok(R::Applied(r)) => return Ok(r),
-                Ok(R::NotLeader(nl)) => {
-                    last_error = "the node asked was not the leader".into();
-                    hint = nl.leader.filter(|_| nl.leader_id != 0);
+                Ok(Routed::Done(v)) => return Ok(v),
+                Ok(Routed::NotLeader(h)) => {
+                    last_error = "the node asked was not the leader".to_string();
+                    hint = h;
                 }
                 Err((code, msg)) => {
                     if matches!(code, tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument) {
@@ -289,8 +485,7 @@ impl RaftNode {
             }
             if Instant::now() + backoff >= deadline {
                 return Err(ProposeError::Unavailable(format!(
-                    "no leader accepted the write within {} ms ({last_error}); it may still be applied, \
-                     and retrying the same request is safe",
+                    "no leader answered the {what} within {} ms ({last_error})",
                     timeout.as_millis()
                 )));
             }
@@ -306,34 +501,356 @@ impl RaftNode {
         }
     }
 
-    async fn forward(
+    fn peer(
         &self,
         node: &pb::NodeInfo,
-        cmd: pb::Command,
-        deadline: Instant,
-    ) -> Result<pb::propose_response::Result, (tonic::Code, String)> {
-        let mut client = self
-            .inner
+    ) -> Result<pb::raft_peer_client::RaftPeerClient<tonic::transport::Channel>, (tonic::Code, String)> {
+        self.inner
             .channels
             .client(node.id, &node.raft_addr)
-            .map_err(|e| (tonic::Code::Unavailable, e))?;
-        let ttl = deadline
-            .saturating_duration_since(Instant::now())
-            .min(Duration::from_secs(5))
-            .max(Duration::from_millis(1));
-        let mut req = tonic::Request::new(pb::ProposeRequest { command: Some(cmd) });
-        req.set_timeout(ttl);
-        match tokio::time::timeout(ttl, client.propose(req)).await {
-            Err(_) => Err((
-                tonic::Code::DeadlineExceeded,
-                format!("leader {} did not answer in time", node.name),
+            .map_err(|e| (tonic::Code::Unavailable, e))
+    }
+
+    /// Proposes `cmd` through the leader, waiting up to `timeout`.
+    ///
+    /// Retries after leader changes and transport errors. This is safe because commands carry a
+    /// request id and the state machine answers a replayed request instead of re-applying it.
+    pub async fn propose(&self, cmd: pb::Command, timeout: Duration) -> Result<pb::CommandResult, ProposeError> {
+        let deadline = Instant::now() + timeout;
+        self.on_leader(timeout, "write", |leader| {
+            let cmd = cmd.clone();
+            Box::pin(async move {
+                use pb::propose_response::Result as R;
+                let r = if leader.id == self.id() {
+                    crate::peer_service::propose_locally(&self.inner.raft, cmd)
+                        .await
+                        .map_err(|s| (s.code(), s.message().to_string()))?
+                } else {
+                    let mut c = self.peer(&leader)?;
+                    let req = with_deadline(pb::ProposeRequest { command: Some(cmd) }, deadline);
+                    unary(&leader, c.propose(req), deadline)
+                        .await?
+                        .result
+                        .ok_or_else(empty_reply)?
+                };
+                Ok(match r {
+                    R::Applied(a) => Routed::Done(a),
+                    R::NotLeader(nl) => Routed::NotLeader(nl.leader),
+                })
+            })
+        })
+        .await
+        .map_err(|e| match e {
+            ProposeError::Unavailable(m) => ProposeError::Unavailable(format!(
+                "{m}; the write may still be applied, and retrying the same request is safe"
             )),
-            Ok(Err(s)) => Err((s.code(), format!("leader {}: {}", node.name, s.message()))),
-            Ok(Ok(r)) => r
-                .into_inner()
-                .result
-                .ok_or_else(|| (tonic::Code::Internal, "empty propose reply".to_string())),
+            other => other,
+        })
+    }
+
+    /// A read index from the leader: once this replica has applied it, a read here is
+    /// linearizable.
+    pub async fn read_index(&self, timeout: Duration) -> Result<u64, ProposeError> {
+        let deadline = Instant::now() + timeout;
+        self.on_leader(timeout, "read-index request", |leader| {
+            Box::pin(async move {
+                if leader.id == self.id() {
+                    return self
+                        .read_index_locally()
+                        .await
+                        .map_err(|s| (s.code(), s.message().to_string()));
+                }
+                let mut c = self.peer(&leader)?;
+                let req = with_deadline(pb::ReadIndexRequest {}, deadline);
+                Ok(match unary(&leader, c.read_index(req), deadline).await?.result {
+                    Some(pb::read_index_response::Result::Index(i)) => Routed::Done(i),
+                    Some(pb::read_index_response::Result::NotLeader(nl)) => Routed::NotLeader(nl.leader),
+                    None => return Err(empty_reply()),
+                })
+            })
+        })
+        .await
+    }
+
+    /// Leader side of [`RaftNode::read_index`]: confirms leadership with a quorum (ReadIndex).
+    pub(crate) async fn read_index_locally(&self) -> Result<Routed<u64>, tonic::Status> {
+        match self.inner.raft.get_read_linearizer(ReadPolicy::ReadIndex).await {
+            Ok(l) => Ok(Routed::Done(l.read_log_id().index())),
+            Err(e) => match e.forward_to_leader() {
+                Some(f) => Ok(Routed::NotLeader(f.leader_node.clone())),
+                None => Err(tonic::Status::unavailable(format!("cannot confirm leadership: {e}"))),
+            },
         }
+    }
+
+    /// The leader's read index: from its lease when valid (no round trip), else confirmed by a
+    /// quorum (ReadIndex).
+    async fn lease_or_read_index(&self) -> Result<Routed<u64>, tonic::Status> {
+        match self.inner.raft.get_read_linearizer(ReadPolicy::LeaseRead).await {
+            Ok(l) => Ok(Routed::Done(l.read_log_id().index())),
+            Err(_) => self.read_index_locally().await,
+        }
+    }
+
+    /// Answers `query` from the leader's records (a forwarded read). The leader first confirms
+    /// its leadership (lease or ReadIndex) and applies up to that index, so the answer was
+    /// current at some instant after this call began: the reply's staleness bound is the time
+    /// this call took, measured here (at least 1 ms).
+    pub async fn fetch_from_leader(
+        &self,
+        query: pb::ReadQuery,
+        timeout: Duration,
+    ) -> Result<pb::FetchResponse, ProposeError> {
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let mut r = self
+            .on_leader(timeout, "forwarded read", |leader| {
+                let query = query.clone();
+                Box::pin(async move {
+                    let r = if leader.id == self.id() {
+                        self.fetch_locally(&query, deadline.saturating_duration_since(Instant::now()))
+                            .await?
+                    } else {
+                        let mut c = self.peer(&leader)?;
+                        unary(&leader, c.fetch(with_deadline(query, deadline)), deadline).await?
+                    };
+                    Ok(match r.result {
+                        Some(pb::fetch_response::Result::NotLeader(nl)) => Routed::NotLeader(nl.leader),
+                        Some(_) => Routed::Done(r),
+                        None => return Err(empty_reply()),
+                    })
+                })
+            })
+            .await?;
+        r.staleness_upper_bound_ms = (started.elapsed().as_millis() as u64).max(1);
+        Ok(r)
+    }
+
+    /// Leader side of [`RaftNode::fetch_from_leader`]: read index, wait until applied, answer.
+    pub(crate) async fn fetch_locally(
+        &self,
+        query: &pb::ReadQuery,
+        timeout: Duration,
+    ) -> Result<pb::FetchResponse, (tonic::Code, String)> {
+        let started = Instant::now();
+        let index = match self
+            .lease_or_read_index()
+            .await
+            .map_err(|s| (s.code(), s.message().to_string()))?
+        {
+            Routed::Done(i) => i,
+            Routed::NotLeader(leader) => {
+                return Ok(pb::FetchResponse {
+                    result: Some(pb::fetch_response::Result::NotLeader(pb::NotLeader {
+                        leader_id: 0,
+                        leader,
+                    })),
+                    ..Default::default()
+                })
+            }
+        };
+        if !self.inner.reader.wait_applied(index, timeout).await {
+            return Err((
+                tonic::Code::DeadlineExceeded,
+                format!("the leader did not apply its read index {index} in time"),
+            ));
+        }
+        let applied_index = self.inner.reader.applied_index();
+        let view = self.inner.reader.view();
+        let result = match query::answer(&*view, query) {
+            Ok(a) => pb::fetch_response::Result::Answer(a),
+            Err(query::QueryError::Model(e)) => pb::fetch_response::Result::Error(e.to_pb()),
+            Err(query::QueryError::Io(e)) => pb::fetch_response::Result::Error(pb::CommandError {
+                code: pb::ErrorCode::Internal as i32,
+                message: format!("leader storage: {e}"),
+                ..Default::default()
+            }),
+        };
+        Ok(pb::FetchResponse {
+            result: Some(result),
+            applied_index,
+            served_by: self.status().node(self.id()).cloned(),
+            staleness_upper_bound_ms: (started.elapsed().as_millis() as u64).max(1),
+        })
+    }
+
+    /// Applies a membership change on the leader (routed there), after the safety check.
+    pub async fn change_membership(
+        &self,
+        req: pb::MembershipChangeRequest,
+        timeout: Duration,
+    ) -> Result<pb::MembershipChangeResponse, ProposeError> {
+        let deadline = Instant::now() + timeout;
+        self.on_leader(timeout, "membership change", |leader| {
+            let req = req.clone();
+            Box::pin(async move {
+                let r = if leader.id == self.id() {
+                    self.change_membership_locally(req).await
+                } else {
+                    let mut c = self.peer(&leader)?;
+                    unary(&leader, c.admin(with_deadline(req, deadline)), deadline).await?
+                };
+                match r.result {
+                    Some(pb::admin_response::Result::Done(d)) => Ok(Routed::Done(d)),
+                    Some(pb::admin_response::Result::NotLeader(nl)) => Ok(Routed::NotLeader(nl.leader)),
+                    Some(pb::admin_response::Result::Refused(why)) => Err((tonic::Code::FailedPrecondition, why)),
+                    None => Err(empty_reply()),
+                }
+            })
+        })
+        .await
+    }
+
+    /// Leader side of [`RaftNode::change_membership`].
+    pub(crate) async fn change_membership_locally(&self, req: pb::MembershipChangeRequest) -> pb::AdminResponse {
+        use pb::admin_response::Result as R;
+        use pb::membership_change_request::Change;
+        let refuse = |why: String| pb::AdminResponse {
+            result: Some(R::Refused(why)),
+        };
+        let s = self.status();
+        if s.role != Role::Leader {
+            return pb::AdminResponse {
+                result: Some(R::NotLeader(pb::NotLeader {
+                    leader_id: s.leader.unwrap_or(0),
+                    leader: self.leader_node(),
+                })),
+            };
+        }
+        if s.joint {
+            return refuse("another membership change is still in progress; try again shortly".into());
+        }
+        let Some(change) = req.change else {
+            return refuse("no change given".into());
+        };
+        let name = |id: u64| {
+            s.node(id)
+                .map(|n| format!("{} (id {id})", n.name))
+                .unwrap_or(format!("node {id}"))
+        };
+        let mut voters = s.voters.clone();
+        let mut learners = s.learners.clone();
+        let raft = &self.inner.raft;
+        let mut removed: Option<pb::NodeInfo> = None;
+        // Compute the membership after the change and the Raft operation that makes it.
+        let (summary, op): (String, MembershipOp) = match change {
+            Change::AddLearner(node) => {
+                if let Some(existing) = s.node(node.id) {
+                    if existing == &node {
+                        return refuse(format!("{} is already a member", name(node.id)));
+                    }
+                    return refuse(format!("node id {} already belongs to {}", node.id, existing.name));
+                }
+                if node.id == 0 || node.raft_addr.is_empty() {
+                    return refuse("a learner needs a node id and a raft address".into());
+                }
+                learners.push(node.clone());
+                (
+                    format!("added {} in {} as a learner", node.name, node.region),
+                    MembershipOp::AddLearner(node),
+                )
+            }
+            Change::Promote(id) => {
+                let Some(pos) = learners.iter().position(|n| n.id == id) else {
+                    return refuse(format!("{} is not a learner; add it as a learner first", name(id)));
+                };
+                voters.push(learners.remove(pos));
+                (
+                    format!("promoted {} to voter", name(id)),
+                    MembershipOp::Change(ChangeMembers::AddVoterIds(BTreeSet::from([id]))),
+                )
+            }
+            Change::Demote(id) => {
+                let Some(pos) = voters.iter().position(|n| n.id == id) else {
+                    return refuse(format!("{} is not a voter", name(id)));
+                };
+                learners.push(voters.remove(pos));
+                (format!("demoted {} to learner", name(id)), MembershipOp::Demote(id))
+            }
+            Change::Remove(id) => {
+                removed = s.node(id).cloned();
+                if let Some(pos) = voters.iter().position(|n| n.id == id) {
+                    voters.remove(pos);
+                    (
+                        format!("removed voter {}", name(id)),
+                        MembershipOp::Change(ChangeMembers::RemoveVoters(BTreeSet::from([id]))),
+                    )
+                } else if let Some(pos) = learners.iter().position(|n| n.id == id) {
+                    learners.remove(pos);
+                    (
+                        format!("removed learner {}", name(id)),
+                        MembershipOp::Change(ChangeMembers::RemoveNodes(BTreeSet::from([id]))),
+                    )
+                } else {
+                    return refuse(format!("{} is not a member", name(id)));
+                }
+            }
+            Change::TransferLeader(id) => {
+                if id == self.id() {
+                    return refuse(format!("{} is already the leader", name(id)));
+                }
+                if !s.is_voter(id) {
+                    return refuse(format!("{} is not a voter; only voters can lead", name(id)));
+                }
+                (
+                    format!("asked {} to take over leadership", name(id)),
+                    MembershipOp::Transfer(id),
+                )
+            }
+        };
+        let before = s.tolerance();
+        let after = membership::tolerance(&voters, &learners);
+        if !req.force {
+            if let Err(why) = membership::check_change(&before, &after, self.inner.min_voters) {
+                return refuse(format!(
+                    "refused: {why} (before: {}; after: {}); pass --force to do it anyway",
+                    membership::line(&before),
+                    membership::line(&after)
+                ));
+            }
+        }
+        let result = match op {
+            MembershipOp::AddLearner(node) => raft
+                .add_learner(node.id, node, false)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            MembershipOp::Change(c) => raft
+                .change_membership(c, false)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            MembershipOp::Demote(id) => raft
+                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), true)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            MembershipOp::Transfer(id) => raft.trigger().transfer_leader(id).await.map_err(|e| e.to_string()),
+        };
+        if let (Ok(()), Some(node)) = (&result, removed) {
+            self.notify_removed(node);
+        }
+        match result {
+            Ok(()) => pb::AdminResponse {
+                result: Some(R::Done(pb::MembershipChangeResponse {
+                    before: Some(before),
+                    after: Some(after),
+                    summary,
+                    leader_id: self.id(),
+                })),
+            },
+            Err(e) => refuse(format!("raft refused the change: {e}")),
+        }
+    }
+
+    /// Asks `to` to take over leadership (used by leader placement).
+    pub async fn transfer_leader(&self, to: NodeId) -> Result<(), String> {
+        self.inner
+            .raft
+            .trigger()
+            .transfer_leader(to)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Stops Raft. Storage is flushed by its owner afterwards.
@@ -341,8 +858,56 @@ impl RaftNode {
         let _ = self.inner.raft.shutdown().await;
     }
 
-    /// The underlying openraft handle, for tests and membership tooling inside this crate.
-    pub fn raft(&self) -> &Raft {
+    /// The underlying openraft handle, for code inside this crate.
+    pub(crate) fn raft(&self) -> &Raft {
         &self.inner.raft
+    }
+}
+
+/// Milliseconds since a quorum last acknowledged this leader.
+fn quorum_ack_age_ms(m: &crate::RaftMetrics) -> Option<u64> {
+    m.last_quorum_acked
+        .as_ref()
+        .map(|t| openraft::Instant::elapsed(&**t).as_millis() as u64)
+}
+
+enum MembershipOp {
+    AddLearner(pb::NodeInfo),
+    Change(ChangeMembers<NodeId, pb::NodeInfo>),
+    Demote(NodeId),
+    Transfer(NodeId),
+}
+
+fn empty_reply() -> (tonic::Code, String) {
+    (tonic::Code::Internal, "empty reply from a peer".to_string())
+}
+
+fn with_deadline<T>(msg: T, deadline: Instant) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.set_timeout(remaining(deadline));
+    r
+}
+
+/// Time left until `deadline`, at most 5 s per attempt and never zero.
+fn remaining(deadline: Instant) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .min(Duration::from_secs(5))
+        .max(Duration::from_millis(1))
+}
+
+/// One unary peer call bounded by `deadline`.
+async fn unary<T>(
+    node: &pb::NodeInfo,
+    call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    deadline: Instant,
+) -> Result<T, (tonic::Code, String)> {
+    match tokio::time::timeout(remaining(deadline), call).await {
+        Err(_) => Err((
+            tonic::Code::DeadlineExceeded,
+            format!("{} did not answer in time", node.name),
+        )),
+        Ok(Err(s)) => Err((s.code(), format!("{}: {}", node.name, s.message()))),
+        Ok(Ok(r)) => Ok(r.into_inner()),
     }
 }

@@ -4,7 +4,6 @@
 //! never a panic. Served on the raft address only, apart from the public API.
 
 use std::io::Cursor;
-use std::sync::Arc;
 
 use futures::StreamExt;
 use openraft::error::ClientWriteError;
@@ -19,7 +18,8 @@ use tonic::Status;
 use tonic::Streaming;
 
 use crate::codec;
-use crate::leader_contact::LeaderContact;
+use crate::node::RaftNode;
+use crate::node::Routed;
 use crate::pb;
 use crate::pb::raft_peer_server::RaftPeer;
 use crate::pb::raft_peer_server::RaftPeerServer;
@@ -30,13 +30,16 @@ use crate::Raft;
 pub const MAX_SNAPSHOT_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 
 pub struct PeerService {
-    raft: Raft,
-    contact: Arc<LeaderContact>,
+    node: RaftNode,
 }
 
 impl PeerService {
-    pub fn new(raft: Raft, contact: Arc<LeaderContact>) -> Self {
-        Self { raft, contact }
+    pub fn new(node: RaftNode) -> Self {
+        Self { node }
+    }
+
+    fn raft(&self) -> &Raft {
+        self.node.raft()
     }
 
     pub fn into_server(self) -> RaftPeerServer<Self> {
@@ -68,19 +71,22 @@ impl RaftPeer for PeerService {
             .collect::<Result<Vec<_>, _>>()
             .map_err(bad)?;
         let leader_commit = r.leader_commit.as_ref().map(|l| l.index).unwrap_or(0);
+        let rtt_hint = std::time::Duration::from_millis(r.rtt_hint_ms);
         let req = AppendEntriesRequest {
             vote: codec::vote_from_opt_pb(r.vote.as_ref()).map_err(bad)?,
             prev_log_id: codec::opt_log_id_from_pb(r.prev_log_id.as_ref()),
             entries,
             leader_commit: codec::opt_log_id_from_pb(r.leader_commit.as_ref()),
         };
-        let resp = self.raft.append_entries(req).await.map_err(raft_down)?;
+        let resp = self.raft().append_entries(req).await.map_err(raft_down)?;
         use pb::append_entries_response::Result as R;
         if matches!(
             resp,
             AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)
         ) {
-            self.contact.record(leader_commit);
+            self.node
+                .contact()
+                .record(leader_commit, rtt_hint, self.node.reader().applied_index());
         }
         let result = match resp {
             AppendEntriesResponse::Success => R::Success(pb::Blank {}),
@@ -101,9 +107,9 @@ impl RaftPeer for PeerService {
         );
         req.leadership_transfer = r.leadership_transfer;
         let resp = if r.pre_vote {
-            self.raft.pre_vote(req).await
+            self.raft().pre_vote(req).await
         } else {
-            self.raft.vote(req).await
+            self.raft().vote(req).await
         }
         .map_err(raft_down)?;
         Ok(Response::new(pb::VoteResponse {
@@ -160,7 +166,7 @@ impl RaftPeer for PeerService {
             snapshot: Cursor::new(data),
         };
         let resp = self
-            .raft
+            .raft()
             .install_full_snapshot(vote, snapshot)
             .await
             .map_err(raft_down)?;
@@ -179,7 +185,7 @@ impl RaftPeer for PeerService {
             r.to_node_id,
             codec::opt_log_id_from_pb(r.last_log_id.as_ref()),
         );
-        let resp = self.raft.handle_transfer_leader(req).await.map_err(raft_down)?;
+        let resp = self.raft().handle_transfer_leader(req).await.map_err(raft_down)?;
         Ok(Response::new(pb::TransferLeaderResponse {
             error: resp.err().map(|e| e.to_string()).unwrap_or_default(),
         }))
@@ -190,10 +196,51 @@ impl RaftPeer for PeerService {
             .into_inner()
             .command
             .ok_or_else(|| bad("propose without a command"))?;
-        let result = propose_locally(&self.raft, cmd).await?;
+        let result = propose_locally(self.raft(), cmd).await?;
         Ok(Response::new(pb::ProposeResponse { result: Some(result) }))
     }
+
+    async fn read_index(&self, _: Request<pb::ReadIndexRequest>) -> Result<Response<pb::ReadIndexResponse>, Status> {
+        use pb::read_index_response::Result as R;
+        let result = match self.node.read_index_locally().await? {
+            Routed::Done(i) => R::Index(i),
+            Routed::NotLeader(leader) => R::NotLeader(pb::NotLeader {
+                leader_id: leader.as_ref().map(|l| l.id).unwrap_or(0),
+                leader,
+            }),
+        };
+        Ok(Response::new(pb::ReadIndexResponse { result: Some(result) }))
+    }
+
+    async fn get_local_status(&self, _: Request<pb::LocalStatusRequest>) -> Result<Response<pb::LocalStatus>, Status> {
+        Ok(Response::new(self.node.local_status()))
+    }
+
+    async fn fetch(&self, request: Request<pb::ReadQuery>) -> Result<Response<pb::FetchResponse>, Status> {
+        // The caller holds its own deadline; this bounds the leader's wait to apply its read index.
+        match self.node.fetch_locally(request.get_ref(), FETCH_APPLY_WAIT).await {
+            Ok(r) => Ok(Response::new(r)),
+            Err((code, msg)) => Err(Status::new(code, msg)),
+        }
+    }
+
+    async fn removed(&self, request: Request<pb::RemovedNotice>) -> Result<Response<pb::RemovedAck>, Status> {
+        self.node.accept_removal(request.into_inner()).await?;
+        Ok(Response::new(pb::RemovedAck {}))
+    }
+
+    async fn admin(
+        &self,
+        request: Request<pb::MembershipChangeRequest>,
+    ) -> Result<Response<pb::AdminResponse>, Status> {
+        Ok(Response::new(
+            self.node.change_membership_locally(request.into_inner()).await,
+        ))
+    }
 }
+
+/// How long a leader answering a forwarded read waits to apply up to its read index.
+const FETCH_APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Proposes `cmd` through the local Raft node, which must be the leader.
 ///

@@ -145,6 +145,59 @@ pub fn list(view: &dyn KvView, prefix: &str, after: &str, limit: usize) -> Resul
     Ok((out, next))
 }
 
+/// Answers a read from records alone (never plaintext): what the API needs to build a reply.
+/// Used on the local replica, and on the leader for forwarded reads.
+pub fn answer(view: &dyn KvView, q: &pb::ReadQuery) -> Result<pb::ReadAnswer> {
+    use pb::read_query::Query;
+    match &q.query {
+        Some(Query::Get(g)) => {
+            let selector = match &g.selector {
+                None => Selector::Current,
+                Some(pb::get_query::Selector::Version(v)) => Selector::Version(*v),
+                Some(pb::get_query::Selector::Alias(a)) => Selector::Alias(a.clone()),
+            };
+            let (s, v) = resolve(view, &g.name, &selector)?;
+            Ok(pb::ReadAnswer {
+                secret: Some(s),
+                versions: vec![v],
+                ..Default::default()
+            })
+        }
+        Some(Query::Describe(name)) => Ok(pb::ReadAnswer {
+            secret: Some(secret(view, name)?),
+            ..Default::default()
+        }),
+        Some(Query::Versions(name)) => {
+            let s = secret(view, name)?;
+            let mut vs = versions(view, name)?;
+            for v in &mut vs {
+                // Listing versions needs their wrapped regions, not their ciphertext.
+                if let Some(e) = &mut v.envelope {
+                    e.ciphertext.clear();
+                    e.nonce.clear();
+                    for w in &mut e.wrapped_keys {
+                        w.blob.clear();
+                    }
+                }
+            }
+            Ok(pb::ReadAnswer {
+                secret: Some(s),
+                versions: vs,
+                ..Default::default()
+            })
+        }
+        Some(Query::List(l)) => {
+            let (names, next) = list(view, &l.prefix, &l.after, l.limit as usize)?;
+            Ok(pb::ReadAnswer {
+                names,
+                next_page_token: next,
+                ..Default::default()
+            })
+        }
+        None => Err(ModelError::new(ErrorCode::InvalidArgument, "empty read query").into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -119,9 +119,12 @@ fn apply_op(tx: &mut Txn<'_, '_>, cmd: &pb::Command, log_index: u64) -> Result<p
     if tx.get(keys::CLUSTER)?.is_none() {
         return fail(ErrorCode::NotBootstrapped, "the cluster is not bootstrapped yet");
     }
+    if let Op::SetTokenKey(k) = op {
+        return set_token_key(tx, k);
+    }
     let now = cmd.proposed_at_ms;
     let name = match op {
-        Op::Bootstrap(_) => unreachable!("handled above"),
+        Op::Bootstrap(_) | Op::SetTokenKey(_) => unreachable!("handled above"),
         Op::CreateSecret(c) => &c.name,
         Op::AddVersion(c) => &c.name,
         Op::MoveAlias(c) => &c.name,
@@ -139,7 +142,7 @@ fn apply_op(tx: &mut Txn<'_, '_>, cmd: &pb::Command, log_index: u64) -> Result<p
         request_id: &cmd.request_id,
     };
     match op {
-        Op::Bootstrap(_) => unreachable!("handled above"),
+        Op::Bootstrap(_) | Op::SetTokenKey(_) => unreachable!("handled above"),
         Op::CreateSecret(c) => create_secret(tx, c, &at),
         Op::AddVersion(c) => add_version(tx, c, &at),
         Op::MoveAlias(c) => move_alias(tx, c, &at),
@@ -205,6 +208,23 @@ fn bootstrap(tx: &mut Txn<'_, '_>, b: &pb::Bootstrap) -> Result<pb::CommandOk> {
             ErrorCode::InvalidArgument,
             "bootstrap needs a cluster id and a root token hash",
         );
+    }
+    tx.put(keys::CLUSTER.to_vec(), info.encode_to_vec());
+    Ok(pb::CommandOk::default())
+}
+
+/// Sets the cluster's token key once; later proposals (from other nodes racing) are no-ops.
+fn set_token_key(tx: &mut Txn<'_, '_>, k: &pb::SetTokenKey) -> Result<pb::CommandOk> {
+    let Some(bytes) = tx.get(keys::CLUSTER)? else {
+        return fail(ErrorCode::NotBootstrapped, "the cluster is not bootstrapped yet");
+    };
+    let mut info: pb::ClusterInfo = decode(&bytes, "cluster")?;
+    if info.token_key.is_some() {
+        return Ok(pb::CommandOk::default());
+    }
+    match &k.key {
+        Some(e) if !e.ciphertext.is_empty() && !e.wrapped_keys.is_empty() => info.token_key = Some(e.clone()),
+        _ => return fail(ErrorCode::InvalidArgument, "a token key needs a sealed envelope"),
     }
     tx.put(keys::CLUSTER.to_vec(), info.encode_to_vec());
     Ok(pb::CommandOk::default())

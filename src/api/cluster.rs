@@ -1,7 +1,11 @@
-//! The `coffer.v1.Cluster` service.
+//! The `coffer.v1.Cluster` service: status (with every node's own report), health and
+//! membership changes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use coffer_raft::node::Membership;
+use coffer_raft::node::ProposeError;
 use tonic::Request;
 use tonic::Response;
 use tonic::Status;
@@ -10,6 +14,11 @@ use super::Core;
 use crate::authz::Action;
 use crate::error::ApiError;
 use crate::pb;
+
+/// How long status waits for each node's own report.
+const NODE_STATUS_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long a membership change may take (a leader change or a slow quorum in between).
+const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct ClusterApi {
     core: Arc<Core>,
@@ -28,30 +37,44 @@ impl pb::cluster_server::Cluster for ClusterApi {
         req: Request<pb::ClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
         self.core.grant(&req, Action::ClusterAdmin, "cluster")?;
-        let s = self.core.raft.status();
+        let raft = &self.core.raft;
+        let s = raft.status();
         let cluster = {
-            let view = self.core.raft.reader().view();
+            let view = raft.reader().view();
             coffer_raft::query::cluster_info(&*view).map_err(ApiError::from)?
         }
         .unwrap_or_default();
-        let role = |n: &pb::NodeInfo, voter: bool| {
-            if Some(n.id) == s.leader {
-                "leader"
-            } else if voter {
-                "voter"
-            } else {
-                "learner"
-            }
-        };
-        let nodes = s
+        let members: Vec<(pb::NodeInfo, bool)> = s
             .voters
             .iter()
-            .map(|n| (n, true))
-            .chain(s.learners.iter().map(|n| (n, false)))
-            .map(|(n, voter)| pb::NodeStatus {
-                node: Some(n.clone()),
-                role: role(n, voter).to_string(),
-                matched_index: s.matched.get(&n.id).copied().unwrap_or(0),
+            .map(|n| (n.clone(), true))
+            .chain(s.learners.iter().map(|n| (n.clone(), false)))
+            .collect();
+        // Ask every member for its own report, all at once.
+        let reports =
+            futures::future::join_all(members.iter().map(|(n, _)| raft.node_status(n, NODE_STATUS_TIMEOUT))).await;
+        let nodes = members
+            .into_iter()
+            .zip(reports)
+            .map(|((n, voter), report)| {
+                let role = if Some(n.id) == s.leader {
+                    "leader"
+                } else if voter {
+                    "voter"
+                } else {
+                    "learner"
+                };
+                let (local, unreachable) = match report {
+                    Ok(l) => (Some(l), String::new()),
+                    Err(e) => (None, e),
+                };
+                pb::NodeStatus {
+                    role: role.to_string(),
+                    matched_index: s.matched.get(&n.id).copied().unwrap_or(0),
+                    node: Some(n),
+                    local,
+                    unreachable,
+                }
             })
             .collect();
         Ok(Response::new(pb::ClusterStatusResponse {
@@ -59,10 +82,50 @@ impl pb::cluster_server::Cluster for ClusterApi {
             leader_id: s.leader.unwrap_or(0),
             term: s.term,
             commit_index: s.committed,
-            applied_index: self.core.raft.reader().applied_index(),
+            applied_index: raft.reader().applied_index(),
             nodes,
             served_by: Some(self.core.served_by(s.role.as_str())),
             regions: cluster.regions,
+            tolerance: Some(s.tolerance()),
         }))
+    }
+
+    async fn health(&self, req: Request<pb::HealthRequest>) -> Result<Response<pb::HealthResponse>, Status> {
+        self.core.grant(&req, Action::Health, "node")?;
+        let raft = &self.core.raft;
+        let s = raft.status();
+        let bootstrapped = {
+            let view = raft.reader().view();
+            matches!(coffer_raft::query::cluster_info(&*view), Ok(Some(_)))
+        };
+        let status = match s.membership {
+            Membership::Removed => "removed",
+            Membership::NotJoined => "not_joined",
+            Membership::Member if !bootstrapped => "not_bootstrapped",
+            Membership::Member if s.leader.is_none() => "no_leader",
+            Membership::Member => "serving",
+        };
+        Ok(Response::new(pb::HealthResponse {
+            status: status.to_string(),
+            node: Some(self.core.me.clone()),
+            local: Some(raft.local_status()),
+        }))
+    }
+
+    async fn change_membership(
+        &self,
+        req: Request<pb::MembershipChangeRequest>,
+    ) -> Result<Response<pb::MembershipChangeResponse>, Status> {
+        self.core.grant(&req, Action::ClusterAdmin, "cluster")?;
+        let r = self
+            .core
+            .raft
+            .change_membership(req.into_inner(), MEMBERSHIP_TIMEOUT)
+            .await
+            .map_err(|e| match e {
+                ProposeError::Rejected(m) => ApiError::FailedPrecondition(m),
+                ProposeError::Unavailable(m) => ApiError::Unavailable(m),
+            })?;
+        Ok(Response::new(r))
     }
 }

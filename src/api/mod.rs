@@ -1,15 +1,18 @@
 //! Public gRPC services: [`secrets::SecretsApi`] and [`cluster::ClusterApi`], over a shared
-//! [`Core`]. Each handler passes the authorization seam first ([`Core::grant`]), then works on
-//! the local replica (reads) or proposes a command to the leader (writes).
+//! [`Core`]. Each handler passes the authorization seam first ([`Core::grant`]), then reads
+//! (with the requested consistency, [`Core::read`]) or proposes a command to the leader.
 
 pub mod cluster;
 pub mod secrets;
 
 use std::time::Duration;
 
+use coffer_raft::node::Membership;
 use coffer_raft::node::ProposeError;
 use coffer_raft::node::RaftNode;
+use coffer_raft::query;
 use coffer_raft::secrets::ModelError;
+use tokio::sync::OnceCell;
 
 use crate::authz::Access;
 use crate::authz::Action;
@@ -18,9 +21,14 @@ use crate::authz::RequestInfo;
 use crate::crypto::vault::Vault;
 use crate::error::ApiError;
 use crate::pb;
+use crate::tokens::TokenKey;
 
 /// How long a write waits for the receiving node's replica to apply it before replying.
 const LOCAL_APPLY_WAIT: Duration = Duration::from_secs(1);
+/// Default waits of the consistency modes.
+const BOUNDED_WAIT: Duration = Duration::from_millis(1000);
+const AT_LEAST_WAIT: Duration = Duration::from_millis(5000);
+const LINEARIZABLE_WAIT: Duration = Duration::from_millis(5000);
 
 /// Everything a request handler needs, shared by the services of one node.
 pub struct Core {
@@ -29,6 +37,14 @@ pub struct Core {
     pub vault: Vault,
     pub me: pb::NodeInfo,
     pub write_timeout: Duration,
+    /// The cluster's token key, unwrapped once it exists.
+    pub token_key: OnceCell<TokenKey>,
+}
+
+/// What a read with a consistency mode resolved to.
+pub struct ReadOutcome {
+    pub answer: pb::ReadAnswer,
+    pub meta: pb::ReadMeta,
 }
 
 impl Core {
@@ -40,13 +56,14 @@ impl Core {
         self.access.check(req.metadata(), &info, action, resource)
     }
 
-    /// Proposes `op` on behalf of `grant` and waits for it to be applied.
+    /// Proposes `op` on behalf of `grant` and waits for it to be applied (and, briefly, for
+    /// this node's replica to apply it too, so a read here sees it).
     /// The outer error is the transport (no leader, timeout); the inner one the model's answer.
     pub async fn propose(
         &self,
         grant: &Grant,
         op: pb::command::Op,
-    ) -> Result<Result<pb::CommandOk, ModelError>, ApiError> {
+    ) -> Result<Result<(pb::CommandOk, u64), ModelError>, ApiError> {
         let cmd = pb::Command {
             proposed_at_ms: crate::time::now_ms(),
             principal: grant.principal().id.clone(),
@@ -57,31 +74,18 @@ impl Core {
             ProposeError::Unavailable(m) => ApiError::Unavailable(m),
             ProposeError::Rejected(m) => ApiError::FailedPrecondition(m),
         })?;
-        // Read-your-writes on the node that took the write: wait (briefly) until its own replica
-        // has applied the entry. The write is committed either way.
         self.raft
             .reader()
             .wait_applied(result.log_index, LOCAL_APPLY_WAIT)
             .await;
         Ok(match result.outcome {
-            Some(pb::command_result::Outcome::Ok(ok)) => Ok(ok),
+            Some(pb::command_result::Outcome::Ok(ok)) => Ok((ok, result.log_index)),
             Some(pb::command_result::Outcome::Error(e)) => Err(ModelError::from_pb(&e)),
             None => Err(ModelError::new(
                 pb::ErrorCode::Internal,
                 "the command produced no result",
             )),
         })
-    }
-
-    /// What a local read got: applied index, staleness bound and who served it.
-    pub fn read_meta(&self) -> pb::ReadMeta {
-        let status = self.raft.status();
-        pb::ReadMeta {
-            applied_index: self.raft.reader().applied_index(),
-            staleness_upper_bound_ms: self.raft.staleness_bound_ms(),
-            served_by: Some(self.served_by(status.role.as_str())),
-            consistency: "local".into(),
-        }
     }
 
     pub fn served_by(&self, role: &str) -> pb::ServedBy {
@@ -93,13 +97,170 @@ impl Core {
         }
     }
 
-    /// Checks the requested consistency mode; this release serves `local` reads only.
-    pub fn check_consistency(&self, c: &Option<pb::ReadConsistency>) -> Result<(), ApiError> {
-        match c.as_ref().and_then(|c| c.mode.as_ref()) {
-            None | Some(pb::read_consistency::Mode::Local(_)) => Ok(()),
-            Some(_) => Err(ApiError::Unimplemented(
-                "only local consistency is available in this release; use --consistency local".into(),
+    /// The cluster's token key, unwrapped with the local KMS on first use. `None` until the
+    /// leader has created it (right after bootstrap).
+    pub async fn token_key(&self) -> Result<Option<&TokenKey>, ApiError> {
+        if let Some(k) = self.token_key.get() {
+            return Ok(Some(k));
+        }
+        let info = {
+            let view = self.raft.reader().view();
+            query::cluster_info(&*view)?
+        };
+        let Some((cluster_id, env)) = info.and_then(|i| i.token_key.map(|k| (i.cluster_id, k))) else {
+            return Ok(None);
+        };
+        let key = self
+            .vault
+            .open_envelope(crate::tokens::TOKEN_KEY_NAME, 1, &env)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Some(
+            self.token_key
+                .get_or_init(|| async { TokenKey::new(&cluster_id, key) })
+                .await,
+        ))
+    }
+
+    /// A token for `index`, or empty while the cluster has no token key yet.
+    pub async fn mint(&self, index: u64) -> Result<String, ApiError> {
+        Ok(self.token_key().await?.map(|k| k.mint(index)).unwrap_or_default())
+    }
+
+    /// Refuses reads on a node that is not (or no longer) a member.
+    fn check_member(&self) -> Result<(), ApiError> {
+        match self.raft.status().membership {
+            Membership::Member => Ok(()),
+            Membership::NotJoined => Err(ApiError::Unavailable(
+                "this node has not joined a cluster yet; read from a member node".into(),
+            )),
+            Membership::Removed => Err(ApiError::FailedPrecondition(
+                "this node was removed from the cluster and its data is no longer current; read from a member node"
+                    .into(),
             )),
         }
+    }
+
+    /// Serves `query` with the requested consistency: from this replica when it is fresh enough
+    /// (waiting for it if needed), or from the leader's records for a bounded read that asked
+    /// to forward. Values are always decrypted by the caller on this node.
+    pub async fn read(
+        &self,
+        consistency: &Option<pb::ReadConsistency>,
+        query: pb::ReadQuery,
+    ) -> Result<ReadOutcome, ApiError> {
+        use pb::read_consistency::Mode;
+        self.check_member()?;
+        let reader = self.raft.reader();
+        let wait = |ms: u64, default: Duration| if ms == 0 { default } else { Duration::from_millis(ms) };
+        let label = match consistency.as_ref().and_then(|c| c.mode.as_ref()) {
+            None | Some(Mode::Local(_)) => "local",
+            Some(Mode::Linearizable(_)) => {
+                let index = self.raft.read_index(LINEARIZABLE_WAIT).await.map_err(|e| {
+                    ApiError::Unavailable(format!(
+                        "linearizable read: {e}; try again or read with a weaker consistency"
+                    ))
+                })?;
+                if !reader.wait_applied(index, LINEARIZABLE_WAIT).await {
+                    return Err(ApiError::DeadlineExceeded(format!(
+                        "linearizable read: this replica did not apply index {index} within {} ms (it has {}); \
+                         try again or read from another node",
+                        LINEARIZABLE_WAIT.as_millis(),
+                        reader.applied_index()
+                    )));
+                }
+                "linearizable"
+            }
+            Some(Mode::AtLeast(a)) => {
+                let key = self.token_key().await?.ok_or_else(|| {
+                    ApiError::Unavailable("the cluster has no token key yet; retry in a moment".into())
+                })?;
+                let index = key.verify(&a.token)?;
+                let max = wait(a.max_wait_ms, AT_LEAST_WAIT);
+                if !reader.wait_applied(index, max).await {
+                    return Err(ApiError::DeadlineExceeded(format!(
+                        "this replica has applied index {} but the token needs {index}; it did not catch up within \
+                         {} ms; retry or read from another node",
+                        reader.applied_index(),
+                        max.as_millis()
+                    )));
+                }
+                "at_least"
+            }
+            Some(Mode::Bounded(b)) => {
+                let max_wait = wait(b.max_wait_ms, BOUNDED_WAIT);
+                let deadline = tokio::time::Instant::now() + max_wait;
+                let mut bound = self.raft.staleness_bound_ms();
+                while bound > b.max_staleness_ms && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    bound = self.raft.staleness_bound_ms();
+                }
+                if bound > b.max_staleness_ms {
+                    return match b.on_unmet.as_str() {
+                        "forward" => self.read_from_leader(query).await,
+                        "" | "fail" => Err(ApiError::FailedPrecondition(format!(
+                            "this replica's staleness bound is {bound} ms, above the requested {} ms, after waiting \
+                             {} ms; retry, read elsewhere, or pass on_unmet=forward",
+                            b.max_staleness_ms,
+                            max_wait.as_millis()
+                        ))),
+                        other => Err(ApiError::invalid(format!("on_unmet {other:?} must be fail or forward"))),
+                    };
+                }
+                "bounded"
+            }
+        };
+        self.read_locally(query, label).await
+    }
+
+    async fn read_locally(&self, query: pb::ReadQuery, label: &str) -> Result<ReadOutcome, ApiError> {
+        let reader = self.raft.reader();
+        // The meta is taken first: the view read next is at least as new as it says.
+        let applied = reader.applied_index();
+        let staleness = self.raft.staleness_bound_ms();
+        let role = self.raft.status().role;
+        let answer = {
+            let view = reader.view();
+            query::answer(&*view, &query)?
+        };
+        Ok(ReadOutcome {
+            answer,
+            meta: pb::ReadMeta {
+                applied_index: applied,
+                staleness_upper_bound_ms: staleness,
+                served_by: Some(self.served_by(role.as_str())),
+                consistency: label.to_string(),
+                token: self.mint(applied).await?,
+            },
+        })
+    }
+
+    async fn read_from_leader(&self, query: pb::ReadQuery) -> Result<ReadOutcome, ApiError> {
+        let r = self
+            .raft
+            .fetch_from_leader(query, BOUNDED_WAIT)
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("forwarding the read to the leader failed: {e}")))?;
+        let answer = match r.result {
+            Some(pb::fetch_response::Result::Answer(a)) => a,
+            Some(pb::fetch_response::Result::Error(e)) => return Err(ModelError::from_pb(&e).into()),
+            _ => return Err(ApiError::internal("unexpected reply to a forwarded read")),
+        };
+        let leader = r.served_by.unwrap_or_default();
+        Ok(ReadOutcome {
+            answer,
+            meta: pb::ReadMeta {
+                applied_index: r.applied_index,
+                staleness_upper_bound_ms: r.staleness_upper_bound_ms,
+                served_by: Some(pb::ServedBy {
+                    node_id: leader.id,
+                    node: leader.name,
+                    region: leader.region,
+                    role: "leader".into(),
+                }),
+                consistency: "bounded".into(),
+                token: self.mint(r.applied_index).await?,
+            },
+        })
     }
 }

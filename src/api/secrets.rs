@@ -5,7 +5,6 @@ use std::sync::Arc;
 use coffer_raft::names;
 use coffer_raft::query;
 use coffer_raft::query::aliases_of;
-use coffer_raft::query::Selector;
 use coffer_raft::secrets::MAX_VALUE_BYTES;
 use tonic::Request;
 use tonic::Response;
@@ -13,6 +12,7 @@ use tonic::Status;
 
 use super::Core;
 use crate::authz::Action;
+use crate::authz::Grant;
 use crate::crypto::SecretValue;
 use crate::error::ApiError;
 use crate::pb;
@@ -35,27 +35,27 @@ fn valid_name(name: &str) -> Result<(), ApiError> {
     names::validate_name(name).map_err(|e| ApiError::invalid(format!("invalid secret name: {e}")))
 }
 
-fn write_response(name: &str, ok: pb::CommandOk) -> pb::WriteResponse {
-    pb::WriteResponse {
-        name: name.to_string(),
-        version: ok.version,
-        etag: ok.etag,
-        aliases: ok.aliases,
-        log_index: 0,
-    }
+fn query(q: pb::read_query::Query) -> pb::ReadQuery {
+    pb::ReadQuery { query: Some(q) }
 }
 
 impl SecretsApi {
     /// Proposes a write on `name` for an already granted request and shapes the reply.
-    async fn submit(
-        &self,
-        grant: &crate::authz::Grant,
-        name: &str,
-        op: Op,
-    ) -> Result<Response<pb::WriteResponse>, Status> {
+    async fn submit(&self, grant: &Grant, name: &str, op: Op) -> Result<pb::WriteResponse, ApiError> {
         valid_name(name)?;
-        let ok = self.core.propose(grant, op).await?.map_err(ApiError::from)?;
-        Ok(Response::new(write_response(name, ok)))
+        let (ok, index) = self.core.propose(grant, op).await?.map_err(ApiError::from)?;
+        self.reply(name, ok, index).await
+    }
+
+    async fn reply(&self, name: &str, ok: pb::CommandOk, index: u64) -> Result<pb::WriteResponse, ApiError> {
+        Ok(pb::WriteResponse {
+            name: name.to_string(),
+            version: ok.version,
+            etag: ok.etag,
+            aliases: ok.aliases,
+            log_index: index,
+            token: self.core.mint(index).await?,
+        })
     }
 
     async fn put(&self, req: Request<pb::PutSecretValueRequest>) -> Result<pb::WriteResponse, ApiError> {
@@ -109,7 +109,8 @@ impl SecretsApi {
                 expires_at_ms: 0,
             });
             match self.core.propose(&grant, op).await? {
-                Ok(ok) => return Ok(write_response(&name, ok)),
+                Ok((ok, index)) => return self.reply(&name, ok, index).await,
+                // Lost a race for the version number: re-seal for the one the leader expects.
                 Err(e) if e.code == pb::ErrorCode::VersionConflict => version = e.next_version,
                 Err(e) => return Err(e.into()),
             }
@@ -122,28 +123,119 @@ impl SecretsApi {
     async fn get(&self, req: Request<pb::GetSecretValueRequest>) -> Result<pb::GetSecretValueResponse, ApiError> {
         self.core.grant(&req, Action::SecretsRead, &req.get_ref().name)?;
         let r = req.into_inner();
-        self.core.check_consistency(&r.consistency)?;
         let selector = match r.selector {
-            None => Selector::Current,
             Some(pb::get_secret_value_request::Selector::Version(0)) => {
                 return Err(ApiError::invalid("versions start at 1"))
             }
-            Some(pb::get_secret_value_request::Selector::Version(v)) => Selector::Version(v),
-            Some(pb::get_secret_value_request::Selector::Alias(a)) => Selector::Alias(a),
+            Some(pb::get_secret_value_request::Selector::Version(v)) => Some(pb::get_query::Selector::Version(v)),
+            Some(pb::get_secret_value_request::Selector::Alias(a)) => Some(pb::get_query::Selector::Alias(a)),
+            None => None,
         };
-        let read = self.core.read_meta();
-        let (secret, version) = {
-            let view = self.core.raft.reader().view();
-            query::resolve(&*view, &r.name, &selector)?
-        };
+        let q = query(pb::read_query::Query::Get(pb::GetQuery {
+            name: r.name.clone(),
+            selector,
+        }));
+        let out = self.core.read(&r.consistency, q).await?;
+        let secret = out.answer.secret.unwrap_or_default();
+        let version = out
+            .answer
+            .versions
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::internal("a read answered without the version"))?;
         let value = self.core.vault.open(&version).await?;
         Ok(pb::GetSecretValueResponse {
             name: r.name,
             version: version.version,
             value: value.expose().to_vec(),
             aliases: aliases_of(&secret, version.version),
-            read: Some(read),
+            read: Some(out.meta),
             created_at_ms: version.created_at_ms,
+        })
+    }
+
+    async fn versions(&self, req: Request<pb::ListVersionsRequest>) -> Result<pb::ListVersionsResponse, ApiError> {
+        self.core.grant(&req, Action::SecretsRead, &req.get_ref().name)?;
+        let r = req.into_inner();
+        let out = self
+            .core
+            .read(&r.consistency, query(pb::read_query::Query::Versions(r.name.clone())))
+            .await?;
+        let secret = out.answer.secret.unwrap_or_default();
+        let versions = out
+            .answer
+            .versions
+            .into_iter()
+            .map(|v| pb::VersionInfo {
+                version: v.version,
+                state: v.state,
+                aliases: aliases_of(&secret, v.version),
+                created_at_ms: v.created_at_ms,
+                created_by: v.created_by,
+                size: v.size,
+                disabled_at_ms: v.disabled_at_ms,
+                destroyed_at_ms: v.destroyed_at_ms,
+                wrapped_regions: v
+                    .envelope
+                    .map(|e| e.wrapped_keys.into_iter().map(|w| w.region).collect())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        Ok(pb::ListVersionsResponse {
+            name: r.name,
+            versions,
+            read: Some(out.meta),
+        })
+    }
+
+    async fn describe(&self, req: Request<pb::DescribeSecretRequest>) -> Result<pb::DescribeSecretResponse, ApiError> {
+        self.core.grant(&req, Action::SecretsRead, &req.get_ref().name)?;
+        let r = req.into_inner();
+        let out = self
+            .core
+            .read(&r.consistency, query(pb::read_query::Query::Describe(r.name.clone())))
+            .await?;
+        let s = out.answer.secret.unwrap_or_default();
+        Ok(pb::DescribeSecretResponse {
+            secret: Some(pb::SecretInfo {
+                name: s.name,
+                owner_team: s.owner_team,
+                description: s.description,
+                labels: s.labels,
+                created_at_ms: s.created_at_ms,
+                updated_at_ms: s.updated_at_ms,
+                next_version: s.next_version,
+                aliases: s.aliases,
+                max_versions: s.max_versions,
+                etag: s.etag,
+                created_by: s.created_by,
+                rotation: s.rotation,
+            }),
+            read: Some(out.meta),
+        })
+    }
+
+    async fn list(&self, req: Request<pb::ListSecretsRequest>) -> Result<pb::ListSecretsResponse, ApiError> {
+        self.core.grant(&req, Action::SecretsRead, &req.get_ref().prefix)?;
+        let r = req.into_inner();
+        let limit = match r.limit {
+            0 => 100,
+            n if n > 1000 => return Err(ApiError::invalid("limit must be at most 1000")),
+            n => n,
+        };
+        if !r.page_token.is_empty() && !r.page_token.starts_with(&r.prefix) {
+            return Err(ApiError::invalid("page_token does not belong to this prefix"));
+        }
+        let q = query(pb::read_query::Query::List(pb::ListQuery {
+            prefix: r.prefix,
+            after: r.page_token,
+            limit,
+        }));
+        let out = self.core.read(&r.consistency, q).await?;
+        Ok(pb::ListSecretsResponse {
+            names: out.answer.names,
+            next_page_token: out.answer.next_page_token,
+            read: Some(out.meta),
         })
     }
 }
@@ -160,7 +252,7 @@ impl pb::secrets_server::Secrets for SecretsApi {
             name: r.name.clone(),
             spec: r.spec,
         });
-        self.submit(&grant, &r.name, op).await
+        Ok(Response::new(self.submit(&grant, &r.name, op).await?))
     }
 
     async fn put_secret_value(
@@ -181,93 +273,21 @@ impl pb::secrets_server::Secrets for SecretsApi {
         &self,
         req: Request<pb::ListVersionsRequest>,
     ) -> Result<Response<pb::ListVersionsResponse>, Status> {
-        self.core.grant(&req, Action::SecretsRead, &req.get_ref().name)?;
-        let r = req.into_inner();
-        self.core.check_consistency(&r.consistency)?;
-        let read = self.core.read_meta();
-        let view = self.core.raft.reader().view();
-        let secret = query::secret(&*view, &r.name).map_err(ApiError::from)?;
-        let versions = query::versions(&*view, &r.name).map_err(ApiError::from)?;
-        let versions = versions
-            .into_iter()
-            .map(|v| pb::VersionInfo {
-                version: v.version,
-                state: v.state,
-                aliases: aliases_of(&secret, v.version),
-                created_at_ms: v.created_at_ms,
-                created_by: v.created_by,
-                size: v.size,
-                disabled_at_ms: v.disabled_at_ms,
-                destroyed_at_ms: v.destroyed_at_ms,
-                wrapped_regions: v
-                    .envelope
-                    .map(|e| e.wrapped_keys.into_iter().map(|w| w.region).collect())
-                    .unwrap_or_default(),
-            })
-            .collect();
-        Ok(Response::new(pb::ListVersionsResponse {
-            name: r.name,
-            versions,
-            read: Some(read),
-        }))
+        Ok(Response::new(self.versions(req).await?))
     }
 
     async fn describe_secret(
         &self,
         req: Request<pb::DescribeSecretRequest>,
     ) -> Result<Response<pb::DescribeSecretResponse>, Status> {
-        self.core.grant(&req, Action::SecretsRead, &req.get_ref().name)?;
-        let r = req.into_inner();
-        self.core.check_consistency(&r.consistency)?;
-        let read = self.core.read_meta();
-        let s = {
-            let view = self.core.raft.reader().view();
-            query::secret(&*view, &r.name).map_err(ApiError::from)?
-        };
-        Ok(Response::new(pb::DescribeSecretResponse {
-            secret: Some(pb::SecretInfo {
-                name: s.name,
-                owner_team: s.owner_team,
-                description: s.description,
-                labels: s.labels,
-                created_at_ms: s.created_at_ms,
-                updated_at_ms: s.updated_at_ms,
-                next_version: s.next_version,
-                aliases: s.aliases,
-                max_versions: s.max_versions,
-                etag: s.etag,
-                created_by: s.created_by,
-                rotation: s.rotation,
-            }),
-            read: Some(read),
-        }))
+        Ok(Response::new(self.describe(req).await?))
     }
 
     async fn list_secrets(
         &self,
         req: Request<pb::ListSecretsRequest>,
     ) -> Result<Response<pb::ListSecretsResponse>, Status> {
-        self.core.grant(&req, Action::SecretsRead, &req.get_ref().prefix)?;
-        let r = req.into_inner();
-        self.core.check_consistency(&r.consistency)?;
-        let limit = match r.limit {
-            0 => 100,
-            n if n > 1000 => return Err(ApiError::invalid("limit must be at most 1000").into()),
-            n => n as usize,
-        };
-        if !r.page_token.is_empty() && !r.page_token.starts_with(&r.prefix) {
-            return Err(ApiError::invalid("page_token does not belong to this prefix").into());
-        }
-        let read = self.core.read_meta();
-        let (names, next) = {
-            let view = self.core.raft.reader().view();
-            query::list(&*view, &r.prefix, &r.page_token, limit).map_err(ApiError::from)?
-        };
-        Ok(Response::new(pb::ListSecretsResponse {
-            names,
-            next_page_token: next,
-            read: Some(read),
-        }))
+        Ok(Response::new(self.list(req).await?))
     }
 
     async fn move_alias(&self, req: Request<pb::MoveAliasRequest>) -> Result<Response<pb::WriteResponse>, Status> {
@@ -293,7 +313,7 @@ impl pb::secrets_server::Secrets for SecretsApi {
             version: r.version,
             expected_version: expected,
         });
-        self.submit(&grant, &r.name, op).await
+        Ok(Response::new(self.submit(&grant, &r.name, op).await?))
     }
 
     async fn set_version_state(
@@ -302,7 +322,6 @@ impl pb::secrets_server::Secrets for SecretsApi {
     ) -> Result<Response<pb::WriteResponse>, Status> {
         let grant = self.core.grant(&req, Action::SecretsRotate, &req.get_ref().name)?;
         let r = req.into_inner();
-        valid_name(&r.name)?;
         let state = if r.enabled {
             pb::VersionState::Enabled
         } else {
@@ -313,7 +332,7 @@ impl pb::secrets_server::Secrets for SecretsApi {
             version: r.version,
             state: state as i32,
         });
-        self.submit(&grant, &r.name, op).await
+        Ok(Response::new(self.submit(&grant, &r.name, op).await?))
     }
 
     async fn destroy_version(
@@ -322,13 +341,12 @@ impl pb::secrets_server::Secrets for SecretsApi {
     ) -> Result<Response<pb::WriteResponse>, Status> {
         let grant = self.core.grant(&req, Action::SecretsAdmin, &req.get_ref().name)?;
         let r = req.into_inner();
-        valid_name(&r.name)?;
         let op = Op::DestroyVersion(pb::DestroyVersion {
             name: r.name.clone(),
             version: r.version,
         });
         let reply = self.submit(&grant, &r.name, op).await?;
         self.core.vault.forget(&r.name, r.version);
-        Ok(reply)
+        Ok(Response::new(reply))
     }
 }

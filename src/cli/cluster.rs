@@ -1,4 +1,4 @@
-//! `coffer cluster …`
+//! `coffer cluster …`: status, and membership changes with their failure-tolerance check.
 
 use clap::Subcommand;
 use serde_json::json;
@@ -9,66 +9,243 @@ use super::CliError;
 use super::Global;
 use super::Output;
 use crate::pb;
+use crate::pb::membership_change_request::Change;
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCmd {
-    /// Leader, term, commit index and every node with its region and role.
+    /// Leader, term, commit index, failure tolerance, and every node's own report.
     Status,
+    /// Add a running, empty node as a learner (a non-voting read replica).
+    AddLearner {
+        /// The new node's API address; its identity (id, name, region) is read from it.
+        #[arg(long)]
+        node_api: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Make a learner a voter.
+    Promote {
+        /// Node id or name.
+        node: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Make a voter a learner.
+    Demote {
+        node: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove a node from the cluster.
+    Remove {
+        node: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Hand leadership to a voter.
+    TransferLeader { node: String },
+}
+
+fn tolerance_line(t: &pb::Tolerance) -> String {
+    coffer_raft::membership::line(t)
+}
+
+fn tolerance_json(t: &pb::Tolerance) -> serde_json::Value {
+    json!({
+        "voters": t.voters,
+        "quorum": t.quorum,
+        "nodes": t.nodes,
+        "regions": t.regions,
+        "voters_per_region": t.voters_per_region,
+        "learners_per_region": t.learners_per_region,
+    })
+}
+
+fn ms(v: u64) -> String {
+    if v >= 10_000 {
+        format!("{:.1}s", v as f64 / 1000.0)
+    } else {
+        format!("{v}ms")
+    }
+}
+
+/// Finds a member by id or name.
+fn resolve(status: &pb::ClusterStatusResponse, node: &str) -> Result<u64, CliError> {
+    let nodes: Vec<pb::NodeInfo> = status.nodes.iter().filter_map(|n| n.node.clone()).collect();
+    if let Ok(id) = node.parse::<u64>() {
+        if nodes.iter().any(|n| n.id == id) {
+            return Ok(id);
+        }
+    }
+    nodes.iter().find(|n| n.name == node).map(|n| n.id).ok_or_else(|| {
+        let known: Vec<String> = nodes.iter().map(|n| format!("{} ({})", n.name, n.id)).collect();
+        CliError::new(format!("no member is called {node:?}; members: {}", known.join(", ")))
+    })
 }
 
 pub async fn run(g: &Global, cmd: ClusterCmd) -> Result<(), CliError> {
-    match cmd {
+    let client = connect(g).await?;
+    let mut cluster = client.cluster.clone();
+    let change = match cmd {
         ClusterCmd::Status => {
-            let client = connect(g).await?;
-            let r = client
-                .cluster
-                .clone()
-                .status(pb::ClusterStatusRequest {})
-                .await?
-                .into_inner();
-            let leader = r
-                .nodes
-                .iter()
-                .filter_map(|n| n.node.as_ref())
-                .find(|n| n.id == r.leader_id);
-            match g.output {
-                Output::Json => output::print_json(&json!({
-                    "cluster_id": r.cluster_id,
-                    "leader": leader.map(|l| json!({"id": l.id, "name": l.name, "region": l.region})),
-                    "term": r.term,
-                    "commit_index": r.commit_index,
-                    "applied_index": r.applied_index,
-                    "served_by": r.served_by.as_ref().map(|s| json!({"node": s.node, "region": s.region, "role": s.role})),
-                    "nodes": r.nodes.iter().map(|n| {
-                        let i = n.node.clone().unwrap_or_default();
-                        json!({"id": i.id, "name": i.name, "region": i.region, "zone": i.zone,
-                               "role": n.role, "api": i.api_addr, "matched_index": n.matched_index})
-                    }).collect::<Vec<_>>(),
-                })),
-                Output::Table => {
-                    println!(
-                        "cluster {}  leader {}  term {}  commit {}  (answered by {})",
-                        r.cluster_id,
-                        leader
-                            .map(|l| format!("{} ({})", l.name, l.region))
-                            .unwrap_or_else(|| "none".into()),
-                        r.term,
-                        r.commit_index,
-                        r.served_by.map(|s| s.node).unwrap_or_default(),
-                    );
-                    output::print_table(
-                        &["ID", "NAME", "REGION", "ZONE", "ROLE", "API"],
-                        &r.nodes
-                            .iter()
-                            .map(|n| {
-                                let i = n.node.clone().unwrap_or_default();
-                                vec![i.id.to_string(), i.name, i.region, i.zone, n.role.clone(), i.api_addr]
-                            })
-                            .collect::<Vec<_>>(),
-                    );
-                }
+            let r = cluster.status(pb::ClusterStatusRequest {}).await?.into_inner();
+            print_status(g, &r);
+            return Ok(());
+        }
+        ClusterCmd::AddLearner { node_api, force } => {
+            let target = crate::client::Client::connect(&node_api, None).await?;
+            let health = target.cluster.clone().health(pb::HealthRequest {}).await?.into_inner();
+            let node = health
+                .node
+                .ok_or_else(|| CliError::new(format!("{node_api} did not say who it is")))?;
+            if health.status != "not_joined" {
+                return Err(CliError::new(format!(
+                    "{} at {node_api} is {} (a node must be empty to join)",
+                    node.name, health.status
+                )));
             }
+            (Change::AddLearner(node), force)
+        }
+        ClusterCmd::Promote { ref node, force }
+        | ClusterCmd::Demote { ref node, force }
+        | ClusterCmd::Remove { ref node, force } => {
+            let status = cluster.status(pb::ClusterStatusRequest {}).await?.into_inner();
+            let id = resolve(&status, node)?;
+            let change = match cmd {
+                ClusterCmd::Promote { .. } => Change::Promote(id),
+                ClusterCmd::Demote { .. } => Change::Demote(id),
+                _ => Change::Remove(id),
+            };
+            (change, force)
+        }
+        ClusterCmd::TransferLeader { node } => {
+            let status = cluster.status(pb::ClusterStatusRequest {}).await?.into_inner();
+            (Change::TransferLeader(resolve(&status, &node)?), false)
+        }
+    };
+    let (change, force) = change;
+    let r = cluster
+        .change_membership(pb::MembershipChangeRequest {
+            change: Some(change),
+            force,
+        })
+        .await?
+        .into_inner();
+    let before = r.before.unwrap_or_default();
+    let after = r.after.unwrap_or_default();
+    match g.output {
+        Output::Json => output::print_json(&json!({
+            "summary": r.summary,
+            "before": tolerance_json(&before),
+            "after": tolerance_json(&after),
+        })),
+        Output::Table => {
+            println!("before: {}", tolerance_line(&before));
+            println!("after:  {}", tolerance_line(&after));
+            println!("{}", r.summary);
         }
     }
     Ok(())
+}
+
+fn print_status(g: &Global, r: &pb::ClusterStatusResponse) {
+    let leader = r
+        .nodes
+        .iter()
+        .filter_map(|n| n.node.as_ref())
+        .find(|n| n.id == r.leader_id);
+    let tolerance = r.tolerance.clone().unwrap_or_default();
+    match g.output {
+        Output::Json => output::print_json(&json!({
+            "cluster_id": r.cluster_id,
+            "leader": leader.map(|l| json!({"id": l.id, "name": l.name, "region": l.region})),
+            "term": r.term,
+            "commit_index": r.commit_index,
+            "applied_index": r.applied_index,
+            "tolerance": tolerance_json(&tolerance),
+            "served_by": r.served_by.as_ref().map(|s| json!({"node": s.node, "region": s.region, "role": s.role})),
+            "nodes": r.nodes.iter().map(|n| {
+                let i = n.node.clone().unwrap_or_default();
+                let mut v = json!({"id": i.id, "name": i.name, "region": i.region, "zone": i.zone,
+                       "role": n.role, "api": i.api_addr, "matched_index": n.matched_index});
+                match &n.local {
+                    Some(l) => {
+                        v["state"] = json!(l.state);
+                        v["applied_index"] = json!(l.applied_index);
+                        v["lag"] = json!(l.lag);
+                        v["last_contact_ms"] = json!(l.last_contact_ms);
+                        v["staleness_upper_bound_ms"] = json!(l.staleness_upper_bound_ms);
+                    }
+                    None => v["unreachable"] = json!(n.unreachable),
+                }
+                v
+            }).collect::<Vec<_>>(),
+        })),
+        Output::Table => {
+            println!(
+                "cluster {}  leader {}  term {}  commit {}  (answered by {})",
+                r.cluster_id,
+                leader
+                    .map(|l| format!("{} ({})", l.name, l.region))
+                    .unwrap_or_else(|| "none".into()),
+                r.term,
+                r.commit_index,
+                r.served_by.as_ref().map(|s| s.node.clone()).unwrap_or_default(),
+            );
+            println!("tolerance: {}\n", tolerance_line(&tolerance));
+            output::print_table(
+                &[
+                    "ID",
+                    "NAME",
+                    "REGION",
+                    "ROLE",
+                    "STATE",
+                    "APPLIED",
+                    "LAG",
+                    "LAST CONTACT",
+                    "STALENESS",
+                    "API",
+                ],
+                &r.nodes
+                    .iter()
+                    .map(|n| {
+                        let i = n.node.clone().unwrap_or_default();
+                        let mut row = vec![i.id.to_string(), i.name, i.region, n.role.clone()];
+                        match &n.local {
+                            Some(l) => row.extend([
+                                l.state.clone(),
+                                l.applied_index.to_string(),
+                                l.lag.to_string(),
+                                if n.role == "leader" {
+                                    "-".into()
+                                } else {
+                                    ms(l.last_contact_ms)
+                                },
+                                ms(l.staleness_upper_bound_ms),
+                            ]),
+                            None => row.extend(["unreachable".into(), "-".into(), "-".into(), "-".into(), "-".into()]),
+                        }
+                        row.push(i.api_addr);
+                        row
+                    })
+                    .collect::<Vec<_>>(),
+            );
+            let mut regions: std::collections::BTreeSet<&String> = tolerance.voters_per_region.keys().collect();
+            regions.extend(tolerance.learners_per_region.keys());
+            println!();
+            output::print_table(
+                &["REGION", "VOTERS", "LEARNERS"],
+                &regions
+                    .into_iter()
+                    .map(|reg| {
+                        vec![
+                            reg.clone(),
+                            tolerance.voters_per_region.get(reg).copied().unwrap_or(0).to_string(),
+                            tolerance.learners_per_region.get(reg).copied().unwrap_or(0).to_string(),
+                        ]
+                    })
+                    .collect::<Vec<_>>(),
+            );
+        }
+    }
 }

@@ -42,20 +42,29 @@ pub enum SecretCmd {
         version: Option<u64>,
         #[arg(long)]
         alias: Option<String>,
-        /// local (default) | linearizable | bounded=500ms | at-least=TOKEN
-        #[arg(long, default_value = "local")]
-        consistency: String,
+        #[command(flatten)]
+        read: ReadArgs,
     },
     /// List a secret's versions.
-    Versions { name: String },
+    Versions {
+        name: String,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
     /// Show a secret's metadata.
-    Describe { name: String },
+    Describe {
+        name: String,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
     /// List secret names under a prefix (e.g. `acme/` or `acme/prod/`).
     List {
         prefix: String,
         /// At most this many names per request (1-1000).
         #[arg(long, default_value_t = 1000)]
         page_size: u32,
+        #[command(flatten)]
+        read: ReadArgs,
     },
     /// Point an alias at a version (compare-and-swap).
     Promote {
@@ -87,6 +96,32 @@ pub enum SecretCmd {
         #[arg(long)]
         version: u64,
     },
+}
+
+/// How fresh a read must be.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReadArgs {
+    /// local (default) | linearizable | bounded=500ms | at-least=TOKEN
+    #[arg(long, default_value = "local")]
+    consistency: String,
+    /// For bounded reads: what to do when this node is too stale after waiting: fail, or
+    /// forward (read the leader's records).
+    #[arg(long, value_parser = ["fail", "forward"], default_value = "fail")]
+    on_unmet: String,
+    /// How long a bounded or at-least read may wait for this node to be fresh enough
+    /// (e.g. 500ms, 2s). Default: 1s for bounded, 5s for at-least.
+    #[arg(long)]
+    wait: Option<String>,
+}
+
+impl ReadArgs {
+    fn to_pb(&self) -> Result<pb::ReadConsistency, CliError> {
+        let wait_ms = match &self.wait {
+            Some(w) => parse_ms(w).ok_or_else(|| CliError::new(format!("bad --wait {w:?}; use e.g. 500ms or 2s")))?,
+            None => 0,
+        };
+        consistency(&self.consistency, &self.on_unmet, wait_ms)
+    }
 }
 
 const GENERATE_MAX: usize = 4096;
@@ -130,7 +165,7 @@ fn read_value(value: Option<String>, file: Option<PathBuf>, gen: Option<usize>) 
     Ok(buf)
 }
 
-fn consistency(s: &str) -> Result<pb::ReadConsistency, CliError> {
+fn consistency(s: &str, on_unmet: &str, wait_ms: u64) -> Result<pb::ReadConsistency, CliError> {
     use pb::read_consistency::Mode;
     let mode = match s {
         "local" => Mode::Local(pb::LocalRead {}),
@@ -144,10 +179,14 @@ fn consistency(s: &str) -> Result<pb::ReadConsistency, CliError> {
                 })?;
                 Mode::Bounded(pb::BoundedRead {
                     max_staleness_ms: ms,
-                    on_unmet: String::new(),
+                    on_unmet: on_unmet.to_string(),
+                    max_wait_ms: wait_ms,
                 })
             } else if let Some(t) = s.strip_prefix("at-least=") {
-                Mode::AtLeast(pb::AtLeastRead { token: t.to_string() })
+                Mode::AtLeast(pb::AtLeastRead {
+                    token: t.to_string(),
+                    max_wait_ms: wait_ms,
+                })
             } else {
                 return Err(CliError::new(format!(
                     "unknown --consistency {s:?}; use local, linearizable, bounded=500ms or at-least=TOKEN"
@@ -175,6 +214,8 @@ fn print_write(g: &Global, what: &str, r: &pb::WriteResponse) {
             "version": r.version,
             "etag": r.etag,
             "aliases": r.aliases,
+            "log_index": r.log_index,
+            "token": r.token,
         })),
         Output::Table => {
             let aliases: Vec<String> = r.aliases.iter().map(|(a, v)| format!("{a}={v}")).collect();
@@ -184,14 +225,23 @@ fn print_write(g: &Global, what: &str, r: &pb::WriteResponse) {
                 r.version,
                 aliases.join(" ")
             );
+            if !r.token.is_empty() {
+                println!(
+                    "token {}  (read it anywhere with --consistency at-least=TOKEN)",
+                    r.token
+                );
+            }
         }
     }
 }
 
 pub async fn run(g: &Global, cmd: SecretCmd) -> Result<(), CliError> {
     // Parse what can be checked locally before connecting.
-    let get_consistency = match &cmd {
-        SecretCmd::Get { consistency: c, .. } => Some(consistency(c)?),
+    let read_consistency = match &cmd {
+        SecretCmd::Get { read, .. }
+        | SecretCmd::Versions { read, .. }
+        | SecretCmd::Describe { read, .. }
+        | SecretCmd::List { read, .. } => Some(read.to_pb()?),
         _ => None,
     };
     let put_value = match &cmd {
@@ -231,7 +281,7 @@ pub async fn run(g: &Global, cmd: SecretCmd) -> Result<(), CliError> {
                 .get_secret_value(pb::GetSecretValueRequest {
                     name,
                     selector,
-                    consistency: get_consistency,
+                    consistency: read_consistency,
                 })
                 .await?
                 .into_inner();
@@ -247,7 +297,7 @@ pub async fn run(g: &Global, cmd: SecretCmd) -> Result<(), CliError> {
                         "value": value,
                         "aliases": r.aliases,
                         "read": output::read_meta_json(&r.read),
-                        "token": serde_json::Value::Null,
+                        "token": r.read.as_ref().map(|m| m.token.clone()).unwrap_or_default(),
                     });
                     if let Some(h) = b64 {
                         v["value_hex"] = json!(h);
@@ -263,11 +313,11 @@ pub async fn run(g: &Global, cmd: SecretCmd) -> Result<(), CliError> {
                 }
             }
         }
-        SecretCmd::Versions { name } => {
+        SecretCmd::Versions { name, .. } => {
             let r = s
                 .list_versions(pb::ListVersionsRequest {
                     name,
-                    consistency: None,
+                    consistency: read_consistency,
                 })
                 .await?
                 .into_inner();
@@ -303,11 +353,11 @@ pub async fn run(g: &Global, cmd: SecretCmd) -> Result<(), CliError> {
                 ),
             }
         }
-        SecretCmd::Describe { name } => {
+        SecretCmd::Describe { name, .. } => {
             let r = s
                 .describe_secret(pb::DescribeSecretRequest {
                     name,
-                    consistency: None,
+                    consistency: read_consistency,
                 })
                 .await?
                 .into_inner();
@@ -344,7 +394,7 @@ pub async fn run(g: &Global, cmd: SecretCmd) -> Result<(), CliError> {
                 }
             }
         }
-        SecretCmd::List { prefix, page_size } => {
+        SecretCmd::List { prefix, page_size, .. } => {
             let mut names = Vec::new();
             let mut token = String::new();
             loop {
@@ -353,7 +403,7 @@ pub async fn run(g: &Global, cmd: SecretCmd) -> Result<(), CliError> {
                         prefix: prefix.clone(),
                         page_token: token,
                         limit: page_size,
-                        consistency: None,
+                        consistency: read_consistency.clone(),
                     })
                     .await?
                     .into_inner();

@@ -80,21 +80,28 @@ impl Vault {
         })
     }
 
+    /// Decrypts a stored version and checks its crc32c.
     pub async fn open(&self, v: &pb::SecretVersion) -> Result<SecretValue, VaultError> {
         let env = v.envelope.as_ref().ok_or(CryptoError::Decrypt)?;
-        let dek = match self.cache.get(&v.name, v.version, &env.nonce) {
-            Some(k) => k,
-            None => {
-                let k = self.kms.unwrap_local(env, &KeyContext::for_secret(&v.name)).await?;
-                self.cache.insert(&v.name, v.version, &env.nonce, k.clone());
-                k
-            }
-        };
-        let value = envelope::open(&dek, env, &v.name, v.version)?;
+        let value = self.open_envelope(&v.name, v.version, env).await?;
         if crc32c::crc32c(value.expose()) != v.crc32c {
             return Err(CryptoError::Checksum.into());
         }
         Ok(value)
+    }
+
+    /// Decrypts an envelope sealed for (`name`, `version`), unwrapping its data key with the
+    /// local region's KMS unless the key is cached.
+    pub async fn open_envelope(&self, name: &str, version: u64, env: &pb::Envelope) -> Result<SecretValue, VaultError> {
+        let dek = match self.cache.get(name, version, &env.nonce) {
+            Some(k) => k,
+            None => {
+                let k = self.kms.unwrap_local(env, &KeyContext::for_secret(name)).await?;
+                self.cache.insert(name, version, &env.nonce, k.clone());
+                k
+            }
+        };
+        Ok(envelope::open(&dek, env, name, version)?)
     }
 
     /// Drops a cached DEK (after a version is destroyed).

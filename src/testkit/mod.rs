@@ -1,0 +1,469 @@
+//! Test and benchmark kit: a real Coffer cluster of `coffer server` processes on loopback,
+//! with a delaying, cuttable proxy on every peer link.
+//!
+//! Every node is a separate OS process with its own RocksDB, talking real gRPC over TCP. Node
+//! i reaches node j through its own [`DelayProxy`] (configured with
+//! `network.peer_addr_override`), so each direction of each link has its own latency and can
+//! be cut. The kit picks free ports, writes configs and keyrings into a temporary folder, and
+//! kills every node when dropped. Used by `tests/` and `benches/`; not by the server.
+
+pub mod proxy;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::path::PathBuf;
+use std::process::Child;
+use std::process::Command;
+use std::process::Stdio;
+use std::time::Duration;
+use std::time::Instant;
+
+pub use proxy::DelayProxy;
+
+use crate::client::Client;
+use crate::dev::ClusterFile;
+use crate::dev::DevNode;
+use crate::pb;
+
+/// Raft settings for tests: fast elections on loopback.
+pub const FAST_RAFT: &str = "heartbeat_ms = 50\nelection_timeout_min_ms = 400\nelection_timeout_max_ms = 800\n";
+
+/// What to start.
+#[derive(Clone)]
+pub struct ClusterSpec {
+    /// One initial voter per entry (its region).
+    pub regions: Vec<String>,
+    /// Nodes that exist but are not members yet (added later as learners), by region.
+    pub spare_regions: Vec<String>,
+    /// Body of every node's `[raft]` section.
+    pub raft: String,
+    /// Round trip between two regions in ms; `None` = direct connections, no proxies.
+    pub rtt_ms: Option<fn(&str, &str) -> u64>,
+    /// Extra lines for every node's `[cluster]` section.
+    pub cluster_extra: String,
+}
+
+impl ClusterSpec {
+    pub fn new(regions: &[&str], raft: &str) -> Self {
+        Self {
+            regions: regions.iter().map(|r| r.to_string()).collect(),
+            spare_regions: vec![],
+            raft: raft.to_string(),
+            rtt_ms: None,
+            cluster_extra: String::new(),
+        }
+    }
+}
+
+/// The inter-region round trips the WAN tests use: us-east <-> eu-west 70 ms, every other pair
+/// of regions 200 ms, 0 inside a region.
+pub fn wan_rtt(a: &str, b: &str) -> u64 {
+    match (a, b) {
+        _ if a == b => 0,
+        ("us-east", "eu-west") | ("eu-west", "us-east") => 70,
+        _ => 200,
+    }
+}
+
+/// A temporary folder removed on drop (kept when `COFFER_KEEP_TEST_DIRS` is set).
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new() -> std::io::Result<Self> {
+        let suffix = hex::encode(crate::crypto::random_bytes::<6>().map_err(|e| std::io::Error::other(e.to_string()))?);
+        let p = std::env::temp_dir().join(format!("coffer-test-{suffix}"));
+        std::fs::create_dir_all(&p)?;
+        Ok(Self(p))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("COFFER_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub struct TestCluster {
+    pub dir: TempDir,
+    pub file: ClusterFile,
+    pub bin: PathBuf,
+    /// Number of initial voters; nodes after them are spares.
+    pub initial: usize,
+    children: Vec<Option<Child>>,
+    /// (from, to) -> proxy of that link direction.
+    proxies: BTreeMap<(usize, usize), DelayProxy>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+impl TestCluster {
+    /// Starts one voter per region (direct links) and waits for a bootstrapped leader.
+    pub async fn start(bin: &str, regions: &[&str], raft: &str) -> Self {
+        Self::launch(bin, ClusterSpec::new(regions, raft)).await
+    }
+
+    pub async fn launch(bin: &str, spec: ClusterSpec) -> Self {
+        let dir = TempDir::new().expect("temp dir");
+        let all: Vec<String> = spec.regions.iter().chain(spec.spare_regions.iter()).cloned().collect();
+        let mut per_region: BTreeMap<String, usize> = BTreeMap::new();
+        let nodes: Vec<DevNode> = all
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let k = per_region.entry(r.clone()).or_default();
+                *k += 1;
+                DevNode {
+                    id: i as u64 + 1,
+                    name: format!("{r}-{k}"),
+                    region: r.clone(),
+                    api: format!("127.0.0.1:{}", free_port()),
+                    raft: format!("127.0.0.1:{}", free_port()),
+                    pid: 0,
+                }
+            })
+            .collect();
+        let members = ClusterFile {
+            cluster_id: "test-cluster".into(),
+            root_token: crate::authz::new_token().unwrap(),
+            nodes: nodes[..spec.regions.len()].to_vec(),
+        };
+        let mut proxies = BTreeMap::new();
+        if let Some(rtt) = spec.rtt_ms {
+            for (i, a) in nodes.iter().enumerate() {
+                for (j, b) in nodes.iter().enumerate() {
+                    if i != j {
+                        let one_way = Duration::from_millis(rtt(&a.region, &b.region) / 2);
+                        let p = DelayProxy::start(b.raft.parse().unwrap(), one_way)
+                            .await
+                            .expect("proxy");
+                        proxies.insert((i, j), p);
+                    }
+                }
+            }
+        }
+        let mut regions_seen = std::collections::BTreeSet::new();
+        for n in &nodes {
+            if regions_seen.insert(n.region.clone()) {
+                crate::crypto::kms::local::create_keyring(&dir.path().join("keyring"), &n.region).unwrap();
+            }
+        }
+        for (i, n) in nodes.iter().enumerate() {
+            let node_dir = dir.path().join(&n.name);
+            std::fs::create_dir_all(&node_dir).unwrap();
+            let mut cfg = crate::dev::node_config(&members, n, dir.path(), &spec.raft);
+            // Spares never bootstrap; every node knows every region's KMS key.
+            if i >= spec.regions.len() {
+                cfg = cfg.replace("bootstrap = true", "bootstrap = false");
+            }
+            let known: Vec<&str> = members.nodes.iter().map(|m| m.region.as_str()).collect();
+            for r in regions_seen.iter().filter(|r| !known.contains(&r.as_str())) {
+                cfg = cfg.replace(
+                    "[kms]",
+                    &format!("[[regions]]\nname = \"{r}\"\nkms_provider = \"local\"\n\n[kms]"),
+                );
+            }
+            if !spec.cluster_extra.is_empty() {
+                cfg = cfg.replace("[cluster]\n", &format!("[cluster]\n{}\n", spec.cluster_extra));
+            }
+            let overrides: Vec<String> = proxies
+                .iter()
+                .filter(|((from, _), _)| *from == i)
+                .map(|((_, to), p)| format!("\"{}\" = \"{}\"", to + 1, p.addr()))
+                .collect();
+            if !overrides.is_empty() {
+                cfg.push_str(&format!("\n[network.peer_addr_override]\n{}\n", overrides.join("\n")));
+            }
+            std::fs::write(node_dir.join("coffer.toml"), cfg).unwrap();
+        }
+        let file = ClusterFile { nodes, ..members };
+        let mut c = TestCluster {
+            dir,
+            file,
+            bin: PathBuf::from(bin),
+            initial: spec.regions.len(),
+            children: vec![],
+            proxies,
+        };
+        for i in 0..c.file.nodes.len() {
+            let child = if i < c.initial { Some(c.spawn(i)) } else { None };
+            c.children.push(child);
+        }
+        c.wait_leader(Duration::from_secs(30)).await;
+        c
+    }
+
+    fn spawn(&self, i: usize) -> Child {
+        let n = &self.file.nodes[i];
+        let node_dir = self.dir.path().join(&n.name);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node_dir.join("coffer.log"))
+            .unwrap();
+        Command::new(&self.bin)
+            .arg("server")
+            .arg("--config")
+            .arg(node_dir.join("coffer.toml"))
+            .env(
+                "RUST_LOG",
+                std::env::var("COFFER_TEST_LOG").unwrap_or_else(|_| "info,openraft=info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn coffer server")
+    }
+
+    pub fn token(&self) -> &str {
+        &self.file.root_token
+    }
+
+    pub fn node(&self, i: usize) -> &DevNode {
+        &self.file.nodes[i]
+    }
+
+    pub fn node_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(&self.file.nodes[i].name)
+    }
+
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.node_dir(i).join("data")
+    }
+
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.node_dir(i).join("coffer.log")).unwrap_or_default()
+    }
+
+    pub async fn client(&self, i: usize) -> Client {
+        self.client_with(i, Some(self.token())).await
+    }
+
+    pub async fn client_with(&self, i: usize, token: Option<&str>) -> Client {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match Client::connect(&self.file.nodes[i].api, token).await {
+                Ok(c) => return c,
+                Err(e) if Instant::now() > deadline => panic!("cannot connect to node {i}: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    /// Node `i`'s health report (no token needed), if it answers.
+    pub async fn health(&self, i: usize) -> Option<pb::HealthResponse> {
+        let c = Client::connect(&self.file.nodes[i].api, None).await.ok()?;
+        c.cluster
+            .clone()
+            .health(pb::HealthRequest {})
+            .await
+            .ok()
+            .map(|r| r.into_inner())
+    }
+
+    /// Cluster status as seen by node `i`, if it answers.
+    pub async fn status(&self, i: usize) -> Option<pb::ClusterStatusResponse> {
+        let c = Client::connect(&self.file.nodes[i].api, Some(self.token()))
+            .await
+            .ok()?;
+        c.cluster
+            .clone()
+            .status(pb::ClusterStatusRequest {})
+            .await
+            .ok()
+            .map(|r| r.into_inner())
+    }
+
+    /// Waits until every running member agrees on a live leader and the cluster is
+    /// bootstrapped. Returns the leader's index.
+    pub async fn wait_leader(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut leaders = Vec::new();
+            for i in 0..self.file.nodes.len() {
+                if self.children[i].is_none() {
+                    continue;
+                }
+                match self.status(i).await {
+                    Some(s) if !s.cluster_id.is_empty() => leaders.push(s.leader_id),
+                    // A spare that has not joined has no cluster to report.
+                    Some(_) if i >= self.initial => {}
+                    _ => leaders.push(0),
+                }
+            }
+            if let Some(&l) = leaders.first() {
+                let alive = |id: u64| self.children.get((id - 1) as usize).is_some_and(|c| c.is_some());
+                if l != 0 && leaders.iter().all(|x| *x == l) && alive(l) {
+                    return (l - 1) as usize;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("no agreed leader within {timeout:?}: {leaders:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM and wait: a graceful stop that flushes storage.
+    pub fn stop(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            // SAFETY: kill(2) on our own, unreaped child.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if c.try_wait().unwrap().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            panic!("node {i} did not stop within 15s after SIGTERM");
+        }
+    }
+
+    pub fn stop_all(&mut self) {
+        for i in 0..self.children.len() {
+            self.stop(i);
+        }
+    }
+
+    /// Starts node `i` (again, or for the first time if it is a spare).
+    pub fn restart(&mut self, i: usize) {
+        assert!(self.children[i].is_none(), "node {i} is running");
+        self.children[i] = Some(self.spawn(i));
+    }
+
+    pub fn is_running(&self, i: usize) -> bool {
+        self.children[i].is_some()
+    }
+
+    fn proxy(&self, from: usize, to: usize) -> &DelayProxy {
+        self.proxies
+            .get(&(from, to))
+            .expect("the cluster was started without proxies (set ClusterSpec::rtt_ms)")
+    }
+
+    /// Cuts the link `from` -> `to` (what `from` sends to `to`, and the replies).
+    pub fn cut(&self, from: usize, to: usize) {
+        self.proxy(from, to).cut();
+    }
+
+    pub fn heal(&self, from: usize, to: usize) {
+        self.proxy(from, to).heal();
+    }
+
+    /// Cuts every link to and from node `i`.
+    pub fn isolate(&self, i: usize) {
+        for j in 0..self.file.nodes.len() {
+            if i != j {
+                self.cut(i, j);
+                self.cut(j, i);
+            }
+        }
+    }
+
+    pub fn heal_all(&self) {
+        for p in self.proxies.values() {
+            p.heal();
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Retries `f` until it returns Some or the timeout passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn put(c: &Client, name: &str, value: &[u8]) -> Result<pb::WriteResponse, tonic::Status> {
+    c.secrets
+        .clone()
+        .put_secret_value(pb::PutSecretValueRequest {
+            name: name.into(),
+            value: value.to_vec(),
+            alias: String::new(),
+            must_exist: false,
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+pub async fn get(c: &Client, name: &str, version: Option<u64>) -> Result<pb::GetSecretValueResponse, tonic::Status> {
+    get_with(c, name, version, None).await
+}
+
+pub async fn get_with(
+    c: &Client,
+    name: &str,
+    version: Option<u64>,
+    consistency: Option<pb::read_consistency::Mode>,
+) -> Result<pb::GetSecretValueResponse, tonic::Status> {
+    c.secrets
+        .clone()
+        .get_secret_value(pb::GetSecretValueRequest {
+            name: name.into(),
+            selector: version.map(pb::get_secret_value_request::Selector::Version),
+            consistency: consistency.map(|m| pb::ReadConsistency { mode: Some(m) }),
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
