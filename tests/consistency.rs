@@ -281,18 +281,23 @@ async fn linearizable_reads_never_return_a_version_older_than_an_acknowledged_wr
     let stop = Instant::now() + Duration::from_secs(6);
 
     // Two writers on different nodes.
+    let per_writer: Arc<[std::sync::atomic::AtomicUsize; 2]> = Arc::default();
     let mut tasks = Vec::new();
     for w in 0..2 {
         let c = clients[(leader + w) % 3].clone();
         let acks = acks.clone();
+        let per_writer = per_writer.clone();
         tasks.push(tokio::spawn(async move {
             let mut n = 0;
             while Instant::now() < stop {
                 n += 1;
-                // Two writers race for each version number; a writer that keeps losing gets
-                // ABORTED ("retry"), which acknowledges nothing.
+                // Two writers race for each version number; a writer that still loses after its
+                // retries gets ABORTED ("retry"), which acknowledges nothing.
                 match put(&c, "acme/counter", format!("fake-{n}").as_bytes()).await {
-                    Ok(w) => acks.lock().unwrap().push((Instant::now(), w.version)),
+                    Ok(wr) => {
+                        acks.lock().unwrap().push((Instant::now(), wr.version));
+                        per_writer[w].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     Err(e) => assert_eq!(e.code(), Code::Aborted, "{e:?}"),
                 }
             }
@@ -336,6 +341,9 @@ async fn linearizable_reads_never_return_a_version_older_than_an_acknowledged_wr
         vec![],
         "linearizable reads went back in time"
     );
+    // The far writer is not starved by the one next to the leader.
+    let far = per_writer[1].load(std::sync::atomic::Ordering::Relaxed);
+    assert!(far >= 3, "the writer away from the leader landed {far} writes");
 
     // The check bites: a follower the leader cannot reach serves stale local reads, and the
     // same check flags them, while a linearizable read there refuses rather than go stale.

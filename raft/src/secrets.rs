@@ -294,7 +294,7 @@ fn create_secret(tx: &mut Txn<'_, '_>, c: &pb::CreateSecret, at: &At<'_>) -> Res
 }
 
 fn add_version(tx: &mut Txn<'_, '_>, c: &pb::AddVersion, at: &At<'_>) -> Result<pb::CommandOk> {
-    let envelope = match &c.envelope {
+    let mut envelope = match &c.envelope {
         Some(e) if !e.ciphertext.is_empty() && !e.wrapped_keys.is_empty() => e.clone(),
         _ => {
             return fail(
@@ -323,21 +323,31 @@ fn add_version(tx: &mut Txn<'_, '_>, c: &pb::AddVersion, at: &At<'_>) -> Result<
         (None, Some(spec)) => new_secret(&c.name, spec, at.principal, at.now),
         (None, None) => return fail(ErrorCode::NotFound, format!("secret {} not found", c.name)),
     };
-    if c.version != secret.next_version {
-        return Err(ModelError {
-            code: ErrorCode::VersionConflict,
-            message: format!(
-                "version {} of {} was taken; the next version is {}",
-                c.version, c.name, secret.next_version
-            ),
-            next_version: secret.next_version,
-            actual_version: 0,
-        }
-        .into());
+    let version = secret.next_version;
+    if c.version != version {
+        // Lost the race for c.version: use the sealing for the version that is next, if sent.
+        let Some(alt) = c
+            .also_for
+            .iter()
+            .find(|a| a.version == version && !a.ciphertext.is_empty())
+        else {
+            return Err(ModelError {
+                code: ErrorCode::VersionConflict,
+                message: format!(
+                    "version {} of {} was taken; the next version is {}",
+                    c.version, c.name, secret.next_version
+                ),
+                next_version: secret.next_version,
+                actual_version: 0,
+            }
+            .into());
+        };
+        envelope.nonce = alt.nonce.clone();
+        envelope.ciphertext = alt.ciphertext.clone();
     }
-    let version = pb::SecretVersion {
+    let record = pb::SecretVersion {
         name: c.name.clone(),
-        version: c.version,
+        version,
         state: pb::VersionState::Enabled as i32,
         envelope: Some(envelope),
         crc32c: c.crc32c,
@@ -349,13 +359,13 @@ fn add_version(tx: &mut Txn<'_, '_>, c: &pb::AddVersion, at: &At<'_>) -> Result<
         size: c.size,
         request_id: at.request_id.to_string(),
     };
-    tx.put(keys::version(&c.name, c.version), version.encode_to_vec());
+    tx.put(keys::version(&c.name, version), record.encode_to_vec());
     secret.next_version += 1;
     if let Some(a) = alias {
-        point_alias(&mut secret, &a, c.version);
+        point_alias(&mut secret, &a, version);
     }
     save_secret(tx, &mut secret, at);
-    Ok(ok(&secret, c.version))
+    Ok(ok(&secret, version))
 }
 
 /// Points `alias` at `version`. Moving CURRENT moves PREVIOUS to the old CURRENT, and a PENDING
@@ -496,6 +506,7 @@ mod tests {
             alias: alias.into(),
             create_if_missing: Some(pb::SecretSpec::default()),
             expires_at_ms: 0,
+            also_for: vec![],
         })
     }
 
@@ -585,6 +596,41 @@ mod tests {
         let err = sm.put("acme/db", 2, "CURRENT").unwrap_err();
         assert_eq!(err.code, ErrorCode::VersionConflict);
         assert_eq!(err.next_version, 3);
+    }
+
+    #[test]
+    fn a_writer_that_lost_the_race_lands_with_its_sealing_for_the_next_version() {
+        let mut sm = Sm::new();
+        sm.put("acme/db", 1, "CURRENT").unwrap();
+        sm.put("acme/db", 2, "CURRENT").unwrap();
+        // Sealed for 2 (taken) and also for 3 and 4: version 3 is next, its sealing is kept.
+        let mut op = add("acme/db", 2, "CURRENT");
+        let pb::command::Op::AddVersion(a) = &mut op else {
+            unreachable!()
+        };
+        a.also_for = (3..=4)
+            .map(|v| pb::SealedFor {
+                version: v,
+                nonce: vec![v as u8; 12],
+                ciphertext: vec![v as u8; 20],
+            })
+            .collect();
+        let ok = sm.run(op).unwrap();
+        assert_eq!(ok.version, 3);
+        assert_eq!(ok.aliases.get("PREVIOUS"), Some(&2));
+        let view = sm.backend.view();
+        let stored = pb::SecretVersion::decode(&*view.get(&keys::version("acme/db", 3)).unwrap().unwrap()).unwrap();
+        let env = stored.envelope.unwrap();
+        assert_eq!(
+            (env.nonce, env.ciphertext),
+            (vec![3; 12], vec![3; 20]),
+            "the sealing bound to version 3"
+        );
+        assert_eq!(env.wrapped_keys.len(), 1);
+        drop(view);
+        // No sealing for the next version: still a conflict.
+        let err = sm.put("acme/db", 3, "CURRENT").unwrap_err();
+        assert_eq!((err.code, err.next_version), (ErrorCode::VersionConflict, 4));
     }
 
     #[test]

@@ -94,10 +94,25 @@ impl SecretsApi {
         };
         let sealer = self.core.vault.prepare(&name).await?;
         let crc = crc32c::crc32c(value.expose());
-        for _ in 0..MAX_VERSION_RACES {
-            let envelope = sealer
-                .seal(&value, version)
-                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        for attempt in 0..MAX_VERSION_RACES {
+            let seal = |v: u64| sealer.seal(&value, v).map_err(|e| ApiError::Unavailable(e.to_string()));
+            let envelope = seal(version)?;
+            // After a lost race, also seal for the next few versions (the others' writes land
+            // while ours travels to the leader), so a far writer is not starved by a near one.
+            let spare = match attempt {
+                0 => 0,
+                1 => 3,
+                _ => 7,
+            };
+            let also_for = (1..=spare)
+                .map(|k| {
+                    seal(version + k).map(|e| pb::SealedFor {
+                        version: version + k,
+                        nonce: e.nonce,
+                        ciphertext: e.ciphertext,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             let op = Op::AddVersion(pb::AddVersion {
                 name: name.clone(),
                 version,
@@ -107,6 +122,7 @@ impl SecretsApi {
                 alias: alias.clone(),
                 create_if_missing: (!r.must_exist).then(pb::SecretSpec::default),
                 expires_at_ms: 0,
+                also_for,
             });
             match self.core.propose(&grant, op).await? {
                 Ok((ok, index)) => return self.reply(&name, ok, index).await,
