@@ -100,12 +100,41 @@ pub struct TestCluster {
     proxies: BTreeMap<(usize, usize), DelayProxy>,
 }
 
+/// A port for a test node to listen on, from below the kernel's ephemeral range.
+///
+/// Asking the kernel for port 0 and releasing it races: until the node binds it, any
+/// outgoing connection (the delay proxies make many) may be given that same port, and the
+/// node then fails to start. Ports below the ephemeral range are never handed out for
+/// outgoing connections, so only another explicit listener could take one; a process-wide
+/// counter (offset by the pid) keeps this process's picks apart, and each pick is checked
+/// to be free right now.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    use std::sync::atomic::AtomicU32;
+    use std::sync::atomic::Ordering;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (ephemeral_low.saturating_sub(12_000).max(1024), ephemeral_low);
+    if high <= low + 1000 {
+        // An unusual ephemeral range: fall back to the kernel's pick.
+        return std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+    }
+    let span = high - low;
+    let offset = (std::process::id() * 251) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (low + (offset + n) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {low}..{high}");
 }
 
 impl TestCluster {
@@ -310,7 +339,16 @@ impl TestCluster {
                 }
             }
             if Instant::now() > deadline {
-                panic!("no agreed leader within {timeout:?}: {leaders:?}");
+                let tails: String = (0..self.file.nodes.len())
+                    .filter(|i| self.children[*i].is_some())
+                    .map(|i| {
+                        let log = self.log(i);
+                        let lines: Vec<&str> = log.lines().collect();
+                        let tail = lines[lines.len().saturating_sub(8)..].join("\n    ");
+                        format!("\n  node {} log tail:\n    {tail}", i + 1)
+                    })
+                    .collect();
+                panic!("no agreed leader within {timeout:?}: {leaders:?}{tails}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
