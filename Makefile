@@ -11,8 +11,13 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/coffer/target
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := libclang-dev
+# moto (an AWS API emulator) for the `aws` KMS provider's tests, in a venv outside the clone.
+VENV ?= $(HOME)/.cache/coffer/venv
+MOTO_VERSION := 5.2.5
+MOTO_STAMP := $(VENV)/.moto-$(MOTO_VERSION)
+export COFFER_MOTO_SERVER := $(VENV)/bin/moto_server
 
-.PHONY: dev test deps build lint fmt clean-dev
+.PHONY: dev test deps moto build lint fmt clean-dev
 
 ## Install system packages the build needs (libclang for RocksDB's bindgen).
 deps:
@@ -22,6 +27,19 @@ deps:
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
+
+## Install moto into a Python venv (once; reused by later runs).
+moto: $(MOTO_STAMP)
+
+$(MOTO_STAMP):
+	@command -v python3 >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3; }
+	@python3 -m venv $(VENV) 2>/dev/null || { \
+	  echo "installing python3-venv"; rm -rf $(VENV); \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-venv; \
+	  python3 -m venv $(VENV); }
+	$(VENV)/bin/pip install -q --disable-pip-version-check 'moto[server]==$(MOTO_VERSION)'
+	@test -x $(COFFER_MOTO_SERVER)
+	touch $@
 
 # Always build the whole workspace with all targets: a narrower selection unifies crate features
 # differently and recompiles RocksDB's C++ (about 15 minutes here) into another folder.
@@ -34,7 +52,7 @@ dev: deps
 	$(CARGO_TARGET_DIR)/debug/coffer dev --data-dir .coffer-dev
 
 ## Every check CI runs: formatting, lints, unit, storage-conformance and integration tests.
-test: deps
+test: deps moto
 	$(CARGO) fmt --all -- --check
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --all-targets

@@ -41,11 +41,14 @@ fn vault_open_cached(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let kms: Arc<dyn Kms> = Arc::new(LocalKms::open(dir.path(), "us-east", true).unwrap());
     let vault = Vault::new(
-        Arc::new(KmsSet::new("us-east", vec![kms]).unwrap()),
+        Arc::new(KmsSet::new("us-east", vec![kms], Default::default()).unwrap()),
         Duration::from_secs(3600),
         1000,
     );
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut g = c.benchmark_group("vault_open_cached");
     for size in [256usize, 4096] {
         let value = SecretValue::new(vec![0x5a; size]);

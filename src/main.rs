@@ -33,12 +33,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Secret(cmd) => cli::secret::run(&cli.global, cmd).await,
         Command::Cluster(cmd) => cli::cluster::run(&cli.global, cmd).await,
+        Command::Kms(cmd) => cli::kms::run(&cli.global, cmd).await,
     }
 }
 
 fn main() {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Secret(_) | Command::Cluster(_)) {
+    if matches!(cli.command, Command::Secret(_) | Command::Cluster(_) | Command::Kms(_)) {
         // Client commands end quietly when their reader goes away (`coffer … | head`), like
         // any Unix tool, instead of panicking on a failed print.
         // SAFETY: restoring a default signal disposition before any thread is started.

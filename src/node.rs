@@ -20,12 +20,14 @@ use tonic::transport::server::Connected;
 use tonic::transport::Server;
 
 use crate::api::cluster::ClusterApi;
+use crate::api::kms::KmsApi;
 use crate::api::secrets::SecretsApi;
 use crate::api::Core;
 use crate::audit::AuditSink;
 use crate::audit::TracingSink;
 use crate::authz::Access;
 use crate::config::ServerConfig;
+use crate::crypto::kms::aws::AwsKms;
 use crate::crypto::kms::local::LocalKms;
 use crate::crypto::kms::Kms;
 use crate::crypto::kms::KmsSet;
@@ -55,9 +57,15 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
     .await
 }
 
-fn build_kms(cfg: &ServerConfig) -> anyhow::Result<KmsSet> {
+async fn build_kms(cfg: &ServerConfig) -> anyhow::Result<KmsSet> {
+    let policy = cfg.kms.policy();
     let mut list: Vec<Arc<dyn Kms>> = Vec::new();
     for r in &cfg.regions {
+        if let Some(aws) = r.aws_settings(policy.call_timeout) {
+            let key = r.key_id.as_deref().unwrap_or_default();
+            list.push(Arc::new(AwsKms::new(&r.name, key, &aws).await));
+            continue;
+        }
         let dir = cfg
             .kms
             .local_keyring_dir
@@ -65,7 +73,15 @@ fn build_kms(cfg: &ServerConfig) -> anyhow::Result<KmsSet> {
             .context("kms.local_keyring_dir is required for the local KMS provider")?;
         list.push(Arc::new(LocalKms::open(dir, &r.name, cfg.kms.create_missing_keyrings)?));
     }
-    Ok(KmsSet::new(&cfg.node.region, list)?)
+    Ok(KmsSet::new(&cfg.node.region, list, policy)?)
+}
+
+/// Serves Prometheus metrics on `addr` (process-wide: the first node of a process wins).
+fn start_metrics(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .install()
+        .with_context(|| format!("cannot serve metrics on {addr}"))
 }
 
 /// Runs a node over the given connection streams until `shutdown` resolves.
@@ -83,7 +99,10 @@ where
     IE: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
 {
     let me = cfg.node_info();
-    let kms = Arc::new(build_kms(&cfg)?);
+    if let Some(addr) = cfg.node.metrics_addr {
+        start_metrics(addr)?;
+    }
+    let kms = Arc::new(build_kms(&cfg).await?);
     let (log, sm) = coffer_raft::rocks::open(&cfg.node.data_dir)
         .with_context(|| format!("cannot open storage in {}", cfg.node.data_dir.display()))?;
     let sm = Arc::new(sm);
@@ -119,6 +138,7 @@ where
                     .max_decoding_message_size(MAX_API_MESSAGE_BYTES),
             )
             .add_service(pb::cluster_server::ClusterServer::new(ClusterApi::new(core.clone())))
+            .add_service(pb::kms_server::KmsServer::new(KmsApi::new(core.clone())))
             .serve_with_incoming_shutdown(api_incoming, stopped(stop_rx.clone())),
     );
 
@@ -132,6 +152,12 @@ where
         tokio::spawn(bootstrap(raft.clone(), cfg.clone()));
     }
     tokio::spawn(ensure_token_key(core.clone(), stop_rx.clone()));
+    tokio::spawn(crate::rewrap::run_job(
+        raft.clone(),
+        core.clone(),
+        Duration::from_millis(cfg.kms.rewrap_interval_ms),
+        stop_rx.clone(),
+    ));
     tokio::spawn(coffer_raft::placement::run(
         raft.clone(),
         cfg.cluster.preferred_regions.clone(),

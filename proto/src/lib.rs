@@ -29,6 +29,7 @@ impl fmt::Display for Command {
             }
             Some(Op::DestroyVersion(c)) => write!(f, "destroy_version({}, v{})", c.name, c.version),
             Some(Op::SetTokenKey(_)) => write!(f, "set_token_key"),
+            Some(Op::SetWraps(w)) => write!(f, "set_wraps({} entries)", w.entries.len()),
             None => write!(f, "empty"),
         }
     }

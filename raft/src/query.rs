@@ -112,6 +112,40 @@ pub fn versions(view: &dyn KvView, name: &str) -> Result<Vec<pb::SecretVersion>>
         .collect()
 }
 
+/// Where a scan over every version stopped: (secret name, version).
+pub type VersionCursor = (String, u64);
+
+/// Up to `limit` live (not destroyed) versions of every secret, in key order, after the version
+/// `after` (exclusive; `None` = from the start). Returns them and the cursor for the next page
+/// (`None` when the scan is done). Pages may be taken from different views: a version written
+/// between pages is seen or not, nothing is seen twice.
+pub fn live_versions_page(
+    view: &dyn KvView,
+    after: Option<&VersionCursor>,
+    limit: usize,
+) -> Result<(Vec<pb::SecretVersion>, Option<VersionCursor>)> {
+    let start = match after {
+        Some((name, v)) => {
+            let mut k = keys::version(name, *v);
+            k.push(0); // strictly after
+            k
+        }
+        None => keys::VERSION_PREFIX.to_vec(),
+    };
+    let pairs = view.scan(keys::VERSION_PREFIX, &start, limit.max(1))?;
+    let full = pairs.len() >= limit.max(1);
+    let mut last = None;
+    let mut out = Vec::with_capacity(pairs.len());
+    for (_, bytes) in pairs {
+        let v: pb::SecretVersion = decode(&bytes)?;
+        last = Some((v.name.clone(), v.version));
+        if v.state != pb::VersionState::Destroyed as i32 && v.envelope.is_some() {
+            out.push(v);
+        }
+    }
+    Ok((out, if full { last } else { None }))
+}
+
 /// Names starting with `prefix`, after `after` (exclusive), at most `limit`. Returns the names
 /// and the token for the next page (empty when there is none).
 ///

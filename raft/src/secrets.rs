@@ -122,9 +122,12 @@ fn apply_op(tx: &mut Txn<'_, '_>, cmd: &pb::Command, log_index: u64) -> Result<p
     if let Op::SetTokenKey(k) = op {
         return set_token_key(tx, k);
     }
+    if let Op::SetWraps(w) = op {
+        return set_wraps(tx, w);
+    }
     let now = cmd.proposed_at_ms;
     let name = match op {
-        Op::Bootstrap(_) | Op::SetTokenKey(_) => unreachable!("handled above"),
+        Op::Bootstrap(_) | Op::SetTokenKey(_) | Op::SetWraps(_) => unreachable!("handled above"),
         Op::CreateSecret(c) => &c.name,
         Op::AddVersion(c) => &c.name,
         Op::MoveAlias(c) => &c.name,
@@ -142,7 +145,7 @@ fn apply_op(tx: &mut Txn<'_, '_>, cmd: &pb::Command, log_index: u64) -> Result<p
         request_id: &cmd.request_id,
     };
     match op {
-        Op::Bootstrap(_) | Op::SetTokenKey(_) => unreachable!("handled above"),
+        Op::Bootstrap(_) | Op::SetTokenKey(_) | Op::SetWraps(_) => unreachable!("handled above"),
         Op::CreateSecret(c) => create_secret(tx, c, &at),
         Op::AddVersion(c) => add_version(tx, c, &at),
         Op::MoveAlias(c) => move_alias(tx, c, &at),
@@ -230,6 +233,72 @@ fn set_token_key(tx: &mut Txn<'_, '_>, k: &pb::SetTokenKey) -> Result<pb::Comman
     Ok(pb::CommandOk::default())
 }
 
+/// Most entries one SetWraps may carry.
+pub const MAX_WRAPS_PER_COMMAND: usize = 1024;
+
+/// Puts each entry's wrap in place of its region's wrap (or beside the others when the region
+/// has none). An entry whose envelope is gone (destroyed) or is another one (nonce differs) is
+/// skipped; a malformed entry fails the whole command.
+fn set_wraps(tx: &mut Txn<'_, '_>, w: &pb::SetWraps) -> Result<pb::CommandOk> {
+    if w.entries.is_empty() || w.entries.len() > MAX_WRAPS_PER_COMMAND {
+        return fail(
+            ErrorCode::InvalidArgument,
+            format!("SetWraps carries 1 to {MAX_WRAPS_PER_COMMAND} entries"),
+        );
+    }
+    for e in &w.entries {
+        match &e.wrap {
+            Some(k) if !k.region.is_empty() && !k.provider.is_empty() && !k.blob.is_empty() => {}
+            _ => {
+                return fail(
+                    ErrorCode::InvalidArgument,
+                    "a rewrap entry needs a wrap with region, provider and blob",
+                )
+            }
+        }
+        if !e.token_key {
+            names::validate_name(&e.name).map_err(ModelError::from)?;
+        }
+    }
+    fn place(env: &mut pb::Envelope, nonce: &[u8], wrap: &pb::WrappedKey) -> bool {
+        if env.nonce != nonce {
+            return false;
+        }
+        match env.wrapped_keys.iter_mut().find(|k| k.region == wrap.region) {
+            Some(k) => *k = wrap.clone(),
+            None => env.wrapped_keys.push(wrap.clone()),
+        }
+        true
+    }
+    let mut applied = 0u32;
+    for e in &w.entries {
+        let wrap = e.wrap.as_ref().expect("checked above");
+        if e.token_key {
+            let Some(bytes) = tx.get(keys::CLUSTER)? else { continue };
+            let mut info: pb::ClusterInfo = decode(&bytes, "cluster")?;
+            if info.token_key.as_mut().is_some_and(|env| place(env, &e.nonce, wrap)) {
+                tx.put(keys::CLUSTER.to_vec(), info.encode_to_vec());
+                applied += 1;
+            }
+            continue;
+        }
+        let key = keys::version(&e.name, e.version);
+        let Some(bytes) = tx.get(&key)? else { continue };
+        let mut v: pb::SecretVersion = decode(&bytes, "version")?;
+        if v.state == pb::VersionState::Destroyed as i32 {
+            continue;
+        }
+        if v.envelope.as_mut().is_some_and(|env| place(env, &e.nonce, wrap)) {
+            tx.put(key, v.encode_to_vec());
+            applied += 1;
+        }
+    }
+    Ok(pb::CommandOk {
+        applied,
+        ..Default::default()
+    })
+}
+
 pub fn load_secret(tx: &Txn<'_, '_>, name: &str) -> Result<Option<pb::Secret>> {
     match tx.get(&keys::secret(name))? {
         Some(b) => Ok(Some(decode(&b, "secret")?)),
@@ -272,6 +341,7 @@ fn ok(secret: &pb::Secret, version: u64) -> pb::CommandOk {
         etag: secret.etag.clone(),
         version,
         aliases: secret.aliases.clone(),
+        applied: 0,
     }
 }
 
@@ -734,6 +804,84 @@ mod tests {
             ErrorCode::AlreadyExists
         );
         assert_eq!(before, sm.snapshot());
+    }
+
+    #[test]
+    fn set_wraps_adds_or_replaces_a_regions_wrap_and_skips_other_envelopes() {
+        let mut sm = Sm::new();
+        sm.put("acme/a", 1, "CURRENT").unwrap();
+        sm.put("acme/a", 2, "CURRENT").unwrap();
+        let wrap = |region: &str, key: &str, blob: u8| pb::WrappedKey {
+            region: region.into(),
+            provider: "local".into(),
+            key_id: key.into(),
+            key_version: 1,
+            blob: vec![blob; 8],
+        };
+        let entry = |version: u64, nonce: Vec<u8>, w: pb::WrappedKey| pb::RewrapEntry {
+            name: "acme/a".into(),
+            version,
+            nonce,
+            wrap: Some(w),
+            token_key: false,
+        };
+        let wraps_of = |sm: &Sm, version: u64| -> Vec<pb::WrappedKey> {
+            let view = sm.backend.view();
+            crate::query::version(&*view, "acme/a", version)
+                .unwrap()
+                .envelope
+                .unwrap()
+                .wrapped_keys
+        };
+        let ok = sm
+            .run(pb::command::Op::SetWraps(pb::SetWraps {
+                entries: vec![
+                    // Adds eu to version 1.
+                    entry(1, vec![1; 12], wrap("eu", "k-eu", 5)),
+                    // Replaces r's wrap of version 2 (a newer key).
+                    entry(2, vec![1; 12], wrap("r", "k-r2", 6)),
+                    // Another envelope's nonce: skipped.
+                    entry(2, vec![9; 12], wrap("eu", "k-eu", 7)),
+                    // No such version: skipped.
+                    entry(7, vec![1; 12], wrap("eu", "k-eu", 8)),
+                ],
+            }))
+            .unwrap();
+        assert_eq!(ok.applied, 2);
+        let v1: Vec<(String, String)> = wraps_of(&sm, 1).into_iter().map(|w| (w.region, w.key_id)).collect();
+        assert_eq!(v1, [("r".to_string(), String::new()), ("eu".into(), "k-eu".into())]);
+        let v2 = wraps_of(&sm, 2);
+        assert_eq!(v2.len(), 1, "replaced, not added");
+        assert_eq!((v2[0].key_id.as_str(), v2[0].blob[0]), ("k-r2", 6));
+
+        // A destroyed version gets no wrap back.
+        sm.run(pb::command::Op::DestroyVersion(pb::DestroyVersion {
+            name: "acme/a".into(),
+            version: 1,
+        }))
+        .unwrap();
+        let ok = sm
+            .run(pb::command::Op::SetWraps(pb::SetWraps {
+                entries: vec![entry(1, vec![1; 12], wrap("ap", "k-ap", 5))],
+            }))
+            .unwrap();
+        assert_eq!(ok.applied, 0);
+
+        // Malformed entries fail the command and change nothing.
+        let before = sm.snapshot();
+        let mut bad = wrap("ap", "k-ap", 5);
+        bad.blob.clear();
+        let e = sm
+            .run(pb::command::Op::SetWraps(pb::SetWraps {
+                entries: vec![entry(2, vec![1; 12], wrap("ap", "k-ap", 5)), entry(2, vec![1; 12], bad)],
+            }))
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        assert!(sm
+            .run(pb::command::Op::SetWraps(pb::SetWraps { entries: vec![] }))
+            .is_err());
+        // (the failed commands only advanced last_applied, which this test's store does not keep)
+        assert_eq!(sm.snapshot(), before);
     }
 
     #[test]

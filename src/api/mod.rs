@@ -3,6 +3,7 @@
 //! (with the requested consistency, [`Core::read`]) or proposes a command to the leader.
 
 pub mod cluster;
+pub mod kms;
 pub mod secrets;
 
 use std::time::Duration;

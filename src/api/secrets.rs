@@ -113,6 +113,10 @@ impl SecretsApi {
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            // Which nonce sealed which version, to cache the DEK of the one that lands.
+            let nonces: Vec<(u64, Vec<u8>)> = std::iter::once((version, envelope.nonce.clone()))
+                .chain(also_for.iter().map(|s| (s.version, s.nonce.clone())))
+                .collect();
             let op = Op::AddVersion(pb::AddVersion {
                 name: name.clone(),
                 version,
@@ -125,7 +129,12 @@ impl SecretsApi {
                 also_for,
             });
             match self.core.propose(&grant, op).await? {
-                Ok((ok, index)) => return self.reply(&name, ok, index).await,
+                Ok((ok, index)) => {
+                    if let Some((v, nonce)) = nonces.iter().find(|(v, _)| *v == ok.version) {
+                        self.core.vault.remember(&sealer, *v, nonce);
+                    }
+                    return self.reply(&name, ok, index).await;
+                }
                 // Lost a race for the version number: re-seal for the one the leader expects.
                 Err(e) if e.code == pb::ErrorCode::VersionConflict => version = e.next_version,
                 Err(e) => return Err(e.into()),

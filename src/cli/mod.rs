@@ -5,6 +5,7 @@
 //! non-zero exit.
 
 pub mod cluster;
+pub mod kms;
 pub mod output;
 pub mod secret;
 
@@ -60,6 +61,9 @@ pub enum Command {
     /// Inspect the cluster.
     #[command(subcommand)]
     Cluster(cluster::ClusterCmd),
+    /// Each region's KMS: health, missing wraps, rewrap after an outage or a key rotation.
+    #[command(subcommand)]
+    Kms(kms::KmsCmd),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -73,6 +77,21 @@ pub struct DevArgs {
     /// First API port; node N listens on BASE+N-1 (API) and BASE+100+N-1 (Raft).
     #[arg(long, default_value_t = 7400)]
     pub base_port: u16,
+    /// KMS provider of every region: the file keyrings under DIR (local) or an AWS KMS API
+    /// (aws, with --kms-endpoint).
+    #[arg(long, value_enum, default_value_t = DevKms::Local)]
+    pub kms: DevKms,
+    /// With --kms aws: the KMS endpoint (e.g. a moto server at http://127.0.0.1:5000). Keys
+    /// alias/coffer-dev-<region> are created there when missing. Credentials come from the
+    /// AWS environment variables, or obviously fake ones when those are unset.
+    #[arg(long)]
+    pub kms_endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DevKms {
+    Local,
+    Aws,
 }
 
 /// A failed command: the one line to print and the exit code.

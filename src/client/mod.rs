@@ -29,6 +29,7 @@ impl Interceptor for TokenInterceptor {
 
 pub type SecretsClient = pb::secrets_client::SecretsClient<InterceptedService<Channel, TokenInterceptor>>;
 pub type ClusterClient = pb::cluster_client::ClusterClient<InterceptedService<Channel, TokenInterceptor>>;
+pub type KmsClient = pb::kms_client::KmsClient<InterceptedService<Channel, TokenInterceptor>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -45,6 +46,7 @@ pub struct Client {
     pub addr: String,
     pub secrets: SecretsClient,
     pub cluster: ClusterClient,
+    pub kms: KmsClient,
 }
 
 /// Normalises `host:port` to `http://host:port`.
@@ -84,7 +86,8 @@ impl Client {
         Ok(Self {
             addr: url,
             secrets: pb::secrets_client::SecretsClient::with_interceptor(channel.clone(), interceptor.clone()),
-            cluster: pb::cluster_client::ClusterClient::with_interceptor(channel, interceptor),
+            cluster: pb::cluster_client::ClusterClient::with_interceptor(channel.clone(), interceptor.clone()),
+            kms: pb::kms_client::KmsClient::with_interceptor(channel, interceptor),
         })
     }
 }

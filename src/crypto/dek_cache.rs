@@ -5,6 +5,7 @@
 //! for one envelope is never used for another.
 
 use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
 use std::time::Instant;
@@ -15,12 +16,35 @@ struct Entry {
     key: DataKey,
     nonce: Vec<u8>,
     inserted: Instant,
+    /// Position in the insertion queue; a queue item with another `seq` is stale.
+    seq: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: BTreeMap<(String, u64), Entry>,
+    /// Insertion order (oldest first), which is also expiry order: every entry has the same TTL.
+    queue: VecDeque<((String, u64), u64)>,
+    next_seq: u64,
+}
+
+impl Inner {
+    /// Drops the oldest live entry; returns false when there is none.
+    fn evict_oldest(&mut self) -> bool {
+        while let Some((k, seq)) = self.queue.pop_front() {
+            if self.entries.get(&k).is_some_and(|e| e.seq == seq) {
+                self.entries.remove(&k);
+                return true;
+            }
+        }
+        false
+    }
 }
 
 pub struct DekCache {
     ttl: Duration,
     capacity: usize,
-    entries: Mutex<BTreeMap<(String, u64), Entry>>,
+    inner: Mutex<Inner>,
 }
 
 impl DekCache {
@@ -28,17 +52,21 @@ impl DekCache {
         Self {
             ttl,
             capacity,
-            entries: Mutex::new(BTreeMap::new()),
+            inner: Mutex::new(Inner::default()),
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn get(&self, name: &str, version: u64, nonce: &[u8]) -> Option<DataKey> {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = self.lock();
         let k = (name.to_string(), version);
-        match entries.get(&k) {
+        match inner.entries.get(&k) {
             Some(e) if e.nonce == nonce && e.inserted.elapsed() < self.ttl => Some(e.key.clone()),
             Some(_) => {
-                entries.remove(&k);
+                inner.entries.remove(&k);
                 None
             }
             None => None,
@@ -49,33 +77,53 @@ impl DekCache {
         if self.capacity == 0 || self.ttl.is_zero() {
             return;
         }
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= self.capacity {
-            let ttl = self.ttl;
-            entries.retain(|_, e| e.inserted.elapsed() < ttl);
+        let mut inner = self.lock();
+        // Expired entries first (they are at the front), then the oldest while full.
+        while let Some((k, seq)) = inner.queue.front().cloned() {
+            match inner
+                .entries
+                .get(&k)
+                .map(|e| (e.seq == seq, e.inserted.elapsed() < self.ttl))
+            {
+                Some((true, true)) => break,
+                Some((true, false)) => {
+                    inner.entries.remove(&k);
+                }
+                _ => {}
+            }
+            inner.queue.pop_front();
         }
-        if entries.len() >= self.capacity {
-            if let Some(oldest) = entries.iter().min_by_key(|(_, e)| e.inserted).map(|(k, _)| k.clone()) {
-                entries.remove(&oldest);
+        let k = (name.to_string(), version);
+        while !inner.entries.contains_key(&k) && inner.entries.len() >= self.capacity {
+            if !inner.evict_oldest() {
+                break;
             }
         }
-        entries.insert(
-            (name.to_string(), version),
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
+        inner.entries.insert(
+            k.clone(),
             Entry {
                 key,
                 nonce: nonce.to_vec(),
                 inserted: Instant::now(),
+                seq,
             },
         );
+        inner.queue.push_back((k, seq));
+        // Re-inserting live keys leaves stale queue items behind; keep the queue bounded.
+        if inner.queue.len() > 2 * self.capacity.max(16) {
+            let Inner { entries, queue, .. } = &mut *inner;
+            queue.retain(|(k, seq)| entries.get(k).is_some_and(|e| e.seq == *seq));
+        }
     }
 
     pub fn remove(&self, name: &str, version: u64) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.remove(&(name.to_string(), version));
+        self.lock().entries.remove(&(name.to_string(), version));
     }
 
     pub fn len(&self) -> usize {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.lock().entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -112,6 +160,15 @@ mod tests {
         c.insert("a/b", 3, b"n", key(3));
         assert_eq!(c.len(), 2);
         assert!(c.get("a/b", 1, b"n").is_none(), "oldest evicted");
+        // Re-inserting a key refreshes it: the other one is now the oldest.
+        c.insert("a/b", 2, b"n", key(2));
+        c.insert("a/b", 4, b"n", key(4));
+        assert!(c.get("a/b", 2, b"n").is_some());
+        assert!(c.get("a/b", 3, b"n").is_none());
+        for v in 10..200 {
+            c.insert("a/b", v, b"n", key(1));
+        }
+        assert_eq!(c.len(), 2);
         let expired = DekCache::new(Duration::from_nanos(1), 10);
         expired.insert("a/b", 1, b"n", key(1));
         std::thread::yield_now();

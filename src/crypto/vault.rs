@@ -1,9 +1,12 @@
 //! The encryption side of reads and writes.
 //!
-//! Write: [`Vault::prepare`] draws a fresh DEK and wraps it under every region's KMS key;
-//! [`Sealer::seal`] encrypts the value for a version number (re-sealing for another number after
-//! a version race needs no KMS call). Read: [`Vault::open`] takes the DEK from the cache or the
-//! local region's KMS, decrypts, and checks the crc32c.
+//! Write: [`Vault::prepare`] draws a fresh DEK and wraps it under every region's KMS key that
+//! answers (at least one); [`Sealer::seal`] encrypts the value for a version number (re-sealing
+//! for another number after a version race needs no KMS call); once the write commits,
+//! [`Vault::remember`] caches the DEK so reads on the writing node need no KMS call either.
+//! Read: [`Vault::open`] takes the DEK from the cache or unwraps it (local region's KMS, then the
+//! fallback if allowed), decrypts, and checks the crc32c. Never fails open: without the DEK
+//! there is no value.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +33,7 @@ pub enum VaultError {
 impl From<VaultError> for ApiError {
     fn from(e: VaultError) -> Self {
         match e {
-            VaultError::Kms(k @ KmsError::Unavailable { .. }) => ApiError::Unavailable(k.to_string()),
+            // Names the region and key; a client may retry or read in another region.
             VaultError::Kms(k) => ApiError::Unavailable(k.to_string()),
             VaultError::Crypto(CryptoError::Rng(r)) => ApiError::Unavailable(format!("random number generator: {r}")),
             VaultError::Crypto(c) => ApiError::Internal(format!("stored value failed verification: {c}")),
@@ -47,10 +50,16 @@ pub struct Vault {
 pub struct Sealer {
     dek: DataKey,
     wraps: Vec<pb::WrappedKey>,
+    missing: Vec<String>,
     name: String,
 }
 
 impl Sealer {
+    /// Regions whose KMS did not wrap this DEK (the rewrap job adds them later).
+    pub fn missing(&self) -> &[String] {
+        &self.missing
+    }
+
     pub fn seal(&self, plaintext: &SecretValue, version: u64) -> Result<pb::Envelope, CryptoError> {
         let mut env = envelope::seal(&self.dek, plaintext.expose(), &self.name, version)?;
         env.wrapped_keys = self.wraps.clone();
@@ -72,12 +81,33 @@ impl Vault {
 
     pub async fn prepare(&self, name: &str) -> Result<Sealer, VaultError> {
         let dek = DataKey::generate()?;
-        let wraps = self.kms.wrap_all(&dek, &KeyContext::for_secret(name)).await?;
+        let w = self.kms.wrap_all(&dek, &KeyContext::for_secret(name)).await?;
+        if !w.missing.is_empty() {
+            tracing::warn!(
+                secret = name,
+                missing = ?w.missing,
+                "writing without these regions' wraps; the rewrap job adds them when their KMS answers"
+            );
+        }
         Ok(Sealer {
             dek,
-            wraps,
+            wraps: w.wraps,
+            missing: w.missing,
             name: name.to_string(),
         })
+    }
+
+    /// Caches the DEK of a version this node just wrote (sealed with `nonce`).
+    pub fn remember(&self, sealer: &Sealer, version: u64, nonce: &[u8]) {
+        self.cache.insert(&sealer.name, version, nonce, sealer.dek.clone());
+    }
+
+    /// The DEK of an envelope for the rewrap job: the cache, else any region's KMS.
+    pub async fn dek_for_rewrap(&self, name: &str, version: u64, env: &pb::Envelope) -> Result<DataKey, KmsError> {
+        if let Some(k) = self.cache.get(name, version, &env.nonce) {
+            return Ok(k);
+        }
+        self.kms.unwrap_any(env, &KeyContext::for_secret(name)).await
     }
 
     /// Decrypts a stored version and checks its crc32c.
@@ -90,13 +120,13 @@ impl Vault {
         Ok(value)
     }
 
-    /// Decrypts an envelope sealed for (`name`, `version`), unwrapping its data key with the
-    /// local region's KMS unless the key is cached.
+    /// Decrypts an envelope sealed for (`name`, `version`), unwrapping its data key (local
+    /// region's KMS, then the fallback if allowed) unless the key is cached.
     pub async fn open_envelope(&self, name: &str, version: u64, env: &pb::Envelope) -> Result<SecretValue, VaultError> {
         let dek = match self.cache.get(name, version, &env.nonce) {
             Some(k) => k,
             None => {
-                let k = self.kms.unwrap_local(env, &KeyContext::for_secret(name)).await?;
+                let k = self.kms.unwrap_for_read(env, &KeyContext::for_secret(name)).await?;
                 self.cache.insert(name, version, &env.nonce, k.clone());
                 k
             }

@@ -7,6 +7,7 @@
 //! be cut. The kit picks free ports, writes configs and keyrings into a temporary folder, and
 //! kills every node when dropped. Used by `tests/` and `benches/`; not by the server.
 
+pub mod moto;
 pub mod proxy;
 
 use std::collections::BTreeMap;
@@ -41,6 +42,13 @@ pub struct ClusterSpec {
     pub rtt_ms: Option<fn(&str, &str) -> u64>,
     /// Extra lines for every node's `[cluster]` section.
     pub cluster_extra: String,
+    /// The KMS of every region.
+    pub kms: crate::dev::DevKmsConfig,
+    /// Extra lines for every node's `[kms]` section, and for single nodes' (by index).
+    pub kms_extra: String,
+    pub node_kms_extra: BTreeMap<usize, String>,
+    /// Give every node a Prometheus metrics listener ([`TestCluster::metrics`]).
+    pub metrics: bool,
 }
 
 impl ClusterSpec {
@@ -51,6 +59,10 @@ impl ClusterSpec {
             raft: raft.to_string(),
             rtt_ms: None,
             cluster_extra: String::new(),
+            kms: crate::dev::DevKmsConfig::Local,
+            kms_extra: String::new(),
+            node_kms_extra: BTreeMap::new(),
+            metrics: false,
         }
     }
 }
@@ -98,6 +110,44 @@ pub struct TestCluster {
     children: Vec<Option<Child>>,
     /// (from, to) -> proxy of that link direction.
     proxies: BTreeMap<(usize, usize), DelayProxy>,
+    /// Node index -> metrics listen address.
+    metrics: BTreeMap<usize, String>,
+}
+
+/// `GET path` over plain HTTP/1.0; the body of a 200 answer.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
+    use tokio::io::AsyncReadExt;
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .map_err(|_| std::io::Error::other("timed out"))??;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        return Err(std::io::Error::other(head.lines().next().unwrap_or("").to_string()));
+    }
+    Ok(body.to_string())
+}
+
+/// The value of one Prometheus sample: `name` with every label in `labels` (others ignored);
+/// summed over the matching series; 0 when there is none.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+            if n != name {
+                return None;
+            }
+            let ok = labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+            ok.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
 }
 
 /// A port for a test node to listen on, from below the kernel's ephemeral range.
@@ -108,7 +158,7 @@ pub struct TestCluster {
 /// outgoing connections, so only another explicit listener could take one; a process-wide
 /// counter (offset by the pid) keeps this process's picks apart, and each pick is checked
 /// to be free right now.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     use std::sync::atomic::AtomicU32;
     use std::sync::atomic::Ordering;
     static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -182,6 +232,7 @@ impl TestCluster {
                 }
             }
         }
+        let mut metrics = BTreeMap::new();
         let mut regions_seen = std::collections::BTreeSet::new();
         for n in &nodes {
             if regions_seen.insert(n.region.clone()) {
@@ -191,16 +242,28 @@ impl TestCluster {
         for (i, n) in nodes.iter().enumerate() {
             let node_dir = dir.path().join(&n.name);
             std::fs::create_dir_all(&node_dir).unwrap();
-            let mut cfg = crate::dev::node_config(&members, n, dir.path(), &spec.raft);
+            let mut cfg = crate::dev::node_config(&members, n, dir.path(), &spec.raft, &spec.kms);
+            let kms_extra = format!(
+                "{}\n{}\n",
+                spec.kms_extra,
+                spec.node_kms_extra.get(&i).map(String::as_str).unwrap_or("")
+            );
+            cfg = cfg.replacen("[kms]\n", &format!("[kms]\n{kms_extra}"), 1);
+            if spec.metrics {
+                let addr = format!("127.0.0.1:{}", free_port());
+                cfg = cfg.replacen("[node]\n", &format!("[node]\nmetrics_addr = \"{addr}\"\n"), 1);
+                metrics.insert(i, addr);
+            }
             // Spares never bootstrap; every node knows every region's KMS key.
             if i >= spec.regions.len() {
                 cfg = cfg.replace("bootstrap = true", "bootstrap = false");
             }
             let known: Vec<&str> = members.nodes.iter().map(|m| m.region.as_str()).collect();
             for r in regions_seen.iter().filter(|r| !known.contains(&r.as_str())) {
-                cfg = cfg.replace(
+                cfg = cfg.replacen(
                     "[kms]",
-                    &format!("[[regions]]\nname = \"{r}\"\nkms_provider = \"local\"\n\n[kms]"),
+                    &format!("{}[kms]", crate::dev::region_section(r, &spec.kms)),
+                    1,
                 );
             }
             if !spec.cluster_extra.is_empty() {
@@ -224,6 +287,7 @@ impl TestCluster {
             initial: spec.regions.len(),
             children: vec![],
             proxies,
+            metrics,
         };
         for i in 0..c.file.nodes.len() {
             let child = if i < c.initial { Some(c.spawn(i)) } else { None };
@@ -254,6 +318,39 @@ impl TestCluster {
             .stderr(log)
             .spawn()
             .expect("spawn coffer server")
+    }
+
+    /// Node `i`'s Prometheus metrics text (the spec must ask for metrics).
+    pub async fn metrics(&self, i: usize) -> String {
+        let addr = self.metrics.get(&i).expect("ClusterSpec.metrics is off");
+        http_get(addr.parse().expect("addr"), "/metrics")
+            .await
+            .unwrap_or_else(|e| panic!("metrics of node {i}: {e}"))
+    }
+
+    /// Runs the `coffer` CLI against node `via`; returns (exit code, stdout, stderr).
+    pub fn cli(&self, via: usize, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(&self.bin)
+            .args(args)
+            .env("COFFER_ADDR", &self.file.nodes[via].api)
+            .env("COFFER_TOKEN", self.token())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run coffer");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `coffer ARGS --output json` against node `via`, which must succeed.
+    pub fn cli_json(&self, via: usize, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["--output", "json"]);
+        let (code, out, err) = self.cli(via, &all);
+        assert_eq!(code, 0, "coffer {all:?} failed: {err}{out}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("coffer {all:?} printed no JSON ({e}): {out}"))
     }
 
     pub fn token(&self) -> &str {
@@ -453,6 +550,16 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Waits until the cluster's token key exists (writes then carry consistency tokens): it is
+/// sealed for every region, so KMS tests that count wraps start after it.
+pub async fn wait_token_key(c: &Client) {
+    eventually(Duration::from_secs(15), "the cluster token key", || async {
+        let w = put(c, "acme/warmup/token-key", b"fake-warmup").await.ok()?;
+        (!w.token.is_empty()).then_some(())
+    })
+    .await;
 }
 
 pub async fn put(c: &Client, name: &str, value: &[u8]) -> Result<pb::WriteResponse, tonic::Status> {

@@ -15,6 +15,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::path::PathBuf;
+use std::sync::RwLock;
+use std::time::SystemTime;
 
 use aes_gcm::aead::Aead;
 use aes_gcm::aead::KeyInit;
@@ -26,6 +28,7 @@ use prost::Message;
 use zeroize::Zeroizing;
 
 use super::KeyContext;
+use super::KeyRef;
 use super::Kms;
 use super::KmsError;
 use crate::crypto::random_bytes;
@@ -50,12 +53,16 @@ pub enum KeyringError {
 struct Keyring {
     current: u32,
     keys: BTreeMap<u32, Zeroizing<[u8; 32]>>,
+    /// Identity of the file this was read from (inode, size, modification time): a rotation
+    /// renames a new file into place, so it always changes.
+    file: Option<(u64, u64, SystemTime)>,
 }
 
 pub struct LocalKms {
     region: String,
     key_id: String,
-    keyring: Keyring,
+    path: PathBuf,
+    keyring: RwLock<Keyring>,
 }
 
 /// Key id of a region's local key.
@@ -77,46 +84,37 @@ impl LocalKms {
             }
             create_keyring(dir, region)?;
         }
-        let io = |source| KeyringError::Io {
-            path: path.clone(),
-            source,
-        };
-        let mode = fs::metadata(&path).map_err(io)?.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(KeyringError::Permissions { path, mode });
-        }
-        let bytes = Zeroizing::new(fs::read(&path).map_err(io)?);
-        let corrupt = |reason: String| KeyringError::Corrupt {
-            path: path.clone(),
-            reason,
-        };
-        let ring = pb::LocalKeyring::decode(&bytes[..]).map_err(|e| corrupt(e.to_string()))?;
-        if ring.format != KEYRING_FORMAT || ring.region != region {
-            return Err(corrupt(format!(
-                "format {} for region {:?}, expected format {KEYRING_FORMAT} for {region:?}",
-                ring.format, ring.region
-            )));
-        }
-        let mut keys = BTreeMap::new();
-        for mut v in ring.versions {
-            let key = Zeroizing::new(v.key.clone());
-            zeroize::Zeroize::zeroize(&mut v.key);
-            let arr: [u8; 32] = key[..]
-                .try_into()
-                .map_err(|_| corrupt(format!("key version {} is not 32 bytes", v.version)))?;
-            keys.insert(v.version, Zeroizing::new(arr));
-        }
-        if !keys.contains_key(&ring.current_version) {
-            return Err(corrupt(format!("current version {} has no key", ring.current_version)));
-        }
+        let keyring = read_keyring(&path, region)?;
         Ok(Self {
             region: region.to_string(),
             key_id: key_id(region),
-            keyring: Keyring {
-                current: ring.current_version,
-                keys,
-            },
+            path,
+            keyring: RwLock::new(keyring),
         })
+    }
+
+    /// Re-reads the keyring file if it changed since it was read. A file that became
+    /// unreadable or corrupt keeps the keys already held (and says so).
+    fn refresh(&self) -> Result<(), KmsError> {
+        if file_identity(&self.path) == self.read().file {
+            return Ok(());
+        }
+        match read_keyring(&self.path, &self.region) {
+            Ok(k) => {
+                *self.keyring.write().unwrap_or_else(|e| e.into_inner()) = k;
+                Ok(())
+            }
+            Err(e) => Err(KmsError::Unavailable {
+                region: self.region.clone(),
+                provider: PROVIDER.into(),
+                key: self.key_id.clone(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Keyring> {
+        self.keyring.read().unwrap_or_else(|e| e.into_inner())
     }
 
     fn aad(&self, version: u32, ctx: &KeyContext) -> Vec<u8> {
@@ -139,6 +137,130 @@ impl LocalKms {
             reason: reason.into(),
         }
     }
+}
+
+fn file_identity(path: &Path) -> Option<(u64, u64, SystemTime)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(path).ok()?;
+    Some((m.ino(), m.size(), m.modified().ok()?))
+}
+
+fn read_keyring(path: &Path, region: &str) -> Result<Keyring, KeyringError> {
+    let io = |source| KeyringError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    // Taken before reading, so a file replaced meanwhile is read again on the next refresh.
+    let identity = file_identity(path);
+    let meta = fs::metadata(path).map_err(io)?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(KeyringError::Permissions {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    let bytes = Zeroizing::new(fs::read(path).map_err(io)?);
+    let ring = decode_keyring(&bytes, path, region)?;
+    let corrupt = |reason: String| KeyringError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut keys = BTreeMap::new();
+    for v in &ring.versions {
+        let arr: [u8; 32] = v.key[..]
+            .try_into()
+            .map_err(|_| corrupt(format!("key version {} is not 32 bytes", v.version)))?;
+        keys.insert(v.version, Zeroizing::new(arr));
+    }
+    if !keys.contains_key(&ring.current_version) {
+        return Err(corrupt(format!("current version {} has no key", ring.current_version)));
+    }
+    Ok(Keyring {
+        current: ring.current_version,
+        keys,
+        file: identity,
+    })
+}
+
+/// Decodes a keyring file. The returned message holds key bytes: it zeroizes them on drop.
+fn decode_keyring(bytes: &[u8], path: &Path, region: &str) -> Result<ZeroizingRing, KeyringError> {
+    let corrupt = |reason: String| KeyringError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let ring = ZeroizingRing(pb::LocalKeyring::decode(bytes).map_err(|e| corrupt(e.to_string()))?);
+    if ring.format != KEYRING_FORMAT || ring.region != region {
+        return Err(corrupt(format!(
+            "format {} for region {:?}, expected format {KEYRING_FORMAT} for {region:?}",
+            ring.format, ring.region
+        )));
+    }
+    Ok(ring)
+}
+
+/// A decoded keyring whose key bytes are wiped when it drops.
+struct ZeroizingRing(pb::LocalKeyring);
+
+impl std::ops::Deref for ZeroizingRing {
+    type Target = pb::LocalKeyring;
+    fn deref(&self) -> &pb::LocalKeyring {
+        &self.0
+    }
+}
+
+impl Drop for ZeroizingRing {
+    fn drop(&mut self) {
+        for v in &mut self.0.versions {
+            zeroize::Zeroize::zeroize(&mut v.key);
+        }
+    }
+}
+
+/// Writes `bytes` as `path`, mode 0600, atomically (a finished temporary renamed over it).
+fn write_keyring_file(dir: &Path, path: &Path, region: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{region}.keyring.{}.rotate.tmp", std::process::id()));
+    {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    fs::File::open(dir)?.sync_all()
+}
+
+/// Adds a fresh key version to `<dir>/<region>.keyring` and makes it current. Older versions
+/// stay, so everything wrapped under them still unwraps; `coffer kms rewrap` then moves every
+/// wrap of the region to the new version. Returns the new version.
+pub fn add_key_version(dir: &Path, region: &str) -> Result<u32, KeyringError> {
+    let path = keyring_path(dir, region);
+    if !path.exists() {
+        return Err(KeyringError::Missing { path });
+    }
+    let io = |source| KeyringError::Io {
+        path: path.clone(),
+        source,
+    };
+    read_keyring(&path, region)?;
+    let bytes = Zeroizing::new(fs::read(&path).map_err(io)?);
+    let ring = decode_keyring(&bytes, &path, region)?;
+    let mut next = ring.0.clone();
+    let version = next.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
+    let key = Zeroizing::new(random_bytes::<32>().map_err(|e| io(std::io::Error::other(e.to_string())))?);
+    next.versions.push(pb::LocalKeyVersion {
+        version,
+        key: key.to_vec(),
+        created_at_ms: crate::time::now_ms(),
+    });
+    next.current_version = version;
+    let next = ZeroizingRing(next);
+    let encoded = Zeroizing::new(next.encode_to_vec());
+    write_keyring_file(dir, &path, region, &encoded).map_err(io)?;
+    Ok(version)
 }
 
 /// Creates `<dir>/<region>.keyring` with one fresh key, mode 0600. Safe against concurrent
@@ -192,13 +314,18 @@ impl Kms for LocalKms {
         PROVIDER
     }
 
-    fn key_id(&self) -> &str {
+    fn key_ref(&self) -> &str {
         &self.key_id
     }
 
     async fn wrap(&self, dek: &DataKey, ctx: &KeyContext) -> Result<pb::WrappedKey, KmsError> {
-        let version = self.keyring.current;
-        let kek = &self.keyring.keys[&version];
+        // A rotated keyring is picked up here (one stat per write).
+        if let Err(e) = self.refresh() {
+            tracing::warn!(region = %self.region, "keeping the keys already read: {e}");
+        }
+        let ring = self.read();
+        let version = ring.current;
+        let kek = &ring.keys[&version];
         let nonce = random_bytes::<12>().map_err(|e| self.refused(&e.to_string()))?;
         let ct = Aes256Gcm::new(kek[..].into())
             .encrypt(
@@ -224,8 +351,12 @@ impl Kms for LocalKms {
         if wrapped.region != self.region || wrapped.key_id != self.key_id {
             return Err(self.refused("wrapped key belongs to another region or key"));
         }
-        let kek = self
-            .keyring
+        if !self.read().keys.contains_key(&wrapped.key_version) {
+            // Another node may have rotated the keyring since this one read it.
+            self.refresh()?;
+        }
+        let ring = self.read();
+        let kek = ring
             .keys
             .get(&wrapped.key_version)
             .ok_or_else(|| self.refused(&format!("key version {} is not in the keyring", wrapped.key_version)))?;
@@ -245,6 +376,14 @@ impl Kms for LocalKms {
                 .map_err(|_| self.refused("unwrap failed: wrong key or context"))?,
         );
         DataKey::from_bytes(&dek).map_err(|e| self.refused(&e.to_string()))
+    }
+
+    async fn current_key(&self) -> Result<KeyRef, KmsError> {
+        self.refresh()?;
+        Ok(KeyRef {
+            key_id: self.key_id.clone(),
+            key_version: self.read().current,
+        })
     }
 }
 
@@ -275,6 +414,37 @@ mod tests {
         // Reopening reads the same key.
         let again = LocalKms::open(dir.path(), "us-east", false).unwrap();
         assert_eq!(again.unwrap(&w, &ctx).await.unwrap().expose(), dek.expose());
+    }
+
+    #[tokio::test]
+    async fn a_new_key_version_wraps_from_then_on_and_old_wraps_still_unwrap() {
+        let dir = tempfile::tempdir().unwrap();
+        let kms = LocalKms::open(dir.path(), "us-east", true).unwrap();
+        let ctx = KeyContext::for_secret("acme/db");
+        let dek = DataKey::generate().unwrap();
+        let old = kms.wrap(&dek, &ctx).await.unwrap();
+        assert_eq!(old.key_version, 1);
+        assert_eq!(add_key_version(dir.path(), "us-east").unwrap(), 2);
+        let mode = fs::metadata(keyring_path(dir.path(), "us-east"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // The running instance notices the rotated file.
+        let cur = kms.current_key().await.unwrap();
+        assert_eq!(cur.key_version, 2);
+        assert!(!cur.matches(&old));
+        let new = kms.wrap(&dek, &ctx).await.unwrap();
+        assert!(cur.matches(&new));
+        assert_eq!(kms.unwrap(&old, &ctx).await.unwrap().expose(), dek.expose());
+        assert_eq!(kms.unwrap(&new, &ctx).await.unwrap().expose(), dek.expose());
+        // Another instance that read the file before the rotation unwraps the new wrap too.
+        let dir2 = tempfile::tempdir().unwrap();
+        let a = LocalKms::open(dir2.path(), "r", true).unwrap();
+        add_key_version(dir2.path(), "r").unwrap();
+        let b = LocalKms::open(dir2.path(), "r", false).unwrap();
+        let w = b.wrap(&dek, &ctx).await.unwrap();
+        assert_eq!(a.unwrap(&w, &ctx).await.unwrap().expose(), dek.expose());
     }
 
     #[test]

@@ -1,0 +1,104 @@
+//! The `coffer.v1.Kms` service: each region's KMS health as the answering node sees it, the
+//! versions still missing each region's wrap, and on-demand rewrap.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tonic::Request;
+use tonic::Response;
+use tonic::Status;
+
+use super::Core;
+use crate::authz::Action;
+use crate::error::ApiError;
+use crate::pb;
+use crate::rewrap;
+
+pub struct KmsApi {
+    core: Arc<Core>,
+}
+
+impl KmsApi {
+    pub fn new(core: Arc<Core>) -> Self {
+        Self { core }
+    }
+
+    /// Probes every region's KMS (so health is current) and counts missing wraps from this
+    /// node's replica.
+    async fn regions(&self) -> Vec<pb::KmsRegionStatus> {
+        let kms = self.core.vault.kms();
+        kms.probe_all().await;
+        let names: Vec<String> = kms.region_names().map(str::to_string).collect();
+        let counts = rewrap::census(&self.core.raft, &names, &BTreeMap::new());
+        kms.health()
+            .into_iter()
+            .map(|h| pb::KmsRegionStatus {
+                versions_missing_wrap: counts.get(&h.region).map(|c| c.missing).unwrap_or(0),
+                region: h.region,
+                provider: h.provider,
+                key: h.key,
+                healthy: h.healthy,
+                last_error: h.last_error,
+                unhealthy_since_ms: h.unhealthy_since_ms,
+            })
+            .collect()
+    }
+}
+
+#[tonic::async_trait]
+impl pb::kms_server::Kms for KmsApi {
+    async fn status(&self, req: Request<pb::KmsStatusRequest>) -> Result<Response<pb::KmsStatusResponse>, Status> {
+        self.core.grant(&req, Action::ClusterAdmin, "kms")?;
+        Ok(Response::new(pb::KmsStatusResponse {
+            regions: self.regions().await,
+            served_by: Some(self.core.served_by(self.core.raft.status().role.as_str())),
+        }))
+    }
+
+    async fn rewrap(&self, req: Request<pb::RewrapRequest>) -> Result<Response<pb::RewrapResponse>, Status> {
+        self.core.grant(&req, Action::ClusterAdmin, "kms")?;
+        let region = req.into_inner().region;
+        let kms = self.core.vault.kms();
+        if !region.is_empty() && !kms.contains(&region) {
+            let known: Vec<&str> = kms.region_names().collect();
+            return Err(ApiError::invalid(format!(
+                "unknown region {region:?}; this cluster's regions are {}",
+                known.join(", ")
+            ))
+            .into());
+        }
+        let opts = rewrap::PassOptions {
+            region: (!region.is_empty()).then_some(region.clone()),
+            replace_stale: true,
+        };
+        let report = rewrap::pass(&self.core.raft, &self.core.vault, &opts).await;
+        // Stale wraps left, by each region's current key.
+        let mut current = BTreeMap::new();
+        let names: Vec<String> = kms
+            .region_names()
+            .filter(|r| region.is_empty() || *r == region)
+            .map(str::to_string)
+            .collect();
+        for r in &names {
+            if let Ok(k) = kms.current_key(r).await {
+                current.insert(r.clone(), k);
+            }
+        }
+        let stale_after = rewrap::census(&self.core.raft, &names, &current)
+            .values()
+            .map(|c| c.stale)
+            .sum();
+        let mut failures = report.failures;
+        if report.failures_not_shown > 0 {
+            failures.push(format!("… and {} more failures", report.failures_not_shown));
+        }
+        Ok(Response::new(pb::RewrapResponse {
+            checked: report.checked,
+            added: report.added,
+            replaced: report.replaced,
+            failures,
+            regions: self.regions().await,
+            stale_after,
+        }))
+    }
+}
