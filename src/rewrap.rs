@@ -35,8 +35,8 @@ const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// What a pass should do.
 #[derive(Debug, Clone, Default)]
 pub struct PassOptions {
-    /// Only this region (None = every region).
-    pub region: Option<String>,
+    /// Only these regions (None = every region).
+    pub regions: Option<Vec<String>>,
     /// Also replace wraps under a key other than the region's current one.
     pub replace_stale: bool,
 }
@@ -83,6 +83,15 @@ fn target_regions(raft: &RaftNode, vault: &Vault) -> (Vec<String>, Vec<String>) 
     names.into_iter().partition(|r| vault.kms().contains(r))
 }
 
+/// One page of live versions from the local replica, after `after`.
+fn page(
+    raft: &RaftNode,
+    after: Option<&query::VersionCursor>,
+) -> query::Result<(Vec<pb::SecretVersion>, Option<query::VersionCursor>)> {
+    let view = raft.reader().view();
+    query::live_versions_page(&*view, after, PAGE)
+}
+
 fn token_key(raft: &RaftNode) -> Option<pb::Envelope> {
     let view = raft.reader().view();
     query::cluster_info(&*view).ok().flatten().and_then(|i| i.token_key)
@@ -110,12 +119,7 @@ pub fn census(
         count(&env);
     }
     let mut after = None;
-    loop {
-        let page = {
-            let view = raft.reader().view();
-            query::live_versions_page(&*view, after.as_ref(), PAGE)
-        };
-        let Ok((versions, next)) = page else { break };
+    while let Ok((versions, next)) = page(raft, after.as_ref()) {
         for v in &versions {
             if let Some(env) = &v.envelope {
                 count(env);
@@ -143,14 +147,15 @@ struct Job {
 pub async fn pass(raft: &RaftNode, vault: &Vault, opts: &PassOptions) -> PassReport {
     let mut report = PassReport::default();
     let (mut regions, unknown) = target_regions(raft, vault);
-    if let Some(only) = &opts.region {
-        if !regions.contains(only) && !unknown.contains(only) {
-            report.fail(format!("region {only} is not a region of this cluster"));
+    let wanted = |r: &String| opts.regions.as_ref().is_none_or(|only| only.contains(r));
+    if let Some(only) = &opts.regions {
+        if let Some(r) = only.iter().find(|r| !regions.contains(r) && !unknown.contains(r)) {
+            report.fail(format!("region {r} is not a region of this cluster"));
             return report;
         }
-        regions.retain(|r| r == only);
+        regions.retain(wanted);
     }
-    for r in unknown.iter().filter(|r| opts.region.as_ref().is_none_or(|o| o == *r)) {
+    for r in unknown.iter().filter(|r| wanted(r)) {
         report.fail(format!(
             "region {r}: this node has no KMS configured for it; add its [[regions]] entry"
         ));
@@ -197,11 +202,7 @@ pub async fn pass(raft: &RaftNode, vault: &Vault, opts: &PassOptions) -> PassRep
     }
     let mut after = None;
     loop {
-        let page = {
-            let view = raft.reader().view();
-            query::live_versions_page(&*view, after.as_ref(), PAGE)
-        };
-        let (versions, next) = match page {
+        let (versions, next) = match page(raft, after.as_ref()) {
             Ok(p) => p,
             Err(e) => {
                 report.fail(format!("reading the local replica: {e}"));
@@ -332,24 +333,28 @@ pub async fn run_job(
         if status.leader != Some(status.id) {
             continue;
         }
-        for (region, c) in counts {
-            if c.missing == 0 || vault.kms().is_resting(&region) {
-                continue;
-            }
-            let opts = PassOptions {
-                region: Some(region.clone()),
-                replace_stale: false,
-            };
-            let r = pass(&raft, vault, &opts).await;
-            if r.added > 0 || !r.failures.is_empty() {
-                tracing::info!(
-                    region = %region,
-                    added = r.added,
-                    failures = r.failures.len() as u64 + r.failures_not_shown,
-                    first_failure = r.failures.first().map(String::as_str).unwrap_or(""),
-                    "rewrap job pass"
-                );
-            }
+        // One pass for every region with work whose KMS is not resting after a failure.
+        let due: Vec<String> = counts
+            .into_iter()
+            .filter(|(region, c)| c.missing > 0 && !vault.kms().is_resting(region))
+            .map(|(region, _)| region)
+            .collect();
+        if due.is_empty() {
+            continue;
+        }
+        let opts = PassOptions {
+            regions: Some(due.clone()),
+            replace_stale: false,
+        };
+        let r = pass(&raft, vault, &opts).await;
+        if r.added > 0 || !r.failures.is_empty() {
+            tracing::info!(
+                regions = ?due,
+                added = r.added,
+                failures = r.failures.len() as u64 + r.failures_not_shown,
+                first_failure = r.failures.first().map(String::as_str).unwrap_or(""),
+                "rewrap job pass"
+            );
         }
     }
 }

@@ -186,47 +186,11 @@ async fn at_least_reads_see_the_tokens_write_and_forged_tokens_are_refused() {
     assert!(again.version >= r.version);
 
     // The CLI: a write's JSON has the token; a read with --consistency at-least=TOKEN uses it.
-    let cli = |node: usize, args: &[&str]| {
-        let out = std::process::Command::new(BIN)
-            .args(args)
-            .env("COFFER_ADDR", &cluster.node(node).api)
-            .env("COFFER_TOKEN", cluster.token())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "coffer {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-    };
-    let w = cli(
-        a,
-        &[
-            "secret",
-            "put",
-            "acme/api-key",
-            "--value",
-            "fake-v3",
-            "--output",
-            "json",
-        ],
-    );
+    let w = cluster.cli_json(a, &["secret", "put", "acme/api-key", "--value", "fake-v3"]);
     let token = w["token"].as_str().unwrap().to_string();
     assert!(token.starts_with("ct1_"), "{w}");
     let at_least = format!("at-least={token}");
-    let r = cli(
-        c,
-        &[
-            "secret",
-            "get",
-            "acme/api-key",
-            "--consistency",
-            &at_least,
-            "--output",
-            "json",
-        ],
-    );
+    let r = cluster.cli_json(c, &["secret", "get", "acme/api-key", "--consistency", &at_least]);
     assert!(r["version"].as_u64().unwrap() >= w["version"].as_u64().unwrap(), "{r}");
     assert_eq!(r["read"]["consistency"], "at_least", "{r}");
 

@@ -5,36 +5,20 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use coffer::pb;
 use common::*;
 
-/// Runs the `coffer` CLI against node `via`; returns (exit code, stdout, stderr).
-fn cli(cluster: &TestCluster, via: usize, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .env("COFFER_ADDR", &cluster.node(via).api)
-        .env("COFFER_TOKEN", cluster.token())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn ok(cluster: &TestCluster, via: usize, args: &[&str]) -> String {
-    let (code, out, err) = cli(cluster, via, args);
+    let (code, out, err) = cluster.cli(via, args);
     assert_eq!(code, 0, "coffer {args:?} failed: {err}{out}");
     out
 }
 
 /// `cluster status --output json` from node `via`.
 fn status_json(cluster: &TestCluster, via: usize) -> serde_json::Value {
-    serde_json::from_str(&ok(cluster, via, &["cluster", "status", "--output", "json"])).unwrap()
+    cluster.cli_json(via, &["cluster", "status"])
 }
 
 fn role_of(status: &serde_json::Value, name: &str) -> String {
@@ -104,7 +88,7 @@ async fn operators_grow_shrink_and_rebalance_the_cluster_with_the_cli() {
 
     // The safety check: demoting a voter of three leaves two voters in two regions, which cannot
     // survive the loss of either region. Refused, one line, non-zero, nothing changed.
-    let (code, out, err) = cli(&cluster, 0, &["cluster", "demote", "us-east-1"]);
+    let (code, out, err) = cluster.cli(0, &["cluster", "demote", "us-east-1"]);
     assert_ne!(code, 0, "{out}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(err.contains("refused") && err.contains("--force"), "{err}");

@@ -319,31 +319,38 @@ impl RaftNode {
         });
     }
 
+    /// Whether this node is a member, from metrics it only borrows.
+    fn membership_in(&self, m: &crate::RaftMetrics) -> Membership {
+        let mut nodes = m.membership_config.membership().nodes().peekable();
+        if self.is_removed() {
+            Membership::Removed
+        } else if nodes.peek().is_none() {
+            Membership::NotJoined
+        } else if nodes.any(|(id, _)| *id == m.id) {
+            Membership::Member
+        } else {
+            Membership::Removed
+        }
+    }
+
+    /// This node's role and membership without copying the metrics (every read checks them;
+    /// [`RaftNode::status`] builds the whole picture).
+    pub fn role_and_membership(&self) -> (Role, Membership) {
+        let rx = self.inner.raft.metrics();
+        let m = rx.borrow_watched();
+        (role_of(m.state), self.membership_in(&m))
+    }
+
     pub fn status(&self) -> RaftStatus {
         let m = self.inner.raft.metrics().borrow_watched().clone();
         let stored = m.membership_config.membership();
         let nodes: Vec<pb::NodeInfo> = stored.nodes().map(|(_, n)| n.clone()).collect();
         let voter_ids: Vec<NodeId> = stored.voter_ids().collect();
         let (voters, learners): (Vec<_>, Vec<_>) = nodes.into_iter().partition(|n| voter_ids.contains(&n.id));
-        let membership = if self.is_removed() {
-            Membership::Removed
-        } else if voters.is_empty() && learners.is_empty() {
-            Membership::NotJoined
-        } else if voters.iter().chain(learners.iter()).any(|n| n.id == m.id) {
-            Membership::Member
-        } else {
-            Membership::Removed
-        };
         RaftStatus {
             id: m.id,
-            role: match m.state {
-                ServerState::Leader => Role::Leader,
-                ServerState::Follower => Role::Follower,
-                ServerState::Learner => Role::Learner,
-                ServerState::Candidate => Role::Candidate,
-                ServerState::Shutdown => Role::Shutdown,
-            },
-            membership,
+            role: role_of(m.state),
+            membership: self.membership_in(&m),
             term: m.current_term,
             leader: m.current_leader,
             committed: m.local_committed.map(|l| l.index).unwrap_or(0),
@@ -865,6 +872,16 @@ impl RaftNode {
 }
 
 /// Milliseconds since a quorum last acknowledged this leader.
+fn role_of(state: ServerState) -> Role {
+    match state {
+        ServerState::Leader => Role::Leader,
+        ServerState::Follower => Role::Follower,
+        ServerState::Learner => Role::Learner,
+        ServerState::Candidate => Role::Candidate,
+        ServerState::Shutdown => Role::Shutdown,
+    }
+}
+
 fn quorum_ack_age_ms(m: &crate::RaftMetrics) -> Option<u64> {
     m.last_quorum_acked
         .as_ref()

@@ -10,6 +10,7 @@ use tonic::Status;
 
 use super::Core;
 use crate::authz::Action;
+use crate::crypto::kms::KeyRef;
 use crate::error::ApiError;
 use crate::pb;
 use crate::rewrap;
@@ -23,14 +24,21 @@ impl KmsApi {
         Self { core }
     }
 
-    /// Probes every region's KMS (so health is current) and counts missing wraps from this
-    /// node's replica.
-    async fn regions(&self) -> Vec<pb::KmsRegionStatus> {
+    /// Probes every region's KMS (so health is current) and counts, from this node's replica,
+    /// versions missing each region's wrap and wraps under a key other than the region's
+    /// current one (known only for regions whose KMS answered the probe).
+    async fn regions(&self) -> (Vec<pb::KmsRegionStatus>, BTreeMap<String, rewrap::RegionCensus>) {
         let kms = self.core.vault.kms();
-        kms.probe_all().await;
+        let current: BTreeMap<String, KeyRef> = kms
+            .probe_all()
+            .await
+            .into_iter()
+            .filter_map(|(r, k)| Some((r, k.ok()?)))
+            .collect();
         let names: Vec<String> = kms.region_names().map(str::to_string).collect();
-        let counts = rewrap::census(&self.core.raft, &names, &BTreeMap::new());
-        kms.health()
+        let counts = rewrap::census(&self.core.raft, &names, &current);
+        let regions = kms
+            .health()
             .into_iter()
             .map(|h| pb::KmsRegionStatus {
                 versions_missing_wrap: counts.get(&h.region).map(|c| c.missing).unwrap_or(0),
@@ -41,7 +49,8 @@ impl KmsApi {
                 last_error: h.last_error,
                 unhealthy_since_ms: h.unhealthy_since_ms,
             })
-            .collect()
+            .collect();
+        (regions, counts)
     }
 }
 
@@ -50,8 +59,8 @@ impl pb::kms_server::Kms for KmsApi {
     async fn status(&self, req: Request<pb::KmsStatusRequest>) -> Result<Response<pb::KmsStatusResponse>, Status> {
         self.core.grant(&req, Action::ClusterAdmin, "kms")?;
         Ok(Response::new(pb::KmsStatusResponse {
-            regions: self.regions().await,
-            served_by: Some(self.core.served_by(self.core.raft.status().role.as_str())),
+            regions: self.regions().await.0,
+            served_by: Some(self.core.served_by(self.core.raft.role_and_membership().0.as_str())),
         }))
     }
 
@@ -68,25 +77,16 @@ impl pb::kms_server::Kms for KmsApi {
             .into());
         }
         let opts = rewrap::PassOptions {
-            region: (!region.is_empty()).then_some(region.clone()),
+            regions: (!region.is_empty()).then(|| vec![region.clone()]),
             replace_stale: true,
         };
         let report = rewrap::pass(&self.core.raft, &self.core.vault, &opts).await;
-        // Stale wraps left, by each region's current key.
-        let mut current = BTreeMap::new();
-        let names: Vec<String> = kms
-            .region_names()
-            .filter(|r| region.is_empty() || *r == region)
-            .map(str::to_string)
-            .collect();
-        for r in &names {
-            if let Ok(k) = kms.current_key(r).await {
-                current.insert(r.clone(), k);
-            }
-        }
-        let stale_after = rewrap::census(&self.core.raft, &names, &current)
-            .values()
-            .map(|c| c.stale)
+        let (regions, counts) = self.regions().await;
+        // Wraps left under an older key, in the regions this rewrap covered.
+        let stale_after = counts
+            .iter()
+            .filter(|(r, _)| region.is_empty() || **r == region)
+            .map(|(_, c)| c.stale)
             .sum();
         let mut failures = report.failures;
         if report.failures_not_shown > 0 {
@@ -97,7 +97,7 @@ impl pb::kms_server::Kms for KmsApi {
             added: report.added,
             replaced: report.replaced,
             failures,
-            regions: self.regions().await,
+            regions,
             stale_after,
         }))
     }

@@ -130,7 +130,7 @@ impl Core {
 
     /// Refuses reads on a node that is not (or no longer) a member.
     fn check_member(&self) -> Result<(), ApiError> {
-        match self.raft.status().membership {
+        match self.raft.role_and_membership().1 {
             Membership::Member => Ok(()),
             Membership::NotJoined => Err(ApiError::Unavailable(
                 "this node has not joined a cluster yet; read from a member node".into(),
@@ -219,7 +219,7 @@ impl Core {
         // The meta is taken first: the view read next is at least as new as it says.
         let applied = reader.applied_index();
         let staleness = self.raft.staleness_bound_ms();
-        let role = self.raft.status().role;
+        let (role, _) = self.raft.role_and_membership();
         let answer = {
             let view = reader.view();
             query::answer(&*view, &query)?

@@ -90,22 +90,25 @@ fn print_regions(regions: &[pb::KmsRegionStatus]) {
 }
 
 pub async fn run(g: &Global, cmd: KmsCmd) -> Result<(), CliError> {
-    if let KmsCmd::AddLocalKey { keyring_dir, region } = &cmd {
-        let v = crate::crypto::kms::local::add_key_version(keyring_dir, region)
-            .map_err(|e| CliError::new(e.to_string()))?;
-        match g.output {
-            Output::Json => output::print_json(&json!({"region": region, "key_version": v})),
-            Output::Table => println!(
-                "{region}: key version {v} is now current; run `coffer kms rewrap --region {region}` to move existing wraps to it"
-            ),
-        }
-        return Ok(());
-    }
-    let client = connect(g).await?;
-    let mut kms = client.kms.clone();
     match cmd {
+        KmsCmd::AddLocalKey { keyring_dir, region } => {
+            let v = crate::crypto::kms::local::add_key_version(&keyring_dir, &region)
+                .map_err(|e| CliError::new(e.to_string()))?;
+            match g.output {
+                Output::Json => output::print_json(&json!({"region": region, "key_version": v})),
+                Output::Table => println!(
+                    "{region}: key version {v} is now current; run `coffer kms rewrap --region {region}` to move existing wraps to it"
+                ),
+            }
+            Ok(())
+        }
         KmsCmd::Status => {
-            let r = kms.status(pb::KmsStatusRequest {}).await?.into_inner();
+            let r = connect(g)
+                .await?
+                .kms
+                .status(pb::KmsStatusRequest {})
+                .await?
+                .into_inner();
             match g.output {
                 Output::Json => output::print_json(&json!({
                     "regions": r.regions.iter().map(region_json).collect::<Vec<_>>(),
@@ -115,7 +118,9 @@ pub async fn run(g: &Global, cmd: KmsCmd) -> Result<(), CliError> {
             Ok(())
         }
         KmsCmd::Rewrap { region } => {
-            let r = kms
+            let r = connect(g)
+                .await?
+                .kms
                 .rewrap(pb::RewrapRequest {
                     region: region.unwrap_or_default(),
                 })
@@ -151,6 +156,5 @@ pub async fn run(g: &Global, cmd: KmsCmd) -> Result<(), CliError> {
                 )))
             }
         }
-        KmsCmd::AddLocalKey { .. } => unreachable!("handled above"),
     }
 }

@@ -310,7 +310,7 @@ pub async fn ensure_alias(s: &AwsSettings, alias: &str) -> Result<String, String
             return Ok(arn);
         }
     }
-    let arn = create_key(s, &format!("coffer {alias}")).await?;
+    let arn = create_key_with(&c, s, &format!("coffer {alias}")).await?;
     c.create_alias()
         .alias_name(alias)
         .target_key_id(&arn)
@@ -322,7 +322,10 @@ pub async fn ensure_alias(s: &AwsSettings, alias: &str) -> Result<String, String
 
 /// Creates a symmetric encryption key; returns its ARN.
 pub async fn create_key(s: &AwsSettings, description: &str) -> Result<String, String> {
-    let c = client(s).await;
+    create_key_with(&client(s).await, s, description).await
+}
+
+async fn create_key_with(c: &aws_sdk_kms::Client, s: &AwsSettings, description: &str) -> Result<String, String> {
     let out = c
         .create_key()
         .description(description)

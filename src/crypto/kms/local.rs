@@ -55,7 +55,7 @@ struct Keyring {
     keys: BTreeMap<u32, Zeroizing<[u8; 32]>>,
     /// Identity of the file this was read from (inode, size, modification time): a rotation
     /// renames a new file into place, so it always changes.
-    file: Option<(u64, u64, SystemTime)>,
+    file: FileIdentity,
 }
 
 pub struct LocalKms {
@@ -139,13 +139,17 @@ impl LocalKms {
     }
 }
 
-fn file_identity(path: &Path) -> Option<(u64, u64, SystemTime)> {
+fn file_identity(path: &Path) -> FileIdentity {
     use std::os::unix::fs::MetadataExt;
     let m = fs::metadata(path).ok()?;
     Some((m.ino(), m.size(), m.modified().ok()?))
 }
 
-fn read_keyring(path: &Path, region: &str) -> Result<Keyring, KeyringError> {
+type FileIdentity = Option<(u64, u64, SystemTime)>;
+
+/// Reads, checks and decodes a keyring file: mode 0600, format, region, 32-byte keys, a key for
+/// the current version. Also returns the file's identity as it was before the read.
+fn load_ring(path: &Path, region: &str) -> Result<(ZeroizingRing, FileIdentity), KeyringError> {
     let io = |source| KeyringError::Io {
         path: path.to_path_buf(),
         source,
@@ -166,20 +170,30 @@ fn read_keyring(path: &Path, region: &str) -> Result<Keyring, KeyringError> {
         path: path.to_path_buf(),
         reason,
     };
-    let mut keys = BTreeMap::new();
-    for v in &ring.versions {
-        let arr: [u8; 32] = v.key[..]
-            .try_into()
-            .map_err(|_| corrupt(format!("key version {} is not 32 bytes", v.version)))?;
-        keys.insert(v.version, Zeroizing::new(arr));
+    if let Some(v) = ring.versions.iter().find(|v| v.key.len() != 32) {
+        return Err(corrupt(format!("key version {} is not 32 bytes", v.version)));
     }
-    if !keys.contains_key(&ring.current_version) {
+    if !ring.versions.iter().any(|v| v.version == ring.current_version) {
         return Err(corrupt(format!("current version {} has no key", ring.current_version)));
     }
+    Ok((ring, identity))
+}
+
+fn read_keyring(path: &Path, region: &str) -> Result<Keyring, KeyringError> {
+    let (ring, file) = load_ring(path, region)?;
+    let keys = ring
+        .versions
+        .iter()
+        .map(|v| {
+            let mut k = Zeroizing::new([0u8; 32]);
+            k.copy_from_slice(&v.key);
+            (v.version, k)
+        })
+        .collect();
     Ok(Keyring {
         current: ring.current_version,
         keys,
-        file: identity,
+        file,
     })
 }
 
@@ -245,20 +259,16 @@ pub fn add_key_version(dir: &Path, region: &str) -> Result<u32, KeyringError> {
         path: path.clone(),
         source,
     };
-    read_keyring(&path, region)?;
-    let bytes = Zeroizing::new(fs::read(&path).map_err(io)?);
-    let ring = decode_keyring(&bytes, &path, region)?;
-    let mut next = ring.0.clone();
-    let version = next.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
+    let (mut ring, _) = load_ring(&path, region)?;
+    let version = ring.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
     let key = Zeroizing::new(random_bytes::<32>().map_err(|e| io(std::io::Error::other(e.to_string())))?);
-    next.versions.push(pb::LocalKeyVersion {
+    ring.0.versions.push(pb::LocalKeyVersion {
         version,
         key: key.to_vec(),
         created_at_ms: crate::time::now_ms(),
     });
-    next.current_version = version;
-    let next = ZeroizingRing(next);
-    let encoded = Zeroizing::new(next.encode_to_vec());
+    ring.0.current_version = version;
+    let encoded = Zeroizing::new(ring.encode_to_vec());
     write_keyring_file(dir, &path, region, &encoded).map_err(io)?;
     Ok(version)
 }
