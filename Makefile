@@ -17,7 +17,7 @@ MOTO_VERSION := 5.2.5
 MOTO_STAMP := $(VENV)/.moto-$(MOTO_VERSION)
 export COFFER_MOTO_SERVER := $(VENV)/bin/moto_server
 
-.PHONY: dev test deps moto build lint fmt clean-dev
+.PHONY: dev test deps moto build lint fmt clean-dev sim
 
 ## Install system packages the build needs (libclang for RocksDB's bindgen).
 deps:
@@ -51,12 +51,35 @@ dev: deps
 	$(CARGO) build --workspace --all-targets
 	$(CARGO_TARGET_DIR)/debug/coffer dev --data-dir .coffer-dev
 
-## Every check CI runs: formatting, lints, unit, storage-conformance and integration tests.
+## Every check CI runs: formatting, lints, unit, storage-conformance and integration tests,
+## then the deterministic simulations.
 test: deps moto
 	$(CARGO) fmt --all -- --check
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(MAKE) --no-print-directory sim
+
+# The simulator from the workspace build above (debug: a release build would compile every
+# dependency, RocksDB's C++ included, a second time).
+SIM := $(CARGO_TARGET_DIR)/debug/coffer-simulations
+SIM_BUGS := stale-linearizable early-ack cas-ignore
+
+## Deterministic simulations: a 100-seed sweep, the pinned scenarios, and proof that each
+## injected bug is caught (its sweep must fail with a violation).
+sim:
+	@test -x $(SIM) || $(CARGO) build --workspace --all-targets
+	$(SIM) sweep --seeds 1..101 --jobs 2 --safety-secs 8
+	$(SIM) scenarios --seed 1
+	@for bug in $(SIM_BUGS); do \
+	  log=$$(mktemp); \
+	  if $(SIM) sweep --seeds 1..200 --jobs 1 --safety-secs 15 --inject-bug $$bug > $$log 2>&1; then \
+	    cat $$log; echo "error: the checkers missed the injected bug $$bug in seeds 1..200" >&2; exit 1; \
+	  fi; \
+	  grep -q 'violation \[' $$log || { cat $$log; echo "error: sweep with $$bug failed without a violation" >&2; exit 1; }; \
+	  echo "injected bug $$bug caught: $$(grep -m1 'violation \[' $$log | cut -c1-160)"; \
+	  grep -m1 'REPRODUCE WITH' $$log; rm -f $$log; \
+	done
 
 fmt:
 	$(CARGO) fmt --all

@@ -11,6 +11,8 @@ use anyhow::Context;
 use coffer_raft::network::Connector;
 use coffer_raft::network::TcpConnector;
 use coffer_raft::node::RaftNode;
+use coffer_raft::storage::LogBackend;
+use coffer_raft::storage::SmBackend;
 use futures::Stream;
 use tokio::io::AsyncRead;
 use tokio::io::AsyncWrite;
@@ -37,6 +39,40 @@ use crate::pb;
 /// Largest public API request (a 64 KiB value plus envelope overhead fits easily).
 const MAX_API_MESSAGE_BYTES: usize = 1024 * 1024;
 
+/// What a node is built from besides its config: storage, KMS providers, peer transport and
+/// audit sink. Production takes them from the config ([`NodeParts::from_config`]); simulations
+/// pass memory storage, simulated KMS hosts and turmoil sockets.
+pub struct NodeParts {
+    pub log: Arc<dyn LogBackend>,
+    pub sm: Arc<dyn SmBackend>,
+    /// One provider per region of `cfg.regions`.
+    pub kms: Vec<Arc<dyn Kms>>,
+    pub connector: Arc<dyn Connector>,
+    pub audit: Arc<dyn AuditSink>,
+    /// Called once the node is up, with its Raft handle (simulations observe nodes through it).
+    pub on_start: Option<OnStart>,
+}
+
+/// See [`NodeParts::on_start`].
+pub type OnStart = Box<dyn FnOnce(&RaftNode) + Send>;
+
+impl NodeParts {
+    /// RocksDB in `node.data_dir`, the configured KMS providers, TCP peers, audit to tracing.
+    pub async fn from_config(cfg: &ServerConfig) -> anyhow::Result<Self> {
+        let kms = build_kms(cfg).await?;
+        let (log, sm) = coffer_raft::rocks::open(&cfg.node.data_dir)
+            .with_context(|| format!("cannot open storage in {}", cfg.node.data_dir.display()))?;
+        Ok(Self {
+            log: Arc::new(log),
+            sm: Arc::new(sm),
+            kms,
+            connector: Arc::new(TcpConnector::default()),
+            audit: Arc::new(TracingSink),
+            on_start: None,
+        })
+    }
+}
+
 /// Runs a node with TCP listeners until `shutdown` resolves.
 pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = ()> + Send) -> anyhow::Result<()> {
     let bind = |addr| async move {
@@ -46,18 +82,21 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
     };
     let api = bind(cfg.node.api_addr).await?;
     let raft = bind(cfg.node.raft_addr).await?;
+    if let Some(addr) = cfg.node.metrics_addr {
+        start_metrics(addr)?;
+    }
+    let parts = NodeParts::from_config(&cfg).await?;
     serve(
         cfg,
+        parts,
         TcpListenerStream::new(api),
         TcpListenerStream::new(raft),
-        Arc::new(TcpConnector::default()),
-        Arc::new(TracingSink),
         shutdown,
     )
     .await
 }
 
-async fn build_kms(cfg: &ServerConfig) -> anyhow::Result<KmsSet> {
+async fn build_kms(cfg: &ServerConfig) -> anyhow::Result<Vec<Arc<dyn Kms>>> {
     let policy = cfg.kms.policy();
     let mut list: Vec<Arc<dyn Kms>> = Vec::new();
     for r in &cfg.regions {
@@ -73,7 +112,7 @@ async fn build_kms(cfg: &ServerConfig) -> anyhow::Result<KmsSet> {
             .context("kms.local_keyring_dir is required for the local KMS provider")?;
         list.push(Arc::new(LocalKms::open(dir, &r.name, cfg.kms.create_missing_keyrings)?));
     }
-    Ok(KmsSet::new(&cfg.node.region, list, policy)?)
+    Ok(list)
 }
 
 /// Serves Prometheus metrics on `addr` (process-wide: the first node of a process wins).
@@ -87,10 +126,9 @@ fn start_metrics(addr: std::net::SocketAddr) -> anyhow::Result<()> {
 /// Runs a node over the given connection streams until `shutdown` resolves.
 pub async fn serve<I, IO, IE>(
     cfg: ServerConfig,
+    parts: NodeParts,
     api_incoming: I,
     raft_incoming: I,
-    connector: Arc<dyn Connector>,
-    audit: Arc<dyn AuditSink>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> anyhow::Result<()>
 where
@@ -99,14 +137,16 @@ where
     IE: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
 {
     let me = cfg.node_info();
-    if let Some(addr) = cfg.node.metrics_addr {
-        start_metrics(addr)?;
-    }
-    let kms = Arc::new(build_kms(&cfg).await?);
-    let (log, sm) = coffer_raft::rocks::open(&cfg.node.data_dir)
-        .with_context(|| format!("cannot open storage in {}", cfg.node.data_dir.display()))?;
-    let sm = Arc::new(sm);
-    let raft = RaftNode::start(me.id, &cfg.raft_settings(), Arc::new(log), sm.clone(), connector).await?;
+    let NodeParts {
+        log,
+        sm,
+        kms,
+        connector,
+        audit,
+        on_start,
+    } = parts;
+    let kms = Arc::new(KmsSet::new(&cfg.node.region, kms, cfg.kms.policy())?);
+    let raft = RaftNode::start(me.id, &cfg.raft_settings(), log, sm.clone(), connector).await?;
 
     let core = Arc::new(Core {
         access: Access::new(raft.reader().clone(), audit, me.name.clone(), me.region.clone()),
@@ -165,6 +205,9 @@ where
         stop_rx.clone(),
     ));
     tracing::info!(node = %me.name, region = %me.region, api = %me.api_addr, raft = %me.raft_addr, "node started");
+    if let Some(f) = on_start {
+        f(&raft);
+    }
 
     let mut peer_server = peer_server;
     let mut api_server = api_server;
@@ -184,7 +227,7 @@ where
         peer_server.abort();
     }
     raft.shutdown().await;
-    sm.flush().context("flushing storage at shutdown")?;
+    sm.flush_at_shutdown().context("flushing storage at shutdown")?;
     drop(core);
     drop(raft);
     tracing::info!("stopped");

@@ -1,17 +1,20 @@
 //! How fresh this replica provably is: the staleness bound of a follower or learner.
 //!
-//! Recorded where the leader's AppendEntries arrive: each carries the commit index the leader
-//! announced and the leader's last measured round trip to us (an upper bound on how long the
-//! message was in flight). When this replica has applied an announced commit, it holds every
-//! entry the cluster had committed when that message was sent, so it is fresh "as of" the
-//! receipt time minus the round trip. The staleness bound is the time since the newest such
-//! instant; while the node is cut off it grows, and it is never reported as zero on a follower.
+//! Freshness proofs are started by this node, on its own clock: it asks the leader for a read
+//! index (the leader confirms its leadership with a quorum) and notes when it sent the request.
+//! Once this replica has applied that index, it holds every entry the cluster had committed
+//! when the request was sent, so it is fresh "as of" the send time. The staleness bound is the
+//! time since the newest such instant; while the node is cut off or behind it grows, and it is
+//! never reported as zero on a follower.
+//!
+//! The leader's pushed AppendEntries only tell us the leader is in contact and which commit it
+//! announced. They cannot prove freshness: how long a message was in flight is unknown here
+//! (a round trip measured earlier is no bound when latency rises, as the simulations showed).
 //!
 //! Uses `tokio::time`, so simulations control the clock.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -57,15 +60,24 @@ impl Inner {
 }
 
 impl LeaderContact {
-    /// Records an accepted AppendEntries announcing `leader_commit`, sent by a leader whose last
-    /// round trip to us took `rtt`, while this replica has applied `applied`.
-    pub fn record(&self, leader_commit: u64, rtt: Duration, applied: u64) {
-        let now = Instant::now();
-        let as_of = now.checked_sub(rtt).unwrap_or(self.started).max(self.started);
+    /// Records an accepted AppendEntries announcing `leader_commit` (contact, not freshness).
+    pub fn record(&self, leader_commit: u64, applied: u64) {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        g.last_contact = Some(now);
+        g.last_contact = Some(Instant::now());
         g.announced_commit = g.announced_commit.max(leader_commit);
-        g.pending.push_back((leader_commit, as_of));
+        g.absorb(applied);
+    }
+
+    /// Records a read index `index` the leader confirmed for a request this node sent at
+    /// `sent_at`: once `index` is applied, this replica is fresh as of `sent_at`.
+    pub fn confirmed(&self, index: u64, sent_at: Instant, applied: u64) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.announced_commit = g.announced_commit.max(index);
+        // Kept in send order, so absorb() can stop at the first index not yet applied.
+        if g.pending.back().is_some_and(|&(i, _)| i > index) {
+            g.pending.retain(|&(i, _)| i <= index);
+        }
+        g.pending.push_back((index, sent_at.max(self.started)));
         if g.pending.len() > MAX_PENDING {
             g.pending.pop_front();
         }
@@ -73,12 +85,15 @@ impl LeaderContact {
     }
 
     /// Upper bound, in ms, on how far this replica (having applied `applied`) is behind the
-    /// cluster. Measured from node start when no freshness proof exists yet.
+    /// cluster; `u64::MAX` (unknown) until the first proof since this process started. A
+    /// restarted node's data is as old as whatever it last applied, not as its start.
     pub fn staleness_bound_ms(&self, applied: u64) -> u64 {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         g.absorb(applied);
-        let since = g.fresh_as_of.unwrap_or(self.started);
-        (since.elapsed().as_millis() as u64).max(1)
+        match g.fresh_as_of {
+            Some(since) => (since.elapsed().as_millis() as u64).max(1),
+            None => u64::MAX,
+        }
     }
 
     /// Milliseconds since the leader's last accepted AppendEntries (since start if none yet).
@@ -95,29 +110,39 @@ impl LeaderContact {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn bound_grows_while_cut_off_and_needs_the_announced_commit_applied() {
+    async fn bound_grows_while_cut_off_and_needs_the_confirmed_index_applied() {
         let c = LeaderContact::default();
         tokio::time::advance(Duration::from_millis(500)).await;
-        // Contact announcing commit 10 while we have applied only 5: no proof yet.
-        c.record(10, Duration::from_millis(20), 5);
-        assert!(c.staleness_bound_ms(5) >= 500, "measured from start");
-        // Once 10 is applied, fresh as of receipt minus the round trip.
+        // A read index of 10 confirmed for a request sent 20 ms ago, with only 5 applied.
+        let sent = Instant::now() - Duration::from_millis(20);
+        c.confirmed(10, sent, 5);
+        assert_eq!(
+            c.staleness_bound_ms(5),
+            u64::MAX,
+            "no proof yet: unknown, not time since start"
+        );
+        // Once 10 is applied, fresh as of the send time.
         assert_eq!(c.staleness_bound_ms(10), 20);
         tokio::time::advance(Duration::from_millis(300)).await;
-        assert_eq!(c.staleness_bound_ms(10), 320, "grows while no leader reaches us");
-        c.record(12, Duration::from_millis(20), 12);
-        assert_eq!(c.staleness_bound_ms(12), 20);
+        assert_eq!(c.staleness_bound_ms(10), 320, "grows while no proof arrives");
+        // Pushed appends are contact, never freshness.
+        c.record(12, 12);
+        assert_eq!(c.staleness_bound_ms(12), 320);
         assert_eq!(c.millis_since_contact(), 0);
         assert_eq!(c.announced_commit(), 12);
+        c.confirmed(12, Instant::now(), 12);
+        assert_eq!(c.staleness_bound_ms(12), 1);
     }
 
     #[tokio::test(start_paused = true)]
     async fn never_zero_on_a_follower() {
         let c = LeaderContact::default();
-        c.record(1, Duration::ZERO, 1);
+        c.confirmed(1, Instant::now(), 1);
         assert_eq!(c.staleness_bound_ms(1), 1);
     }
 }

@@ -9,6 +9,7 @@
 //!   ([`query`]), with name rules in [`names`];
 //! - peer RPC over tonic ([`network`] client side, [`peer_service`] server side).
 
+pub mod bugs;
 pub mod codec;
 pub mod keys;
 pub mod leader_contact;
@@ -22,6 +23,7 @@ pub mod peer_service;
 pub mod placement;
 pub mod query;
 pub mod rocks;
+pub mod runtime;
 pub mod secrets;
 pub mod state_machine;
 pub mod storage;
@@ -40,6 +42,7 @@ openraft::declare_raft_types!(
         R = pb::CommandResult,
         NodeId = NodeId,
         Node = pb::NodeInfo,
+        AsyncRuntime = runtime::CofferRuntime,
 );
 
 pub type Raft = openraft::Raft<TypeConfig, state_machine::StateMachineStore>;

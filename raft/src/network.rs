@@ -134,7 +134,6 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             addr: node.raft_addr.clone(),
             channels: self.channels.clone(),
-            last_rtt: Duration::ZERO,
         }
     }
 }
@@ -144,9 +143,6 @@ pub struct PeerClient {
     target: NodeId,
     addr: String,
     channels: Arc<PeerChannels>,
-    /// Round trip of the last AppendEntries to this target; sent with the next one so the
-    /// target can bound how long it was in flight (its staleness bound).
-    last_rtt: Duration,
 }
 
 type RpcResult<T> = Result<T, RPCError<TypeConfig>>;
@@ -254,7 +250,6 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             prev_log_id: codec::opt_log_id_to_pb(rpc.prev_log_id.as_ref()),
             entries: rpc.entries.iter().map(codec::entry_to_pb).collect(),
             leader_commit: codec::opt_log_id_to_pb(rpc.leader_commit.as_ref()),
-            rtt_hint_ms: self.last_rtt.as_millis() as u64,
         };
         // openraft gives appends the heartbeat period as deadline. Heartbeats keep it (openraft
         // times them out itself); appends that carry entries also pay the follower's fsync and
@@ -263,13 +258,11 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             true => option.hard_ttl(),
             false => option.hard_ttl().max(MIN_APPEND_TTL),
         };
-        let started = tokio::time::Instant::now();
         let resp = self
             .call(RPCTypes::AppendEntries, ttl, |mut c, ttl| async move {
                 c.append_entries(with_deadline(req, ttl)).await
             })
             .await?;
-        self.last_rtt = started.elapsed();
         use pb::append_entries_response::Result as R;
         Ok(match resp.result {
             Some(R::Success(_)) => AppendEntriesResponse::Success,

@@ -213,7 +213,7 @@ impl RaftNode {
             // A removed node keeps its data for inspection but takes no part in Raft.
             let _ = raft.shutdown().await;
         }
-        Ok(Self {
+        let node = Self {
             inner: Arc::new(Inner {
                 id,
                 raft,
@@ -224,7 +224,34 @@ impl RaftNode {
                 log,
                 removed: std::sync::atomic::AtomicBool::new(removed),
             }),
-        })
+        };
+        node.spawn_freshness_probe(Duration::from_millis(settings.heartbeat_ms.max(10)));
+        Ok(node)
+    }
+
+    /// On a follower or learner, asks the leader for a read index every `every`, timed on this
+    /// node's clock: the proofs behind its staleness bound (see [`LeaderContact`]). Stops when
+    /// the node is dropped, shut down or removed.
+    fn spawn_freshness_probe(&self, every: Duration) {
+        let weak = Arc::downgrade(&self.inner);
+        let timeout = (every * 2).clamp(Duration::from_secs(1), Duration::from_secs(5));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let node = RaftNode { inner };
+                match node.role_and_membership() {
+                    (Role::Shutdown, _) | (_, Membership::Removed) => return,
+                    (Role::Leader, _) | (_, Membership::NotJoined) => continue,
+                    _ => {}
+                }
+                let sent = Instant::now();
+                if let Ok(index) = node.read_index(timeout).await {
+                    let applied = node.inner.reader.applied_index();
+                    node.inner.contact.confirmed(index, sent, applied);
+                }
+            }
+        });
     }
 
     pub fn id(&self) -> NodeId {
@@ -387,7 +414,7 @@ impl RaftNode {
     /// On a leader that has applied everything it committed and whose quorum acknowledgement is
     /// younger than the election timeout (its lease: no other leader can have been elected
     /// since), 1 ms. On a leader past its lease, the time since a quorum last acknowledged it.
-    /// Elsewhere: see [`LeaderContact`].
+    /// Elsewhere: see [`LeaderContact`] (proofs from this node's read-index probes).
     pub fn staleness_bound_ms(&self) -> u64 {
         let applied = self.inner.reader.applied_index();
         if self.inner.raft.is_leader() {
@@ -444,12 +471,15 @@ impl RaftNode {
         let mut rx = self.inner.raft.metrics();
         let deadline = Instant::now() + timeout;
         loop {
-            let leader = rx.borrow_watched().current_leader;
+            // borrow_and_update: the next changed() waits for a change after this look.
+            let leader = rx.borrow_and_update().current_leader;
             if let Some(l) = leader {
                 return Some(l);
             }
-            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
-                return None;
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                // Timed out, or Raft stopped (no more changes will come).
+                _ => return None,
             }
         }
     }
@@ -500,9 +530,14 @@ impl RaftNode {
                 // Follow the redirect promptly, but never spin if nodes point at each other.
                 tokio::time::sleep(Duration::from_millis(5)).await;
             } else {
-                // Wake early when the leader changes.
+                // Wake early when the leader changes. A fresh receiver reports the metrics as
+                // changed at once, so mark them seen first or this loop spins.
                 let mut rx = self.inner.raft.metrics();
-                let _ = tokio::time::timeout(backoff, rx.changed()).await;
+                let _ = rx.borrow_and_update();
+                if let Ok(Err(_)) = tokio::time::timeout(backoff, rx.changed()).await {
+                    // Raft stopped: nothing will change; just wait out the backoff.
+                    tokio::time::sleep(backoff).await;
+                }
                 backoff = (backoff * 2).min(Duration::from_millis(500));
             }
         }
@@ -523,6 +558,35 @@ impl RaftNode {
     /// Retries after leader changes and transport errors. This is safe because commands carry a
     /// request id and the state machine answers a replayed request instead of re-applying it.
     pub async fn propose(&self, cmd: pb::Command, timeout: Duration) -> Result<pb::CommandResult, ProposeError> {
+        use pb::command::Op;
+        let client_write = matches!(
+            cmd.op,
+            Some(Op::AddVersion(_) | Op::MoveAlias(_) | Op::SetVersionState(_) | Op::DestroyVersion(_))
+        );
+        if client_write && crate::bugs::active(crate::bugs::Bug::EarlyAck) {
+            if let Some(r) = self.early_ack(&cmd, timeout) {
+                return Ok(r);
+            }
+        }
+        self.propose_routed(cmd, timeout).await
+    }
+
+    /// Injected bug: predicts the result on this replica, commits in the background.
+    fn early_ack(&self, cmd: &pb::Command, timeout: Duration) -> Option<pb::CommandResult> {
+        let predicted = {
+            let view = self.inner.reader.view();
+            let mut ov = crate::storage::Overlay::new(&*view);
+            crate::secrets::apply(&mut ov, cmd, self.inner.reader.applied_index() + 1).ok()
+        };
+        let this = self.clone();
+        let cmd = cmd.clone();
+        tokio::spawn(async move {
+            let _ = this.propose_routed(cmd, timeout).await;
+        });
+        predicted
+    }
+
+    async fn propose_routed(&self, cmd: pb::Command, timeout: Duration) -> Result<pb::CommandResult, ProposeError> {
         let deadline = Instant::now() + timeout;
         self.on_leader(timeout, "write", |leader| {
             let cmd = cmd.clone();
@@ -558,6 +622,9 @@ impl RaftNode {
     /// A read index from the leader: once this replica has applied it, a read here is
     /// linearizable.
     pub async fn read_index(&self, timeout: Duration) -> Result<u64, ProposeError> {
+        if crate::bugs::active(crate::bugs::Bug::StaleLinearizable) {
+            return Ok(self.inner.reader.applied_index());
+        }
         let deadline = Instant::now() + timeout;
         self.on_leader(timeout, "read-index request", |leader| {
             Box::pin(async move {

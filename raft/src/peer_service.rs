@@ -71,7 +71,6 @@ impl RaftPeer for PeerService {
             .collect::<Result<Vec<_>, _>>()
             .map_err(bad)?;
         let leader_commit = r.leader_commit.as_ref().map(|l| l.index).unwrap_or(0);
-        let rtt_hint = std::time::Duration::from_millis(r.rtt_hint_ms);
         let req = AppendEntriesRequest {
             vote: codec::vote_from_opt_pb(r.vote.as_ref()).map_err(bad)?,
             prev_log_id: codec::opt_log_id_from_pb(r.prev_log_id.as_ref()),
@@ -86,7 +85,7 @@ impl RaftPeer for PeerService {
         ) {
             self.node
                 .contact()
-                .record(leader_commit, rtt_hint, self.node.reader().applied_index());
+                .record(leader_commit, self.node.reader().applied_index());
         }
         let result = match resp {
             AppendEntriesResponse::Success => R::Success(pb::Blank {}),

@@ -288,6 +288,10 @@ impl KvView for RocksView<'_> {
 }
 
 impl SmBackend for RocksSmBackend {
+    fn flush_at_shutdown(&self) -> io::Result<()> {
+        self.flush()
+    }
+
     fn view(&self) -> Box<dyn KvView + '_> {
         Box::new(RocksView {
             db: &self.db,

@@ -61,6 +61,10 @@ pub trait SmBackend: Send + Sync + 'static {
     /// Stores the encoded current snapshot durably, replacing the previous one.
     fn save_snapshot(&self, bytes: &[u8]) -> io::Result<()>;
     fn load_snapshot(&self) -> io::Result<Option<Vec<u8>>>;
+    /// Makes everything written so far durable before a clean stop (memory: nothing to do).
+    fn flush_at_shutdown(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Pending writes layered over a read view, so that later commands of one applied batch see the

@@ -1,36 +1,230 @@
-//! coffer-simulations: deterministic simulation of a Coffer cluster under turmoil.
-//!
-//! This is the skeleton: the command-line shape is in place and `run --seed N` drives a
-//! one-host turmoil simulation from the seed. The harness (real nodes, faults, workload,
-//! oracle and invariants) arrives with the simulation work.
+//! `coffer-simulations run --seed N` and `sweep --seeds A..B`: see the crate docs and README.
+
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
 
 use clap::Parser;
 use clap::Subcommand;
+use coffer_raft::bugs::Bug;
+use coffer_simulations::run;
+use coffer_simulations::scenarios::Scenario;
 
 #[derive(Parser)]
-#[command(name = "coffer-simulations")]
+#[command(name = "coffer-simulations", about = "Deterministic simulations of a Coffer cluster")]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
 }
 
+#[derive(clap::Args, Clone)]
+struct Common {
+    /// Switch on a deliberate bug to show the checkers catch it:
+    /// stale-linearizable, early-ack or cas-ignore.
+    #[arg(long, value_parser = parse_bug)]
+    inject_bug: Option<Bug>,
+    /// Length of the safety phase in simulated seconds.
+    #[arg(long, default_value_t = 30)]
+    safety_secs: u64,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run one seed.
+    /// Run one seed; prints one summary line and every violation.
     Run {
         #[arg(long)]
         seed: u64,
+        /// Run a pinned scenario instead of the seed's random faults.
+        #[arg(long, value_parser = parse_scenario)]
+        scenario: Option<Scenario>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Run a range of seeds (A..B, B excluded); exits non-zero if any has a violation.
+    Sweep {
+        #[arg(long, value_parser = parse_range)]
+        seeds: (u64, u64),
+        /// Keep going after the first failing seed.
+        #[arg(long)]
+        keep_going: bool,
+        /// Seeds run in parallel (one simulation per thread).
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Run every pinned scenario with one seed.
+    Scenarios {
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[command(flatten)]
+        common: Common,
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Cmd::Run { seed } => {
-            let mut sim = turmoil::Builder::new().rng_seed(seed).build();
-            sim.client("probe", async { Ok(()) });
-            sim.run().map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("seed={seed} ops=0 faults=0 violations=0 (skeleton: no workload yet)");
-            Ok(())
+fn parse_bug(s: &str) -> Result<Bug, String> {
+    Bug::from_name(s).ok_or_else(|| {
+        let names: Vec<&str> = Bug::ALL.iter().map(|b| b.name()).collect();
+        format!("unknown bug {s:?}; one of {}", names.join(", "))
+    })
+}
+
+fn parse_scenario(s: &str) -> Result<Scenario, String> {
+    Scenario::from_name(s).ok_or_else(|| {
+        let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+        format!("unknown scenario {s:?}; one of {}", names.join(", "))
+    })
+}
+
+fn parse_range(s: &str) -> Result<(u64, u64), String> {
+    let (a, b) = s.split_once("..").ok_or("expected A..B, e.g. 1..200")?;
+    let a: u64 = a.trim().parse().map_err(|_| format!("{a:?} is not a seed number"))?;
+    let b: u64 = b.trim().parse().map_err(|_| format!("{b:?} is not a seed number"))?;
+    if b <= a {
+        return Err(format!("empty range {a}..{b}"));
+    }
+    Ok((a, b))
+}
+
+fn reproduce(seed: u64, scenario: Option<Scenario>, common: &Common) -> String {
+    let mut cmd = format!("cargo run -p coffer-simulations --release -- run --seed {seed}");
+    if let Some(s) = scenario {
+        cmd += &format!(" --scenario {}", s.name());
+    }
+    if let Some(b) = common.inject_bug {
+        cmd += &format!(" --inject-bug {}", b.name());
+    }
+    if common.safety_secs != 30 {
+        cmd += &format!(" --safety-secs {}", common.safety_secs);
+    }
+    cmd
+}
+
+fn options(seed: u64, scenario: Option<Scenario>, common: &Common) -> run::Options {
+    run::Options {
+        seed,
+        bug: common.inject_bug,
+        safety: Some(Duration::from_secs(common.safety_secs)),
+        scenario,
+    }
+}
+
+/// Prints a report; true if it passed.
+fn print(report: &run::Report, scenario: Option<Scenario>, common: &Common) -> bool {
+    for v in &report.inconclusive {
+        println!("  inconclusive: {}", v.detail);
+    }
+    for v in report.violations.iter().take(5) {
+        println!("  violation [{}] {}", v.invariant, v.detail);
+    }
+    if report.violations.len() > 5 {
+        println!("  … and {} more", report.violations.len() - 5);
+    }
+    let label = scenario.map(|s| format!("scenario={} ", s.name())).unwrap_or_default();
+    println!("{label}{}", report.line());
+    if !report.violations.is_empty() {
+        println!("  shape: {}", report.shape);
+        for f in &report.schedule {
+            println!("  fault at {f}");
         }
+        println!("REPRODUCE WITH: {}", reproduce(report.seed, scenario, common));
+        return false;
+    }
+    true
+}
+
+/// Runs one simulation; a panic anywhere in it is a failed run of that seed, not a crash.
+fn run_one(seed: u64, scenario: Option<Scenario>, common: &Common) -> run::Report {
+    let opts = options(seed, scenario, common);
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run::run(&opts))).unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        coffer_raft::bugs::set(None);
+        run::Report {
+            seed,
+            shape: "(panicked)".into(),
+            schedule: vec![],
+            ops: 0,
+            faults: 0,
+            trace: "-".into(),
+            violations: vec![coffer_simulations::invariants::Violation::new("panic", msg)],
+            inconclusive: vec![],
+        }
+    })
+}
+
+fn main() -> ExitCode {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .init();
+    }
+    let ok = match Cli::parse().command {
+        Cmd::Run { seed, scenario, common } => print(&run_one(seed, scenario, &common), scenario, &common),
+        Cmd::Scenarios { seed, common } => {
+            // Every scenario runs, even after one fails.
+            let passed: Vec<bool> = Scenario::ALL
+                .into_iter()
+                .map(|s| print(&run_one(seed, Some(s), &common), Some(s), &common))
+                .collect();
+            passed.iter().all(|p| *p)
+        }
+        Cmd::Sweep {
+            seeds: (a, b),
+            keep_going,
+            jobs,
+            common,
+        } => {
+            let next = Arc::new(AtomicU64::new(a));
+            let failed = Arc::new(AtomicBool::new(false));
+            let out = Arc::new(Mutex::new(()));
+            let workers: Vec<_> = (0..jobs.max(1))
+                .map(|_| {
+                    let (next, failed, out, common) = (next.clone(), failed.clone(), out.clone(), common.clone());
+                    // Each simulation is single-threaded and owns its thread for the run.
+                    std::thread::spawn(move || loop {
+                        if failed.load(Ordering::SeqCst) && !keep_going {
+                            return;
+                        }
+                        let seed = next.fetch_add(1, Ordering::SeqCst);
+                        if seed >= b {
+                            return;
+                        }
+                        let report = run_one(seed, None, &common);
+                        let _guard = out.lock().unwrap_or_else(|e| e.into_inner());
+                        if !print(&report, None, &common) {
+                            failed.store(true, Ordering::SeqCst);
+                        }
+                    })
+                })
+                .collect();
+            for w in workers {
+                if w.join().is_err() {
+                    failed.store(true, Ordering::SeqCst);
+                }
+            }
+            let failed = failed.load(Ordering::SeqCst);
+            println!(
+                "sweep {a}..{b}{}: {}",
+                common
+                    .inject_bug
+                    .map(|b| format!(" --inject-bug {}", b.name()))
+                    .unwrap_or_default(),
+                if failed { "VIOLATIONS FOUND" } else { "all seeds passed" }
+            );
+            !failed
+        }
+    };
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
-use std::time::Instant;
+// tokio's clock: real time in production, simulated time under turmoil.
+use tokio::time::Instant;
 
 use super::DataKey;
 

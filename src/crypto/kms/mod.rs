@@ -19,7 +19,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
-use std::time::Instant;
+// tokio's clock: real time in production, simulated time under turmoil.
+use tokio::time::Instant;
 
 use async_trait::async_trait;
 

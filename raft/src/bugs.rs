@@ -1,0 +1,59 @@
+//! Deliberate bugs that the simulations switch on to prove their checkers catch them.
+//!
+//! Built only with the `inject-bugs` feature, which only `coffer-simulations` enables; without
+//! it [`active`] is a constant `false` and the branches compile away. Even when built in, a bug
+//! is off unless the simulation running on this thread turns it on with [`set`] (every
+//! simulated host of one run shares its thread).
+
+/// A bug the simulations can inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bug {
+    /// Serve `linearizable` reads from the local replica without a read index.
+    StaleLinearizable,
+    /// Acknowledge a write from a dry run on the local replica, before it commits.
+    EarlyAck,
+    /// Skip the compare-and-swap check when moving an alias.
+    CasIgnore,
+}
+
+impl Bug {
+    pub const ALL: [Bug; 3] = [Bug::StaleLinearizable, Bug::EarlyAck, Bug::CasIgnore];
+
+    /// The command-line name (`--inject-bug NAME`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Bug::StaleLinearizable => "stale-linearizable",
+            Bug::EarlyAck => "early-ack",
+            Bug::CasIgnore => "cas-ignore",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Bug> {
+        Bug::ALL.into_iter().find(|b| b.name() == name)
+    }
+}
+
+#[cfg(feature = "inject-bugs")]
+thread_local! {
+    static ACTIVE: std::cell::Cell<Option<Bug>> = const { std::cell::Cell::new(None) };
+}
+
+/// Turns `bug` on (or every bug off) for code running on this thread.
+#[cfg(feature = "inject-bugs")]
+pub fn set(bug: Option<Bug>) {
+    ACTIVE.with(|a| a.set(bug));
+}
+
+/// Whether `bug` is switched on for this thread; always false without `inject-bugs`.
+#[inline]
+pub fn active(bug: Bug) -> bool {
+    #[cfg(feature = "inject-bugs")]
+    {
+        ACTIVE.with(|a| a.get() == Some(bug))
+    }
+    #[cfg(not(feature = "inject-bugs"))]
+    {
+        let _ = bug;
+        false
+    }
+}

@@ -1,0 +1,202 @@
+//! Building the simulated world: node hosts running the real node code over memory storage,
+//! one KMS host per region, and node configs derived from the shape.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use coffer::config::ServerConfig;
+use coffer::crypto::kms::Kms;
+use coffer::node::NodeParts;
+use coffer_raft::mem::MemLogBackend;
+use coffer_raft::mem::MemSmBackend;
+use coffer_raft::node::RaftNode;
+use coffer_raft::node::Role;
+use sha2::Digest;
+
+use crate::history::History;
+use crate::history::Sample;
+use crate::kms_host::SimKms;
+use crate::net::incoming;
+use crate::net::Leaks;
+use crate::net::SimConnector;
+use crate::shape::Shape;
+use crate::shape::SimNode;
+use crate::shape::API_PORT;
+use crate::shape::KMS_PORT;
+use crate::shape::RAFT_PORT;
+use crate::shape::ROOT_TOKEN;
+
+/// How often each node samples its own Raft state for the election-safety check.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(10);
+
+/// A node's durable storage, kept by the harness across crashes.
+#[derive(Clone, Default)]
+pub struct Storage {
+    pub log: MemLogBackend,
+    pub sm: MemSmBackend,
+}
+
+/// The running node's Raft handle, set when it starts and cleared when it crashes.
+pub type Slot = Arc<Mutex<Option<RaftNode>>>;
+
+pub fn addr(sim: &turmoil::Sim<'_>, host: &str, port: u16) -> String {
+    format!("{}:{port}", sim.lookup(host))
+}
+
+/// The node's config, as an operator would write it.
+pub fn node_config(sim: &turmoil::Sim<'_>, shape: &Shape, node: &SimNode) -> ServerConfig {
+    let host = &node.name;
+    let members: String = shape
+        .voters()
+        .map(|m| {
+            format!(
+                "[[cluster.members]]\nid = {}\nname = \"{}\"\nregion = \"{}\"\nraft_addr = \"{}\"\napi_addr = \"{}\"\n\n",
+                m.id,
+                m.name,
+                shape.regions[m.region],
+                addr(sim, &m.name, RAFT_PORT),
+                addr(sim, &m.name, API_PORT)
+            )
+        })
+        .collect();
+    let regions: String = shape
+        .regions
+        .iter()
+        .map(|r| {
+            format!(
+                "[[regions]]\nname = \"{r}\"\nkms_provider = \"aws\"\nkey_id = \"{}\"\naws_region = \"sim-1\"\n\
+                 endpoint = \"http://kms-{r}:{KMS_PORT}\"\n\n",
+                crate::kms_host::key_id(r)
+            )
+        })
+        .collect();
+    let hash = hex::encode(sha2::Sha256::digest(ROOT_TOKEN.as_bytes()));
+    let text = format!(
+        "[node]\nid = {id}\nname = \"{host}\"\nregion = \"{region}\"\ndata_dir = \"/sim/{host}\"\n\
+         api_addr = \"{api}\"\nraft_addr = \"{raft}\"\n\n\
+         [cluster]\nid = \"sim\"\nbootstrap = {bootstrap}\nroot_token_sha256 = \"{hash}\"\nmin_voters = 1\n\n\
+         {members}{regions}\
+         [kms]\nfallback = \"deny\"\ncall_timeout_ms = 1000\nretry_unhealthy_after_ms = 2000\nrewrap_interval_ms = 1000\n\n\
+         [raft]\nheartbeat_ms = {hb}\nelection_timeout_min_ms = {emin}\nelection_timeout_max_ms = {emax}\n\
+         snapshot_every_entries = {snap}\nkeep_logs_after_snapshot = 5\n\n\
+         [limits]\nwrite_timeout_ms = 6000\n",
+        id = node.id,
+        region = shape.regions[node.region],
+        api = addr(sim, host, API_PORT),
+        raft = addr(sim, host, RAFT_PORT),
+        bootstrap = node.id == 1,
+        hb = shape.heartbeat_ms,
+        emin = shape.election_min_ms,
+        emax = shape.election_max_ms,
+        snap = shape.snapshot_every,
+    );
+    let cfg: ServerConfig = toml_edit_free_parse(&text);
+    if let Err(e) = cfg.validate() {
+        panic!("simulation config for {host} is invalid: {e}\n{text}");
+    }
+    cfg
+}
+
+fn toml_edit_free_parse(text: &str) -> ServerConfig {
+    toml::from_str(text).unwrap_or_else(|e| panic!("simulation config does not parse: {e}\n{text}"))
+}
+
+/// Registers a node host: the real node (tonic services, openraft, state machine, envelope
+/// crypto, KmsSet) over turmoil sockets and memory storage, plus a sampler of its Raft state.
+#[allow(clippy::too_many_arguments)]
+pub fn add_node(
+    sim: &mut turmoil::Sim<'_>,
+    shape: &Shape,
+    node: &SimNode,
+    storage: Storage,
+    slot: Slot,
+    leaks: Arc<Leaks>,
+    history: Rc<RefCell<History>>,
+) {
+    let cfg = node_config(sim, shape, node);
+    let kms_addrs: Vec<(String, String)> = (0..shape.regions.len())
+        .map(|r| (shape.regions[r].clone(), addr(sim, &shape.kms_host(r), KMS_PORT)))
+        .collect();
+    let name = node.name.clone();
+    let id = node.id;
+    sim.host(node.name.as_str(), move || {
+        let cfg = cfg.clone();
+        let kms: Vec<Arc<dyn Kms>> = kms_addrs
+            .iter()
+            .map(|(r, a)| Arc::new(SimKms::new(r, a.clone())) as Arc<dyn Kms>)
+            .collect();
+        let storage = storage.clone();
+        let slot = slot.clone();
+        let leaks = leaks.clone();
+        let history = history.clone();
+        let name = name.clone();
+        async move {
+            let api = turmoil::net::TcpListener::bind(("0.0.0.0", API_PORT)).await?;
+            let raft = turmoil::net::TcpListener::bind(("0.0.0.0", RAFT_PORT)).await?;
+            let on_start_slot = slot.clone();
+            let parts = NodeParts {
+                log: Arc::new(storage.log.clone()),
+                sm: Arc::new(storage.sm.clone()),
+                kms,
+                connector: Arc::new(SimConnector {
+                    leaks: leaks.clone(),
+                    from: name.clone(),
+                }),
+                audit: Arc::new(coffer::audit::TracingSink),
+                on_start: Some(Box::new(move |r: &RaftNode| {
+                    *on_start_slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(r.clone());
+                })),
+            };
+            let tap = Some((leaks, format!("{name} inbound")));
+            let serve = coffer::node::serve(
+                cfg,
+                parts,
+                incoming(api, None),
+                incoming(raft, tap),
+                std::future::pending(),
+            );
+            tokio::select! {
+                r = serve => r.map_err(|e| e.to_string().into()),
+                _ = sample(id, slot, history) => Ok(()),
+            }
+        }
+    });
+}
+
+/// Samples this node's Raft state at every multiple of [`SAMPLE_EVERY`] of simulated time.
+async fn sample(id: u64, slot: Slot, history: Rc<RefCell<History>>) {
+    loop {
+        let now = turmoil::sim_elapsed().unwrap_or_default();
+        let step = SAMPLE_EVERY.as_micros() as u64;
+        let next = (now.as_micros() as u64 / step + 1) * step;
+        tokio::time::sleep(Duration::from_micros(next - now.as_micros() as u64)).await;
+        let raft = slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(raft) = raft else { continue };
+        let (role, _) = raft.role_and_membership();
+        let leader = role == Role::Leader;
+        let status = raft.status();
+        history.borrow_mut().samples.push(Sample {
+            at_us: turmoil::sim_elapsed().unwrap_or_default().as_micros() as u64,
+            node: id,
+            term: status.term,
+            leader,
+            lease: leader && raft.staleness_bound_ms() == 1,
+        });
+    }
+}
+
+/// Every byte each node stores, for the plaintext check.
+pub fn storage_dump(nodes: &BTreeMap<String, Storage>) -> Vec<(String, Vec<Vec<u8>>)> {
+    nodes
+        .iter()
+        .map(|(n, s)| {
+            let mut all = s.log.dump();
+            all.extend(s.sm.dump());
+            (n.clone(), all)
+        })
+        .collect()
+}

@@ -1,0 +1,47 @@
+//! Acknowledged writes are never lost: after the cluster heals, every node holds every
+//! acknowledged put at the version it was acknowledged with and with its value (unless a
+//! destroy removed the value), and all nodes hold the same versions.
+
+use super::Violation;
+use crate::history::History;
+use crate::history::Kind;
+
+pub fn check(h: &History) -> Vec<Violation> {
+    let mut out = Vec::new();
+    for (node, secrets) in &h.finals {
+        for o in &h.ops {
+            let (Kind::Put { value }, Some(r)) = (&o.kind, o.ok()) else {
+                continue;
+            };
+            match secrets.get(&o.secret).and_then(|s| s.get(&r.version)) {
+                None => out.push(Violation::new(
+                    "acked_not_lost",
+                    format!(
+                        "{node} has no version {} of {} acknowledged to put #{}",
+                        r.version, o.secret, o.id
+                    ),
+                )),
+                Some((Some(v), _)) if v != value => out.push(Violation::new(
+                    "acked_not_lost",
+                    format!(
+                        "{node} holds value {v} at version {} of {}, but put #{} was acknowledged with value {value}",
+                        r.version, o.secret, o.id
+                    ),
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    let mut nodes = h.finals.iter();
+    if let Some((first, reference)) = nodes.next() {
+        for (node, secrets) in nodes {
+            if secrets != reference {
+                out.push(Violation::new(
+                    "acked_not_lost",
+                    format!("after healing, {node} and {first} hold different secrets or versions"),
+                ));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,58 @@
+//! Invariants over a run's history, one per file. Each returns what it found wrong; an empty
+//! list means the property held. Unknown outcomes are maybe-committed throughout.
+
+pub mod acked_not_lost;
+pub mod alias_cas;
+pub mod at_least;
+pub mod bounded;
+pub mod election_safety;
+pub mod linearizable;
+pub mod local_monotonic;
+pub mod no_plaintext;
+pub mod versions;
+
+use crate::history::History;
+
+/// The `invariant` of a finding that is not a violation but a check that could not finish
+/// (the linearizability search ran out of budget). Reported on the summary line, never hidden.
+pub const INCONCLUSIVE: &str = "inconclusive";
+
+#[derive(Debug, Clone)]
+pub struct Violation {
+    pub invariant: &'static str,
+    pub detail: String,
+}
+
+impl Violation {
+    pub fn new(invariant: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            invariant,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Everything the checkers look at besides the history.
+pub struct Evidence<'a> {
+    pub history: &'a History,
+    /// Every byte each node's storage holds.
+    pub storage: Vec<(String, Vec<Vec<u8>>)>,
+    /// Plaintext seen in peer traffic.
+    pub leaks: Vec<String>,
+}
+
+pub fn check_all(e: &Evidence<'_>) -> Vec<Violation> {
+    let h = e.history;
+    let mut v = Vec::new();
+    v.extend(linearizable::check(h));
+    v.extend(at_least::check(h));
+    v.extend(bounded::check(h));
+    v.extend(local_monotonic::check(h));
+    v.extend(acked_not_lost::check(h));
+    v.extend(versions::check(h));
+    v.extend(alias_cas::check(h));
+    v.extend(no_plaintext::check(e));
+    v.extend(election_safety::check(h));
+    v.extend(h.liveness.iter().map(|l| Violation::new("liveness", l.clone())));
+    v
+}

@@ -1,0 +1,397 @@
+//! One run: build the world from the seed, a safety phase with faults and the workload, a
+//! liveness phase without faults, then the checkers.
+
+use std::cell::Cell;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use coffer::pb;
+use coffer_raft::bugs::Bug;
+use coffer_raft::node::Role;
+use sha2::Digest;
+
+use crate::cluster;
+use crate::cluster::Slot;
+use crate::cluster::Storage;
+use crate::faults;
+use crate::faults::Fault;
+use crate::faults::Hosts;
+use crate::faults::Links;
+use crate::faults::Scheduled;
+use crate::history::History;
+use crate::invariants;
+use crate::invariants::Violation;
+use crate::net::Leaks;
+use crate::rng::SimRng;
+use crate::shape::Shape;
+use crate::shape::API_PORT;
+use crate::workload;
+use crate::workload::ClientPlan;
+use crate::workload::Knowledge;
+
+/// Simulated time a run may take before it counts as stuck.
+const SIM_LIMIT: Duration = Duration::from_secs(900);
+/// How long the healed cluster has to serve everywhere and finish rewrapping.
+const LIVENESS_LIMIT: Duration = Duration::from_secs(90);
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub seed: u64,
+    pub bug: Option<Bug>,
+    /// Length of the safety phase.
+    pub safety: Option<Duration>,
+    /// A pinned scenario instead of the seed's random faults.
+    pub scenario: Option<crate::scenarios::Scenario>,
+}
+
+pub struct Report {
+    pub seed: u64,
+    pub shape: String,
+    /// The fault schedule, one line per fault (printed when a run fails).
+    pub schedule: Vec<String>,
+    pub ops: usize,
+    pub faults: usize,
+    pub trace: String,
+    pub violations: Vec<Violation>,
+    /// Checks that could not finish (see [`invariants::INCONCLUSIVE`]).
+    pub inconclusive: Vec<Violation>,
+}
+
+impl Report {
+    pub fn line(&self) -> String {
+        let inconclusive = match self.inconclusive.len() {
+            0 => String::new(),
+            n => format!(" inconclusive={n}"),
+        };
+        format!(
+            "seed={} ops={} faults={} trace={} violations={}{inconclusive}",
+            self.seed,
+            self.ops,
+            self.faults,
+            self.trace,
+            self.violations.len()
+        )
+    }
+}
+
+fn apply_links(sim: &mut turmoil::Sim<'_>, prev: &Links, next: &Links) {
+    for ((a, b), d) in &next.latency {
+        if prev.latency.get(&(a.clone(), b.clone())) != Some(d) {
+            sim.set_link_latency(a.as_str(), b.as_str(), *d);
+        }
+    }
+    let debug = std::env::var_os("COFFER_SIM_DEBUG").is_some();
+    for (from, to) in next.cut.difference(&prev.cut) {
+        if debug {
+            eprintln!("{:?} cut {from} -> {to}", sim.elapsed());
+        }
+        sim.partition_oneway(from.as_str(), to.as_str());
+    }
+    for (from, to) in prev.cut.difference(&next.cut) {
+        if debug {
+            eprintln!("{:?} repair {from} -> {to}", sim.elapsed());
+        }
+        sim.repair_oneway(from.as_str(), to.as_str());
+    }
+}
+
+fn leader_of(slots: &BTreeMap<u64, Slot>) -> Option<u64> {
+    slots.iter().find_map(|(id, s)| {
+        let r = s.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
+        (r.role_and_membership().0 == Role::Leader).then_some(*id)
+    })
+}
+
+pub fn run(opts: &Options) -> Report {
+    let seed = opts.seed;
+    let rng = SimRng::new(seed);
+    let shape = match &opts.scenario {
+        Some(s) => s.shape(&rng),
+        None => Shape::from_seed(&rng),
+    };
+    coffer_raft::runtime::reseed_thread_rng(seed);
+    coffer_raft::bugs::set(opts.bug);
+    let safety = opts.safety.unwrap_or(Duration::from_secs(30));
+    let schedule: Vec<Scheduled> = match &opts.scenario {
+        Some(s) => s.faults(&shape),
+        None => faults::schedule(&rng, &shape, safety),
+    };
+
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .simulation_duration(SIM_LIMIT)
+        .tick_duration(Duration::from_millis(1))
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(1))
+        .build();
+
+    // Names first (DNS assigns addresses in lookup order), then hosts.
+    let mut hosts = Hosts {
+        all: Vec::new(),
+        node_host: BTreeMap::new(),
+        kms_host: Vec::new(),
+    };
+    for n in &shape.nodes {
+        sim.lookup(n.name.as_str());
+        hosts.all.push((n.name.clone(), n.region));
+        hosts.node_host.insert(n.id, n.name.clone());
+    }
+    for r in 0..shape.regions.len() {
+        let k = shape.kms_host(r);
+        sim.lookup(k.as_str());
+        hosts.all.push((k.clone(), r));
+        hosts.kms_host.push(k);
+    }
+    let mut wl = rng.fork("workload");
+    let mut clients = Vec::new();
+    let n_secrets = wl.range(2, 4);
+    let secrets: Vec<String> = (0..n_secrets).map(|i| format!("acme/s{i}")).collect();
+    for r in 0..shape.regions.len() {
+        for k in 0..wl.range(1, 2) as usize {
+            let name = shape.client_host(r, k);
+            sim.lookup(name.as_str());
+            hosts.all.push((name.clone(), r));
+            let nodes: Vec<_> = shape.nodes_in(r).collect();
+            let node = wl.pick(&nodes);
+            clients.push(ClientPlan {
+                name,
+                node: node.name.clone(),
+                addr: cluster::addr(&sim, &node.name, API_PORT),
+                secrets: secrets.clone(),
+                rng: wl.fork(&format!("client-{r}-{k}")),
+            });
+        }
+    }
+
+    let history = Rc::new(RefCell::new(History::default()));
+    let leaks = Arc::new(Leaks::default());
+    let mut storage: BTreeMap<String, Storage> = BTreeMap::new();
+    let mut slots: BTreeMap<u64, Slot> = BTreeMap::new();
+    for r in 0..shape.regions.len() {
+        let region = shape.regions[r].clone();
+        sim.host(shape.kms_host(r).as_str(), move || {
+            crate::kms_host::serve(seed, region.clone())
+        });
+    }
+    for n in &shape.nodes {
+        let st = Storage::default();
+        let slot = Slot::default();
+        cluster::add_node(
+            &mut sim,
+            &shape,
+            n,
+            st.clone(),
+            slot.clone(),
+            leaks.clone(),
+            history.clone(),
+        );
+        storage.insert(n.name.clone(), st);
+        slots.insert(n.id, slot);
+    }
+
+    // Setup: wait for the cluster, add learners; then the clients start.
+    let started = Rc::new(Cell::new(false));
+    let stop = Rc::new(Cell::new(false));
+    let knowledge = Rc::new(RefCell::new(Knowledge::default()));
+    {
+        let first = cluster::addr(&sim, &shape.nodes[0].name, API_PORT);
+        let learners: Vec<pb::NodeInfo> = shape
+            .nodes
+            .iter()
+            .filter(|n| !n.voter)
+            .map(|n| pb::NodeInfo {
+                id: n.id,
+                name: n.name.clone(),
+                region: shape.regions[n.region].clone(),
+                zone: String::new(),
+                raft_addr: cluster::addr(&sim, &n.name, crate::shape::RAFT_PORT),
+                api_addr: cluster::addr(&sim, &n.name, API_PORT),
+            })
+            .collect();
+        let started = started.clone();
+        sim.client("setup", async move {
+            crate::liveness::setup(&first, learners).await?;
+            started.set(true);
+            Ok(())
+        });
+    }
+    for plan in clients {
+        let (h, k, s, go) = (history.clone(), knowledge.clone(), stop.clone(), started.clone());
+        let name = plan.name.clone();
+        sim.client(name.as_str(), async move {
+            while !go.get() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            workload::run_client(plan, h, k, s).await
+        });
+    }
+    let mut links = Links::default();
+    let base = faults::links(&shape, &hosts, &[]);
+    apply_links(&mut sim, &links, &base);
+    links = base;
+
+    let mut failures: Vec<String> = Vec::new();
+    let step = |sim: &mut turmoil::Sim<'_>, failures: &mut Vec<String>| -> bool {
+        match sim.step() {
+            Ok(_) => true,
+            Err(e) => {
+                failures.push(format!("simulation stopped: {e}"));
+                false
+            }
+        }
+    };
+
+    // Wait for setup.
+    while !started.get() && sim.elapsed() < SIM_LIMIT / 4 {
+        if !step(&mut sim, &mut failures) {
+            break;
+        }
+    }
+    if !started.get() {
+        failures.push("the cluster never formed (no leader answered within the setup time)".into());
+    }
+
+    // Safety phase: the workload under the fault schedule.
+    let t0 = sim.elapsed();
+    let mut active: Vec<(usize, Fault, Option<u64>)> = Vec::new();
+    let mut crashed: Vec<(usize, String)> = Vec::new();
+    let mut next = 0;
+    while failures.is_empty() && sim.elapsed() < t0 + safety {
+        let now = sim.elapsed() - t0;
+        let mut changed = false;
+        while next < schedule.len() && schedule[next].start <= now {
+            let f = &schedule[next];
+            match &f.fault {
+                Fault::Crash(id) => {
+                    let host = hosts.node_host[id].clone();
+                    if !crashed.iter().any(|(_, h)| *h == host) {
+                        sim.crash(host.as_str());
+                        *slots[id].lock().unwrap_or_else(|e| e.into_inner()) = None;
+                        crashed.push((next, host));
+                    }
+                }
+                Fault::IsolateLeader => active.push((next, f.fault.clone(), leader_of(&slots))),
+                Fault::IsolateLeaderRegion | Fault::LeaderRegionKmsDown => {
+                    // Resolved now: the region of the node that leads at this moment.
+                    let region = leader_of(&slots)
+                        .and_then(|id| shape.nodes.iter().find(|n| n.id == id))
+                        .map(|n| n.region)
+                        .unwrap_or(0);
+                    let fault = match f.fault {
+                        Fault::IsolateLeaderRegion => Fault::IsolateRegion(region),
+                        _ => Fault::KmsDown(region),
+                    };
+                    active.push((next, fault, None));
+                }
+                other => active.push((next, other.clone(), None)),
+            }
+            changed = true;
+            next += 1;
+        }
+        let before = active.len() + crashed.len();
+        active.retain(|(i, _, _)| schedule[*i].start + schedule[*i].length > now);
+        let ended: Vec<String> = crashed
+            .iter()
+            .filter(|(i, _)| schedule[*i].start + schedule[*i].length <= now)
+            .map(|(_, h)| h.clone())
+            .collect();
+        for h in &ended {
+            sim.bounce(h.as_str());
+        }
+        crashed.retain(|(_, h)| !ended.contains(h));
+        if changed || active.len() + crashed.len() != before {
+            let want: Vec<(Fault, Option<u64>)> = active.iter().map(|(_, f, l)| (f.clone(), *l)).collect();
+            let next_links = faults::links(&shape, &hosts, &want);
+            apply_links(&mut sim, &links, &next_links);
+            links = next_links;
+        }
+        if !step(&mut sim, &mut failures) {
+            break;
+        }
+    }
+
+    // Heal everything, let the clients finish their last operation.
+    stop.set(true);
+    for (_, h) in crashed.drain(..) {
+        sim.bounce(h.as_str());
+    }
+    let base = faults::links(&shape, &hosts, &[]);
+    apply_links(&mut sim, &links, &base);
+
+    // Liveness phase: no faults; the cluster must serve everywhere and finish rewrapping.
+    if failures.is_empty() {
+        let targets: Vec<(String, String, String)> = shape
+            .nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.name.clone(),
+                    shape.regions[n.region].clone(),
+                    cluster::addr(&sim, &n.name, API_PORT),
+                )
+            })
+            .collect();
+        let secrets = secrets.clone();
+        let h = history.clone();
+        sim.client("checker", async move {
+            crate::liveness::check(targets, secrets, h, LIVENESS_LIMIT).await;
+            Ok(())
+        });
+        if let Err(e) = sim.run() {
+            failures.push(format!("simulation stopped: {e}"));
+        }
+    }
+
+    let ops = history.borrow().ops.len();
+    history.borrow_mut().liveness.extend(failures);
+    let leaks_seen = leaks.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let dump = cluster::storage_dump(&storage);
+    let h = history.borrow();
+    let (inconclusive, violations): (Vec<_>, Vec<_>) = invariants::check_all(&invariants::Evidence {
+        history: &h,
+        storage: dump,
+        leaks: leaks_seen,
+    })
+    .into_iter()
+    .partition(|v| v.invariant == invariants::INCONCLUSIVE);
+    if let Ok(secret) = std::env::var("COFFER_SIM_DUMP") {
+        for o in h.on(&secret) {
+            eprintln!("{}", o.line());
+        }
+        for (node, f) in &h.finals {
+            eprintln!("final {node}: {:?}", f.get(&secret));
+        }
+    }
+    let mut hasher = sha2::Sha256::new();
+    for o in &h.ops {
+        hasher.update(o.line().as_bytes());
+    }
+    hasher.update(format!("samples={}", h.samples.len()).as_bytes());
+    for l in &h.liveness {
+        hasher.update(l.as_bytes());
+    }
+    coffer_raft::bugs::set(None);
+    Report {
+        seed,
+        shape: shape.describe(),
+        schedule: schedule
+            .iter()
+            .map(|f| {
+                format!(
+                    "{:>6} ms for {:>5} ms: {:?}",
+                    f.start.as_millis(),
+                    f.length.as_millis(),
+                    f.fault
+                )
+            })
+            .collect(),
+        ops,
+        faults: schedule.len(),
+        trace: hex::encode(&hasher.finalize()[..8]),
+        violations,
+        inconclusive,
+    }
+}

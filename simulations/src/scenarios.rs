@@ -1,0 +1,84 @@
+//! Pinned scenarios: named situations run with a fixed fault schedule (the seed still drives
+//! latencies jitter-free, the workload and Raft's timers).
+
+use std::time::Duration;
+
+use crate::faults::Fault;
+use crate::faults::Scheduled;
+use crate::rng::SimRng;
+use crate::shape::Shape;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// The leader's region is cut off while clients rotate (put new versions, promote CURRENT).
+    LeaderRegionIsolatedDuringRotation,
+    /// The leader region's KMS is down while clients write.
+    KmsDownInLeaderRegion,
+    /// A follower falls behind a compacted log, restarts, and crashes again while the leader
+    /// installs a snapshot on it.
+    CrashDuringSnapshotInstall,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 3] = [
+        Scenario::LeaderRegionIsolatedDuringRotation,
+        Scenario::KmsDownInLeaderRegion,
+        Scenario::CrashDuringSnapshotInstall,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::LeaderRegionIsolatedDuringRotation => "leader-region-isolated-during-rotation",
+            Scenario::KmsDownInLeaderRegion => "kms-down-in-leader-region",
+            Scenario::CrashDuringSnapshotInstall => "crash-during-snapshot-install",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Scenario> {
+        Scenario::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// Three regions, one voter each, fixed latencies; small snapshots for the crash case.
+    pub fn shape(self, rng: &SimRng) -> Shape {
+        let mut s = Shape::from_seed(rng);
+        s.regions.truncate(3);
+        s.nodes = (0..3)
+            .map(|r| crate::shape::SimNode {
+                id: r as u64 + 1,
+                name: format!("n{}-{}", r + 1, s.regions[r]),
+                region: r,
+                voter: true,
+            })
+            .collect();
+        s.latency = [((0, 1), 70), ((0, 2), 200), ((1, 2), 130)]
+            .into_iter()
+            .map(|(k, ms)| (k, Duration::from_millis(ms)))
+            .collect();
+        s.heartbeat_ms = 500;
+        s.election_min_ms = 2000;
+        s.election_max_ms = 4000;
+        s.snapshot_every = if self == Scenario::CrashDuringSnapshotInstall {
+            10
+        } else {
+            100
+        };
+        s
+    }
+
+    pub fn faults(self, _shape: &Shape) -> Vec<Scheduled> {
+        let at = |s: u64, len: u64, fault: Fault| Scheduled {
+            start: Duration::from_millis(s),
+            length: Duration::from_millis(len),
+            fault,
+        };
+        match self {
+            Scenario::LeaderRegionIsolatedDuringRotation => vec![at(4_000, 12_000, Fault::IsolateLeaderRegion)],
+            Scenario::KmsDownInLeaderRegion => vec![at(3_000, 15_000, Fault::LeaderRegionKmsDown)],
+            // Node 3 misses many entries (the log is compacted past them), comes back at 15 s and
+            // is crashed again 400 ms later, mid snapshot transfer (its link is the slowest).
+            Scenario::CrashDuringSnapshotInstall => {
+                vec![at(2_000, 13_000, Fault::Crash(3)), at(15_400, 3_000, Fault::Crash(3))]
+            }
+        }
+    }
+}
