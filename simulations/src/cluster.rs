@@ -94,15 +94,12 @@ pub fn node_config(sim: &turmoil::Sim<'_>, shape: &Shape, node: &SimNode) -> Ser
         emax = shape.election_max_ms,
         snap = shape.snapshot_every,
     );
-    let cfg: ServerConfig = toml_edit_free_parse(&text);
+    let cfg: ServerConfig =
+        toml::from_str(&text).unwrap_or_else(|e| panic!("simulation config does not parse: {e}\n{text}"));
     if let Err(e) = cfg.validate() {
         panic!("simulation config for {host} is invalid: {e}\n{text}");
     }
     cfg
-}
-
-fn toml_edit_free_parse(text: &str) -> ServerConfig {
-    toml::from_str(text).unwrap_or_else(|e| panic!("simulation config does not parse: {e}\n{text}"))
 }
 
 /// Registers a node host: the real node (tonic services, openraft, state machine, envelope

@@ -43,12 +43,7 @@ impl Scenario {
         let mut s = Shape::from_seed(rng);
         s.regions.truncate(3);
         s.nodes = (0..3)
-            .map(|r| crate::shape::SimNode {
-                id: r as u64 + 1,
-                name: format!("n{}-{}", r + 1, s.regions[r]),
-                region: r,
-                voter: true,
-            })
+            .map(|r| crate::shape::SimNode::new(r as u64 + 1, &s.regions[r], r, true))
             .collect();
         s.latency = [((0, 1), 70), ((0, 2), 200), ((1, 2), 130)]
             .into_iter()

@@ -20,6 +20,18 @@ pub struct SimNode {
     pub voter: bool,
 }
 
+impl SimNode {
+    /// Node `id` in region number `region` (named `region_name`), host name `n<id>-<region>`.
+    pub fn new(id: u64, region_name: &str, region: usize, voter: bool) -> Self {
+        Self {
+            id,
+            name: format!("n{id}-{region_name}"),
+            region,
+            voter,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Shape {
     pub regions: Vec<String>,
@@ -53,22 +65,10 @@ impl Shape {
             };
             for _ in 0..want {
                 voters += 1;
-                let id = nodes.len() as u64 + 1;
-                nodes.push(SimNode {
-                    id,
-                    name: format!("n{id}-{region}"),
-                    region: ri,
-                    voter: true,
-                });
+                nodes.push(SimNode::new(nodes.len() as u64 + 1, region, ri, true));
             }
             if r.percent(25) {
-                let id = nodes.len() as u64 + 1;
-                nodes.push(SimNode {
-                    id,
-                    name: format!("n{id}-{region}"),
-                    region: ri,
-                    voter: false,
-                });
+                nodes.push(SimNode::new(nodes.len() as u64 + 1, region, ri, false));
             }
         }
         let mut latency = BTreeMap::new();

@@ -71,11 +71,19 @@ pub fn parse_value(bytes: &[u8]) -> Option<u64> {
         .ok()
 }
 
-fn write_reply(w: pb::WriteResponse) -> Reply {
-    Reply {
-        version: w.version,
-        log_index: w.log_index,
-        ..Default::default()
+/// A write's outcome; the token of an acknowledged write comes back beside it.
+fn write_outcome(r: Result<tonic::Response<pb::WriteResponse>, tonic::Status>) -> (Outcome, String) {
+    match r {
+        Ok(w) => {
+            let w = w.into_inner();
+            let reply = Reply {
+                version: w.version,
+                log_index: w.log_index,
+                ..Default::default()
+            };
+            (Outcome::Ok(reply), w.token)
+        }
+        Err(s) => (classify(s), String::new()),
     }
 }
 
@@ -96,15 +104,9 @@ pub async fn perform(
                     alias: String::new(),
                     must_exist: false,
                 };
-                client
-                    .put_secret_value(request(req))
-                    .await
-                    .map(|r| {
-                        let r = r.into_inner();
-                        let token = r.token.clone();
-                        (Outcome::Ok(write_reply(r)), Some(token))
-                    })
-                    .unwrap_or_else(|s| (classify(s), None))
+                // The caller keeps a token only from an acknowledged write.
+                let (outcome, token) = write_outcome(client.put_secret_value(request(req)).await);
+                (outcome, Some(token))
             }
             Kind::Get { mode } => {
                 use pb::read_consistency::Mode as M;
@@ -150,11 +152,7 @@ pub async fn perform(
                     version: *version,
                     expected_version: Some(*expect),
                 };
-                client
-                    .move_alias(request(req))
-                    .await
-                    .map(|r| (Outcome::Ok(write_reply(r.into_inner())), None))
-                    .unwrap_or_else(|s| (classify(s), None))
+                (write_outcome(client.move_alias(request(req)).await).0, None)
             }
             Kind::Disable { version } => {
                 let req = pb::SetVersionStateRequest {
@@ -162,22 +160,14 @@ pub async fn perform(
                     version: *version,
                     enabled: false,
                 };
-                client
-                    .set_version_state(request(req))
-                    .await
-                    .map(|r| (Outcome::Ok(write_reply(r.into_inner())), None))
-                    .unwrap_or_else(|s| (classify(s), None))
+                (write_outcome(client.set_version_state(request(req)).await).0, None)
             }
             Kind::Destroy { version } => {
                 let req = pb::DestroyVersionRequest {
                     name,
                     version: *version,
                 };
-                client
-                    .destroy_version(request(req))
-                    .await
-                    .map(|r| (Outcome::Ok(write_reply(r.into_inner())), None))
-                    .unwrap_or_else(|s| (classify(s), None))
+                (write_outcome(client.destroy_version(request(req)).await).0, None)
             }
         }
     };
