@@ -22,6 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".coffer.v1.PutSecretValueRequest",
             ".coffer.v1.GetSecretValueResponse",
             ".coffer.v1.LocalKeyVersion",
+            ".coffer.v1.CreateTokenResponse",
         ])
         .compile_protos(&protos, &["proto"])?;
     Ok(())

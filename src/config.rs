@@ -28,6 +28,23 @@ pub struct ServerConfig {
     pub limits: Limits,
     #[serde(default)]
     pub network: NetworkConfig,
+    /// TLS on the API and peer ports; required unless `network.plaintext = true`.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// The node-local audit log. Sinks are set here only, never through the API.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Hash-chained audit file (default: `<node.data_dir>/audit.log`).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// A request whose audit record is not durable within this bound fails (default 2000 ms).
+    #[serde(default)]
+    pub write_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -37,6 +54,26 @@ pub struct NetworkConfig {
     /// a sidecar, or a fault-injecting proxy in tests.
     #[serde(default)]
     pub peer_addr_override: std::collections::BTreeMap<String, String>,
+    /// Serve and dial without TLS: for coffer dev and tests on loopback only. A config must
+    /// either set this or have a `[tls]` section.
+    #[serde(default)]
+    pub plaintext: bool,
+}
+
+/// TLS files (PEM), checked at load. The API port presents `cert` and accepts optional client
+/// certificates signed by `ca_cert` (mTLS identities: URI SAN `coffer://principal/<id>`); the
+/// peer port requires a node certificate signed by `ca_cert`. See deploy/README.md.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The cluster CA certificate(s): they sign every node and client certificate.
+    pub ca_cert: PathBuf,
+    /// This node's certificate (intermediates may follow it): URI SAN
+    /// `coffer://node/<node.name>`, DNS or IP SANs for the addresses peers and clients dial,
+    /// extended key usages serverAuth and clientAuth.
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8, SEC1 or PKCS#1 PEM), readable by the node's user only (0600).
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -391,6 +428,17 @@ pub struct ConfigError {
 }
 
 impl ServerConfig {
+    pub fn audit_path(&self) -> PathBuf {
+        self.audit
+            .path
+            .clone()
+            .unwrap_or_else(|| self.node.data_dir.join("audit.log"))
+    }
+
+    pub fn audit_write_timeout(&self) -> Duration {
+        Duration::from_millis(self.audit.write_timeout_ms.unwrap_or(2000))
+    }
+
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let err = |message: String| ConfigError {
             path: path.display().to_string(),
@@ -428,6 +476,19 @@ impl ServerConfig {
             }
             r.validate()?;
         }
+        if let Some(t) = self.audit.write_timeout_ms {
+            if !(10..=60_000).contains(&t) {
+                return Err(format!("audit.write_timeout_ms {t} must be between 10 and 60000"));
+            }
+        }
+        if self
+            .audit
+            .path
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty() || p.is_dir())
+        {
+            return Err("audit.path must name a file (not empty, not a directory)".into());
+        }
         let k = &self.kms;
         if k.fallback != "allow" && k.fallback != "deny" {
             return Err(format!("kms.fallback {:?} must be \"deny\" or \"allow\"", k.fallback));
@@ -457,6 +518,7 @@ impl ServerConfig {
                 return Err(format!("network.peer_addr_override for node {k} is empty"));
             }
         }
+        self.validate_transport()?;
         for r in &self.cluster.preferred_regions {
             if !seen.contains(r) {
                 return Err(format!(
@@ -498,6 +560,28 @@ impl ServerConfig {
             }
         }
         Ok(())
+    }
+
+    /// Exactly one of `[tls]` and `network.plaintext = true`; the TLS files load and fit.
+    fn validate_transport(&self) -> Result<(), String> {
+        match (&self.tls, self.network.plaintext) {
+            (Some(_), true) => Err("network.plaintext = true and [tls] are both set; remove one".into()),
+            (None, false) => Err(
+                "no [tls] section: add [tls] with ca_cert, cert and key (see deploy/README.md), \
+                 or set network.plaintext = true (coffer dev and tests on loopback only)"
+                    .into(),
+            ),
+            (Some(_), false) => self.tls_material().map(drop).map_err(|e| e.to_string()),
+            (None, true) => Ok(()),
+        }
+    }
+
+    /// This node's TLS material (None with plaintext transport).
+    pub fn tls_material(&self) -> Result<Option<crate::tls::TlsMaterial>, crate::tls::TlsError> {
+        self.tls
+            .as_ref()
+            .map(|t| crate::tls::TlsMaterial::load(t, &self.node.name))
+            .transpose()
     }
 
     /// This node's identity as replicated in the membership.

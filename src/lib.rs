@@ -18,6 +18,7 @@ pub mod node;
 pub mod rewrap;
 pub mod testkit;
 pub mod time;
+pub mod tls;
 pub mod tokens;
 
 pub use coffer_proto as pb;

@@ -34,12 +34,30 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Secret(cmd) => cli::secret::run(&cli.global, cmd).await,
         Command::Cluster(cmd) => cli::cluster::run(&cli.global, cmd).await,
         Command::Kms(cmd) => cli::kms::run(&cli.global, cmd).await,
+        Command::Token(cmd) => cli::token::run(&cli.global, cmd).await,
+        Command::Policy(cmd) => cli::policy::run(&cli.global, cmd).await,
+        Command::Audit(cmd) => cli::audit::run(&cli.global, cmd).await,
+    }
+}
+
+/// Blocks SIGPIPE on the calling thread: a write to a socket the peer closed (a TLS port
+/// hanging up on a plaintext client, say) then fails with EPIPE instead of killing the CLI
+/// without a word. Runs on the runtime's threads, which do the socket I/O; the main thread
+/// keeps the default, so `coffer … | head` still ends quietly.
+fn block_sigpipe() {
+    // SAFETY: pthread_sigmask on the calling thread with a set made by sigemptyset/sigaddset.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
 }
 
 fn main() {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Secret(_) | Command::Cluster(_) | Command::Kms(_)) {
+    let client_command = !matches!(cli.command, Command::Dev(_) | Command::Server { .. });
+    if client_command {
         // Client commands end quietly when their reader goes away (`coffer … | head`), like
         // any Unix tool, instead of panicking on a failed print.
         // SAFETY: restoring a default signal disposition before any thread is started.
@@ -47,7 +65,12 @@ fn main() {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
-    let rt = match tokio::runtime::Runtime::new() {
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if client_command {
+        rt.on_thread_start(block_sigpipe);
+    }
+    let rt = match rt.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

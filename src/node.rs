@@ -2,7 +2,8 @@
 //!
 //! [`serve`] is generic over the listeners' incoming connection streams and the peer
 //! [`Connector`], so tests and simulations plug in their own transport with no branches here
-//! (the libsql pattern). [`run`] is the production entry: TCP listeners and TCP peers.
+//! (the libsql pattern). [`run`] is the production entry: TCP listeners and TCP peers, over
+//! TLS (mutual TLS between nodes) unless the config says `network.plaintext = true`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,15 +19,19 @@ use tokio::io::AsyncRead;
 use tokio::io::AsyncWrite;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::Connected;
 use tonic::transport::Server;
+use tonic::transport::ServerTlsConfig;
 
+use crate::api::access::AccessApi;
 use crate::api::cluster::ClusterApi;
 use crate::api::kms::KmsApi;
 use crate::api::secrets::SecretsApi;
 use crate::api::Core;
+use crate::audit::file::AuditFile;
+use crate::audit::file::AuditOptions;
 use crate::audit::AuditSink;
-use crate::audit::TracingSink;
 use crate::authz::Access;
 use crate::config::ServerConfig;
 use crate::crypto::kms::aws::AwsKms;
@@ -49,6 +54,11 @@ pub struct NodeParts {
     pub kms: Vec<Arc<dyn Kms>>,
     pub connector: Arc<dyn Connector>,
     pub audit: Arc<dyn AuditSink>,
+    /// TLS of the API port; `None` = plaintext.
+    pub api_tls: Option<ServerTlsConfig>,
+    /// TLS of the peer port; `None` = plaintext. When set, peer RPCs are admitted only from
+    /// node certificates ([`crate::tls::NodeCertGuard`]).
+    pub peer_tls: Option<ServerTlsConfig>,
     /// Called once the node is up, with its Raft handle (simulations observe nodes through it).
     pub on_start: Option<OnStart>,
 }
@@ -57,17 +67,31 @@ pub struct NodeParts {
 pub type OnStart = Box<dyn FnOnce(&RaftNode) + Send>;
 
 impl NodeParts {
-    /// RocksDB in `node.data_dir`, the configured KMS providers, TCP peers, audit to tracing.
+    /// RocksDB in `node.data_dir`, the configured KMS providers, TCP peers (mutual TLS when the
+    /// config has `[tls]`), the audit file.
     pub async fn from_config(cfg: &ServerConfig) -> anyhow::Result<Self> {
         let kms = build_kms(cfg).await?;
         let (log, sm) = coffer_raft::rocks::open(&cfg.node.data_dir)
             .with_context(|| format!("cannot open storage in {}", cfg.node.data_dir.display()))?;
+        let tls = cfg.tls_material()?;
+        let connector: Arc<dyn Connector> = match &tls {
+            Some(m) => Arc::new(m.connector()),
+            None => Arc::new(TcpConnector::default()),
+        };
         Ok(Self {
             log: Arc::new(log),
             sm: Arc::new(sm),
             kms,
-            connector: Arc::new(TcpConnector::default()),
-            audit: Arc::new(TracingSink),
+            connector,
+            api_tls: tls.as_ref().map(|m| m.api_server()),
+            peer_tls: tls.as_ref().map(|m| m.peer_server()),
+            audit: Arc::new(AuditFile::open(
+                cfg.audit_path(),
+                AuditOptions {
+                    write_timeout: cfg.audit_write_timeout(),
+                    ..AuditOptions::default()
+                },
+            )),
             on_start: None,
         })
     }
@@ -85,6 +109,7 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
     if let Some(addr) = cfg.node.metrics_addr {
         start_metrics(addr)?;
     }
+    warn_if_exposed_plaintext(&cfg);
     let parts = NodeParts::from_config(&cfg).await?;
     serve(
         cfg,
@@ -94,6 +119,21 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
         shutdown,
     )
     .await
+}
+
+/// Plaintext is meant for loopback (`coffer dev`, tests); say so loudly anywhere else.
+fn warn_if_exposed_plaintext(cfg: &ServerConfig) {
+    if !cfg.network.plaintext {
+        return;
+    }
+    for (what, addr) in [("API", cfg.node.api_addr), ("peer", cfg.node.raft_addr)] {
+        if !addr.ip().is_loopback() {
+            tracing::warn!(
+                "the {what} port listens on {addr} WITHOUT TLS (network.plaintext = true): anyone on that network \
+                 can read and forge its traffic; use [tls] outside loopback"
+            );
+        }
+    }
 }
 
 async fn build_kms(cfg: &ServerConfig) -> anyhow::Result<Vec<Arc<dyn Kms>>> {
@@ -143,13 +183,16 @@ where
         kms,
         connector,
         audit,
+        api_tls,
+        peer_tls,
         on_start,
     } = parts;
     let kms = Arc::new(KmsSet::new(&cfg.node.region, kms, cfg.kms.policy())?);
     let raft = RaftNode::start(me.id, &cfg.raft_settings(), log, sm.clone(), connector).await?;
 
     let core = Arc::new(Core {
-        access: Access::new(raft.reader().clone(), audit, me.name.clone(), me.region.clone()),
+        access: Access::new(raft.reader().clone(), audit.clone(), me.name.clone(), me.region.clone()),
+        audit,
         vault: Vault::new(
             kms,
             Duration::from_secs(cfg.kms.dek_cache_ttl_secs),
@@ -165,13 +208,17 @@ where
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    let peer_guard = match peer_tls {
+        Some(_) => crate::tls::NodeCertGuard::node_certs_only(),
+        None => crate::tls::NodeCertGuard::open(),
+    };
     let peer_server = tokio::spawn(
-        Server::builder()
-            .add_service(raft.peer_server())
+        with_tls(Server::builder(), peer_tls, "peer")?
+            .add_service(InterceptedService::new(raft.peer_server(), peer_guard))
             .serve_with_incoming_shutdown(raft_incoming, stopped(stop_rx.clone())),
     );
     let api_server = tokio::spawn(
-        Server::builder()
+        with_tls(Server::builder(), api_tls, "API")?
             .timeout(Duration::from_secs(60))
             .add_service(
                 pb::secrets_server::SecretsServer::new(SecretsApi::new(core.clone()))
@@ -179,6 +226,7 @@ where
             )
             .add_service(pb::cluster_server::ClusterServer::new(ClusterApi::new(core.clone())))
             .add_service(pb::kms_server::KmsServer::new(KmsApi::new(core.clone())))
+            .add_service(pb::access_server::AccessServer::new(AccessApi::new(core.clone())))
             .serve_with_incoming_shutdown(api_incoming, stopped(stop_rx.clone())),
     );
 
@@ -234,6 +282,16 @@ where
     Ok(())
 }
 
+/// `builder` serving TLS with `tls`, or plaintext when it is `None`.
+fn with_tls(builder: Server, tls: Option<ServerTlsConfig>, port: &str) -> anyhow::Result<Server> {
+    match tls {
+        Some(t) => builder
+            .tls_config(t)
+            .map_err(|e| anyhow::anyhow!("TLS settings of the {port} port: {}", crate::client::error_chain(&e))),
+        None => Ok(builder),
+    }
+}
+
 /// Proposes the Bootstrap command until the cluster info is applied.
 async fn bootstrap(raft: RaftNode, cfg: ServerConfig) {
     let hash = cfg
@@ -261,6 +319,7 @@ async fn bootstrap(raft: RaftNode, cfg: ServerConfig) {
                     regions: cfg.region_configs(),
                     bootstrapped_at_ms: crate::time::now_ms(),
                     token_key: None,
+                    root_revoked_at_ms: 0,
                 }),
             })),
         };

@@ -1,9 +1,25 @@
-//! The example configs in deploy/ load and validate (with the placeholder hash replaced), and
-//! the placeholder itself is refused.
+//! The example configs in deploy/ load and validate (with the placeholder hash replaced and
+//! their TLS files made by a test CA), and the placeholder itself is refused.
 
 use std::path::Path;
 
 use coffer::config::ServerConfig;
+use coffer::tls::issue::DevCa;
+
+/// Makes a CA and `node`'s certificate in `dir` and points the config's `/etc/coffer/tls/`
+/// paths there.
+fn with_test_tls(text: &str, dir: &Path, node: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    let ca = DevCa::generate(&format!("deploy test CA {}", dir.display())).unwrap();
+    let cert = ca.issue_node(node, &[&format!("coffer-{node}.internal")]).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.cert_pem()).unwrap();
+    std::fs::write(dir.join("node.pem"), &cert.cert_pem).unwrap();
+    std::fs::write(dir.join("node-key.pem"), cert.key_pem.as_bytes()).unwrap();
+    std::fs::set_permissions(dir.join("node-key.pem"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(text.contains("/etc/coffer/tls/"), "the deploy configs use TLS");
+    text.replace("/etc/coffer/tls/", &format!("{}/", dir.display()))
+}
 
 #[test]
 fn deploy_configs_load() {
@@ -12,12 +28,19 @@ fn deploy_configs_load() {
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
-        let text = std::fs::read_to_string(&path).unwrap();
+        let stem = path.file_stem().unwrap().to_str().unwrap().to_string();
+        let text = with_test_tls(
+            &std::fs::read_to_string(&path).unwrap(),
+            &tmp.path().join(format!("{stem}-tls")),
+            &stem,
+        );
         let fixed = text.replace(&"0".repeat(64), &"ab".repeat(32));
         let copy = tmp.path().join(path.file_name().unwrap());
         std::fs::write(&copy, &fixed).unwrap();
         let cfg = ServerConfig::load(&copy).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(cfg.regions.len(), 3);
+        assert!(cfg.tls.is_some() && !cfg.network.plaintext, "{}: TLS", path.display());
+        assert!(cfg.tls_material().unwrap().is_some());
         if cfg.cluster.bootstrap {
             std::fs::write(&copy, &text).unwrap();
             let err = ServerConfig::load(&copy).unwrap_err().to_string();
@@ -31,8 +54,37 @@ fn deploy_configs_load() {
 #[test]
 fn bad_configs_name_the_field() {
     let tmp = tempfile::tempdir().unwrap();
-    let base =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/config/eu-west-1.toml")).unwrap();
+    let base = with_test_tls(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/config/eu-west-1.toml")).unwrap(),
+        &tmp.path().join("tls"),
+        "eu-west-1",
+    );
+    let tls_dir = tmp.path().join("tls").display().to_string();
+    let other = tmp.path().join("other");
+    with_test_tls("/etc/coffer/tls/", &other, "us-east-1");
+    let no_tls = {
+        let start = base.find("[tls]").unwrap();
+        let end = base[start..].find("\n\n").unwrap() + start;
+        format!("{}{}", &base[..start], &base[end..])
+    };
+    let swap = |field: &str, file: &str| {
+        (
+            format!("{field} = \"{tls_dir}/{file}\""),
+            format!("{field} = \"{}/{file}\"", other.display()),
+        )
+    };
+    let (cert_from, cert_to) = swap("cert", "node.pem");
+    let (ca_from, ca_to) = swap("ca_cert", "ca.pem");
+    let (key_from, key_to) = swap("key", "node-key.pem");
+    let p = tmp.path().join("no-tls.toml");
+    std::fs::write(&p, &no_tls).unwrap();
+    let err = ServerConfig::load(&p).unwrap_err().to_string();
+    assert!(
+        err.contains("no [tls] section") && err.contains("network.plaintext"),
+        "{err}"
+    );
+    std::fs::write(&p, format!("{no_tls}\n[network]\nplaintext = true\n")).unwrap();
+    ServerConfig::load(&p).unwrap();
     for (from, to, needle) in [
         (
             "id = 2\nname = \"eu-west-1\"\nregion",
@@ -51,6 +103,12 @@ fn bad_configs_name_the_field() {
             "api_addr",
         ),
         ("[kms]", "[kms]\nbogus = 1", "bogus"),
+        ("[kms]", "[network]\nplaintext = true\n\n[kms]", "both set"),
+        ("[tls]", "[tls]\nbogus = 1", "bogus"),
+        ("/node.pem\"", "/missing.pem\"", "tls.cert"),
+        (cert_from.as_str(), cert_to.as_str(), "is issued by CN=deploy test CA"),
+        (ca_from.as_str(), ca_to.as_str(), "not a CA in tls.ca_cert"),
+        (key_from.as_str(), key_to.as_str(), "not the private key"),
     ] {
         assert!(base.contains(from), "{from}");
         let p = tmp.path().join("c.toml");

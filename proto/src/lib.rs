@@ -30,6 +30,12 @@ impl fmt::Display for Command {
             Some(Op::DestroyVersion(c)) => write!(f, "destroy_version({}, v{})", c.name, c.version),
             Some(Op::SetTokenKey(_)) => write!(f, "set_token_key"),
             Some(Op::SetWraps(w)) => write!(f, "set_wraps({} entries)", w.entries.len()),
+            Some(Op::PutPolicy(p)) => write!(f, "put_policy({})", p.policy.as_ref().map_or("", |p| &p.name)),
+            Some(Op::DeletePolicy(p)) => write!(f, "delete_policy({})", p.name),
+            Some(Op::CreateToken(t)) => {
+                write!(f, "create_token({})", t.token.as_ref().map_or("", |t| &t.accessor))
+            }
+            Some(Op::RevokeToken(t)) => write!(f, "revoke_token({})", t.accessor),
             None => write!(f, "empty"),
         }
     }
@@ -70,6 +76,17 @@ impl fmt::Debug for GetSecretValueResponse {
             .field("aliases", &self.aliases)
             .field("read", &self.read)
             .field("created_at_ms", &self.created_at_ms)
+            .finish()
+    }
+}
+
+impl fmt::Debug for CreateTokenResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreateTokenResponse")
+            .field("token", &Redacted(self.token.len()))
+            .field("accessor", &self.accessor)
+            .field("expires_at_ms", &self.expires_at_ms)
+            .field("principal", &self.principal)
             .finish()
     }
 }

@@ -6,6 +6,9 @@
 //! m/cluster                   ClusterInfo      set once by Bootstrap
 //! s/<name>                    Secret
 //! v/<name> 0x00 <u64 BE>      SecretVersion    (names never contain 0x00)
+//! p/<policy name>             Policy
+//! t/<accessor>                TokenRecord
+//! h/<hex SHA-256 of a token>  accessor         (token lookup index)
 //! ```
 //! Every key starts with an ASCII letter, so `[0x00, 0xff)` covers the whole space.
 
@@ -15,6 +18,21 @@ pub const CLUSTER: &[u8] = b"m/cluster";
 pub const META_PREFIX: &[u8] = b"m/";
 pub const SECRET_PREFIX: &[u8] = b"s/";
 pub const VERSION_PREFIX: &[u8] = b"v/";
+pub const POLICY_PREFIX: &[u8] = b"p/";
+pub const TOKEN_PREFIX: &[u8] = b"t/";
+pub const TOKEN_HASH_PREFIX: &[u8] = b"h/";
+
+pub fn policy(name: &str) -> Vec<u8> {
+    [POLICY_PREFIX, name.as_bytes()].concat()
+}
+
+pub fn token(accessor: &str) -> Vec<u8> {
+    [TOKEN_PREFIX, accessor.as_bytes()].concat()
+}
+
+pub fn token_hash(sha256: &[u8]) -> Vec<u8> {
+    [TOKEN_HASH_PREFIX, hex::encode(sha256).as_bytes()].concat()
+}
 
 pub fn secret(name: &str) -> Vec<u8> {
     let mut k = SECRET_PREFIX.to_vec();

@@ -9,6 +9,7 @@
 //!   ([`query`]), with name rules in [`names`];
 //! - peer RPC over tonic ([`network`] client side, [`peer_service`] server side).
 
+pub mod access;
 pub mod bugs;
 pub mod codec;
 pub mod keys;

@@ -7,6 +7,7 @@
 
 use prost::Message;
 
+use crate::access;
 use crate::keys;
 use crate::names;
 use crate::pb;
@@ -119,15 +120,15 @@ fn apply_op(tx: &mut Txn<'_, '_>, cmd: &pb::Command, log_index: u64) -> Result<p
     if tx.get(keys::CLUSTER)?.is_none() {
         return fail(ErrorCode::NotBootstrapped, "the cluster is not bootstrapped yet");
     }
-    if let Op::SetTokenKey(k) = op {
-        return set_token_key(tx, k);
-    }
-    if let Op::SetWraps(w) = op {
-        return set_wraps(tx, w);
-    }
     let now = cmd.proposed_at_ms;
     let name = match op {
-        Op::Bootstrap(_) | Op::SetTokenKey(_) | Op::SetWraps(_) => unreachable!("handled above"),
+        Op::Bootstrap(_) => unreachable!("handled above"),
+        Op::SetTokenKey(k) => return set_token_key(tx, k),
+        Op::SetWraps(w) => return set_wraps(tx, w),
+        Op::PutPolicy(c) => return access::put_policy(tx, c, now, &cmd.principal),
+        Op::DeletePolicy(c) => return access::delete_policy(tx, c),
+        Op::CreateToken(c) => return access::create_token(tx, c),
+        Op::RevokeToken(c) => return access::revoke_token(tx, c, now),
         Op::CreateSecret(c) => &c.name,
         Op::AddVersion(c) => &c.name,
         Op::MoveAlias(c) => &c.name,
@@ -145,7 +146,13 @@ fn apply_op(tx: &mut Txn<'_, '_>, cmd: &pb::Command, log_index: u64) -> Result<p
         request_id: &cmd.request_id,
     };
     match op {
-        Op::Bootstrap(_) | Op::SetTokenKey(_) | Op::SetWraps(_) => unreachable!("handled above"),
+        Op::Bootstrap(_)
+        | Op::SetTokenKey(_)
+        | Op::SetWraps(_)
+        | Op::PutPolicy(_)
+        | Op::DeletePolicy(_)
+        | Op::CreateToken(_)
+        | Op::RevokeToken(_) => unreachable!("handled above"),
         Op::CreateSecret(c) => create_secret(tx, c, &at),
         Op::AddVersion(c) => add_version(tx, c, &at),
         Op::MoveAlias(c) => move_alias(tx, c, &at),
@@ -942,6 +949,92 @@ mod tests {
         let moved = sm.run_as(promote_to_1(), "req-4").unwrap();
         let replay = sm.run_as(promote_to_1(), "req-4").unwrap();
         assert_eq!(moved.aliases, replay.aliases);
+    }
+
+    #[test]
+    fn policies_and_tokens_are_stored_revoked_and_checked() {
+        use crate::access;
+        let mut sm = Sm::new();
+        let policy = |name: &str| pb::Policy {
+            name: name.into(),
+            statements: vec![pb::PolicyStatement {
+                effect: pb::Effect::Allow as i32,
+                principals: vec!["service:acme:api".into()],
+                actions: vec!["secrets:read".into()],
+                resources: vec!["acme/*".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let put = |p: pb::Policy| pb::command::Op::PutPolicy(pb::PutPolicy { policy: Some(p) });
+        sm.run(put(policy("acme-read"))).unwrap();
+        // Bad names and empty policies change nothing.
+        for bad in [
+            policy("Bad Name"),
+            policy(""),
+            pb::Policy {
+                statements: vec![],
+                ..policy("empty")
+            },
+        ] {
+            assert_eq!(sm.run(put(bad)).unwrap_err().code, ErrorCode::InvalidArgument);
+        }
+        let token = |accessor: &str, hash: u8| pb::TokenRecord {
+            accessor: accessor.into(),
+            token_sha256: vec![hash; 32],
+            principal: "service:acme:api".into(),
+            tenant: "acme".into(),
+            policies: vec!["acme-read".into()],
+            created_at_ms: 10,
+            expires_at_ms: 20,
+            ..Default::default()
+        };
+        let create = |t: pb::TokenRecord| pb::command::Op::CreateToken(pb::CreateToken { token: Some(t) });
+        sm.run(create(token("aa01", 7))).unwrap();
+        assert_eq!(
+            sm.run(create(token("aa01", 8))).unwrap_err().code,
+            ErrorCode::AlreadyExists
+        );
+        assert_eq!(
+            sm.run(create(token("aa02", 7))).unwrap_err().code,
+            ErrorCode::AlreadyExists
+        );
+        for bad in [
+            token("root", 9),
+            token("not hex", 9),
+            pb::TokenRecord {
+                expires_at_ms: 10,
+                ..token("aa03", 9)
+            },
+            pb::TokenRecord {
+                token_sha256: vec![1; 31],
+                ..token("aa04", 9)
+            },
+        ] {
+            assert_eq!(sm.run(create(bad)).unwrap_err().code, ErrorCode::InvalidArgument);
+        }
+        {
+            let view = sm.backend.view();
+            let t = access::token_by_hash(&*view, &[7; 32]).unwrap().unwrap();
+            assert_eq!((t.accessor.as_str(), t.revoked_at_ms), ("aa01", 0));
+            assert!(access::token_by_hash(&*view, &[8; 32]).unwrap().is_none());
+            assert_eq!(access::policies(&*view).unwrap().len(), 1);
+            assert_eq!(access::tokens(&*view).unwrap().len(), 1);
+        }
+        let revoke = |a: &str| pb::command::Op::RevokeToken(pb::RevokeToken { accessor: a.into() });
+        sm.run(revoke("aa01")).unwrap();
+        sm.run(revoke("aa01")).unwrap(); // idempotent
+        assert_eq!(sm.run(revoke("ffff")).unwrap_err().code, ErrorCode::NotFound);
+        sm.run(revoke("root")).unwrap();
+        let view = sm.backend.view();
+        assert!(access::token_by_hash(&*view, &[7; 32]).unwrap().unwrap().revoked_at_ms > 0);
+        let info = crate::query::cluster_info(&*view).unwrap().unwrap();
+        assert!(info.root_revoked_at_ms > 0);
+        drop(view);
+        let del = |n: &str| pb::command::Op::DeletePolicy(pb::DeletePolicy { name: n.into() });
+        sm.run(del("acme-read")).unwrap();
+        assert_eq!(sm.run(del("acme-read")).unwrap_err().code, ErrorCode::NotFound);
+        assert!(access::policies(&*sm.backend.view()).unwrap().is_empty());
     }
 
     #[test]

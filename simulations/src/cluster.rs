@@ -83,7 +83,8 @@ pub fn node_config(sim: &turmoil::Sim<'_>, shape: &Shape, node: &SimNode) -> Ser
          [kms]\nfallback = \"deny\"\ncall_timeout_ms = 1000\nretry_unhealthy_after_ms = 2000\nrewrap_interval_ms = 1000\n\n\
          [raft]\nheartbeat_ms = {hb}\nelection_timeout_min_ms = {emin}\nelection_timeout_max_ms = {emax}\n\
          snapshot_every_entries = {snap}\nkeep_logs_after_snapshot = 5\n\n\
-         [limits]\nwrite_timeout_ms = 6000\n",
+         [limits]\nwrite_timeout_ms = 6000\n\n\
+         [network]\nplaintext = true\n",
         id = node.id,
         region = shape.regions[node.region],
         api = addr(sim, host, API_PORT),
@@ -144,6 +145,8 @@ pub fn add_node(
                     from: name.clone(),
                 }),
                 audit: Arc::new(coffer::audit::TracingSink),
+                api_tls: None,
+                peer_tls: None,
                 on_start: Some(Box::new(move |r: &RaftNode| {
                     *on_start_slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(r.clone());
                 })),

@@ -24,6 +24,7 @@ fn read(name: &str, mode: pb::read_consistency::Mode, version: Option<u64>) -> p
         name: name.into(),
         selector: version.map(pb::get_secret_value_request::Selector::Version),
         consistency: Some(pb::ReadConsistency { mode: Some(mode) }),
+        break_glass: None,
     }
 }
 

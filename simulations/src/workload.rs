@@ -127,6 +127,7 @@ pub async fn perform(
                     name,
                     selector: None,
                     consistency: Some(pb::ReadConsistency { mode: Some(m) }),
+                    break_glass: None,
                 };
                 match client.get_secret_value(request(req)).await {
                     Ok(r) => {

@@ -36,7 +36,7 @@ impl pb::cluster_server::Cluster for ClusterApi {
         &self,
         req: Request<pb::ClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
-        self.core.grant(&req, Action::ClusterAdmin, "cluster")?;
+        self.core.grant(&req, Action::ClusterAdmin, "cluster").await?;
         let raft = &self.core.raft;
         let s = raft.status();
         let cluster = {
@@ -91,7 +91,7 @@ impl pb::cluster_server::Cluster for ClusterApi {
     }
 
     async fn health(&self, req: Request<pb::HealthRequest>) -> Result<Response<pb::HealthResponse>, Status> {
-        self.core.grant(&req, Action::Health, "node")?;
+        self.core.grant(&req, Action::Health, "node").await?;
         let raft = &self.core.raft;
         let s = raft.status();
         let bootstrapped = {
@@ -116,7 +116,7 @@ impl pb::cluster_server::Cluster for ClusterApi {
         &self,
         req: Request<pb::MembershipChangeRequest>,
     ) -> Result<Response<pb::MembershipChangeResponse>, Status> {
-        self.core.grant(&req, Action::ClusterAdmin, "cluster")?;
+        self.core.grant(&req, Action::ClusterAdmin, "cluster").await?;
         let r = self
             .core
             .raft

@@ -57,7 +57,7 @@ impl KmsApi {
 #[tonic::async_trait]
 impl pb::kms_server::Kms for KmsApi {
     async fn status(&self, req: Request<pb::KmsStatusRequest>) -> Result<Response<pb::KmsStatusResponse>, Status> {
-        self.core.grant(&req, Action::ClusterAdmin, "kms")?;
+        self.core.grant(&req, Action::ClusterAdmin, "cluster").await?;
         Ok(Response::new(pb::KmsStatusResponse {
             regions: self.regions().await.0,
             served_by: Some(self.core.served_by(self.core.raft.role_and_membership().0.as_str())),
@@ -65,7 +65,7 @@ impl pb::kms_server::Kms for KmsApi {
     }
 
     async fn rewrap(&self, req: Request<pb::RewrapRequest>) -> Result<Response<pb::RewrapResponse>, Status> {
-        self.core.grant(&req, Action::ClusterAdmin, "kms")?;
+        self.core.grant(&req, Action::ClusterAdmin, "cluster").await?;
         let region = req.into_inner().region;
         let kms = self.core.vault.kms();
         if !region.is_empty() && !kms.contains(&region) {

@@ -2,10 +2,12 @@
 //! [`Core`]. Each handler passes the authorization seam first ([`Core::grant`]), then reads
 //! (with the requested consistency, [`Core::read`]) or proposes a command to the leader.
 
+pub mod access;
 pub mod cluster;
 pub mod kms;
 pub mod secrets;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use coffer_raft::node::Membership;
@@ -15,8 +17,10 @@ use coffer_raft::query;
 use coffer_raft::secrets::ModelError;
 use tokio::sync::OnceCell;
 
+use crate::audit::AuditSink;
 use crate::authz::Access;
 use crate::authz::Action;
+use crate::authz::Ask;
 use crate::authz::Grant;
 use crate::authz::RequestInfo;
 use crate::crypto::vault::Vault;
@@ -35,6 +39,8 @@ const LINEARIZABLE_WAIT: Duration = Duration::from_millis(5000);
 pub struct Core {
     pub raft: RaftNode,
     pub access: Access,
+    /// This node's audit sink (the same one `access` records to), for tail and verify.
+    pub audit: Arc<dyn AuditSink>,
     pub vault: Vault,
     pub me: pb::NodeInfo,
     pub write_timeout: Duration,
@@ -49,12 +55,20 @@ pub struct ReadOutcome {
 }
 
 impl Core {
-    /// Passes the request through the authorization seam.
-    pub fn grant<T>(&self, req: &tonic::Request<T>, action: Action, resource: &str) -> Result<Grant, ApiError> {
+    /// Passes the request through the authorization seam for one action on `resource`.
+    pub async fn grant<T>(&self, req: &tonic::Request<T>, action: Action, resource: &str) -> Result<Grant, ApiError> {
+        self.grant_ask(req, Ask::new(&[action], resource)).await
+    }
+
+    /// Passes the request through the authorization seam (see [`Ask`]).
+    pub async fn grant_ask<T>(&self, req: &tonic::Request<T>, ask: Ask<'_>) -> Result<Grant, ApiError> {
         let info = RequestInfo {
             source: req.remote_addr().map(|a| a.to_string()).unwrap_or_default(),
+            client_cert: req
+                .peer_certs()
+                .and_then(|certs| certs.first().map(|c| c.as_ref().to_vec())),
         };
-        self.access.check(req.metadata(), &info, action, resource)
+        self.access.check(req.metadata(), &info, ask).await
     }
 
     /// Proposes `op` on behalf of `grant` and waits for it to be applied (and, briefly, for

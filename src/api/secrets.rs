@@ -12,6 +12,8 @@ use tonic::Status;
 
 use super::Core;
 use crate::authz::Action;
+use crate::authz::Ask;
+use crate::authz::BreakGlass;
 use crate::authz::Grant;
 use crate::crypto::SecretValue;
 use crate::error::ApiError;
@@ -31,6 +33,26 @@ impl SecretsApi {
     }
 }
 
+/// Metadata (names, versions, aliases; never values) is readable by anyone who may read,
+/// write, rotate or administer the secret: a rotator must see versions to promote one.
+const METADATA_READERS: &[Action] = &[
+    Action::SecretsRead,
+    Action::SecretsRotate,
+    Action::SecretsWrite,
+    Action::SecretsAdmin,
+];
+
+/// The consistency mode's name, for the audit record.
+fn consistency_label(c: &Option<pb::ReadConsistency>) -> &'static str {
+    use pb::read_consistency::Mode;
+    match c.as_ref().and_then(|c| c.mode.as_ref()) {
+        None | Some(Mode::Local(_)) => "local",
+        Some(Mode::Linearizable(_)) => "linearizable",
+        Some(Mode::Bounded(_)) => "bounded",
+        Some(Mode::AtLeast(_)) => "at_least",
+    }
+}
+
 fn valid_name(name: &str) -> Result<(), ApiError> {
     names::validate_name(name).map_err(|e| ApiError::invalid(format!("invalid secret name: {e}")))
 }
@@ -40,6 +62,19 @@ fn query(q: pb::read_query::Query) -> pb::ReadQuery {
 }
 
 impl SecretsApi {
+    /// The seam for a request on one version (recorded in the audit event).
+    async fn grant_on_version<T>(
+        &self,
+        req: &Request<T>,
+        action: Action,
+        name: &str,
+        version: u64,
+    ) -> Result<Grant, ApiError> {
+        let mut ask = Ask::new(std::slice::from_ref(&action), name);
+        ask.version = version;
+        self.core.grant_ask(req, ask).await
+    }
+
     /// Proposes a write on `name` for an already granted request and shapes the reply.
     async fn submit(&self, grant: &Grant, name: &str, op: Op) -> Result<pb::WriteResponse, ApiError> {
         valid_name(name)?;
@@ -59,7 +94,7 @@ impl SecretsApi {
     }
 
     async fn put(&self, req: Request<pb::PutSecretValueRequest>) -> Result<pb::WriteResponse, ApiError> {
-        let grant = self.core.grant(&req, Action::SecretsWrite, &req.get_ref().name)?;
+        let grant = self.core.grant(&req, Action::SecretsWrite, &req.get_ref().name).await?;
         let r = req.into_inner();
         let name = r.name;
         let value = SecretValue::new(r.value);
@@ -146,7 +181,29 @@ impl SecretsApi {
     }
 
     async fn get(&self, req: Request<pb::GetSecretValueRequest>) -> Result<pb::GetSecretValueResponse, ApiError> {
-        self.core.grant(&req, Action::SecretsRead, &req.get_ref().name)?;
+        let (version, breaking) = {
+            let r = req.get_ref();
+            let v = match r.selector {
+                Some(pb::get_secret_value_request::Selector::Version(v)) => v,
+                _ => 0,
+            };
+            (v, r.break_glass.clone())
+        };
+        let mut ask = Ask::new(
+            if breaking.is_some() {
+                &[Action::SecretsReadBreakGlass]
+            } else {
+                &[Action::SecretsRead]
+            },
+            &req.get_ref().name,
+        );
+        ask.version = version;
+        ask.consistency = consistency_label(&req.get_ref().consistency);
+        ask.break_glass = breaking.as_ref().map(|b| BreakGlass {
+            reason: &b.reason,
+            ticket: &b.ticket,
+        });
+        self.core.grant_ask(&req, ask).await?;
         let r = req.into_inner();
         let selector = match r.selector {
             Some(pb::get_secret_value_request::Selector::Version(0)) => {
@@ -180,7 +237,9 @@ impl SecretsApi {
     }
 
     async fn versions(&self, req: Request<pb::ListVersionsRequest>) -> Result<pb::ListVersionsResponse, ApiError> {
-        self.core.grant(&req, Action::SecretsRead, &req.get_ref().name)?;
+        let mut ask = Ask::new(METADATA_READERS, &req.get_ref().name);
+        ask.consistency = consistency_label(&req.get_ref().consistency);
+        self.core.grant_ask(&req, ask).await?;
         let r = req.into_inner();
         let out = self
             .core
@@ -214,7 +273,9 @@ impl SecretsApi {
     }
 
     async fn describe(&self, req: Request<pb::DescribeSecretRequest>) -> Result<pb::DescribeSecretResponse, ApiError> {
-        self.core.grant(&req, Action::SecretsRead, &req.get_ref().name)?;
+        let mut ask = Ask::new(METADATA_READERS, &req.get_ref().name);
+        ask.consistency = consistency_label(&req.get_ref().consistency);
+        self.core.grant_ask(&req, ask).await?;
         let r = req.into_inner();
         let out = self
             .core
@@ -241,18 +302,25 @@ impl SecretsApi {
     }
 
     async fn list(&self, req: Request<pb::ListSecretsRequest>) -> Result<pb::ListSecretsResponse, ApiError> {
-        self.core.grant(&req, Action::SecretsRead, &req.get_ref().prefix)?;
+        // Decide on the listing `acme/app/` (a trailing `/` marks a listing): a bare tenant lists
+        // that tenant (`acme/`), never `acme` (which a glob such as `acme*` could stretch).
+        let resource = format!("{}/", req.get_ref().prefix.trim_end_matches('/'));
+        let mut ask = Ask::new(METADATA_READERS, &resource);
+        ask.consistency = consistency_label(&req.get_ref().consistency);
+        self.core.grant_ask(&req, ask).await?;
         let r = req.into_inner();
         let limit = match r.limit {
             0 => 100,
             n if n > 1000 => return Err(ApiError::invalid("limit must be at most 1000")),
             n => n,
         };
-        if !r.page_token.is_empty() && !r.page_token.starts_with(&r.prefix) {
+        if !r.page_token.is_empty() && !r.page_token.starts_with(&resource) {
             return Err(ApiError::invalid("page_token does not belong to this prefix"));
         }
         let q = query(pb::read_query::Query::List(pb::ListQuery {
-            prefix: r.prefix,
+            // Whole folders only: exactly what was authorized (`acme/ap` lists `acme/ap/…`,
+            // never `acme/app/…`).
+            prefix: resource,
             after: r.page_token,
             limit,
         }));
@@ -271,7 +339,7 @@ impl pb::secrets_server::Secrets for SecretsApi {
         &self,
         req: Request<pb::CreateSecretRequest>,
     ) -> Result<Response<pb::WriteResponse>, Status> {
-        let grant = self.core.grant(&req, Action::SecretsWrite, &req.get_ref().name)?;
+        let grant = self.core.grant(&req, Action::SecretsWrite, &req.get_ref().name).await?;
         let r = req.into_inner();
         let op = Op::CreateSecret(pb::CreateSecret {
             name: r.name.clone(),
@@ -316,7 +384,9 @@ impl pb::secrets_server::Secrets for SecretsApi {
     }
 
     async fn move_alias(&self, req: Request<pb::MoveAliasRequest>) -> Result<Response<pb::WriteResponse>, Status> {
-        let grant = self.core.grant(&req, Action::SecretsRotate, &req.get_ref().name)?;
+        let grant = self
+            .grant_on_version(&req, Action::SecretsRotate, &req.get_ref().name, req.get_ref().version)
+            .await?;
         let r = req.into_inner();
         valid_name(&r.name)?;
         let alias = names::normalize_alias(&r.alias).map_err(|e| ApiError::invalid(e.to_string()))?;
@@ -345,7 +415,9 @@ impl pb::secrets_server::Secrets for SecretsApi {
         &self,
         req: Request<pb::SetVersionStateRequest>,
     ) -> Result<Response<pb::WriteResponse>, Status> {
-        let grant = self.core.grant(&req, Action::SecretsRotate, &req.get_ref().name)?;
+        let grant = self
+            .grant_on_version(&req, Action::SecretsRotate, &req.get_ref().name, req.get_ref().version)
+            .await?;
         let r = req.into_inner();
         let state = if r.enabled {
             pb::VersionState::Enabled
@@ -364,7 +436,9 @@ impl pb::secrets_server::Secrets for SecretsApi {
         &self,
         req: Request<pb::DestroyVersionRequest>,
     ) -> Result<Response<pb::WriteResponse>, Status> {
-        let grant = self.core.grant(&req, Action::SecretsAdmin, &req.get_ref().name)?;
+        let grant = self
+            .grant_on_version(&req, Action::SecretsAdmin, &req.get_ref().name, req.get_ref().version)
+            .await?;
         let r = req.into_inner();
         let op = Op::DestroyVersion(pb::DestroyVersion {
             name: r.name.clone(),

@@ -5,8 +5,12 @@
 //! Handlers can only reach the secrets model with the [`Grant`] it returns, and a `Grant` cannot
 //! be built anywhere else, so no call path bypasses the seam.
 //!
-//! This release knows one identity, the bootstrap root token (stored as a SHA-256 hash in the
-//! replicated state). The policy engine replaces `authorize` without changing call sites.
+//! Identities: bearer tokens (stored as SHA-256 hashes in the replicated state, with expiry and
+//! revocation), the bootstrap root token until it is revoked, and mTLS client certificates
+//! (principal from the URI SAN `coffer://principal/<id>`). A token wins over a certificate.
+//! Decisions come from [`policy`] over the replicated policies, on this node, with no network.
+
+pub mod policy;
 
 use std::fmt;
 use std::sync::Arc;
@@ -15,9 +19,12 @@ use sha2::Digest;
 use sha2::Sha256;
 use tonic::metadata::MetadataMap;
 
-use crate::audit::AuditEvent;
+use coffer_raft::access;
+use coffer_raft::names;
+
 use crate::audit::AuditSink;
 use crate::error::ApiError;
+use crate::pb;
 use crate::raft::query;
 use crate::raft::state_machine::StateReader;
 
@@ -62,10 +69,27 @@ impl fmt::Display for Action {
     }
 }
 
+impl Action {
+    /// Actions on secrets: their resource is a secret name (or a list prefix).
+    pub fn on_secrets(&self) -> bool {
+        matches!(
+            self,
+            Action::SecretsRead
+                | Action::SecretsWrite
+                | Action::SecretsRotate
+                | Action::SecretsAdmin
+                | Action::SecretsReadBreakGlass
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub id: String,
 }
+
+/// The principal id of the bootstrap root token.
+pub const ROOT_PRINCIPAL: &str = "root";
 
 /// Proof that one request was authenticated, authorized and audited for `action` on `resource`.
 #[derive(Debug, Clone)]
@@ -107,10 +131,78 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Where the request came from and which node serves it, for the audit record.
+/// Where the request came from, for authentication and the audit record.
 #[derive(Debug, Clone, Default)]
 pub struct RequestInfo {
     pub source: String,
+    /// The leaf certificate the client presented over mTLS (DER), if any.
+    pub client_cert: Option<Vec<u8>>,
+}
+
+/// What a request asks to do.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    /// The first of these the caller holds is granted (metadata reads accept several).
+    pub actions: &'a [Action],
+    /// A secret name or list prefix for secrets actions; a fixed resource otherwise.
+    pub resource: &'a str,
+    /// Requested version (0 = none), for the audit record.
+    pub version: u64,
+    /// Read consistency mode, for the audit record.
+    pub consistency: &'a str,
+    pub break_glass: Option<BreakGlass<'a>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct BreakGlass<'a> {
+    pub reason: &'a str,
+    pub ticket: &'a str,
+}
+
+impl<'a> Ask<'a> {
+    pub fn new(action: &'a [Action], resource: &'a str) -> Self {
+        Self {
+            actions: action,
+            resource,
+            version: 0,
+            consistency: "",
+            break_glass: None,
+        }
+    }
+}
+
+/// Who is calling, once authenticated.
+enum Identity {
+    Root,
+    Token(pb::TokenRecord),
+    Cert(String),
+    Anonymous,
+}
+
+impl Identity {
+    fn principal(&self) -> &str {
+        match self {
+            Identity::Root => ROOT_PRINCIPAL,
+            Identity::Token(t) => &t.principal,
+            Identity::Cert(p) => p,
+            Identity::Anonymous => "anonymous",
+        }
+    }
+
+    fn credential(&self) -> String {
+        match self {
+            Identity::Root => "token:root".into(),
+            Identity::Token(t) => format!("token:{}", t.accessor),
+            Identity::Cert(_) => "mtls".into(),
+            Identity::Anonymous => String::new(),
+        }
+    }
+}
+
+/// An allowed request: the action granted and the statement that decided.
+struct Allowed {
+    action: Action,
+    statement: String,
 }
 
 pub struct Access {
@@ -130,62 +222,95 @@ impl Access {
         }
     }
 
-    /// The seam: authenticate, authorize and audit one request.
-    pub fn check(
-        &self,
-        meta: &MetadataMap,
-        info: &RequestInfo,
-        action: Action,
-        resource: &str,
-    ) -> Result<Grant, ApiError> {
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The seam: authenticate, authorize and audit one request. The request proceeds only
+    /// once its audit record is durable; when it cannot be written the request fails.
+    pub async fn check(&self, meta: &MetadataMap, info: &RequestInfo, ask: Ask<'_>) -> Result<Grant, ApiError> {
         let request_id = crate::crypto::random_bytes::<16>()
             .map(hex::encode)
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-        let (principal, decision) = match self.authenticate(meta) {
-            Ok(p) => {
-                let d = self.authorize(&p, action, resource);
-                (p.id.clone(), d.map(|reason| (p, reason)))
-            }
-            Err(_) if action == Action::Health => {
-                let p = Principal { id: "anonymous".into() };
-                (
-                    "anonymous".to_string(),
-                    Ok((p, "health is open to everyone".to_string())),
-                )
-            }
-            Err(e) => ("anonymous".to_string(), Err(e)),
+        let now = crate::time::now_ms();
+        let first = ask.actions.first().copied().unwrap_or(Action::Health);
+        let identity = self.authenticate(meta, info, now);
+        let decision = match &identity {
+            Ok(id) => self.authorize(id, &ask, now),
+            Err(_) if first == Action::Health => Ok(Allowed {
+                action: Action::Health,
+                statement: "health is open to everyone".into(),
+            }),
+            Err(e) => Err(ApiError::Unauthenticated(e.to_string())),
         };
-        let (verdict, reason) = match &decision {
-            Ok((_, reason)) => ("allow", reason.clone()),
-            Err(e) => ("deny", e.to_string()),
+        let identity = identity.unwrap_or(Identity::Anonymous);
+        let break_glass = decision.as_ref().map_or(first, |a| a.action) == Action::SecretsReadBreakGlass;
+        let (action, verdict, statement) = match &decision {
+            Ok(a) => (a.action, "allow", a.statement.clone()),
+            Err(e) => (first, "deny", e.to_string()),
         };
+        let event = pb::AuditEvent {
+            time_ms: now,
+            node: self.node.clone(),
+            region: self.region.clone(),
+            principal: identity.principal().to_string(),
+            action: action.as_str().to_string(),
+            resource: ask.resource.to_string(),
+            version: ask.version,
+            decision: verdict.to_string(),
+            statement,
+            request_id: request_id.clone(),
+            source: info.source.clone(),
+            consistency: ask.consistency.to_string(),
+            break_glass,
+            reason: ask.break_glass.map(|b| b.reason.to_string()).unwrap_or_default(),
+            ticket: ask.break_glass.map(|b| b.ticket.to_string()).unwrap_or_default(),
+            severity: if break_glass { "critical" } else { "info" }.to_string(),
+            credential: identity.credential(),
+        };
+        if break_glass {
+            tracing::warn!(
+                principal = %event.principal,
+                resource = %event.resource,
+                decision = %event.decision,
+                ticket = %event.ticket,
+                request_id = %event.request_id,
+                "break-glass read"
+            );
+            metrics::counter!("coffer_break_glass_reads_total", "decision" => verdict).increment(1);
+        }
+        metrics::counter!("coffer_authz_decisions_total", "decision" => verdict).increment(1);
         self.audit
-            .record(&AuditEvent {
-                time_ms: crate::time::now_ms(),
-                node: self.node.clone(),
-                region: self.region.clone(),
-                principal,
-                action: action.as_str().to_string(),
-                resource: resource.to_string(),
-                decision: verdict.to_string(),
-                reason,
-                request_id: request_id.clone(),
-                source: info.source.clone(),
-            })
-            .map_err(|e| ApiError::Unavailable(format!("{e}; the request was refused")))?;
-        let (principal, _) = decision?;
+            .record(event)
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let allowed = decision?;
         Ok(Grant {
-            principal,
-            action,
-            resource: resource.to_string(),
+            principal: Principal {
+                id: identity.principal().to_string(),
+            },
+            action: allowed.action,
+            resource: ask.resource.to_string(),
             request_id,
         })
     }
 
-    fn authenticate(&self, meta: &MetadataMap) -> Result<Principal, ApiError> {
-        let header = meta
-            .get("authorization")
-            .ok_or_else(|| ApiError::Unauthenticated("missing token: set COFFER_TOKEN or pass --token".into()))?;
+    fn authenticate(&self, meta: &MetadataMap, info: &RequestInfo, now: u64) -> Result<Identity, ApiError> {
+        let Some(header) = meta.get("authorization") else {
+            if let Some(der) = &info.client_cert {
+                return match crate::tls::cert_principal(der) {
+                    Some(p) => Ok(Identity::Cert(p)),
+                    None => Err(ApiError::Unauthenticated(
+                        "the client certificate names no principal (URI SAN coffer://principal/<id>) and no token \
+                         was sent"
+                            .into(),
+                    )),
+                };
+            }
+            return Err(ApiError::Unauthenticated(
+                "missing token: set COFFER_TOKEN or pass --token (or present a client certificate)".into(),
+            ));
+        };
         let token = header
             .to_str()
             .ok()
@@ -194,33 +319,128 @@ impl Access {
             .ok_or_else(|| {
                 ApiError::Unauthenticated("malformed authorization header; expected \"Bearer <token>\"".into())
             })?;
-        let cluster = {
-            let view = self.state.view();
-            query::cluster_info(&*view).map_err(ApiError::from)?
-        };
-        let Some(cluster) = cluster else {
+        let hash = token_hash(token);
+        let view = self.state.view();
+        let Some(cluster) = query::cluster_info(&*view).map_err(ApiError::from)? else {
             return Err(ApiError::Unavailable(
                 "the cluster is not bootstrapped yet; wait for the bootstrap node".into(),
             ));
         };
-        if constant_time_eq(&token_hash(token), &cluster.root_token_sha256) {
-            return Ok(Principal { id: "root".into() });
+        if constant_time_eq(&hash, &cluster.root_token_sha256) {
+            if cluster.root_revoked_at_ms != 0 {
+                return Err(ApiError::Unauthenticated(format!(
+                    "the root token was revoked at {}; use an administrator's token",
+                    crate::time::rfc3339_ms(cluster.root_revoked_at_ms)
+                )));
+            }
+            return Ok(Identity::Root);
         }
-        Err(ApiError::Unauthenticated("invalid token: check COFFER_TOKEN".into()))
+        let record =
+            access::token_by_hash(&*view, &hash).map_err(|e| ApiError::Unavailable(format!("storage: {e}")))?;
+        match record {
+            // The lookup is by hash; compare again in constant time for good measure.
+            Some(t) if constant_time_eq(&t.token_sha256, &hash) => {
+                if t.revoked_at_ms != 0 {
+                    return Err(ApiError::Unauthenticated(format!(
+                        "token {} was revoked at {}; ask an administrator for a new one",
+                        t.accessor,
+                        crate::time::rfc3339_ms(t.revoked_at_ms)
+                    )));
+                }
+                if now >= t.expires_at_ms {
+                    return Err(ApiError::Unauthenticated(format!(
+                        "token {} expired at {}; create a new one",
+                        t.accessor,
+                        crate::time::rfc3339_ms(t.expires_at_ms)
+                    )));
+                }
+                Ok(Identity::Token(t))
+            }
+            _ => Err(ApiError::Unauthenticated("invalid token: check COFFER_TOKEN".into())),
+        }
     }
 
-    /// Decides whether `principal` may do `action` on `resource`. Returns the deciding rule.
-    fn authorize(&self, principal: &Principal, action: Action, _resource: &str) -> Result<String, ApiError> {
-        if action == Action::Health {
-            return Ok("health is open to everyone".into());
+    /// Decides `ask` for `identity`: the first of its actions that is allowed, or the denial
+    /// of the first action.
+    fn authorize(&self, identity: &Identity, ask: &Ask<'_>, now: u64) -> Result<Allowed, ApiError> {
+        let Some(&first) = ask.actions.first() else {
+            return Err(ApiError::internal("a request asked for no action"));
+        };
+        if first == Action::Health {
+            return Ok(Allowed {
+                action: first,
+                statement: "health is open to everyone".into(),
+            });
         }
-        if principal.id == "root" {
-            return Ok("root token".into());
+        if first.on_secrets() {
+            let valid = if ask.resource.ends_with('/') {
+                names::validate_prefix(ask.resource.trim_end_matches('/'))
+            } else {
+                names::validate_name(ask.resource).or_else(|_| names::validate_prefix(ask.resource))
+            };
+            if let Err(e) = valid {
+                return Err(ApiError::invalid(format!("invalid secret name: {e}")));
+            }
         }
-        Err(ApiError::PermissionDenied(format!(
-            "{} may not {} (no policy allows it)",
-            principal.id, action
-        )))
+        if let Some(b) = ask.break_glass {
+            policy::check_break_glass(b.reason, b.ticket).map_err(|e| ApiError::invalid(e.to_string()))?;
+        } else if first == Action::SecretsReadBreakGlass {
+            return Err(ApiError::invalid("a break-glass read needs --reason and --ticket"));
+        }
+        let (caller_groups, lifetime, policies) = match identity {
+            Identity::Root => {
+                return Ok(Allowed {
+                    action: first,
+                    statement: "root token".into(),
+                })
+            }
+            Identity::Anonymous => return Err(ApiError::Unauthenticated("no credentials".into())),
+            Identity::Token(t) => {
+                let view = self.state.view();
+                let mut ps = Vec::new();
+                for name in &t.policies {
+                    if let Some(p) = access::policy(&*view, name).map_err(|e| ApiError::Unavailable(e.to_string()))? {
+                        ps.push(p);
+                    }
+                }
+                (
+                    t.groups.clone(),
+                    Some(t.expires_at_ms.saturating_sub(t.created_at_ms)),
+                    ps,
+                )
+            }
+            Identity::Cert(_) => {
+                let view = self.state.view();
+                let ps = access::policies(&*view).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+                (Vec::new(), None, ps)
+            }
+        };
+        let caller = policy::Caller {
+            principal: identity.principal(),
+            groups: &caller_groups,
+            token_lifetime_ms: lifetime,
+        };
+        let mut first_denial = None;
+        for &action in ask.actions {
+            let d = policy::decide(
+                &policies,
+                &caller,
+                &policy::Query {
+                    action,
+                    resource: ask.resource,
+                    region: &self.region,
+                    now_ms: now,
+                },
+            );
+            if d.allowed {
+                return Ok(Allowed {
+                    action,
+                    statement: d.statement.map(|s| s.to_string()).unwrap_or_default(),
+                });
+            }
+            first_denial.get_or_insert(d.explanation);
+        }
+        Err(ApiError::PermissionDenied(first_denial.unwrap_or_default()))
     }
 }
 

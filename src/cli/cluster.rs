@@ -93,7 +93,7 @@ pub async fn run(g: &Global, cmd: ClusterCmd) -> Result<(), CliError> {
             return Ok(());
         }
         ClusterCmd::AddLearner { node_api, force } => {
-            let target = crate::client::Client::connect(&node_api, None).await?;
+            let target = super::connect_to(g, &node_api, None).await?;
             let health = target.cluster.clone().health(pb::HealthRequest {}).await?.into_inner();
             let node = health
                 .node

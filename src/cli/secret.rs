@@ -44,6 +44,16 @@ pub enum SecretCmd {
         alias: Option<String>,
         #[command(flatten)]
         read: ReadArgs,
+        /// Emergency read under `secrets:read-break-glass` (needs --reason and --ticket). Always
+        /// audited at critical severity and counted in coffer_break_glass_reads_total.
+        #[arg(long, requires_all = ["reason", "ticket"])]
+        break_glass: bool,
+        /// Why the break-glass read is needed (8-512 characters).
+        #[arg(long, requires = "break_glass")]
+        reason: Option<String>,
+        /// Incident or change ticket, e.g. INC-123.
+        #[arg(long, requires = "break_glass")]
+        ticket: Option<String>,
     },
     /// List a secret's versions.
     Versions {
@@ -269,7 +279,13 @@ pub async fn run(g: &Global, cmd: SecretCmd) -> Result<(), CliError> {
             print_write(g, "wrote", &r);
         }
         SecretCmd::Get {
-            name, version, alias, ..
+            name,
+            version,
+            alias,
+            break_glass,
+            reason,
+            ticket,
+            ..
         } => {
             use pb::get_secret_value_request::Selector;
             let selector = match (version, alias) {
@@ -282,6 +298,10 @@ pub async fn run(g: &Global, cmd: SecretCmd) -> Result<(), CliError> {
                     name,
                     selector,
                     consistency: read_consistency,
+                    break_glass: break_glass.then(|| pb::BreakGlass {
+                        reason: reason.unwrap_or_default(),
+                        ticket: ticket.unwrap_or_default(),
+                    }),
                 })
                 .await?
                 .into_inner();

@@ -1,4 +1,7 @@
-//! The Rust SDK: typed gRPC clients that carry the bearer token.
+//! The Rust SDK: typed gRPC clients that carry the bearer token, over TLS when given a CA
+//! ([`ClientTls`], [`Client::connect_with`]).
+
+pub mod tls;
 
 use std::time::Duration;
 
@@ -11,6 +14,8 @@ use tonic::Request;
 use tonic::Status;
 
 use crate::pb;
+pub use tls::ClientTls;
+pub use tls::TlsProblem;
 
 /// Adds `authorization: Bearer <token>` to every request.
 #[derive(Clone)]
@@ -30,6 +35,7 @@ impl Interceptor for TokenInterceptor {
 pub type SecretsClient = pb::secrets_client::SecretsClient<InterceptedService<Channel, TokenInterceptor>>;
 pub type ClusterClient = pb::cluster_client::ClusterClient<InterceptedService<Channel, TokenInterceptor>>;
 pub type KmsClient = pb::kms_client::KmsClient<InterceptedService<Channel, TokenInterceptor>>;
+pub type AccessClient = pb::access_client::AccessClient<InterceptedService<Channel, TokenInterceptor>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -39,6 +45,18 @@ pub enum ClientError {
     BadToken,
     #[error("cannot reach coffer at {addr}: {reason}")]
     Connect { addr: String, reason: String },
+    #[error("TLS with {addr} failed: {problem}")]
+    Tls { addr: String, problem: TlsProblem },
+    #[error("{addr} is an https:// address but no CA certificate was given to verify the server")]
+    NoCa { addr: String },
+    #[error("cannot read the {what} {path}: {reason}")]
+    TlsFile {
+        what: &'static str,
+        path: String,
+        reason: String,
+    },
+    #[error("give both a client certificate and its key, or neither")]
+    IncompleteIdentity,
 }
 
 #[derive(Clone)]
@@ -47,6 +65,7 @@ pub struct Client {
     pub secrets: SecretsClient,
     pub cluster: ClusterClient,
     pub kms: KmsClient,
+    pub access: AccessClient,
 }
 
 /// Normalises `host:port` to `http://host:port`.
@@ -58,21 +77,56 @@ pub fn normalize_addr(addr: &str) -> String {
     }
 }
 
+/// The URL to dial: `https://` and `http://` addresses as given; a bare `host:port` over TLS
+/// when `tls` (a CA is configured), else plaintext.
+pub fn url_for(addr: &str, tls: bool) -> String {
+    match (addr.contains("://"), tls) {
+        (true, _) => addr.to_string(),
+        (false, true) => format!("https://{addr}"),
+        (false, false) => format!("http://{addr}"),
+    }
+}
+
 impl Client {
-    /// Connects to a node's API. `token` may be absent (calls then fail UNAUTHENTICATED).
+    /// Connects to a node's API in plaintext (or fails on an `https://` address: use
+    /// [`Client::connect_with`]). `token` may be absent (calls then fail UNAUTHENTICATED).
     pub async fn connect(addr: &str, token: Option<&str>) -> Result<Self, ClientError> {
-        let url = normalize_addr(addr);
-        let endpoint = Endpoint::from_shared(url.clone())
-            .map_err(|e| ClientError::BadAddress {
-                addr: addr.to_string(),
-                reason: e.to_string(),
-            })?
+        Self::connect_with(addr, token, None).await
+    }
+
+    /// Connects to a node's API. With `tls`, `https://` and bare addresses use TLS, verifying
+    /// the server against `tls`'s CA and presenting its client certificate if it has one;
+    /// `http://` addresses stay plaintext.
+    pub async fn connect_with(addr: &str, token: Option<&str>, tls: Option<&ClientTls>) -> Result<Self, ClientError> {
+        let url = url_for(addr, tls.is_some());
+        let bad = |reason: String| ClientError::BadAddress {
+            addr: addr.to_string(),
+            reason,
+        };
+        let mut endpoint = Endpoint::from_shared(url.clone())
+            .map_err(|e| bad(e.to_string()))?
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
             .tcp_nodelay(true);
-        let channel = endpoint.connect().await.map_err(|e| ClientError::Connect {
-            addr: url.clone(),
-            reason: error_chain(&e),
+        let use_tls = url.starts_with("https://");
+        if use_tls {
+            let tls = tls.ok_or_else(|| ClientError::NoCa { addr: url.clone() })?;
+            endpoint = endpoint
+                .tls_config(tls.tonic_config())
+                .map_err(|e| bad(error_chain(&e)))?;
+        }
+        let channel = endpoint.connect().await.map_err(|e| {
+            let reason = error_chain(&e);
+            match tls::classify(&reason) {
+                Some(problem) if use_tls => ClientError::Tls {
+                    addr: url.clone(),
+                    problem,
+                },
+                _ => ClientError::Connect {
+                    addr: url.clone(),
+                    reason,
+                },
+            }
         })?;
         let header = match token {
             Some(t) => Some(
@@ -87,7 +141,8 @@ impl Client {
             addr: url,
             secrets: pb::secrets_client::SecretsClient::with_interceptor(channel.clone(), interceptor.clone()),
             cluster: pb::cluster_client::ClusterClient::with_interceptor(channel.clone(), interceptor.clone()),
-            kms: pb::kms_client::KmsClient::with_interceptor(channel, interceptor),
+            kms: pb::kms_client::KmsClient::with_interceptor(channel.clone(), interceptor.clone()),
+            access: pb::access_client::AccessClient::with_interceptor(channel, interceptor),
         })
     }
 }

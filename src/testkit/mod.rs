@@ -49,6 +49,14 @@ pub struct ClusterSpec {
     pub node_kms_extra: BTreeMap<usize, String>,
     /// Give every node a Prometheus metrics listener ([`TestCluster::metrics`]).
     pub metrics: bool,
+    /// Serve TLS (mutual TLS between nodes) with certificates from a throwaway CA made in
+    /// `<dir>/tls` (see [`crate::dev::ensure_dev_tls`]); the kit's clients then trust that CA.
+    pub tls: bool,
+    /// Extra config sections for single nodes (by index), appended to their config file,
+    /// e.g. an `[audit]` section.
+    pub node_extra: BTreeMap<usize, String>,
+    /// `RUST_LOG` of the nodes (default: `COFFER_TEST_LOG` or `info,openraft=info`).
+    pub log_filter: Option<String>,
 }
 
 impl ClusterSpec {
@@ -63,6 +71,9 @@ impl ClusterSpec {
             kms_extra: String::new(),
             node_kms_extra: BTreeMap::new(),
             metrics: false,
+            tls: false,
+            node_extra: BTreeMap::new(),
+            log_filter: None,
         }
     }
 }
@@ -112,6 +123,7 @@ pub struct TestCluster {
     proxies: BTreeMap<(usize, usize), DelayProxy>,
     /// Node index -> metrics listen address.
     metrics: BTreeMap<usize, String>,
+    log_filter: Option<String>,
 }
 
 /// `GET path` over plain HTTP/1.0; the body of a 200 answer.
@@ -213,11 +225,21 @@ impl TestCluster {
                 }
             })
             .collect();
-        let members = ClusterFile {
+        let mut members = ClusterFile {
             cluster_id: "test-cluster".into(),
             root_token: crate::authz::new_token().unwrap(),
             nodes: nodes[..spec.regions.len()].to_vec(),
+            ca_cert: None,
         };
+        if spec.tls {
+            // Certificates for spares too, so they can join.
+            let all = ClusterFile {
+                nodes: nodes.clone(),
+                ..members.clone()
+            };
+            let ca = crate::dev::ensure_dev_tls(dir.path(), &all).expect("test certificates");
+            members.ca_cert = Some(ca.display().to_string());
+        }
         let mut proxies = BTreeMap::new();
         if let Some(rtt) = spec.rtt_ms {
             for (i, a) in nodes.iter().enumerate() {
@@ -277,6 +299,9 @@ impl TestCluster {
             if !overrides.is_empty() {
                 cfg.push_str(&format!("\n[network.peer_addr_override]\n{}\n", overrides.join("\n")));
             }
+            if let Some(extra) = spec.node_extra.get(&i) {
+                cfg.push_str(&format!("\n{extra}\n"));
+            }
             std::fs::write(node_dir.join("coffer.toml"), cfg).unwrap();
         }
         let file = ClusterFile { nodes, ..members };
@@ -288,6 +313,7 @@ impl TestCluster {
             children: vec![],
             proxies,
             metrics,
+            log_filter: spec.log_filter.clone(),
         };
         for i in 0..c.file.nodes.len() {
             let child = if i < c.initial { Some(c.spawn(i)) } else { None };
@@ -311,7 +337,10 @@ impl TestCluster {
             .arg(node_dir.join("coffer.toml"))
             .env(
                 "RUST_LOG",
-                std::env::var("COFFER_TEST_LOG").unwrap_or_else(|_| "info,openraft=info".into()),
+                self.log_filter
+                    .clone()
+                    .or_else(|| std::env::var("COFFER_TEST_LOG").ok())
+                    .unwrap_or_else(|| "info,openraft=info".into()),
             )
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -330,13 +359,30 @@ impl TestCluster {
 
     /// Runs the `coffer` CLI against node `via`; returns (exit code, stdout, stderr).
     pub fn cli(&self, via: usize, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(&self.bin)
-            .args(args)
+        self.cli_env(via, args, &[])
+    }
+
+    /// Like [`TestCluster::cli`], with environment changes applied last (`None` removes the
+    /// variable). With TLS on, `COFFER_CACERT` is the cluster's CA unless changed here.
+    pub fn cli_env(&self, via: usize, args: &[&str], env: &[(&str, Option<&str>)]) -> (i32, String, String) {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(args)
             .env("COFFER_ADDR", &self.file.nodes[via].api)
             .env("COFFER_TOKEN", self.token())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run coffer");
+            .env_remove("COFFER_CACERT")
+            .env_remove("COFFER_CLIENT_CERT")
+            .env_remove("COFFER_CLIENT_KEY")
+            .stdin(Stdio::null());
+        if let Some(ca) = &self.file.ca_cert {
+            cmd.env("COFFER_CACERT", ca);
+        }
+        for (k, v) in env {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        let out = cmd.output().expect("run coffer");
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -355,6 +401,19 @@ impl TestCluster {
 
     pub fn token(&self) -> &str {
         &self.file.root_token
+    }
+
+    /// The folder of a TLS cluster's certificates (see [`crate::dev::tls_dir`]).
+    pub fn tls_dir(&self) -> PathBuf {
+        crate::dev::tls_dir(self.dir.path())
+    }
+
+    /// What the kit's clients use with TLS on: trust the cluster CA (no client certificate).
+    pub fn client_tls(&self) -> Option<crate::client::ClientTls> {
+        let ca = self.file.ca_cert.as_ref()?;
+        Some(crate::client::ClientTls::new(
+            std::fs::read(ca).expect("read the test CA"),
+        ))
     }
 
     pub fn node(&self, i: usize) -> &DevNode {
@@ -380,7 +439,7 @@ impl TestCluster {
     pub async fn client_with(&self, i: usize, token: Option<&str>) -> Client {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            match Client::connect(&self.file.nodes[i].api, token).await {
+            match Client::connect_with(&self.file.nodes[i].api, token, self.client_tls().as_ref()).await {
                 Ok(c) => return c,
                 Err(e) if Instant::now() > deadline => panic!("cannot connect to node {i}: {e}"),
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -390,7 +449,9 @@ impl TestCluster {
 
     /// Node `i`'s health report (no token needed), if it answers.
     pub async fn health(&self, i: usize) -> Option<pb::HealthResponse> {
-        let c = Client::connect(&self.file.nodes[i].api, None).await.ok()?;
+        let c = Client::connect_with(&self.file.nodes[i].api, None, self.client_tls().as_ref())
+            .await
+            .ok()?;
         c.cluster
             .clone()
             .health(pb::HealthRequest {})
@@ -401,7 +462,7 @@ impl TestCluster {
 
     /// Cluster status as seen by node `i`, if it answers.
     pub async fn status(&self, i: usize) -> Option<pb::ClusterStatusResponse> {
-        let c = Client::connect(&self.file.nodes[i].api, Some(self.token()))
+        let c = Client::connect_with(&self.file.nodes[i].api, Some(self.token()), self.client_tls().as_ref())
             .await
             .ok()?;
         c.cluster
@@ -591,6 +652,7 @@ pub async fn get_with(
             name: name.into(),
             selector: version.map(pb::get_secret_value_request::Selector::Version),
             consistency: consistency.map(|m| pb::ReadConsistency { mode: Some(m) }),
+            break_glass: None,
         })
         .await
         .map(|r| r.into_inner())

@@ -1,0 +1,437 @@
+//! The `coffer.v1.Access` service: tokens, policies and this node's audit log.
+//!
+//! Tokens are random (`cft_` + 256 bits), shown once, and stored as SHA-256 hashes through
+//! Raft; policies are validated in full ([`crate::authz::policy`]) before they are proposed.
+//! Every call passes the seam like any other: token and policy management need `policy:admin`
+//! on `token/<principal>` or `policy/<name>`, the audit log `audit:read` on `audit`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use coffer_raft::access;
+use tonic::Request;
+use tonic::Response;
+use tonic::Status;
+
+use super::Core;
+use crate::authz::policy;
+use crate::authz::Action;
+use crate::authz::Grant;
+use crate::error::ApiError;
+use crate::pb;
+use crate::pb::command::Op;
+
+const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
+const MAX_TTL: Duration = Duration::from_secs(366 * 24 * 3600);
+/// Most groups and policies one token may carry.
+const MAX_TOKEN_LIST: usize = 64;
+/// Largest policy document accepted.
+const MAX_POLICY_DOCUMENT: usize = 64 * 1024;
+
+pub struct AccessApi {
+    core: Arc<Core>,
+}
+
+impl AccessApi {
+    pub fn new(core: Arc<Core>) -> Self {
+        Self { core }
+    }
+
+    /// Proposes `op` and turns a model failure into an API error.
+    async fn commit(&self, grant: &Grant, op: Op) -> Result<u64, ApiError> {
+        let (_, index) = self.core.propose(grant, op).await?.map_err(ApiError::from)?;
+        Ok(index)
+    }
+
+    fn view_err(e: std::io::Error) -> ApiError {
+        ApiError::Unavailable(format!("storage: {e}"))
+    }
+
+    async fn create_token(&self, req: Request<pb::CreateTokenRequest>) -> Result<pb::CreateTokenResponse, ApiError> {
+        let resource = format!("token/{}", req.get_ref().principal);
+        let grant = self.core.grant(&req, Action::PolicyAdmin, &resource).await?;
+        let r = req.into_inner();
+        let id =
+            policy::parse_principal(&r.principal).map_err(|e| ApiError::invalid(format!("invalid principal: {e}")))?;
+        let tenant = match (id.tenant.as_deref(), r.tenant.as_str()) {
+            (Some(t), "") => t.to_string(),
+            (Some(t), given) if t == given => t.to_string(),
+            (Some(t), given) => {
+                return Err(ApiError::invalid(format!(
+                    "principal {} belongs to tenant {t}, not {given}",
+                    r.principal
+                )))
+            }
+            (None, "") => String::new(),
+            (None, given) => {
+                return Err(ApiError::invalid(format!(
+                    "principal {} is a platform principal (kind:name) and has no tenant; for tenant {given} \
+                     use kind:{given}:name",
+                    r.principal
+                )))
+            }
+        };
+        if r.groups.len() > MAX_TOKEN_LIST || r.policies.len() > MAX_TOKEN_LIST {
+            return Err(ApiError::invalid(format!(
+                "a token carries at most {MAX_TOKEN_LIST} groups and {MAX_TOKEN_LIST} policies"
+            )));
+        }
+        for g in &r.groups {
+            let gid = policy::parse_principal(g).map_err(|e| ApiError::invalid(format!("invalid group {g:?}: {e}")))?;
+            if gid.kind != "group" {
+                return Err(ApiError::invalid(format!("group {g:?} must be a group:… id")));
+            }
+            if gid.tenant.as_deref().unwrap_or("") != tenant {
+                return Err(ApiError::invalid(format!(
+                    "group {g} is not of the token's tenant ({})",
+                    if tenant.is_empty() { "none: platform" } else { &tenant }
+                )));
+            }
+        }
+        if r.policies.is_empty() {
+            return Err(ApiError::invalid(
+                "a token needs at least one --policy (with none it could do nothing)",
+            ));
+        }
+        {
+            let view = self.core.raft.reader().view();
+            for p in &r.policies {
+                if access::policy(&*view, p).map_err(Self::view_err)?.is_none() {
+                    return Err(ApiError::NotFound(format!(
+                        "policy {p} does not exist; create it first with `coffer policy put`"
+                    )));
+                }
+            }
+        }
+        let ttl = match r.ttl_ms {
+            0 => DEFAULT_TTL,
+            ms => Duration::from_millis(ms),
+        };
+        if ttl < Duration::from_secs(1) || ttl > MAX_TTL {
+            return Err(ApiError::invalid("--ttl must be between 1s and 366 days"));
+        }
+        let token = crate::authz::new_token().map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let accessor = crate::crypto::random_bytes::<16>()
+            .map(hex::encode)
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let now = crate::time::now_ms();
+        let expires_at_ms = now + ttl.as_millis() as u64;
+        let record = pb::TokenRecord {
+            accessor: accessor.clone(),
+            token_sha256: crate::authz::token_hash(&token).to_vec(),
+            principal: r.principal.clone(),
+            tenant,
+            groups: r.groups,
+            policies: r.policies,
+            created_at_ms: now,
+            expires_at_ms,
+            revoked_at_ms: 0,
+            created_by: grant.principal().id.clone(),
+        };
+        self.commit(&grant, Op::CreateToken(pb::CreateToken { token: Some(record) }))
+            .await?;
+        Ok(pb::CreateTokenResponse {
+            token,
+            accessor,
+            expires_at_ms,
+            principal: r.principal,
+        })
+    }
+
+    async fn revoke_token(&self, req: Request<pb::RevokeTokenRequest>) -> Result<pb::RevokeTokenResponse, ApiError> {
+        let accessor = req.get_ref().accessor.trim().to_ascii_lowercase();
+        let target = {
+            let view = self.core.raft.reader().view();
+            if accessor == access::ROOT_ACCESSOR {
+                None
+            } else {
+                access::token(&*view, &accessor).map_err(Self::view_err)?
+            }
+        };
+        let resource = match &target {
+            Some(t) => format!("token/{}", t.principal),
+            None if accessor == access::ROOT_ACCESSOR => "token/root".to_string(),
+            // Unknown accessor: decided like a listing, so the caller learns "not found" only
+            // if it may see every token anyway.
+            None => "token/*".to_string(),
+        };
+        let grant = self.core.grant(&req, Action::PolicyAdmin, &resource).await?;
+        if accessor == access::ROOT_ACCESSOR {
+            self.require_another_admin()?;
+        } else if target.is_none() {
+            return Err(ApiError::NotFound(format!(
+                "no token has accessor {accessor:?}; `coffer token list` shows them"
+            )));
+        }
+        self.commit(
+            &grant,
+            Op::RevokeToken(pb::RevokeToken {
+                accessor: accessor.clone(),
+            }),
+        )
+        .await?;
+        Ok(pb::RevokeTokenResponse {
+            accessor,
+            revoked_at_ms: crate::time::now_ms(),
+        })
+    }
+
+    /// The root token may be revoked only once another live token could have revoked it: an
+    /// administrator with `policy:admin` on `token/root` exists.
+    fn require_another_admin(&self) -> Result<(), ApiError> {
+        let view = self.core.raft.reader().view();
+        let now = crate::time::now_ms();
+        let policies = access::policies(&*view).map_err(Self::view_err)?;
+        let tokens = access::tokens(&*view).map_err(Self::view_err)?;
+        let admin = tokens
+            .iter()
+            .filter(|t| t.revoked_at_ms == 0 && t.expires_at_ms > now)
+            .any(|t| {
+                let held: Vec<pb::Policy> = policies
+                    .iter()
+                    .filter(|p| t.policies.contains(&p.name))
+                    .cloned()
+                    .collect();
+                let caller = policy::Caller {
+                    principal: &t.principal,
+                    groups: &t.groups,
+                    token_lifetime_ms: Some(t.expires_at_ms.saturating_sub(t.created_at_ms)),
+                };
+                let q = policy::Query {
+                    action: Action::PolicyAdmin,
+                    resource: "token/root",
+                    region: self.core.access.region(),
+                    now_ms: now,
+                };
+                policy::decide(&held, &caller, &q).allowed
+            });
+        if admin {
+            Ok(())
+        } else {
+            Err(ApiError::FailedPrecondition(
+                "no other live token holds policy:admin on token/root; create an administrator's token first, \
+                 then revoke the root token with it"
+                    .into(),
+            ))
+        }
+    }
+
+    async fn list_tokens(&self, req: Request<pb::ListTokensRequest>) -> Result<pb::ListTokensResponse, ApiError> {
+        self.core.grant(&req, Action::PolicyAdmin, "token/*").await?;
+        let view = self.core.raft.reader().view();
+        let tokens = access::tokens(&*view)
+            .map_err(Self::view_err)?
+            .into_iter()
+            .map(|t| pb::TokenInfo {
+                accessor: t.accessor,
+                principal: t.principal,
+                tenant: t.tenant,
+                groups: t.groups,
+                policies: t.policies,
+                created_at_ms: t.created_at_ms,
+                expires_at_ms: t.expires_at_ms,
+                revoked_at_ms: t.revoked_at_ms,
+                created_by: t.created_by,
+            })
+            .collect();
+        Ok(pb::ListTokensResponse { tokens })
+    }
+
+    async fn put_policy(&self, req: Request<pb::PutPolicyRequest>) -> Result<pb::PutPolicyResponse, ApiError> {
+        // The name decides the resource; the full check comes after the caller is authorized,
+        // so an anonymous caller learns nothing about the document.
+        let name = serde_json::from_str::<serde_json::Value>(&req.get_ref().document)
+            .ok()
+            .and_then(|v| v.get("name").and_then(|n| n.as_str()).map(str::to_string))
+            .unwrap_or_default();
+        let grant = self
+            .core
+            .grant(&req, Action::PolicyAdmin, &format!("policy/{name}"))
+            .await?;
+        let doc = req.into_inner().document;
+        if doc.len() > MAX_POLICY_DOCUMENT {
+            return Err(ApiError::invalid(format!(
+                "the policy document is {} bytes; the limit is {MAX_POLICY_DOCUMENT}",
+                doc.len()
+            )));
+        }
+        let p = policy::parse_document(&doc).map_err(|e| ApiError::invalid(e.to_string()))?;
+        let name = p.name.clone();
+        let log_index = self
+            .commit(&grant, Op::PutPolicy(pb::PutPolicy { policy: Some(p) }))
+            .await?;
+        Ok(pb::PutPolicyResponse { name, log_index })
+    }
+
+    async fn get_policy(&self, req: Request<pb::GetPolicyRequest>) -> Result<pb::GetPolicyResponse, ApiError> {
+        let name = req.get_ref().name.clone();
+        self.core
+            .grant(&req, Action::PolicyAdmin, &format!("policy/{name}"))
+            .await?;
+        let view = self.core.raft.reader().view();
+        let p = access::policy(&*view, &name)
+            .map_err(Self::view_err)?
+            .ok_or_else(|| ApiError::NotFound(format!("policy {name} not found; `coffer policy list` shows them")))?;
+        Ok(pb::GetPolicyResponse {
+            document: policy::to_document(&p),
+            updated_at_ms: p.updated_at_ms,
+            updated_by: p.updated_by,
+        })
+    }
+
+    async fn list_policies(&self, req: Request<pb::ListPoliciesRequest>) -> Result<pb::ListPoliciesResponse, ApiError> {
+        self.core.grant(&req, Action::PolicyAdmin, "policy/*").await?;
+        let view = self.core.raft.reader().view();
+        let names = access::policies(&*view)
+            .map_err(Self::view_err)?
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        Ok(pb::ListPoliciesResponse { names })
+    }
+
+    async fn delete_policy(&self, req: Request<pb::DeletePolicyRequest>) -> Result<pb::DeletePolicyResponse, ApiError> {
+        let name = req.get_ref().name.clone();
+        let grant = self
+            .core
+            .grant(&req, Action::PolicyAdmin, &format!("policy/{name}"))
+            .await?;
+        access::validate_policy_name(&name).map_err(ApiError::invalid)?;
+        self.commit(&grant, Op::DeletePolicy(pb::DeletePolicy { name: name.clone() }))
+            .await?;
+        Ok(pb::DeletePolicyResponse { name })
+    }
+
+    async fn check_policy(&self, req: Request<pb::CheckPolicyRequest>) -> Result<pb::CheckPolicyResponse, ApiError> {
+        self.core.grant(&req, Action::PolicyAdmin, "policy/*").await?;
+        let r = req.into_inner();
+        policy::parse_principal(&r.principal).map_err(|e| ApiError::invalid(format!("invalid principal: {e}")))?;
+        let action = policy::parse_action(&r.action).map_err(|e| ApiError::invalid(e.to_string()))?;
+        let view = self.core.raft.reader().view();
+        let policies = access::policies(&*view).map_err(Self::view_err)?;
+        let region = if r.region.is_empty() {
+            self.core.access.region().to_string()
+        } else {
+            r.region
+        };
+        let caller = policy::Caller {
+            principal: &r.principal,
+            groups: &r.groups,
+            token_lifetime_ms: None,
+        };
+        let d = policy::decide(
+            &policies,
+            &caller,
+            &policy::Query {
+                action,
+                resource: &r.resource,
+                region: &region,
+                now_ms: crate::time::now_ms(),
+            },
+        );
+        Ok(pb::CheckPolicyResponse {
+            allowed: d.allowed,
+            statement: d.statement.map(|s| s.to_string()).unwrap_or_default(),
+            explanation: d.explanation,
+        })
+    }
+
+    async fn audit_tail(&self, req: Request<pb::AuditTailRequest>) -> Result<pb::AuditTailResponse, ApiError> {
+        self.core.grant(&req, Action::AuditRead, "audit").await?;
+        let count = match req.get_ref().count {
+            0 => 20,
+            n => (n as usize).min(10_000),
+        };
+        let entries = self
+            .core
+            .audit
+            .tail(count)
+            .map_err(|e| ApiError::Unavailable(format!("reading the audit log: {e}")))?
+            .into_iter()
+            .map(|e| pb::AuditEntry {
+                seq: e.seq,
+                event: Some(e.event),
+                hash: e.hash,
+            })
+            .collect();
+        Ok(pb::AuditTailResponse {
+            entries,
+            served_by: Some(self.core.served_by(self.core.raft.role_and_membership().0.as_str())),
+        })
+    }
+
+    async fn audit_verify(&self, req: Request<pb::AuditVerifyRequest>) -> Result<pb::AuditVerifyResponse, ApiError> {
+        self.core.grant(&req, Action::AuditRead, "audit").await?;
+        let audit = self.core.audit.clone();
+        let report = tokio::task::spawn_blocking(move || audit.verify())
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(|e| ApiError::Unavailable(format!("reading the audit log: {e}")))?;
+        let (first_broken, problem) = match report.broken {
+            Some(b) => (b.position, b.problem),
+            None => (0, String::new()),
+        };
+        Ok(pb::AuditVerifyResponse {
+            ok: first_broken == 0,
+            records: report.records,
+            first_broken,
+            problem,
+            served_by: Some(self.core.served_by(self.core.raft.role_and_membership().0.as_str())),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl pb::access_server::Access for AccessApi {
+    async fn create_token(
+        &self,
+        req: Request<pb::CreateTokenRequest>,
+    ) -> Result<Response<pb::CreateTokenResponse>, Status> {
+        Ok(Response::new(self.create_token(req).await?))
+    }
+    async fn revoke_token(
+        &self,
+        req: Request<pb::RevokeTokenRequest>,
+    ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
+        Ok(Response::new(self.revoke_token(req).await?))
+    }
+    async fn list_tokens(
+        &self,
+        req: Request<pb::ListTokensRequest>,
+    ) -> Result<Response<pb::ListTokensResponse>, Status> {
+        Ok(Response::new(self.list_tokens(req).await?))
+    }
+    async fn put_policy(&self, req: Request<pb::PutPolicyRequest>) -> Result<Response<pb::PutPolicyResponse>, Status> {
+        Ok(Response::new(self.put_policy(req).await?))
+    }
+    async fn get_policy(&self, req: Request<pb::GetPolicyRequest>) -> Result<Response<pb::GetPolicyResponse>, Status> {
+        Ok(Response::new(self.get_policy(req).await?))
+    }
+    async fn list_policies(
+        &self,
+        req: Request<pb::ListPoliciesRequest>,
+    ) -> Result<Response<pb::ListPoliciesResponse>, Status> {
+        Ok(Response::new(self.list_policies(req).await?))
+    }
+    async fn delete_policy(
+        &self,
+        req: Request<pb::DeletePolicyRequest>,
+    ) -> Result<Response<pb::DeletePolicyResponse>, Status> {
+        Ok(Response::new(self.delete_policy(req).await?))
+    }
+    async fn check_policy(
+        &self,
+        req: Request<pb::CheckPolicyRequest>,
+    ) -> Result<Response<pb::CheckPolicyResponse>, Status> {
+        Ok(Response::new(self.check_policy(req).await?))
+    }
+    async fn audit_tail(&self, req: Request<pb::AuditTailRequest>) -> Result<Response<pb::AuditTailResponse>, Status> {
+        Ok(Response::new(self.audit_tail(req).await?))
+    }
+    async fn audit_verify(
+        &self,
+        req: Request<pb::AuditVerifyRequest>,
+    ) -> Result<Response<pb::AuditVerifyResponse>, Status> {
+        Ok(Response::new(self.audit_verify(req).await?))
+    }
+}

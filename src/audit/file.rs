@@ -1,0 +1,1410 @@
+//! The node-local audit log: an append-only, hash-chained file written by one dedicated thread
+//! with batched fsync, failing closed.
+//!
+//! The file is a sequence of length-delimited [`pb::AuditRecord`]s. Record i has `format = 1`,
+//! `seq = i` (1, 2, 3, … with no gaps), `prev_hash` = the `hash` of record i-1 (32 zero bytes
+//! for the first), `event` = the encoded [`pb::AuditEvent`] (hashed exactly as stored) and
+//! `hash` = SHA-256("coffer-audit-v1" || seq as u64 big-endian || prev_hash || event).
+//!
+//! [`AuditFile::append`] queues an event and waits (at most `write_timeout`) for the writer
+//! thread, which writes everything queued as one batch with one `write_all` and one
+//! `sync_data`, and only then acknowledges. On any I/O error the batch is truncated away (best
+//! effort), the file is reopened for the next batch and every event of the batch is refused.
+//! A request never gets `Ok` before its record is durable, and never waits longer than
+//! `write_timeout`.
+//!
+//! On (re)open the writer recovers the chain tail from the file. A torn last record (a crash in
+//! the middle of a write, never acknowledged) is truncated away; corruption before the end is
+//! never rewritten: the chain continues after the last record that decodes, and
+//! [`verify_file`] (`coffer audit verify`) reports the damage.
+//!
+//! Events carry metadata only, never secret values; nothing here logs event contents.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prost::Message;
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+
+use super::{AuditError, AuditSink};
+use crate::pb;
+
+/// `AuditRecord.format` of the records this module writes.
+const FORMAT: u32 = 1;
+/// Domain separation prefix of the record hash.
+const DOMAIN: &[u8] = b"coffer-audit-v1";
+/// A length prefix above this is damage, not a record (events are a few hundred bytes).
+const MAX_RECORD: u64 = 16 << 20;
+/// Recovery only considers truncating a damaged tail shorter than this.
+const MAX_TORN: u64 = 64 << 20;
+
+/// Tuning of [`AuditFile`].
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    /// A request whose record is not durable within this bound fails (default 2 s).
+    pub write_timeout: Duration,
+    /// Most events written with one `write_all` + `sync_data` (default 512).
+    pub max_batch: usize,
+    /// Most events waiting for the writer; beyond it requests fail at once (default 8192).
+    pub queue: usize,
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        Self {
+            write_timeout: Duration::from_secs(2),
+            max_batch: 512,
+            queue: 8192,
+        }
+    }
+}
+
+/// The outcome of [`verify_file`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Records verified before the first broken one (all of them when `broken` is `None`).
+    pub records: u64,
+    /// The first problem found; verification stops there.
+    pub broken: Option<Broken>,
+}
+
+impl VerifyReport {
+    /// True when every record verified.
+    pub fn is_ok(&self) -> bool {
+        self.broken.is_none()
+    }
+}
+
+/// Where and how the chain is broken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broken {
+    /// 1-based position of the broken record in the file.
+    pub position: u64,
+    /// Offset of the broken record's length prefix.
+    pub byte_offset: u64,
+    /// One sentence that says what is wrong.
+    pub problem: String,
+}
+
+impl fmt::Display for Broken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.problem)
+    }
+}
+
+/// One record of [`tail`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TailEntry {
+    pub seq: u64,
+    pub event: pb::AuditEvent,
+    /// The record's hash, lower-case hex.
+    pub hash: String,
+}
+
+/// One queued event and the request waiting for it.
+struct Request {
+    event: Vec<u8>,
+    ack: oneshot::Sender<Result<(), String>>,
+}
+
+/// State shared by the handle and the writer thread.
+#[derive(Default)]
+struct Shared {
+    syncs: AtomicU64,
+    #[cfg(test)]
+    stalled: std::sync::atomic::AtomicBool,
+    #[cfg(test)]
+    queued: AtomicU64,
+}
+
+/// The node-local audit log. See the module documentation.
+pub struct AuditFile {
+    path: PathBuf,
+    opts: AuditOptions,
+    tx: Option<SyncSender<Request>>,
+    shared: Arc<Shared>,
+    /// Disconnects when the writer thread exits.
+    writer_done: Mutex<Option<Receiver<()>>>,
+}
+
+impl AuditFile {
+    /// Starts the writer thread (`coffer-audit`) for `path`. Never fails: when the file cannot be
+    /// opened or written, [`AuditFile::append`] says why, and the writer retries on every batch.
+    pub fn open(path: PathBuf, opts: AuditOptions) -> AuditFile {
+        let opts = AuditOptions {
+            max_batch: opts.max_batch.max(1),
+            queue: opts.queue.max(1),
+            ..opts
+        };
+        let (tx, rx) = mpsc::sync_channel(opts.queue);
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let shared = Arc::new(Shared::default());
+        let writer = Writer {
+            path: path.clone(),
+            file: None,
+            tail: Tail::first(),
+            truncate_to: None,
+            need_dir_sync: false,
+            failing: false,
+            shared: shared.clone(),
+        };
+        let max_batch = opts.max_batch;
+        let spawned = std::thread::Builder::new().name("coffer-audit".into()).spawn(move || {
+            let _done = done_tx;
+            writer.run(rx, max_batch);
+        });
+        if let Err(e) = spawned {
+            // `rx` is gone with the closure, so every append fails with "writer has stopped".
+            tracing::error!(path = %path.display(), error = %e, "cannot start the audit writer thread");
+        }
+        AuditFile {
+            path,
+            opts,
+            tx: Some(tx),
+            shared,
+            writer_done: Mutex::new(Some(done_rx)),
+        }
+    }
+
+    /// The file this log writes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Number of successful `sync_data` calls (one per written batch).
+    pub fn syncs(&self) -> u64 {
+        self.shared.syncs.load(Ordering::Relaxed)
+    }
+
+    /// Records `event` durably: returns `Ok` only after its record is written and fsynced, and
+    /// an error when the queue is full, the file cannot be written, or `write_timeout` passes.
+    pub async fn append(&self, event: pb::AuditEvent) -> Result<(), AuditError> {
+        let (ack, done) = oneshot::channel();
+        let request = Request {
+            event: event.encode_to_vec(),
+            ack,
+        };
+        let Some(tx) = &self.tx else {
+            return Err(self.refused("the audit writer has stopped"));
+        };
+        match tx.try_send(request) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return Err(self.refused(&format!("backlog of {} events is full", self.opts.queue)));
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(self.refused("the audit writer has stopped")),
+        }
+        #[cfg(test)]
+        self.shared.queued.fetch_add(1, Ordering::SeqCst);
+        match tokio::time::timeout(self.opts.write_timeout, done).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(what))) => Err(self.refused(&what)),
+            Ok(Err(_)) => Err(self.refused("the audit writer has stopped")),
+            Err(_) => Err(self.refused(&format!(
+                "not written within {} ms",
+                self.opts.write_timeout.as_millis()
+            ))),
+        }
+    }
+
+    /// Verifies the live file up to its length when called (records being written at the same
+    /// time may be cut at that length; a cut last record is not reported).
+    pub fn verify(&self) -> io::Result<VerifyReport> {
+        let file = File::open(&self.path)?;
+        let len = file.metadata()?.len();
+        verify_reader(BufReader::new(file), len, true)
+    }
+
+    fn refused(&self, what: &str) -> AuditError {
+        refused(&self.path, what)
+    }
+
+    /// Test hook: while stalled, the writer holds the first event of its next batch unwritten.
+    #[cfg(test)]
+    fn stall(&self, on: bool) {
+        self.shared.stalled.store(on, Ordering::SeqCst);
+    }
+}
+
+impl Drop for AuditFile {
+    /// Closes the queue; the writer drains what is queued and exits. Waits for that at most
+    /// `write_timeout` (no wait at all when the queue is empty and the disk is healthy).
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        let done = self.writer_done.get_mut().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(done) = done {
+            let _ = done.recv_timeout(self.opts.write_timeout);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl AuditSink for AuditFile {
+    async fn record(&self, event: pb::AuditEvent) -> Result<(), AuditError> {
+        self.append(event).await
+    }
+
+    fn tail(&self, count: usize) -> io::Result<Vec<TailEntry>> {
+        tail(&self.path, count)
+    }
+
+    fn verify(&self) -> io::Result<VerifyReport> {
+        AuditFile::verify(self)
+    }
+}
+
+fn refused(path: &Path, what: &str) -> AuditError {
+    AuditError(format!("audit log {}: {what}; the request was refused", path.display()))
+}
+
+/// SHA-256("coffer-audit-v1" || seq (u64 BE) || prev_hash || event).
+fn chain_hash(seq: u64, prev_hash: &[u8], event: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(DOMAIN);
+    h.update(seq.to_be_bytes());
+    h.update(prev_hash);
+    h.update(event);
+    h.finalize().into()
+}
+
+/// The last durable record: the chain continues after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Tail {
+    seq: u64,
+    hash: [u8; 32],
+}
+
+impl Tail {
+    fn first() -> Self {
+        Tail { seq: 0, hash: [0; 32] }
+    }
+}
+
+struct OpenFile {
+    file: File,
+    /// Only regular files are read (recovery) and truncated; `/dev/full` and friends are not.
+    regular: bool,
+}
+
+/// Owned by the writer thread.
+struct Writer {
+    path: PathBuf,
+    /// `None` until opened, and again after any I/O error.
+    file: Option<OpenFile>,
+    tail: Tail,
+    /// A failed batch that could not be truncated away: retried when the file is reopened.
+    truncate_to: Option<u64>,
+    /// The file was created and its directory entry is not known to be durable yet.
+    need_dir_sync: bool,
+    /// The last batch failed (errors are logged once per outage, not once per batch).
+    failing: bool,
+    shared: Arc<Shared>,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Request>, max_batch: usize) {
+        if let Err(what) = self.ensure_open() {
+            tracing::error!(
+                path = %self.path.display(),
+                "audit log {}: {what}; requests are refused until it can be written",
+                self.path.display()
+            );
+            self.failing = true;
+        }
+        while let Ok(first) = rx.recv() {
+            #[cfg(test)]
+            while self.shared.stalled.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let mut events = vec![first.event];
+            let mut acks = vec![first.ack];
+            while events.len() < max_batch {
+                let Ok(r) = rx.try_recv() else { break };
+                events.push(r.event);
+                acks.push(r.ack);
+            }
+            let count = events.len();
+            let result = self.write_batch(events);
+            match &result {
+                Err(what) if !self.failing => {
+                    self.failing = true;
+                    tracing::error!(
+                        path = %self.path.display(),
+                        "audit log {}: {what}; {count} request(s) refused, requests are refused until it can be \
+                         written",
+                        self.path.display()
+                    );
+                }
+                Err(what) => tracing::debug!(path = %self.path.display(), "audit batch of {count} refused: {what}"),
+                Ok(()) if self.failing => {
+                    self.failing = false;
+                    tracing::info!(path = %self.path.display(), "audit log is writable again");
+                }
+                Ok(()) => {}
+            }
+            for ack in acks {
+                // The request may have timed out already; its event was still written (or not).
+                let _ = ack.send(result.clone());
+            }
+        }
+    }
+
+    /// Opens the file if it is not open, recovering the chain tail. Errors say what failed.
+    fn ensure_open(&mut self) -> Result<(), String> {
+        if self.file.is_some() {
+            return Ok(());
+        }
+        let missing = matches!(fs::symlink_metadata(&self.path), Err(e) if e.kind() == io::ErrorKind::NotFound);
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&self.path)
+            .map_err(|e| format!("cannot open: {e}"))?;
+        if missing {
+            self.need_dir_sync = true;
+        }
+        let meta = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
+        let regular = meta.is_file();
+        if regular {
+            if let Some(len) = self.truncate_to {
+                if meta.len() > len {
+                    file.set_len(len)
+                        .map_err(|e| format!("cannot truncate a failed batch away: {e}"))?;
+                }
+                self.truncate_to = None;
+            }
+            let recovered =
+                recover(&file, &self.path).map_err(|e| format!("cannot read it to recover the chain: {e}"))?;
+            self.tail = recovered;
+        }
+        if self.need_dir_sync {
+            sync_parent(&self.path).map_err(|e| format!("cannot sync its directory: {e}"))?;
+            self.need_dir_sync = false;
+        }
+        self.file = Some(OpenFile { file, regular });
+        Ok(())
+    }
+
+    /// Writes `events` as the next records with one `write_all` and one `sync_data`.
+    fn write_batch(&mut self, events: Vec<Vec<u8>>) -> Result<(), String> {
+        self.ensure_open()?;
+        let Some(open) = self.file.as_mut() else {
+            return Err("cannot open".into());
+        };
+        let mut buf = Vec::with_capacity(events.iter().map(|e| e.len() + 96).sum());
+        let mut tail = self.tail.clone();
+        for event in events {
+            let seq = tail.seq + 1;
+            let hash = chain_hash(seq, &tail.hash, &event);
+            let record = pb::AuditRecord {
+                format: FORMAT,
+                seq,
+                prev_hash: tail.hash.to_vec(),
+                event,
+                hash: hash.to_vec(),
+            };
+            record
+                .encode_length_delimited(&mut buf)
+                .map_err(|e| format!("cannot encode a record: {e}"))?;
+            tail = Tail { seq, hash };
+        }
+        let before = if open.regular {
+            match open.file.metadata() {
+                Ok(m) => Some(m.len()),
+                Err(e) => {
+                    self.file = None;
+                    return Err(e.to_string());
+                }
+            }
+        } else {
+            None
+        };
+        match open.file.write_all(&buf).and_then(|()| open.file.sync_data()) {
+            Ok(()) => {
+                self.tail = tail;
+                self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                // Nothing of the batch was acknowledged: cut it away and reopen next time (after
+                // a failed fsync the page cache cannot be trusted).
+                if let Some(len) = before {
+                    if open.file.set_len(len).is_err() {
+                        self.truncate_to = Some(len);
+                    }
+                }
+                self.file = None;
+                Err(e.to_string())
+            }
+        }
+    }
+}
+
+/// Makes a newly created file's directory entry durable.
+fn sync_parent(path: &Path) -> io::Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(parent)?.sync_all()
+}
+
+/// Reads the chain tail of an open regular file. Truncates a torn last record; leaves damage
+/// before the end alone (logging it) and continues after the last record that decodes.
+fn recover(file: &File, path: &Path) -> io::Result<Tail> {
+    let limit = file.metadata()?.len();
+    let mut reader = file;
+    reader.seek(SeekFrom::Start(0))?;
+    let mut frames = Frames::new(BufReader::with_capacity(1 << 16, reader), limit);
+    let mut tail = Tail::first();
+    let mut position = 0u64;
+    let mut damage: Option<String> = None;
+    loop {
+        let frame = frames.next()?;
+        let (offset, partial) = match frame {
+            Frame::End => break,
+            Frame::Whole { offset, body } => {
+                position += 1;
+                match pb::AuditRecord::decode(body.as_slice()) {
+                    Ok(r) if r.format == FORMAT && r.hash.len() == 32 => {
+                        let mut hash = [0; 32];
+                        hash.copy_from_slice(&r.hash);
+                        tail = Tail { seq: r.seq, hash };
+                        continue;
+                    }
+                    _ => (offset, false),
+                }
+            }
+            Frame::Cut { offset, .. } | Frame::BadLength { offset, .. } => {
+                position += 1;
+                (offset, true)
+            }
+        };
+        // Only the first problem can be a torn tail: after damage, nothing is cut.
+        if damage.is_none() && is_torn(file, offset, limit, partial)? {
+            tracing::warn!(
+                path = %path.display(),
+                "audit log {} ends with a partial record at byte {offset} (a write cut short by a crash, never \
+                 acknowledged); truncated {} byte(s)",
+                path.display(),
+                limit - offset
+            );
+            file.set_len(offset)?;
+            break;
+        }
+        damage.get_or_insert_with(|| format!("record {position} (byte {offset}) cannot be read"));
+        if partial {
+            break;
+        }
+    }
+    if let Some(damage) = damage {
+        tracing::error!(
+            path = %path.display(),
+            "audit log {} is damaged: {damage}; it is left as it is and new records continue the chain after \
+             record {}; `coffer audit verify --file {}` reports the damage",
+            path.display(),
+            tail.seq,
+            path.display()
+        );
+    }
+    Ok(tail)
+}
+
+/// Whether the bytes from `offset` to `limit` are what a write cut short by a crash leaves: zeros
+/// (the size grew, the data never landed), or, when the frame there is `partial` (the file ends
+/// before the length its prefix promises), bytes that hold no complete record. A length prefix
+/// edited to point past the end is followed by a complete record, so it is damage, not a torn
+/// tail; so is a whole last record that does not decode.
+fn is_torn(file: &File, offset: u64, limit: u64, partial: bool) -> io::Result<bool> {
+    let len = limit - offset;
+    if len == 0 || len > MAX_TORN {
+        return Ok(false);
+    }
+    let mut rest = vec![0; len as usize];
+    file.read_exact_at(&mut rest, offset)?;
+    if rest.iter().all(|&b| b == 0) {
+        return Ok(true);
+    }
+    Ok(partial && !contains_record(&rest))
+}
+
+/// Whether a complete, plausible AuditRecord body (format 1, a 32-byte hash) starts anywhere in
+/// `buf`, whatever the bytes before it.
+fn contains_record(buf: &[u8]) -> bool {
+    // prost writes `format = 1` first and `seq` second: every body starts with 08 01 10.
+    (0..buf.len()).any(|p| {
+        buf[p..].starts_with(&[0x08, 0x01, 0x10])
+            && complete_record_len(&buf[p..]).is_some_and(|n| {
+                pb::AuditRecord::decode(&buf[p..p + n]).is_ok_and(|r| r.format == FORMAT && r.hash.len() == 32)
+            })
+    })
+}
+
+/// The length of the encoded AuditRecord at the start of `body`: up to the end of its field 5
+/// (`hash`), which prost writes last. `None` if `body` ends first or is not protobuf.
+fn complete_record_len(body: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i < body.len() {
+        let (key, n) = read_varint(&body[i..])?;
+        i += n;
+        match key & 7 {
+            0 => i += read_varint(&body[i..])?.1,
+            2 => {
+                let (len, n) = read_varint(&body[i..])?;
+                i += n;
+                if len > (body.len() - i) as u64 {
+                    return None;
+                }
+                i += len as usize;
+                if key >> 3 == 5 {
+                    return Some(i);
+                }
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Decodes a varint at the start of `buf`: (value, bytes used), or `None` if incomplete/invalid.
+fn read_varint(buf: &[u8]) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for (i, &b) in buf.iter().enumerate().take(10) {
+        if i == 9 && b > 1 {
+            return None;
+        }
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
+}
+
+enum Frame {
+    /// A whole frame: the offset of its length prefix and its body.
+    Whole {
+        offset: u64,
+        body: Vec<u8>,
+    },
+    /// The file (or the verified length) ends inside the frame at `offset`.
+    Cut {
+        offset: u64,
+        missing: Option<u64>,
+    },
+    /// The length prefix at `offset` is not a plausible record length.
+    BadLength {
+        offset: u64,
+        len: Option<u64>,
+    },
+    End,
+}
+
+/// Splits a byte stream of `limit` bytes into length-delimited frames.
+struct Frames<R> {
+    r: R,
+    offset: u64,
+    limit: u64,
+}
+
+impl<R: Read> Frames<R> {
+    fn new(r: R, limit: u64) -> Self {
+        Frames { r, offset: 0, limit }
+    }
+
+    fn next(&mut self) -> io::Result<Frame> {
+        let start = self.offset;
+        if start >= self.limit {
+            return Ok(Frame::End);
+        }
+        let mut len = 0u64;
+        let mut i = 0;
+        loop {
+            if start + i >= self.limit {
+                self.offset = self.limit;
+                return Ok(Frame::Cut {
+                    offset: start,
+                    missing: None,
+                });
+            }
+            let mut b = [0u8; 1];
+            if let Err(e) = self.r.read_exact(&mut b) {
+                return self.cut_if_eof(e, start, None);
+            }
+            if i == 9 && b[0] > 1 {
+                self.offset = self.limit;
+                return Ok(Frame::BadLength {
+                    offset: start,
+                    len: None,
+                });
+            }
+            len |= u64::from(b[0] & 0x7f) << (7 * i);
+            i += 1;
+            if b[0] & 0x80 == 0 {
+                break;
+            }
+        }
+        let body_start = start + i;
+        if len > MAX_RECORD {
+            self.offset = self.limit;
+            return Ok(Frame::BadLength {
+                offset: start,
+                len: Some(len),
+            });
+        }
+        let available = self.limit - body_start;
+        if len > available {
+            self.offset = self.limit;
+            return Ok(Frame::Cut {
+                offset: start,
+                missing: Some(len - available),
+            });
+        }
+        let mut body = vec![0; len as usize];
+        if let Err(e) = self.r.read_exact(&mut body) {
+            return self.cut_if_eof(e, start, None);
+        }
+        self.offset = body_start + len;
+        Ok(Frame::Whole { offset: start, body })
+    }
+
+    /// The file shrank while being read: report a cut frame.
+    fn cut_if_eof(&mut self, e: io::Error, offset: u64, missing: Option<u64>) -> io::Result<Frame> {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            self.offset = self.limit;
+            Ok(Frame::Cut { offset, missing })
+        } else {
+            Err(e)
+        }
+    }
+}
+
+/// Verifies the whole chain of the audit log at `path` (`coffer audit verify --file`). Stops
+/// at the first problem. A tail cut exactly at a record boundary cannot be detected from the
+/// file alone.
+pub fn verify_file(path: &Path) -> io::Result<VerifyReport> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    verify_reader(BufReader::new(file), len, false)
+}
+
+fn verify_reader(r: impl Read, limit: u64, live: bool) -> io::Result<VerifyReport> {
+    let mut frames = Frames::new(r, limit);
+    let mut prev = [0u8; 32];
+    let mut position = 0u64;
+    loop {
+        let frame = frames.next()?;
+        position += 1;
+        let n = position;
+        let broken = |offset: u64, problem: String| {
+            Ok(VerifyReport {
+                records: n - 1,
+                broken: Some(Broken {
+                    position: n,
+                    byte_offset: offset,
+                    problem,
+                }),
+            })
+        };
+        let (offset, body) = match frame {
+            Frame::End => {
+                return Ok(VerifyReport {
+                    records: n - 1,
+                    broken: None,
+                })
+            }
+            Frame::Cut { .. } if live => {
+                // A record being written while we read: not a problem of the file.
+                return Ok(VerifyReport {
+                    records: n - 1,
+                    broken: None,
+                });
+            }
+            Frame::Cut { offset, missing } => {
+                let what = match missing {
+                    Some(m) => format!("the file ends {m} byte(s) before the end of the record"),
+                    None => "the file ends inside the record's length prefix".to_string(),
+                };
+                return broken(
+                    offset,
+                    format!("record {n} (byte {offset}): {what} (truncated, garbage appended, or its length prefix edited?)"),
+                );
+            }
+            Frame::BadLength { offset, len } => {
+                let what = match len {
+                    Some(l) => format!("length prefix {l} is not a plausible record length"),
+                    None => "the length prefix is not a valid varint".to_string(),
+                };
+                return broken(
+                    offset,
+                    format!("record {n} (byte {offset}): {what} (edited or garbage?)"),
+                );
+            }
+            Frame::Whole { offset, body } => (offset, body),
+        };
+        let record = match pb::AuditRecord::decode(body.as_slice()) {
+            Ok(r) => r,
+            Err(e) => {
+                return broken(
+                    offset,
+                    format!(
+                        "record {n} (byte {offset}): does not decode as an audit record ({e}) (edited or garbage?)"
+                    ),
+                );
+            }
+        };
+        if record.format != FORMAT {
+            return broken(
+                offset,
+                format!(
+                    "record {n} (byte {offset}): format {}, expected {FORMAT} (edited, garbage, or written by a newer \
+                     version?)",
+                    record.format
+                ),
+            );
+        }
+        if record.seq != n {
+            return broken(
+                offset,
+                format!(
+                    "record {n}: sequence number {}, expected {n} (a record was deleted or moved)",
+                    record.seq
+                ),
+            );
+        }
+        if record.prev_hash != prev {
+            let problem = if n == 1 {
+                "record 1: prev_hash is not 32 zero bytes (records deleted at the start, or edited)".to_string()
+            } else {
+                format!(
+                    "record {n}: prev_hash does not match record {}'s hash (records deleted, inserted or reordered)",
+                    n - 1
+                )
+            };
+            return broken(offset, problem);
+        }
+        let hash = chain_hash(record.seq, &record.prev_hash, &record.event);
+        let event = pb::AuditEvent::decode(record.event.as_slice());
+        if record.hash != hash {
+            let also = match event {
+                Ok(_) => String::new(),
+                Err(e) => format!("; its event does not decode either ({e})"),
+            };
+            return broken(
+                offset,
+                format!("record {n} (byte {offset}): hash does not match its contents (edited?){also}"),
+            );
+        }
+        if let Err(e) = event {
+            return broken(
+                offset,
+                format!("record {n} (byte {offset}): its event does not decode ({e}), though its hash matches"),
+            );
+        }
+        prev = hash;
+    }
+}
+
+/// The newest `count` records of the audit log at `path` that decode, oldest first (`coffer
+/// audit tail`). Does not verify the chain.
+pub fn tail(path: &Path, count: usize) -> io::Result<Vec<TailEntry>> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut frames = Frames::new(BufReader::new(file), len);
+    let mut newest = VecDeque::with_capacity(count.min(4096));
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    while let Frame::Whole { body, .. } = frames.next()? {
+        let Ok(record) = pb::AuditRecord::decode(body.as_slice()) else {
+            continue;
+        };
+        let Ok(event) = pb::AuditEvent::decode(record.event.as_slice()) else {
+            continue;
+        };
+        if newest.len() == count {
+            newest.pop_front();
+        }
+        newest.push_back(TailEntry {
+            seq: record.seq,
+            event,
+            hash: hex::encode(&record.hash),
+        });
+    }
+    Ok(newest.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::Instant;
+
+    use super::*;
+
+    fn event(i: usize) -> pb::AuditEvent {
+        pb::AuditEvent {
+            time_ms: 1_700_000_000_000 + i as u64,
+            node: "n1".into(),
+            region: "us-east".into(),
+            principal: format!("token:p{i}"),
+            action: "secrets:read".into(),
+            resource: format!("acme/db/password-{i:04}"),
+            decision: "allow".into(),
+            statement: "ops#0".into(),
+            request_id: format!("req-{i}"),
+            severity: "info".into(),
+            ..Default::default()
+        }
+    }
+
+    fn opts() -> AuditOptions {
+        AuditOptions {
+            write_timeout: Duration::from_secs(10),
+            ..AuditOptions::default()
+        }
+    }
+
+    async fn write_log(path: &Path, n: usize) {
+        let log = AuditFile::open(path.to_path_buf(), opts());
+        for i in 1..=n {
+            log.append(event(i)).await.unwrap();
+        }
+    }
+
+    /// (offset of the length prefix, offset of the body, body length) of each frame.
+    fn frames(bytes: &[u8]) -> Vec<(usize, usize, usize)> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            let (len, n) = read_varint(&bytes[i..]).unwrap();
+            out.push((i, i + n, len as usize));
+            i += n + len as usize;
+        }
+        out
+    }
+
+    fn broken(path: &Path) -> Broken {
+        let report = verify_file(path).unwrap();
+        let records = report.records;
+        report
+            .broken
+            .unwrap_or_else(|| panic!("verify passed over {records} records"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_appends_chain_verify_and_reopen_continues() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = Arc::new(AuditFile::open(path.clone(), opts()));
+        let mut tasks = Vec::new();
+        for t in 0..20 {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..10 {
+                    log.append(event(t * 10 + i)).await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let report = verify_file(&path).unwrap();
+        assert_eq!(
+            report,
+            VerifyReport {
+                records: 200,
+                broken: None
+            }
+        );
+        assert_eq!(log.verify().unwrap(), report);
+        let entries = tail(&path, 1000).unwrap();
+        assert_eq!(
+            entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            (1..=200).collect::<Vec<_>>()
+        );
+        let mut principals: Vec<_> = entries.iter().map(|e| e.event.principal.clone()).collect();
+        principals.sort();
+        principals.dedup();
+        assert_eq!(principals.len(), 200, "every event is recorded once");
+        assert!(
+            log.syncs() < 200,
+            "a concurrent burst shares fsyncs: {} syncs",
+            log.syncs()
+        );
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        drop(Arc::try_unwrap(log).ok().unwrap());
+
+        // A second open continues the chain.
+        let log = AuditFile::open(path.clone(), opts());
+        for i in 0..5 {
+            log.append(event(1000 + i)).await.unwrap();
+        }
+        let entries = tail(&path, 5).unwrap();
+        assert_eq!(
+            entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![201, 202, 203, 204, 205]
+        );
+        assert_eq!(entries[4].event, event(1004));
+        assert_eq!(entries[4].hash.len(), 64);
+        assert_eq!(
+            verify_file(&path).unwrap(),
+            VerifyReport {
+                records: 205,
+                broken: None
+            }
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queued_events_share_one_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = Arc::new(AuditFile::open(path.clone(), opts()));
+        log.stall(true);
+        let tasks: Vec<_> = (0..50)
+            .map(|i| {
+                let log = log.clone();
+                tokio::spawn(async move { log.append(event(i)).await })
+            })
+            .collect();
+        let start = Instant::now();
+        while log.shared.queued.load(Ordering::SeqCst) < 50 {
+            assert!(start.elapsed() < Duration::from_secs(5));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(log.syncs(), 0, "nothing is acknowledged while the writer is stalled");
+        log.stall(false);
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(log.syncs(), 1, "50 queued events are written with one fsync");
+        assert_eq!(verify_file(&path).unwrap().records, 50);
+    }
+
+    #[tokio::test]
+    async fn max_batch_bounds_a_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = Arc::new(AuditFile::open(path.clone(), AuditOptions { max_batch: 4, ..opts() }));
+        log.stall(true);
+        let tasks: Vec<_> = (0..12)
+            .map(|i| {
+                let log = log.clone();
+                tokio::spawn(async move { log.append(event(i)).await })
+            })
+            .collect();
+        while log.shared.queued.load(Ordering::SeqCst) < 12 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        log.stall(false);
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(log.syncs(), 3);
+        assert_eq!(verify_file(&path).unwrap().records, 12);
+    }
+
+    #[tokio::test]
+    async fn torn_tail_is_truncated_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        write_log(&path, 3).await;
+        let good = fs::read(&path).unwrap();
+
+        // A length prefix that promises more bytes than follow.
+        let mut torn = good.clone();
+        torn.extend_from_slice(&[0x50, 0x08, 0x01]);
+        fs::write(&path, &torn).unwrap();
+        assert!(verify_file(&path).unwrap().broken.is_some());
+        let log = AuditFile::open(path.clone(), opts());
+        log.append(event(4)).await.unwrap();
+        drop(log);
+        let after = fs::read(&path).unwrap();
+        assert_eq!(&after[..good.len()], &good[..], "whole records are kept");
+        assert_eq!(
+            verify_file(&path).unwrap(),
+            VerifyReport {
+                records: 4,
+                broken: None
+            }
+        );
+
+        // A real record cut in half (a crash in the middle of a batch write).
+        let full = fs::read(&path).unwrap();
+        let last = *frames(&full).last().unwrap();
+        fs::write(&path, &full[..last.1 + last.2 / 2]).unwrap();
+        let log = AuditFile::open(path.clone(), opts());
+        log.append(event(5)).await.unwrap();
+        drop(log);
+        assert_eq!(
+            verify_file(&path).unwrap(),
+            VerifyReport {
+                records: 4,
+                broken: None
+            }
+        );
+        assert_eq!(tail(&path, 1).unwrap()[0].event, event(5));
+
+        // Zeros left by a crash after the file size grew but before the data was written.
+        let mut zeros = fs::read(&path).unwrap();
+        let len = zeros.len();
+        zeros.extend_from_slice(&[0; 700]);
+        fs::write(&path, &zeros).unwrap();
+        let log = AuditFile::open(path.clone(), opts());
+        log.append(event(6)).await.unwrap();
+        drop(log);
+        assert_eq!(fs::read(&path).unwrap()[..len], zeros[..len]);
+        assert_eq!(
+            verify_file(&path).unwrap(),
+            VerifyReport {
+                records: 5,
+                broken: None
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn damage_before_the_end_is_not_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        write_log(&path, 3).await;
+        let mut bytes = fs::read(&path).unwrap();
+        // Edit a character inside record 2's event: it still decodes, its hash no longer matches.
+        let at = bytes.windows(13).position(|w| w == b"password-0002").unwrap();
+        bytes[at + 12] = b'9';
+        fs::write(&path, &bytes).unwrap();
+        let log = AuditFile::open(path.clone(), opts());
+        log.append(event(4)).await.unwrap();
+        drop(log);
+        let after = fs::read(&path).unwrap();
+        assert_eq!(&after[..bytes.len()], &bytes[..], "the damaged file is not rewritten");
+        let entries = tail(&path, 10).unwrap();
+        assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+        assert_eq!(broken(&path).position, 2);
+
+        // A length prefix edited to point past the end is damage, not a torn tail: nothing is cut.
+        let mut bytes = fs::read(&path).unwrap();
+        let f = frames(&bytes);
+        bytes[f[3].0 + 1] += 1;
+        fs::write(&path, &bytes).unwrap();
+        let log = AuditFile::open(path.clone(), opts());
+        log.append(event(5)).await.unwrap();
+        drop(log);
+        let after = fs::read(&path).unwrap();
+        assert_eq!(
+            &after[..bytes.len()],
+            &bytes[..],
+            "records after a damaged length are kept"
+        );
+        assert!(after.len() > bytes.len());
+    }
+
+    #[tokio::test]
+    async fn verify_catches_edits_deletions_swaps_and_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let edited = dir.path().join("edited.log");
+        write_log(&path, 8).await;
+        let good = fs::read(&path).unwrap();
+        let f = frames(&good);
+        assert_eq!(f.len(), 8);
+        assert_eq!(
+            verify_file(&path).unwrap(),
+            VerifyReport {
+                records: 8,
+                broken: None
+            }
+        );
+        let check = |bytes: &[u8], position: u64, contains: &str| {
+            fs::write(&edited, bytes).unwrap();
+            let b = broken(&edited);
+            assert_eq!(b.position, position, "{b:?}");
+            assert!(
+                b.problem.contains(contains),
+                "{:?} does not contain {contains:?}",
+                b.problem
+            );
+            assert_eq!(verify_file(&edited).unwrap().records, position - 1);
+        };
+        let record = |i: usize| pb::AuditRecord::decode(&good[f[i].1..f[i].1 + f[i].2]).unwrap();
+        let event_at = |i: usize| {
+            let body = &good[f[i].1..f[i].1 + f[i].2];
+            let ev = record(i).event;
+            f[i].1 + body.windows(ev.len()).position(|w| w == ev.as_slice()).unwrap()
+        };
+
+        // One byte in the middle of record 5's event, still a valid event: the hash detects it.
+        let mut b = good.clone();
+        let e5 = event_at(4);
+        let at = e5 + b[e5..].windows(13).position(|w| w == b"password-0005").unwrap();
+        b[at + 4] ^= 0x20;
+        check(&b, 5, "record 5 (byte ");
+        check(&b, 5, "hash does not match its contents (edited?)");
+        fs::write(&edited, &b).unwrap();
+        assert!(!broken(&edited).problem.contains("event does not decode"));
+        // One byte of the event that makes it undecodable (a tag with wire type 7).
+        let mut b = good.clone();
+        b[e5] |= 0x07;
+        check(
+            &b,
+            5,
+            "hash does not match its contents (edited?); its event does not decode either",
+        );
+        // One byte of the record's own framing (the `format` tag): the record does not decode.
+        let mut b = good.clone();
+        b[f[4].1] |= 0x07;
+        check(&b, 5, "record 5 (byte ");
+        check(&b, 5, "does not decode as an audit record");
+        // A byte of the stored hash, and of prev_hash.
+        let mut b = good.clone();
+        b[f[5].1 + f[5].2 - 3] ^= 0x01;
+        check(&b, 6, "hash does not match");
+        let mut b = good.clone();
+        b[event_at(6) - 10] ^= 0x01;
+        check(&b, 7, "prev_hash does not match record 6's hash");
+        // The length prefix of record 3.
+        let mut b = good.clone();
+        b[f[2].0] ^= 0x01;
+        check(&b, 3, "record 3");
+        let mut b = good.clone();
+        b[f[7].0] ^= 0x04;
+        check(&b, 8, "record 8");
+        // A deleted record.
+        let mut b = good[..f[3].0].to_vec();
+        b.extend_from_slice(&good[f[4].0..]);
+        check(
+            &b,
+            4,
+            "record 4: sequence number 5, expected 4 (a record was deleted or moved)",
+        );
+        // The last record deleted is undetectable from the file alone; the first is not.
+        check(&good[f[1].0..], 1, "sequence number 2, expected 1");
+        // A swapped pair.
+        let mut b = good[..f[4].0].to_vec();
+        b.extend_from_slice(&good[f[5].0..f[6].0]);
+        b.extend_from_slice(&good[f[4].0..f[5].0]);
+        b.extend_from_slice(&good[f[6].0..]);
+        check(&b, 5, "sequence number 6, expected 5");
+        // Truncated inside the last record, and inside its length prefix.
+        check(&good[..good.len() - 10], 8, "truncated");
+        // Garbage appended.
+        let mut b = good.clone();
+        b.extend_from_slice(b"garbage");
+        check(&b, 9, "record 9");
+        let mut b = good.clone();
+        b.extend_from_slice(&[0x02, 0x08, 0x02]);
+        check(&b, 9, "format 2, expected 1");
+        let mut b = good.clone();
+        b.push(0);
+        check(&b, 9, "format 0, expected 1");
+
+        // A forged record whose hash is right but whose event is not an AuditEvent.
+        let mut b = good.clone();
+        let prev = record(7).hash;
+        let junk = vec![0xff, 0xff, 0xff];
+        pb::AuditRecord {
+            format: 1,
+            seq: 9,
+            hash: chain_hash(9, &prev, &junk).to_vec(),
+            prev_hash: prev,
+            event: junk,
+        }
+        .encode_length_delimited(&mut b)
+        .unwrap();
+        check(&b, 9, "record 9 (byte ");
+        check(&b, 9, "its event does not decode");
+        assert!(!broken(&edited).problem.contains("hash does not match"));
+    }
+
+    #[tokio::test]
+    async fn tail_returns_the_newest_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        write_log(&path, 7).await;
+        let entries = tail(&path, 3).unwrap();
+        assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![5, 6, 7]);
+        assert_eq!(entries[2].event, event(7));
+        assert!(tail(&path, 0).unwrap().is_empty());
+        assert_eq!(tail(&path, 100).unwrap().len(), 7);
+    }
+
+    #[tokio::test]
+    async fn full_device_fails_closed() {
+        let path = PathBuf::from("/dev/full");
+        if !path.exists() {
+            eprintln!("no /dev/full here; skipped");
+            return;
+        }
+        let log = AuditFile::open(path, opts());
+        let start = Instant::now();
+        for i in 0..3 {
+            let err = log.append(event(i)).await.unwrap_err().to_string();
+            assert!(err.contains("No space left"), "{err}");
+            assert!(err.starts_with("audit log /dev/full: "), "{err}");
+            assert!(err.ends_with("; the request was refused"), "{err}");
+        }
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert_eq!(log.syncs(), 0);
+    }
+
+    #[tokio::test]
+    async fn missing_directory_fails_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("no-such-dir").join("audit.log");
+        let log = AuditFile::open(path.clone(), opts());
+        let start = Instant::now();
+        let err = log.append(event(1)).await.unwrap_err().to_string();
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains("cannot open: No such file or directory"), "{err}");
+        // Once the directory exists, the next request succeeds (the writer reopens lazily).
+        fs::create_dir(path.parent().unwrap()).unwrap();
+        log.append(event(2)).await.unwrap();
+        assert_eq!(
+            verify_file(&path).unwrap(),
+            VerifyReport {
+                records: 1,
+                broken: None
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn write_timeout_holds_when_the_writer_is_stuck() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = AuditFile::open(
+            path.clone(),
+            AuditOptions {
+                write_timeout: Duration::from_millis(200),
+                ..AuditOptions::default()
+            },
+        );
+        log.stall(true);
+        let start = Instant::now();
+        let err = log.append(event(1)).await.unwrap_err().to_string();
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(200) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+        assert!(
+            err.contains("not written within 200 ms; the request was refused"),
+            "{err}"
+        );
+        assert_eq!(log.syncs(), 0);
+        // Unstuck, the writer catches up; a timed-out event may still be recorded.
+        log.stall(false);
+        log.append(event(2)).await.unwrap();
+        assert_eq!(verify_file(&path).unwrap().records, 2);
+    }
+
+    #[tokio::test]
+    async fn full_backlog_fails_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = Arc::new(AuditFile::open(
+            path.clone(),
+            AuditOptions {
+                write_timeout: Duration::from_secs(10),
+                queue: 2,
+                ..AuditOptions::default()
+            },
+        ));
+        log.stall(true);
+        // One event held by the stalled writer, two in the queue.
+        let mut tasks = Vec::new();
+        for i in 0..3 {
+            let l = log.clone();
+            tasks.push(tokio::spawn(async move { l.append(event(i)).await }));
+            let start = Instant::now();
+            while log.shared.queued.load(Ordering::SeqCst) < i as u64 + 1 {
+                assert!(start.elapsed() < Duration::from_secs(5));
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            if i == 0 {
+                // Let the writer take the first event off the queue.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        let start = Instant::now();
+        let err = log.append(event(9)).await.unwrap_err().to_string();
+        assert!(start.elapsed() < Duration::from_millis(100));
+        assert!(
+            err.contains("backlog of 2 events is full; the request was refused"),
+            "{err}"
+        );
+        log.stall(false);
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(verify_file(&path).unwrap().records, 3);
+    }
+
+    #[tokio::test]
+    async fn drop_drains_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = Arc::new(AuditFile::open(
+            path.clone(),
+            AuditOptions {
+                write_timeout: Duration::from_millis(50),
+                ..AuditOptions::default()
+            },
+        ));
+        log.stall(true);
+        let tasks: Vec<_> = (0..5)
+            .map(|i| {
+                let log = log.clone();
+                tokio::spawn(async move { log.append(event(i)).await })
+            })
+            .collect();
+        for t in tasks {
+            assert!(t.await.unwrap().is_err(), "not acknowledged while stalled");
+        }
+        log.stall(false);
+        drop(Arc::try_unwrap(log).ok().unwrap());
+        // Drop waits at most `write_timeout`; the writer still drains what was queued.
+        let start = Instant::now();
+        while verify_file(&path).unwrap().records < 5 {
+            assert!(start.elapsed() < Duration::from_secs(5));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            verify_file(&path).unwrap(),
+            VerifyReport {
+                records: 5,
+                broken: None
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn works_as_an_audit_sink() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let sink: Arc<dyn AuditSink> = Arc::new(AuditFile::open(path.clone(), opts()));
+        sink.record(event(1)).await.unwrap();
+        sink.record(event(2)).await.unwrap();
+        assert_eq!(
+            sink.verify().unwrap(),
+            VerifyReport {
+                records: 2,
+                broken: None
+            }
+        );
+        assert_eq!(sink.tail(1).unwrap()[0].seq, 2);
+    }
+}

@@ -1,0 +1,190 @@
+//! `coffer audit …`: read a node's audit log and check its hash chain.
+//!
+//! Without `--file` the node at `--addr` answers about its own log (needs `audit:read`);
+//! with `--file` a copy is read offline, with no server and no token.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use serde_json::json;
+use serde_json::Value;
+
+use super::connect;
+use super::output;
+use super::CliError;
+use super::Global;
+use super::Output;
+use crate::audit::file;
+use crate::pb;
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// The newest records of a node's audit log.
+    Tail {
+        /// How many records.
+        #[arg(long, default_value_t = 20)]
+        count: u32,
+        /// Read this copy of an audit log instead of asking a node.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Check the hash chain; exits non-zero and names the first broken record if any.
+    Verify {
+        /// Check this copy of an audit log instead of asking a node to check its own.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+}
+
+fn event_json(seq: u64, e: &pb::AuditEvent, hash: &str) -> Value {
+    let opt = |s: &String| (!s.is_empty()).then(|| s.clone());
+    json!({
+        "seq": seq,
+        "time": crate::time::rfc3339_ms(e.time_ms),
+        "node": e.node,
+        "region": e.region,
+        "principal": e.principal,
+        "action": e.action,
+        "resource": e.resource,
+        "version": (e.version != 0).then_some(e.version),
+        "decision": e.decision,
+        "statement": e.statement,
+        "request_id": e.request_id,
+        "source": opt(&e.source),
+        "consistency": opt(&e.consistency),
+        "break_glass": e.break_glass,
+        "reason": opt(&e.reason),
+        "ticket": opt(&e.ticket),
+        "severity": e.severity,
+        "credential": opt(&e.credential),
+        "hash": hash,
+    })
+}
+
+fn print_entries(g: &Global, entries: Vec<(u64, pb::AuditEvent, String)>) {
+    match g.output {
+        Output::Json => output::print_json(&json!(entries
+            .iter()
+            .map(|(seq, e, h)| event_json(*seq, e, h))
+            .collect::<Vec<_>>())),
+        Output::Table => {
+            let rows: Vec<Vec<String>> = entries
+                .iter()
+                .map(|(seq, e, _)| {
+                    vec![
+                        seq.to_string(),
+                        crate::time::rfc3339_ms(e.time_ms),
+                        e.principal.clone(),
+                        e.action.clone(),
+                        e.resource.clone(),
+                        e.decision.clone(),
+                        if e.break_glass {
+                            format!("BREAK-GLASS {} {}", e.ticket, e.statement)
+                        } else {
+                            e.statement.clone()
+                        },
+                    ]
+                })
+                .collect();
+            output::print_table(
+                &[
+                    "SEQ",
+                    "TIME",
+                    "PRINCIPAL",
+                    "ACTION",
+                    "RESOURCE",
+                    "DECISION",
+                    "STATEMENT",
+                ],
+                &rows,
+            );
+        }
+    }
+}
+
+fn print_verify(
+    g: &Global,
+    ok: bool,
+    records: u64,
+    first_broken: u64,
+    problem: &str,
+    source: &str,
+) -> Result<(), CliError> {
+    match g.output {
+        Output::Json => output::print_json(&json!({
+            "ok": ok,
+            "records": records,
+            "first_broken": (!ok).then_some(first_broken),
+            "problem": (!ok).then_some(problem),
+            "source": source,
+        })),
+        Output::Table if ok => println!("ok: {records} records verified ({source})"),
+        Output::Table => {}
+    }
+    if ok {
+        Ok(())
+    } else {
+        Err(CliError {
+            message: format!("audit log {source} is broken at record {first_broken}: {problem} ({records} records before it verified)"),
+            code: 2,
+        })
+    }
+}
+
+pub async fn run(g: &Global, cmd: AuditCmd) -> Result<(), CliError> {
+    match cmd {
+        AuditCmd::Tail {
+            count,
+            file: Some(path),
+        } => {
+            let entries = file::tail(&path, count as usize)
+                .map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?;
+            print_entries(g, entries.into_iter().map(|t| (t.seq, t.event, t.hash)).collect());
+            Ok(())
+        }
+        AuditCmd::Tail { count, file: None } => {
+            let client = connect(g).await?;
+            let r = client
+                .access
+                .clone()
+                .audit_tail(pb::AuditTailRequest { count })
+                .await?
+                .into_inner();
+            print_entries(
+                g,
+                r.entries
+                    .into_iter()
+                    .map(|e| (e.seq, e.event.unwrap_or_default(), e.hash))
+                    .collect(),
+            );
+            Ok(())
+        }
+        AuditCmd::Verify { file: Some(path) } => {
+            let report =
+                file::verify_file(&path).map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?;
+            let (first, problem) = report
+                .broken
+                .map(|b| (b.position, b.problem))
+                .unwrap_or((0, String::new()));
+            print_verify(
+                g,
+                first == 0,
+                report.records,
+                first,
+                &problem,
+                &path.display().to_string(),
+            )
+        }
+        AuditCmd::Verify { file: None } => {
+            let client = connect(g).await?;
+            let r = client
+                .access
+                .clone()
+                .audit_verify(pb::AuditVerifyRequest {})
+                .await?
+                .into_inner();
+            let node = r.served_by.map(|s| format!("node {}", s.node)).unwrap_or_default();
+            print_verify(g, r.ok, r.records, r.first_broken, &r.problem, &node)
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The node-local audit log on real nodes: it fails closed when its filesystem is full or
+//! read-only (requests fail promptly, nothing hangs, and it recovers), and `coffer audit
+//! verify` catches an edited byte, a deleted record and a swapped pair in a real log.
+//!
+//! The filesystem tests mount small tmpfs filesystems (the tests run as root, like CI).
+
+mod common;
+
+use std::path::Path;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+use std::time::Instant;
+
+use coffer::pb;
+use common::*;
+use tonic::Code;
+
+/// A tmpfs mounted for the life of the value.
+struct Tmpfs {
+    dir: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str, read_only: bool) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let opts = if read_only {
+            format!("size={size},ro")
+        } else {
+            format!("size={size}")
+        };
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &opts, "tmpfs"])
+            .arg(dir)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs needs root: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { dir: dir.to_path_buf() }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+/// Fills the filesystem of `dir` with one file until the disk says no.
+fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let block = vec![0u8; 4096];
+    while f.write_all(&block).is_ok() {}
+    while f.write_all(&[0u8]).is_ok() {}
+    let _ = f.sync_all();
+    path
+}
+
+fn audit_section(path: &Path) -> String {
+    format!("[audit]\npath = \"{}\"\nwrite_timeout_ms = 1000\n", path.display())
+}
+
+/// A request that must fail closed, promptly, naming the audit log and the cause.
+async fn assert_refused_promptly(c: &coffer::client::Client, cause: &str) {
+    let start = Instant::now();
+    let err = c
+        .access
+        .clone()
+        .list_policies(pb::ListPoliciesRequest {})
+        .await
+        .unwrap_err();
+    let took = start.elapsed();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(
+        err.message().contains("audit log") && err.message().contains(cause),
+        "unexpected message: {}",
+        err.message()
+    );
+    // Bounded by the configured write timeout (1 s) plus scheduling: never a hang.
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    let err = get(c, "acme/audit/x", None).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_or_read_only_audit_filesystem_fails_requests_closed_and_promptly() {
+    let mounts = TempDir::new().unwrap();
+    let full = Tmpfs::mount(&mounts.path().join("full"), "256k", false);
+    let ro = Tmpfs::mount(&mounts.path().join("ro"), "256k", true);
+    let mut spec = ClusterSpec::new(&["us-east", "eu-west", "ap-south"], FAST_RAFT);
+    spec.node_extra.insert(1, audit_section(&full.dir.join("audit.log")));
+    let mut cluster = TestCluster::launch(BIN, spec).await;
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    wait_token_key(&cluster.client(leader).await).await;
+    let n1 = cluster.client(1).await;
+    put(&n1, "acme/audit/x", b"fake-audit-value").await.unwrap();
+
+    // Full: once the slack in the audit file's last page is used up (a few records), every
+    // request through node 1 fails closed; the others keep serving.
+    let filler = fill(&full.dir);
+    let mut accepted = 0;
+    while get(&n1, "acme/audit/x", None).await.is_ok() {
+        accepted += 1;
+        assert!(accepted < 100, "a full filesystem kept accepting audit records");
+    }
+    assert_refused_promptly(&n1, "No space left").await;
+    let n0 = cluster.client(0).await;
+    assert_eq!(get(&n0, "acme/audit/x", None).await.unwrap().value, b"fake-audit-value");
+
+    // Space again: node 1 serves, and its log still verifies (the failed batches left nothing).
+    std::fs::remove_file(&filler).unwrap();
+    eventually(Duration::from_secs(5), "node 1 to serve again", || {
+        let c = n1.clone();
+        async move { get(&c, "acme/audit/x", None).await.ok() }
+    })
+    .await;
+    let (code, out, err) = cluster.cli(1, &["audit", "verify", "--output", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ok"], true, "{out}");
+
+    // Read-only: node 2 restarted with its audit log on a read-only filesystem. It starts
+    // (it keeps replicating) but refuses every request.
+    cluster.stop(2);
+    let cfg_path = cluster.node_dir(2).join("coffer.toml");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap();
+    std::fs::write(
+        &cfg_path,
+        format!("{cfg}\n{}", audit_section(&ro.dir.join("audit.log"))),
+    )
+    .unwrap();
+    cluster.restart(2);
+    let n2 = cluster.client(2).await;
+    assert_refused_promptly(&n2, "Read-only file system").await;
+    let health = cluster.health(2).await;
+    assert!(health.is_none(), "health must fail closed too: {health:?}");
+    drop(cluster);
+}
+
+/// Runs a few requests on a one-node cluster, stops it, and returns a copy of its audit log
+/// (and the directory that holds it).
+async fn real_audit_log() -> (TempDir, PathBuf) {
+    let mut cluster = TestCluster::start(BIN, &["us-east"], FAST_RAFT).await;
+    let c = cluster.client(0).await;
+    wait_token_key(&c).await;
+    for i in 0..5 {
+        put(&c, &format!("acme/audit/s{i}"), b"fake-audited").await.unwrap();
+        get(&c, &format!("acme/audit/s{i}"), None).await.unwrap();
+    }
+    let stranger = cluster.client_with(0, Some("garbage")).await;
+    get(&stranger, "acme/audit/s0", None).await.unwrap_err();
+    // The live node checks its own log.
+    let (code, out, err) = cluster.cli(0, &["audit", "verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ok:"), "{out}");
+    let (code, out, err) = cluster.cli(0, &["audit", "tail", "--count", "3", "--output", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let tail: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(tail.as_array().unwrap().len(), 3, "{out}");
+    assert!(!out.contains("fake-audited"), "a value reached the audit log: {out}");
+    cluster.stop(0);
+    let dir = TempDir::new().unwrap();
+    let copy = dir.path().join("audit.log");
+    std::fs::copy(cluster.data_dir(0).join("audit.log"), &copy)
+        .or_else(|_| std::fs::copy(cluster.node_dir(0).join("data").join("audit.log"), &copy))
+        .expect("the node's audit log");
+    (dir, copy)
+}
+
+/// Byte ranges of the length-delimited records of an audit file.
+fn frames(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
+    let mut out = vec![];
+    let mut at = 0;
+    while at < bytes.len() {
+        let mut buf = &bytes[at..];
+        let before = buf.len();
+        let len = prost::encoding::decode_varint(&mut buf).unwrap() as usize;
+        let start = at + (before - buf.len());
+        out.push(at..start + len);
+        at = start + len;
+    }
+    out
+}
+
+fn verify_file(path: &Path) -> (i32, String) {
+    let out = Command::new(BIN)
+        .args(["audit", "verify", "--file"])
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_catches_one_edited_byte() {
+    let (_dir, log) = real_audit_log().await;
+    let (code, out) = verify_file(&log);
+    assert_eq!(code, 0, "the untouched copy must verify: {out}");
+    let mut bytes = std::fs::read(&log).unwrap();
+    let f = frames(&bytes);
+    assert!(f.len() >= 10, "expected a real log, got {} records", f.len());
+    // One byte in the middle of record 4's body (an event field), changed in the least
+    // significant bit: still decodes, but the hash no longer matches.
+    let r = &f[3];
+    let at = r.start + (r.end - r.start) / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&log, &bytes).unwrap();
+    let (code, out) = verify_file(&log);
+    assert_ne!(code, 0, "an edited byte must fail verification: {out}");
+    assert!(out.contains("record 4"), "must name record 4: {out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_catches_a_deleted_record() {
+    let (_dir, log) = real_audit_log().await;
+    let bytes = std::fs::read(&log).unwrap();
+    let f = frames(&bytes);
+    let mut cut = bytes[..f[5].start].to_vec();
+    cut.extend_from_slice(&bytes[f[5].end..]);
+    std::fs::write(&log, &cut).unwrap();
+    let (code, out) = verify_file(&log);
+    assert_ne!(code, 0, "a deleted record must fail verification: {out}");
+    assert!(out.contains("record 6"), "must name the record after the gap: {out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_catches_a_swapped_pair() {
+    let (_dir, log) = real_audit_log().await;
+    let bytes = std::fs::read(&log).unwrap();
+    let f = frames(&bytes);
+    let mut swapped = bytes[..f[6].start].to_vec();
+    swapped.extend_from_slice(&bytes[f[7].clone()]);
+    swapped.extend_from_slice(&bytes[f[6].clone()]);
+    swapped.extend_from_slice(&bytes[f[7].end..]);
+    assert_eq!(swapped.len(), bytes.len());
+    std::fs::write(&log, &swapped).unwrap();
+    let (code, out) = verify_file(&log);
+    assert_ne!(code, 0, "a swapped pair must fail verification: {out}");
+    assert!(
+        out.contains("record 7"),
+        "must name the first record out of place: {out}"
+    );
+}
