@@ -26,7 +26,6 @@ use tonic::service::Interceptor;
 use tonic::transport::Certificate;
 use tonic::transport::Channel;
 use tonic::transport::ClientTlsConfig;
-use tonic::transport::Endpoint;
 use tonic::transport::Identity;
 use tonic::transport::ServerTlsConfig;
 use tonic::Request;
@@ -267,15 +266,9 @@ impl std::fmt::Debug for TlsConnector {
 
 impl Connector for TlsConnector {
     fn channel(&self, addr: &str) -> Result<Channel, String> {
-        let ep = Endpoint::from_shared(format!("https://{addr}"))
-            .map_err(|e| format!("bad peer address {addr}: {e}"))?
+        let ep = coffer_raft::network::peer_endpoint("https", addr, self.connect_timeout)?
             .tls_config(self.tls.clone())
-            .map_err(|e| format!("TLS settings for peer {addr}: {e}"))?
-            .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(5))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .keep_alive_while_idle(true);
+            .map_err(|e| format!("TLS settings for peer {addr}: {e}"))?;
         Ok(ep.connect_lazy())
     }
 }

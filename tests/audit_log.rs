@@ -166,9 +166,7 @@ async fn real_audit_log() -> (TempDir, PathBuf) {
     cluster.stop(0);
     let dir = TempDir::new().unwrap();
     let copy = dir.path().join("audit.log");
-    std::fs::copy(cluster.data_dir(0).join("audit.log"), &copy)
-        .or_else(|_| std::fs::copy(cluster.node_dir(0).join("data").join("audit.log"), &copy))
-        .expect("the node's audit log");
+    std::fs::copy(cluster.data_dir(0).join("audit.log"), &copy).expect("the node's audit log");
     (dir, copy)
 }
 

@@ -12,6 +12,7 @@ use prost::Message;
 use crate::keys;
 use crate::pb;
 use crate::pb::ErrorCode;
+use crate::query;
 use crate::secrets::ApplyError;
 use crate::secrets::ModelError;
 use crate::storage::KvView;
@@ -128,38 +129,39 @@ pub(crate) fn revoke_token(tx: &mut Txn<'_, '_>, c: &pb::RevokeToken, now: u64) 
     Ok(pb::CommandOk::default())
 }
 
-// ---- reads ----
+// ---- reads (like `query`: storage failures come back as `QueryError::Io`) ----
 
-pub fn policy(view: &dyn KvView, name: &str) -> std::io::Result<Option<pb::Policy>> {
-    view.get(&keys::policy(name))?.map(|b| decode(&b)).transpose()
+pub fn policy(view: &dyn KvView, name: &str) -> query::Result<Option<pb::Policy>> {
+    Ok(view.get(&keys::policy(name))?.map(|b| decode(&b)).transpose()?)
 }
 
 /// Every policy, in name order.
-pub fn policies(view: &dyn KvView) -> std::io::Result<Vec<pb::Policy>> {
-    view.scan(keys::POLICY_PREFIX, keys::POLICY_PREFIX, MAX_LISTED)?
+pub fn policies(view: &dyn KvView) -> query::Result<Vec<pb::Policy>> {
+    let pairs = view.scan(keys::POLICY_PREFIX, keys::POLICY_PREFIX, MAX_LISTED)?;
+    Ok(pairs
         .into_iter()
         .map(|(_, v)| decode(&v))
-        .collect()
+        .collect::<std::io::Result<_>>()?)
 }
 
 /// The token whose SHA-256 is `sha256`, revoked and expired ones included.
-pub fn token_by_hash(view: &dyn KvView, sha256: &[u8]) -> std::io::Result<Option<pb::TokenRecord>> {
+pub fn token_by_hash(view: &dyn KvView, sha256: &[u8]) -> query::Result<Option<pb::TokenRecord>> {
     let Some(accessor) = view.get(&keys::token_hash(sha256))? else {
         return Ok(None);
     };
-    view.get(&[keys::TOKEN_PREFIX, &accessor[..]].concat())?
-        .map(|b| decode(&b))
-        .transpose()
+    let record = view.get(&[keys::TOKEN_PREFIX, &accessor[..]].concat())?;
+    Ok(record.map(|b| decode(&b)).transpose()?)
 }
 
-pub fn token(view: &dyn KvView, accessor: &str) -> std::io::Result<Option<pb::TokenRecord>> {
-    view.get(&keys::token(accessor))?.map(|b| decode(&b)).transpose()
+pub fn token(view: &dyn KvView, accessor: &str) -> query::Result<Option<pb::TokenRecord>> {
+    Ok(view.get(&keys::token(accessor))?.map(|b| decode(&b)).transpose()?)
 }
 
 /// Every token record, in accessor order.
-pub fn tokens(view: &dyn KvView) -> std::io::Result<Vec<pb::TokenRecord>> {
-    view.scan(keys::TOKEN_PREFIX, keys::TOKEN_PREFIX, MAX_LISTED)?
+pub fn tokens(view: &dyn KvView) -> query::Result<Vec<pb::TokenRecord>> {
+    let pairs = view.scan(keys::TOKEN_PREFIX, keys::TOKEN_PREFIX, MAX_LISTED)?;
+    Ok(pairs
         .into_iter()
         .map(|(_, v)| decode(&v))
-        .collect()
+        .collect::<std::io::Result<_>>()?)
 }

@@ -73,15 +73,20 @@ impl Default for TcpConnector {
 
 impl Connector for TcpConnector {
     fn channel(&self, addr: &str) -> Result<Channel, String> {
-        let ep = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| format!("bad peer address {addr}: {e}"))?
-            .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(5))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .keep_alive_while_idle(true);
-        Ok(ep.connect_lazy())
+        Ok(peer_endpoint("http", addr, self.connect_timeout)?.connect_lazy())
     }
+}
+
+/// The endpoint settings every peer channel shares (connect timeout, no Nagle, HTTP/2
+/// keepalives), for `scheme://addr`; connectors add their transport (e.g. TLS) on top.
+pub fn peer_endpoint(scheme: &str, addr: &str, connect_timeout: Duration) -> Result<Endpoint, String> {
+    Ok(Endpoint::from_shared(format!("{scheme}://{addr}"))
+        .map_err(|e| format!("bad peer address {addr}: {e}"))?
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true))
 }
 
 /// One cached channel per peer, replaced when the peer's address changes.

@@ -43,10 +43,6 @@ impl AccessApi {
         Ok(index)
     }
 
-    fn view_err(e: std::io::Error) -> ApiError {
-        ApiError::Unavailable(format!("storage: {e}"))
-    }
-
     async fn create_token(&self, req: Request<pb::CreateTokenRequest>) -> Result<pb::CreateTokenResponse, ApiError> {
         let resource = format!("token/{}", req.get_ref().principal);
         let grant = self.core.grant(&req, Action::PolicyAdmin, &resource).await?;
@@ -96,7 +92,7 @@ impl AccessApi {
         {
             let view = self.core.raft.reader().view();
             for p in &r.policies {
-                if access::policy(&*view, p).map_err(Self::view_err)?.is_none() {
+                if access::policy(&*view, p)?.is_none() {
                     return Err(ApiError::NotFound(format!(
                         "policy {p} does not exist; create it first with `coffer policy put`"
                     )));
@@ -145,7 +141,7 @@ impl AccessApi {
             if accessor == access::ROOT_ACCESSOR {
                 None
             } else {
-                access::token(&*view, &accessor).map_err(Self::view_err)?
+                access::token(&*view, &accessor)?
             }
         };
         let resource = match &target {
@@ -181,8 +177,8 @@ impl AccessApi {
     fn require_another_admin(&self) -> Result<(), ApiError> {
         let view = self.core.raft.reader().view();
         let now = crate::time::now_ms();
-        let policies = access::policies(&*view).map_err(Self::view_err)?;
-        let tokens = access::tokens(&*view).map_err(Self::view_err)?;
+        let policies = access::policies(&*view)?;
+        let tokens = access::tokens(&*view)?;
         let admin = tokens
             .iter()
             .filter(|t| t.revoked_at_ms == 0 && t.expires_at_ms > now)
@@ -219,8 +215,7 @@ impl AccessApi {
     async fn list_tokens(&self, req: Request<pb::ListTokensRequest>) -> Result<pb::ListTokensResponse, ApiError> {
         self.core.grant(&req, Action::PolicyAdmin, "token/*").await?;
         let view = self.core.raft.reader().view();
-        let tokens = access::tokens(&*view)
-            .map_err(Self::view_err)?
+        let tokens = access::tokens(&*view)?
             .into_iter()
             .map(|t| pb::TokenInfo {
                 accessor: t.accessor,
@@ -269,8 +264,7 @@ impl AccessApi {
             .grant(&req, Action::PolicyAdmin, &format!("policy/{name}"))
             .await?;
         let view = self.core.raft.reader().view();
-        let p = access::policy(&*view, &name)
-            .map_err(Self::view_err)?
+        let p = access::policy(&*view, &name)?
             .ok_or_else(|| ApiError::NotFound(format!("policy {name} not found; `coffer policy list` shows them")))?;
         Ok(pb::GetPolicyResponse {
             document: policy::to_document(&p),
@@ -282,11 +276,7 @@ impl AccessApi {
     async fn list_policies(&self, req: Request<pb::ListPoliciesRequest>) -> Result<pb::ListPoliciesResponse, ApiError> {
         self.core.grant(&req, Action::PolicyAdmin, "policy/*").await?;
         let view = self.core.raft.reader().view();
-        let names = access::policies(&*view)
-            .map_err(Self::view_err)?
-            .into_iter()
-            .map(|p| p.name)
-            .collect();
+        let names = access::policies(&*view)?.into_iter().map(|p| p.name).collect();
         Ok(pb::ListPoliciesResponse { names })
     }
 
@@ -308,7 +298,7 @@ impl AccessApi {
         policy::parse_principal(&r.principal).map_err(|e| ApiError::invalid(format!("invalid principal: {e}")))?;
         let action = policy::parse_action(&r.action).map_err(|e| ApiError::invalid(e.to_string()))?;
         let view = self.core.raft.reader().view();
-        let policies = access::policies(&*view).map_err(Self::view_err)?;
+        let policies = access::policies(&*view)?;
         let region = if r.region.is_empty() {
             self.core.access.region().to_string()
         } else {

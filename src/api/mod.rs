@@ -35,6 +35,17 @@ const BOUNDED_WAIT: Duration = Duration::from_millis(1000);
 const AT_LEAST_WAIT: Duration = Duration::from_millis(5000);
 const LINEARIZABLE_WAIT: Duration = Duration::from_millis(5000);
 
+/// The consistency mode's name, as read replies and audit records report it.
+pub fn consistency_label(c: &Option<pb::ReadConsistency>) -> &'static str {
+    use pb::read_consistency::Mode;
+    match c.as_ref().and_then(|c| c.mode.as_ref()) {
+        None | Some(Mode::Local(_)) => "local",
+        Some(Mode::Linearizable(_)) => "linearizable",
+        Some(Mode::Bounded(_)) => "bounded",
+        Some(Mode::AtLeast(_)) => "at_least",
+    }
+}
+
 /// Everything a request handler needs, shared by the services of one node.
 pub struct Core {
     pub raft: RaftNode,
@@ -168,8 +179,8 @@ impl Core {
         self.check_member()?;
         let reader = self.raft.reader();
         let wait = |ms: u64, default: Duration| if ms == 0 { default } else { Duration::from_millis(ms) };
-        let label = match consistency.as_ref().and_then(|c| c.mode.as_ref()) {
-            None | Some(Mode::Local(_)) => "local",
+        match consistency.as_ref().and_then(|c| c.mode.as_ref()) {
+            None | Some(Mode::Local(_)) => {}
             Some(Mode::Linearizable(_)) => {
                 let index = self.raft.read_index(LINEARIZABLE_WAIT).await.map_err(|e| {
                     ApiError::Unavailable(format!(
@@ -184,7 +195,6 @@ impl Core {
                         reader.applied_index()
                     )));
                 }
-                "linearizable"
             }
             Some(Mode::AtLeast(a)) => {
                 let key = self.token_key().await?.ok_or_else(|| {
@@ -200,7 +210,6 @@ impl Core {
                         max.as_millis()
                     )));
                 }
-                "at_least"
             }
             Some(Mode::Bounded(b)) => {
                 let max_wait = wait(b.max_wait_ms, BOUNDED_WAIT);
@@ -222,10 +231,9 @@ impl Core {
                         other => Err(ApiError::invalid(format!("on_unmet {other:?} must be fail or forward"))),
                     };
                 }
-                "bounded"
             }
-        };
-        self.read_locally(query, label).await
+        }
+        self.read_locally(query, consistency_label(consistency)).await
     }
 
     async fn read_locally(&self, query: pb::ReadQuery, label: &str) -> Result<ReadOutcome, ApiError> {

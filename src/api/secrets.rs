@@ -10,6 +10,7 @@ use tonic::Request;
 use tonic::Response;
 use tonic::Status;
 
+use super::consistency_label;
 use super::Core;
 use crate::authz::Action;
 use crate::authz::Ask;
@@ -41,17 +42,6 @@ const METADATA_READERS: &[Action] = &[
     Action::SecretsWrite,
     Action::SecretsAdmin,
 ];
-
-/// The consistency mode's name, for the audit record.
-fn consistency_label(c: &Option<pb::ReadConsistency>) -> &'static str {
-    use pb::read_consistency::Mode;
-    match c.as_ref().and_then(|c| c.mode.as_ref()) {
-        None | Some(Mode::Local(_)) => "local",
-        Some(Mode::Linearizable(_)) => "linearizable",
-        Some(Mode::Bounded(_)) => "bounded",
-        Some(Mode::AtLeast(_)) => "at_least",
-    }
-}
 
 fn valid_name(name: &str) -> Result<(), ApiError> {
     names::validate_name(name).map_err(|e| ApiError::invalid(format!("invalid secret name: {e}")))

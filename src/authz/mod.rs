@@ -233,17 +233,24 @@ impl Access {
             .map(hex::encode)
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
         let now = crate::time::now_ms();
-        let first = ask.actions.first().copied().unwrap_or(Action::Health);
-        let identity = self.authenticate(meta, info, now);
-        let decision = match &identity {
-            Ok(id) => self.authorize(id, &ask, now),
-            Err(_) if first == Action::Health => Ok(Allowed {
-                action: Action::Health,
-                statement: "health is open to everyone".into(),
-            }),
-            Err(e) => Err(ApiError::Unauthenticated(e.to_string())),
+        // An empty list never falls back to anything (least of all open health): refuse.
+        let Some(&first) = ask.actions.first() else {
+            return Err(ApiError::internal("a request asked for no action"));
         };
-        let identity = identity.unwrap_or(Identity::Anonymous);
+        let (identity, decision) = match self.authenticate(meta, info, now) {
+            Ok(id) => {
+                let d = self.authorize(&id, &ask, first, now);
+                (id, d)
+            }
+            Err(_) if first == Action::Health => (
+                Identity::Anonymous,
+                Ok(Allowed {
+                    action: Action::Health,
+                    statement: "health is open to everyone".into(),
+                }),
+            ),
+            Err(e) => (Identity::Anonymous, Err(e)),
+        };
         let break_glass = decision.as_ref().map_or(first, |a| a.action) == Action::SecretsReadBreakGlass;
         let (action, verdict, statement) = match &decision {
             Ok(a) => (a.action, "allow", a.statement.clone()),
@@ -335,8 +342,7 @@ impl Access {
             }
             return Ok(Identity::Root);
         }
-        let record =
-            access::token_by_hash(&*view, &hash).map_err(|e| ApiError::Unavailable(format!("storage: {e}")))?;
+        let record = access::token_by_hash(&*view, &hash)?;
         match record {
             // The lookup is by hash; compare again in constant time for good measure.
             Some(t) if constant_time_eq(&t.token_sha256, &hash) => {
@@ -360,12 +366,9 @@ impl Access {
         }
     }
 
-    /// Decides `ask` for `identity`: the first of its actions that is allowed, or the denial
-    /// of the first action.
-    fn authorize(&self, identity: &Identity, ask: &Ask<'_>, now: u64) -> Result<Allowed, ApiError> {
-        let Some(&first) = ask.actions.first() else {
-            return Err(ApiError::internal("a request asked for no action"));
-        };
+    /// Decides `ask` for `identity`: the first of its actions (`first` is `ask.actions[0]`) that
+    /// is allowed, or the denial of the first action.
+    fn authorize(&self, identity: &Identity, ask: &Ask<'_>, first: Action, now: u64) -> Result<Allowed, ApiError> {
         if first == Action::Health {
             return Ok(Allowed {
                 action: first,
@@ -399,7 +402,7 @@ impl Access {
                 let view = self.state.view();
                 let mut ps = Vec::new();
                 for name in &t.policies {
-                    if let Some(p) = access::policy(&*view, name).map_err(|e| ApiError::Unavailable(e.to_string()))? {
+                    if let Some(p) = access::policy(&*view, name)? {
                         ps.push(p);
                     }
                 }
@@ -411,7 +414,7 @@ impl Access {
             }
             Identity::Cert(_) => {
                 let view = self.state.view();
-                let ps = access::policies(&*view).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+                let ps = access::policies(&*view)?;
                 (Vec::new(), None, ps)
             }
         };
