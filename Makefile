@@ -10,14 +10,14 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/coffer/target
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := libclang-dev
+APT_PACKAGES := libclang-dev protobuf-compiler
 # moto (an AWS API emulator) for the `aws` KMS provider's tests, in a venv outside the clone.
 VENV ?= $(HOME)/.cache/coffer/venv
 MOTO_VERSION := 5.2.5
 MOTO_STAMP := $(VENV)/.moto-$(MOTO_VERSION)
 export COFFER_MOTO_SERVER := $(VENV)/bin/moto_server
 
-.PHONY: dev test deps moto build lint fmt clean-dev sim
+.PHONY: dev test deps moto build lint fmt clean-dev sim etcd bench-compare
 
 ## Install system packages the build needs (libclang for RocksDB's bindgen).
 deps:
@@ -80,6 +80,31 @@ sim:
 	  echo "injected bug $$bug caught: $$(grep -m1 'violation \[' $$log | cut -c1-160)"; \
 	  grep -m1 'REPRODUCE WITH' $$log; rm -f $$log; \
 	done
+
+# etcd 3.4 for the side-by-side benchmark: Debian's etcd-server package, unpacked into a cache
+# folder (its service is never installed or started). An etcd 3.4 already on PATH is used as is.
+ETCD_DIR ?= $(HOME)/.cache/coffer/etcd
+# Coffer's node data goes to the temp dir; keep it (and etcd's) on the disk the build is on,
+# never tmpfs, so both stores pay for their fsyncs.
+BENCH_TMP ?= $(CARGO_TARGET_DIR)/bench-tmp
+BENCH_ARGS ?=
+
+## Install etcd 3.4 (unpacked from Debian's etcd-server .deb) if it is missing.
+etcd:
+	@if command -v etcd >/dev/null && etcd --version 2>/dev/null | grep -q 'etcd Version: 3\.4\.'; then exit 0; fi; \
+	if [ -x $(ETCD_DIR)/usr/bin/etcd ]; then exit 0; fi; \
+	echo "unpacking Debian's etcd-server into $(ETCD_DIR)"; \
+	tmp=$$(mktemp -d); chmod 755 $$tmp; \
+	( cd $$tmp && { apt-get download -qq etcd-server 2>/dev/null || { $(SUDO) apt-get update -qq && apt-get download -qq etcd-server; }; } ) ; \
+	deb=$$(ls $$tmp/etcd-server_*.deb); mkdir -p $(ETCD_DIR); dpkg-deb -x $$deb $(ETCD_DIR); rm -rf $$tmp; \
+	$(ETCD_DIR)/usr/bin/etcd --version | head -1
+
+## Coffer beside etcd and a bare tonic echo on this machine: writes benches/results/<date>.{json,md}.
+bench-compare: deps etcd
+	$(CARGO) build --workspace --all-targets
+	@mkdir -p $(BENCH_TMP)
+	@etcd_bin=$$(command -v etcd >/dev/null && etcd --version 2>/dev/null | grep -q 'etcd Version: 3\.4\.' && command -v etcd || echo $(ETCD_DIR)/usr/bin/etcd); \
+	TMPDIR=$(BENCH_TMP) $(CARGO_TARGET_DIR)/debug/coffer-loadgen compare --etcd $$etcd_bin --out benches/results $(BENCH_ARGS)
 
 fmt:
 	$(CARGO) fmt --all

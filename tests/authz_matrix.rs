@@ -576,3 +576,78 @@ async fn the_root_token_stays_until_another_admin_exists() {
         .await
         .unwrap();
 }
+
+/// Nodes keep what authentication and authorization read (token, its policies, the cluster
+/// record) between requests. A token that was just used must still lose what a changed policy
+/// takes away, and stop working once revoked, on every node as soon as that node has applied
+/// the change (a root linearizable read on the node makes sure it has).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_changes_reach_tokens_in_use_on_every_node() {
+    let cluster = TestCluster::start(BIN, &["us-east", "eu-west", "ap-south"], FAST_RAFT).await;
+    let root = cluster.client(0).await;
+    wait_token_key(&root).await;
+    let put_policy = |resources: &'static str| {
+        let root = root.clone();
+        async move {
+            let doc = format!(
+                r#"{{"name":"cached","statements":[{{"effect":"allow","principals":["service:acme:cached"],
+                    "actions":["secrets:read"],"resources":["{resources}"]}}]}}"#
+            );
+            root.access
+                .clone()
+                .put_policy(pb::PutPolicyRequest { document: doc })
+                .await
+                .unwrap();
+        }
+    };
+    put_policy("acme/app/*").await;
+    put(&root, "acme/app/cached", b"fake-cached-value").await.unwrap();
+    let t = create_token(
+        &root,
+        "service:acme:cached",
+        &[],
+        &["cached"],
+        Duration::from_secs(3600),
+    )
+    .await;
+    // Caught up: the node has applied everything so far (policy, secret, token).
+    let caught_up = async |i: usize| {
+        let root = cluster.client(i).await;
+        let linearizable = Some(pb::read_consistency::Mode::Linearizable(pb::LinearizableRead {}));
+        get_with(&root, "acme/app/cached", None, linearizable).await.unwrap();
+    };
+    let mut users = vec![];
+    for i in 0..3 {
+        caught_up(i).await;
+        let user = cluster.client_with(i, Some(&t.token)).await;
+        // Used twice: the second read is served from the node's cache.
+        for _ in 0..2 {
+            get(&user, "acme/app/cached", None).await.unwrap();
+        }
+        users.push(user);
+    }
+
+    put_policy("acme/other/*").await;
+    for (i, user) in users.iter().enumerate() {
+        caught_up(i).await;
+        let err = get(user, "acme/app/cached", None).await.unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "node {i}: {err:?}");
+    }
+
+    put_policy("acme/app/*").await;
+    root.access
+        .clone()
+        .revoke_token(pb::RevokeTokenRequest {
+            accessor: t.accessor.clone(),
+        })
+        .await
+        .unwrap();
+    for (i, user) in users.iter().enumerate() {
+        caught_up(i).await;
+        let err = get(user, "acme/app/cached", None).await.unwrap_err();
+        assert!(
+            err.code() == Code::Unauthenticated && err.message().contains("revoked"),
+            "node {i}: {err:?}"
+        );
+    }
+}

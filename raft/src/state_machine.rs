@@ -14,6 +14,8 @@
 
 use std::io;
 use std::io::Cursor;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use futures::TryStreamExt;
@@ -49,6 +51,7 @@ pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotData>;
 pub struct StateReader {
     backend: Arc<dyn SmBackend>,
     applied: watch::Receiver<u64>,
+    access_epoch: Arc<AtomicU64>,
 }
 
 impl StateReader {
@@ -59,6 +62,14 @@ impl StateReader {
     /// Index of the last entry applied to this replica.
     pub fn applied_index(&self) -> u64 {
         *self.applied.borrow()
+    }
+
+    /// A counter that moves whenever this replica's cluster record, a policy or a token
+    /// changed (applied batch or installed snapshot). It moves only after the change is
+    /// visible in views, so whatever is read from a view taken after reading epoch `e` is at
+    /// least as new as `e`: caches of access data keyed by the epoch are never staler than it.
+    pub fn access_epoch(&self) -> u64 {
+        self.access_epoch.load(Ordering::Acquire)
     }
 
     /// A receiver that changes whenever the applied index moves.
@@ -78,6 +89,7 @@ impl StateReader {
 pub struct StateMachineStore {
     backend: Arc<dyn SmBackend>,
     applied: Arc<watch::Sender<u64>>,
+    access_epoch: Arc<AtomicU64>,
 }
 
 impl StateMachineStore {
@@ -89,6 +101,7 @@ impl StateMachineStore {
         Ok(Self {
             backend,
             applied: Arc::new(watch::channel(applied).0),
+            access_epoch: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -96,12 +109,27 @@ impl StateMachineStore {
         StateReader {
             backend: self.backend.clone(),
             applied: self.applied.subscribe(),
+            access_epoch: self.access_epoch.clone(),
         }
+    }
+
+    /// See [`StateReader::access_epoch`]; called after the change is committed.
+    fn access_changed(&self) {
+        self.access_epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     fn publish_applied(&self, index: u64) {
         self.applied.send_replace(index);
     }
+}
+
+/// Keys whose change moves the access epoch: the cluster record (root token, token key),
+/// policies, tokens and the token-hash index.
+fn is_access_key(k: &[u8]) -> bool {
+    k == keys::CLUSTER
+        || k.starts_with(keys::POLICY_PREFIX)
+        || k.starts_with(keys::TOKEN_PREFIX)
+        || k.starts_with(keys::TOKEN_HASH_PREFIX)
 }
 
 fn read_applied(view: &dyn KvView) -> io::Result<Option<LogId>> {
@@ -175,7 +203,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             }
             ov.into_writes()
         };
+        let access = writes.keys().any(|k| is_access_key(k));
         self.backend.commit(writes)?;
+        if access {
+            self.access_changed();
+        }
         self.publish_applied(last_index);
         for (responder, result) in replies {
             if let Some(r) = responder {
@@ -210,6 +242,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         ));
         pairs.sort();
         self.backend.replace_all(pairs)?;
+        self.access_changed();
         // Re-encode with the authoritative meta so get_current_snapshot returns exactly it.
         let stored = encode_snapshot_with_meta(&bytes, meta)?;
         self.backend.save_snapshot(&stored)?;

@@ -174,16 +174,38 @@ impl<'a> Ask<'a> {
 /// Who is calling, once authenticated.
 enum Identity {
     Root,
-    Token(pb::TokenRecord),
+    Token(Arc<TokenGrant>),
     Cert(String),
     Anonymous,
+}
+
+/// A token's record and the policies it names, read together from one replica view.
+struct TokenGrant {
+    record: pb::TokenRecord,
+    policies: Vec<pb::Policy>,
+}
+
+/// Most tokens kept in the cache; past it, lookups still work but are not kept.
+const MAX_CACHED_TOKENS: usize = 10_000;
+
+/// What authentication and authorization read from the replica (the cluster record, token
+/// grants, every policy for certificate callers), kept while the replica's access epoch stays
+/// the same ([`StateReader::access_epoch`]): a policy, token or cluster-record change empties
+/// it, so a decision is never based on older access data than the epoch read before it.
+/// Expiry is time, not state: it is checked on every request against the cached record.
+#[derive(Default)]
+struct AccessCache {
+    epoch: u64,
+    cluster: Option<Arc<pb::ClusterInfo>>,
+    tokens: std::collections::HashMap<[u8; 32], Arc<TokenGrant>>,
+    all_policies: Option<Arc<Vec<pb::Policy>>>,
 }
 
 impl Identity {
     fn principal(&self) -> &str {
         match self {
             Identity::Root => ROOT_PRINCIPAL,
-            Identity::Token(t) => &t.principal,
+            Identity::Token(t) => &t.record.principal,
             Identity::Cert(p) => p,
             Identity::Anonymous => "anonymous",
         }
@@ -192,7 +214,7 @@ impl Identity {
     fn credential(&self) -> String {
         match self {
             Identity::Root => "token:root".into(),
-            Identity::Token(t) => format!("token:{}", t.accessor),
+            Identity::Token(t) => format!("token:{}", t.record.accessor),
             Identity::Cert(_) => "mtls".into(),
             Identity::Anonymous => String::new(),
         }
@@ -210,6 +232,7 @@ pub struct Access {
     audit: Arc<dyn AuditSink>,
     node: String,
     region: String,
+    cache: std::sync::Mutex<AccessCache>,
 }
 
 impl Access {
@@ -219,7 +242,21 @@ impl Access {
             audit,
             node,
             region,
+            cache: Default::default(),
         }
+    }
+
+    /// Runs `f` on the cache of access epoch `epoch` (emptied first when the epoch moved on).
+    /// A caller that read an older epoch than the cache's gets `None` and reads the replica.
+    fn with_cache<T>(&self, epoch: u64, f: impl FnOnce(&mut AccessCache) -> T) -> Option<T> {
+        let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if epoch > c.epoch {
+            *c = AccessCache {
+                epoch,
+                ..Default::default()
+            };
+        }
+        (epoch == c.epoch).then(|| f(&mut c))
     }
 
     pub fn region(&self) -> &str {
@@ -327,11 +364,21 @@ impl Access {
                 ApiError::Unauthenticated("malformed authorization header; expected \"Bearer <token>\"".into())
             })?;
         let hash = token_hash(token);
-        let view = self.state.view();
-        let Some(cluster) = query::cluster_info(&*view).map_err(ApiError::from)? else {
-            return Err(ApiError::Unavailable(
-                "the cluster is not bootstrapped yet; wait for the bootstrap node".into(),
-            ));
+        // Read the epoch before any view, so what is cached under it is at least that new.
+        let epoch = self.state.access_epoch();
+        let cluster = match self.with_cache(epoch, |c| c.cluster.clone()).flatten() {
+            Some(c) => c,
+            None => {
+                let view = self.state.view();
+                let Some(cluster) = query::cluster_info(&*view).map_err(ApiError::from)? else {
+                    return Err(ApiError::Unavailable(
+                        "the cluster is not bootstrapped yet; wait for the bootstrap node".into(),
+                    ));
+                };
+                let cluster = Arc::new(cluster);
+                self.with_cache(epoch, |c| c.cluster = Some(cluster.clone()));
+                cluster
+            }
         };
         if constant_time_eq(&hash, &cluster.root_token_sha256) {
             if cluster.root_revoked_at_ms != 0 {
@@ -342,10 +389,34 @@ impl Access {
             }
             return Ok(Identity::Root);
         }
-        let record = access::token_by_hash(&*view, &hash)?;
-        match record {
+        let grant = match self.with_cache(epoch, |c| c.tokens.get(&hash).cloned()).flatten() {
+            Some(g) => Some(g),
+            None => {
+                let view = self.state.view();
+                match access::token_by_hash(&*view, &hash)? {
+                    Some(record) => {
+                        let mut policies = Vec::new();
+                        for name in &record.policies {
+                            if let Some(p) = access::policy(&*view, name)? {
+                                policies.push(p);
+                            }
+                        }
+                        let g = Arc::new(TokenGrant { record, policies });
+                        self.with_cache(epoch, |c| {
+                            if c.tokens.len() < MAX_CACHED_TOKENS {
+                                c.tokens.insert(hash, g.clone());
+                            }
+                        });
+                        Some(g)
+                    }
+                    None => None,
+                }
+            }
+        };
+        match grant {
             // The lookup is by hash; compare again in constant time for good measure.
-            Some(t) if constant_time_eq(&t.token_sha256, &hash) => {
+            Some(g) if constant_time_eq(&g.record.token_sha256, &hash) => {
+                let t = &g.record;
                 if t.revoked_at_ms != 0 {
                     return Err(ApiError::Unauthenticated(format!(
                         "token {} was revoked at {}; ask an administrator for a new one",
@@ -360,7 +431,7 @@ impl Access {
                         crate::time::rfc3339_ms(t.expires_at_ms)
                     )));
                 }
-                Ok(Identity::Token(t))
+                Ok(Identity::Token(g))
             }
             _ => Err(ApiError::Unauthenticated("invalid token: check COFFER_TOKEN".into())),
         }
@@ -390,7 +461,8 @@ impl Access {
         } else if first == Action::SecretsReadBreakGlass {
             return Err(ApiError::invalid("a break-glass read needs --reason and --ticket"));
         }
-        let (caller_groups, lifetime, policies) = match identity {
+        let all_policies;
+        let (caller_groups, lifetime, policies): (&[String], _, &[pb::Policy]) = match identity {
             Identity::Root => {
                 return Ok(Allowed {
                     action: first,
@@ -398,35 +470,34 @@ impl Access {
                 })
             }
             Identity::Anonymous => return Err(ApiError::Unauthenticated("no credentials".into())),
-            Identity::Token(t) => {
-                let view = self.state.view();
-                let mut ps = Vec::new();
-                for name in &t.policies {
-                    if let Some(p) = access::policy(&*view, name)? {
-                        ps.push(p);
-                    }
-                }
-                (
-                    t.groups.clone(),
-                    Some(t.expires_at_ms.saturating_sub(t.created_at_ms)),
-                    ps,
-                )
-            }
+            Identity::Token(g) => (
+                &g.record.groups,
+                Some(g.record.expires_at_ms.saturating_sub(g.record.created_at_ms)),
+                &g.policies,
+            ),
             Identity::Cert(_) => {
-                let view = self.state.view();
-                let ps = access::policies(&*view)?;
-                (Vec::new(), None, ps)
+                let epoch = self.state.access_epoch();
+                all_policies = match self.with_cache(epoch, |c| c.all_policies.clone()).flatten() {
+                    Some(ps) => ps,
+                    None => {
+                        let view = self.state.view();
+                        let ps = Arc::new(access::policies(&*view)?);
+                        self.with_cache(epoch, |c| c.all_policies = Some(ps.clone()));
+                        ps
+                    }
+                };
+                (&[], None, &all_policies)
             }
         };
         let caller = policy::Caller {
             principal: identity.principal(),
-            groups: &caller_groups,
+            groups: caller_groups,
             token_lifetime_ms: lifetime,
         };
         let mut first_denial = None;
         for &action in ask.actions {
             let d = policy::decide(
-                &policies,
+                policies,
                 &caller,
                 &policy::Query {
                     action,
