@@ -248,11 +248,9 @@ const FETCH_APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// has an unknown outcome and fails with `ABORTED`.
 pub async fn propose_locally(raft: &Raft, cmd: pb::Command) -> Result<pb::propose_response::Result, Status> {
     match raft.client_write(cmd).await {
-        Ok(resp) => {
-            let mut result = resp.data;
-            result.log_index = resp.log_id.index;
-            Ok(pb::propose_response::Result::Applied(result))
-        }
+        // The state machine sets the index: this entry's, or for a retried request the one
+        // that first applied it.
+        Ok(resp) => Ok(pb::propose_response::Result::Applied(resp.data)),
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
             Ok(pb::propose_response::Result::NotLeader(pb::NotLeader {
                 leader_id: f.leader_id.unwrap_or(0),

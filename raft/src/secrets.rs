@@ -92,9 +92,17 @@ fn etag(log_index: u64) -> String {
 }
 
 /// Applies one command at `log_index`. Domain failures come back as an error result.
+///
+/// A command whose request id was already applied changes nothing and is answered as it was
+/// first applied, with that first entry's index (so a retried write never reports a later
+/// position in the log than the one where it took effect).
 pub fn apply(ov: &mut Overlay<'_>, cmd: &pb::Command, log_index: u64) -> std::io::Result<pb::CommandResult> {
     let mut tx = ov.txn();
-    let outcome = apply_op(&mut tx, cmd, log_index);
+    let (outcome, log_index) = match replayed(&tx, cmd) {
+        Ok(Some((ok, first))) => (Ok(ok), if first == 0 { log_index } else { first }),
+        Ok(None) => (apply_op(&mut tx, cmd, log_index), log_index),
+        Err(e) => (Err(e), log_index),
+    };
     let outcome = match outcome {
         Ok(ok) => {
             tx.commit();
@@ -136,9 +144,6 @@ fn apply_op(tx: &mut Txn<'_, '_>, cmd: &pb::Command, log_index: u64) -> Result<p
         Op::DestroyVersion(c) => &c.name,
     };
     names::validate_name(name).map_err(ModelError::from)?;
-    if let Some(replayed) = replay(tx, op, name, &cmd.request_id)? {
-        return Ok(replayed);
-    }
     let at = At {
         now,
         log_index,
@@ -169,11 +174,34 @@ struct At<'a> {
     request_id: &'a str,
 }
 
-/// The answer to a command that was already applied under the same request id, if any.
-fn replay(tx: &Txn<'_, '_>, op: &pb::command::Op, name: &str, request_id: &str) -> Result<Option<pb::CommandOk>> {
-    if request_id.is_empty() {
+/// A secret command (one that names a secret) already applied under this request id: its answer
+/// and the index of the entry that applied it (0 when a record from before that index was kept
+/// does not say).
+fn replayed(tx: &Txn<'_, '_>, cmd: &pb::Command) -> Result<Option<(pb::CommandOk, u64)>> {
+    use pb::command::Op;
+    let name = match &cmd.op {
+        Some(Op::CreateSecret(c)) => &c.name,
+        Some(Op::AddVersion(c)) => &c.name,
+        Some(Op::MoveAlias(c)) => &c.name,
+        Some(Op::SetVersionState(c)) => &c.name,
+        Some(Op::DestroyVersion(c)) => &c.name,
+        _ => return Ok(None),
+    };
+    if cmd.request_id.is_empty() || names::validate_name(name).is_err() || tx.get(keys::CLUSTER)?.is_none() {
         return Ok(None);
     }
+    let op = cmd.op.as_ref().expect("matched above");
+    replay(tx, op, name, &cmd.request_id)
+}
+
+/// The answer to a command that was already applied under the same request id, if any, with
+/// the index where it was applied.
+fn replay(
+    tx: &Txn<'_, '_>,
+    op: &pb::command::Op,
+    name: &str,
+    request_id: &str,
+) -> Result<Option<(pb::CommandOk, u64)>> {
     let Some(secret) = load_secret(tx, name)? else {
         return Ok(None);
     };
@@ -185,7 +213,7 @@ fn replay(tx: &Txn<'_, '_>, op: &pb::command::Op, name: &str, request_id: &str) 
             if let Some(b) = tx.get(&keys::version(name, version))? {
                 let v: pb::SecretVersion = decode(&b, "version")?;
                 if v.request_id == request_id {
-                    return Ok(Some(ok(&secret, version)));
+                    return Ok(Some((ok(&secret, version), v.created_index)));
                 }
             }
         }
@@ -198,7 +226,9 @@ fn replay(tx: &Txn<'_, '_>, op: &pb::command::Op, name: &str, request_id: &str) 
             pb::command::Op::DestroyVersion(c) => c.version,
             _ => 0,
         };
-        return Ok(Some(ok(&secret, version)));
+        // The etag names the index of the secret's last change, which was this request's.
+        let first = u64::from_str_radix(&secret.etag, 16).unwrap_or(0);
+        return Ok(Some((ok(&secret, version), first)));
     }
     Ok(None)
 }
@@ -437,6 +467,7 @@ fn add_version(tx: &mut Txn<'_, '_>, c: &pb::AddVersion, at: &At<'_>) -> Result<
         destroyed_at_ms: 0,
         size: c.size,
         request_id: at.request_id.to_string(),
+        created_index: at.log_index,
     };
     tx.put(keys::version(&c.name, version), record.encode_to_vec());
     secret.next_version += 1;
@@ -565,6 +596,8 @@ mod tests {
     struct Sm {
         backend: MemSmBackend,
         index: u64,
+        /// The log index the last command's result reported.
+        reply_index: u64,
     }
 
     /// Sealings for `versions`, each recognizable by its version byte.
@@ -605,6 +638,7 @@ mod tests {
             let mut sm = Sm {
                 backend: MemSmBackend::new(),
                 index: 0,
+                reply_index: 0,
             };
             let r = sm.run(pb::command::Op::Bootstrap(pb::Bootstrap {
                 cluster: Some(pb::ClusterInfo {
@@ -632,6 +666,7 @@ mod tests {
             let view = self.backend.view();
             let mut ov = Overlay::new(&*view);
             let r = apply(&mut ov, &cmd, self.index).unwrap();
+            self.reply_index = r.log_index;
             let writes = ov.into_writes();
             drop(view);
             self.backend.commit(writes).unwrap();
@@ -947,8 +982,28 @@ mod tests {
             })
         };
         let moved = sm.run_as(promote_to_1(), "req-4").unwrap();
+        let moved_at = sm.reply_index;
         let replay = sm.run_as(promote_to_1(), "req-4").unwrap();
         assert_eq!(moved.aliases, replay.aliases);
+        assert_eq!(sm.reply_index, moved_at, "a replay reports where the move took effect");
+    }
+
+    /// A retried write is answered with the index of the entry that applied it, not the retry's:
+    /// checkers and at-least tokens order writes by that index.
+    #[test]
+    fn a_replayed_request_reports_the_index_where_it_took_effect() {
+        let mut sm = Sm::new();
+        sm.run_as(add("acme/db", 1, "CURRENT"), "req-1").unwrap();
+        let first_at = sm.reply_index;
+        sm.run_as(add("acme/db", 2, "CURRENT"), "req-2").unwrap();
+        let second_at = sm.reply_index;
+        assert!(second_at > first_at);
+        let again = sm.run_as(add("acme/db", 1, "CURRENT"), "req-1").unwrap();
+        assert_eq!(again.version, 1);
+        assert_eq!(sm.reply_index, first_at, "not the retry's index {}", sm.index);
+        // A request applied for the first time reports its own entry.
+        sm.run_as(add("acme/db", 3, "CURRENT"), "req-3").unwrap();
+        assert_eq!(sm.reply_index, sm.index);
     }
 
     #[test]
@@ -1042,6 +1097,7 @@ mod tests {
         let mut sm = Sm {
             backend: MemSmBackend::new(),
             index: 0,
+            reply_index: 0,
         };
         assert_eq!(
             sm.put("acme/db", 1, "CURRENT").unwrap_err().code,
