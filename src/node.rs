@@ -114,6 +114,24 @@ fn export_log_stats(stats: Arc<coffer_raft::rocks::LogStats>) {
     });
 }
 
+/// Publishes how many read indexes this node asked for and how many rounds to the leader served
+/// them (`coffer_read_index_requests_total` / `coffer_read_index_rounds_total`): their ratio is
+/// how many linearizable reads share one quorum round. Sampled every 500 ms until Raft stops.
+fn export_read_batch_stats(raft: RaftNode) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            let s = raft.read_batch_stats();
+            metrics::counter!("coffer_read_index_requests_total").absolute(s.requests);
+            metrics::counter!("coffer_read_index_rounds_total").absolute(s.rounds);
+            if raft.status().role == coffer_raft::node::Role::Shutdown {
+                return;
+            }
+        }
+    });
+}
+
 /// Runs a node with TCP listeners until `shutdown` resolves.
 pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = ()> + Send) -> anyhow::Result<()> {
     let bind = |addr| async move {
@@ -208,6 +226,7 @@ where
     } = parts;
     let kms = Arc::new(KmsSet::new(&cfg.node.region, kms, cfg.kms.policy())?);
     let raft = RaftNode::start(me.id, &cfg.raft_settings(), log, sm.clone(), connector).await?;
+    export_read_batch_stats(raft.clone());
 
     let core = Arc::new(Core {
         access: Access::new(raft.reader().clone(), audit.clone(), me.name.clone(), me.region.clone()),

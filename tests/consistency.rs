@@ -235,6 +235,33 @@ fn stale_reads(acks: &[(Instant, u64)], reads: &[(Instant, u64)]) -> Vec<(u64, u
         .collect()
 }
 
+/// Collects the readers' histories and asserts that enough happened and that no read returned a
+/// version older than a write acknowledged before it started. Returns the reads.
+async fn assert_no_stale_reads(
+    acks: &Mutex<Vec<(Instant, u64)>>,
+    readers: Vec<tokio::task::JoinHandle<Vec<(Instant, u64)>>>,
+    min_writes: usize,
+    min_reads: usize,
+) -> Vec<(Instant, u64)> {
+    let mut reads = Vec::new();
+    for r in readers {
+        reads.extend(r.await.unwrap());
+    }
+    let acks = acks.lock().unwrap().clone();
+    assert!(
+        acks.len() >= min_writes && reads.len() >= min_reads,
+        "{} writes, {} reads",
+        acks.len(),
+        reads.len()
+    );
+    assert_eq!(
+        stale_reads(&acks, &reads),
+        vec![],
+        "linearizable reads went back in time"
+    );
+    reads
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linearizable_reads_never_return_a_version_older_than_an_acknowledged_write() {
     let cluster = wan_cluster().await;
@@ -289,22 +316,7 @@ async fn linearizable_reads_never_return_a_version_older_than_an_acknowledged_wr
             reads
         }));
     }
-    let mut reads = Vec::new();
-    for t in tasks {
-        reads.extend(t.await.unwrap());
-    }
-    let acks = acks.lock().unwrap().clone();
-    assert!(
-        acks.len() >= 10 && reads.len() >= 30,
-        "{} writes, {} reads",
-        acks.len(),
-        reads.len()
-    );
-    assert_eq!(
-        stale_reads(&acks, &reads),
-        vec![],
-        "linearizable reads went back in time"
-    );
+    assert_no_stale_reads(&acks, tasks, 10, 30).await;
     // The far writer is not starved by the one next to the leader.
     let far = per_writer[1].load(std::sync::atomic::Ordering::Relaxed);
     assert!(far >= 3, "the writer away from the leader landed {far} writes");
@@ -334,4 +346,78 @@ async fn linearizable_reads_never_return_a_version_older_than_an_acknowledged_wr
         Ok(r) => assert!(r.version >= w.version, "a linearizable read is never stale"),
         Err(e) => assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}"),
     }
+}
+
+/// Many linearizable reads at once on a follower 200 ms from the leader share read-index rounds
+/// (one quorum round answers every read queued before it began), and none of them returns a
+/// version older than a write acknowledged before the read started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_linearizable_reads_share_read_index_rounds_and_never_go_back_in_time() {
+    let mut spec = ClusterSpec::new(&["us-east", "eu-west", "ap-south"], WAN_RAFT);
+    spec.rtt_ms = Some(wan_rtt);
+    spec.metrics = true;
+    let cluster = TestCluster::launch(BIN, spec).await;
+    let leader = cluster.wait_leader(Duration::from_secs(30)).await;
+    // ap-south is 200 ms from every other region.
+    let f = if leader == 2 { 0 } else { 2 };
+    let lc = cluster.client(leader).await;
+    let fc = cluster.client(f).await;
+    put(&lc, "acme/counter", b"fake-0").await.unwrap();
+    let before = metric(&cluster.metrics(f).await, "coffer_read_index_requests_total", &[]);
+    let acks: Arc<Mutex<Vec<(Instant, u64)>>> = Arc::default();
+    let stop = Instant::now() + Duration::from_secs(4);
+
+    let writer = {
+        let (lc, acks) = (lc.clone(), acks.clone());
+        tokio::spawn(async move {
+            let mut n = 0;
+            while Instant::now() < stop {
+                n += 1;
+                let w = put(&lc, "acme/counter", format!("fake-{n}").as_bytes()).await.unwrap();
+                acks.lock().unwrap().push((Instant::now(), w.version));
+            }
+        })
+    };
+    let readers: Vec<_> = (0..32)
+        .map(|_| {
+            let fc = fc.clone();
+            tokio::spawn(async move {
+                let mut reads = Vec::new();
+                while Instant::now() < stop {
+                    let started = Instant::now();
+                    let r = get_with(
+                        &fc,
+                        "acme/counter",
+                        None,
+                        Some(Mode::Linearizable(pb::LinearizableRead {})),
+                    )
+                    .await
+                    .unwrap();
+                    assert_eq!(meta(&r).served_by.unwrap().role, "follower");
+                    reads.push((started, r.version));
+                }
+                reads
+            })
+        })
+        .collect();
+    writer.await.unwrap();
+    let reads = assert_no_stale_reads(&acks, readers, 10, 100).await;
+
+    // The follower's counters (sampled every 500 ms) cover these reads, and the rounds that
+    // served them are a fraction of them: one round trip to the leader per batch, not per read.
+    let (requests, rounds) = eventually(Duration::from_secs(5), "the read-index counters", || {
+        let cluster = &cluster;
+        let want = before + reads.len() as f64;
+        async move {
+            let m = cluster.metrics(f).await;
+            let requests = metric(&m, "coffer_read_index_requests_total", &[]);
+            let rounds = metric(&m, "coffer_read_index_rounds_total", &[]);
+            (requests >= want).then_some((requests, rounds))
+        }
+    })
+    .await;
+    assert!(
+        rounds > 0.0 && rounds * 4.0 <= requests,
+        "{requests} read indexes took {rounds} rounds to the leader"
+    );
 }

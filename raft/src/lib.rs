@@ -23,6 +23,7 @@ pub mod node;
 pub mod peer_service;
 pub mod placement;
 pub mod query;
+pub mod read_batch;
 pub mod rocks;
 pub mod runtime;
 pub mod secrets;

@@ -26,6 +26,8 @@ use crate::pb;
 use crate::pb::raft_peer_server::RaftPeerServer;
 use crate::peer_service::PeerService;
 use crate::query;
+use crate::read_batch::ReadBatchStats;
+use crate::read_batch::ReadIndexBatcher;
 use crate::state_machine::StateMachineStore;
 use crate::state_machine::StateReader;
 use crate::storage::LogBackend;
@@ -139,7 +141,7 @@ impl RaftStatus {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ProposeError {
     /// No leader handled the request in time. A proposal may still commit (retries are
     /// idempotent by request id).
@@ -184,6 +186,8 @@ struct Inner {
     log: Arc<dyn LogBackend>,
     /// Set once a leader said this node was removed; persisted under [`REMOVED_META_KEY`].
     removed: std::sync::atomic::AtomicBool,
+    /// Concurrent read-index requests share one round to the leader.
+    read_batch: ReadIndexBatcher,
 }
 
 /// Log-store metadata key holding the [`pb::RemovedNotice`] of a node removed from the cluster.
@@ -223,6 +227,7 @@ impl RaftNode {
                 min_voters: settings.min_voters,
                 log,
                 removed: std::sync::atomic::AtomicBool::new(removed),
+                read_batch: ReadIndexBatcher::default(),
             }),
         };
         node.spawn_freshness_probe(Duration::from_millis(settings.heartbeat_ms.max(10)));
@@ -503,7 +508,10 @@ impl RaftNode {
         let mut backoff = Duration::from_millis(20);
         let mut last_error;
         loop {
-            let outcome = match hint.take().or_else(|| self.leader_node()) {
+            let target = hint.take().or_else(|| self.leader_node());
+            // The leader this attempt went to (or, with no address for it, the one reported).
+            let tried = target.as_ref().map(|n| n.id).or_else(|| self.status().leader);
+            let outcome = match target {
                 Some(node) => attempt(node).await,
                 None => Err((tonic::Code::Unavailable, "no leader is known".to_string())),
             };
@@ -530,14 +538,23 @@ impl RaftNode {
                 // Follow the redirect promptly, but never spin if nodes point at each other.
                 tokio::time::sleep(Duration::from_millis(5)).await;
             } else {
-                // Wake early when the leader changes. A fresh receiver reports the metrics as
-                // changed at once, so mark them seen first or this loop spins.
+                // Wake early only when the leader differs from the one just tried. Metrics change
+                // on every message the Raft core handles (our own attempt included), so waking on
+                // any change would let two callers on a deposed leader wake each other forever
+                // without time passing.
                 let mut rx = self.inner.raft.metrics();
-                let _ = rx.borrow_and_update();
-                if let Ok(Err(_)) = tokio::time::timeout(backoff, rx.changed()).await {
-                    // Raft stopped: nothing will change; just wait out the backoff.
-                    tokio::time::sleep(backoff).await;
-                }
+                let _ = tokio::time::timeout(backoff, async {
+                    loop {
+                        if rx.borrow_and_update().current_leader != tried {
+                            return;
+                        }
+                        if rx.changed().await.is_err() {
+                            // Raft stopped: nothing will change; wait out the backoff.
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                })
+                .await;
                 backoff = (backoff * 2).min(Duration::from_millis(500));
             }
         }
@@ -620,11 +637,27 @@ impl RaftNode {
     }
 
     /// A read index from the leader: once this replica has applied it, a read here is
-    /// linearizable.
+    /// linearizable. Concurrent callers on this node share one round to the leader, always one
+    /// that began after they asked (see [`crate::read_batch`]).
     pub async fn read_index(&self, timeout: Duration) -> Result<u64, ProposeError> {
         if crate::bugs::active(crate::bugs::Bug::StaleLinearizable) {
             return Ok(self.inner.reader.applied_index());
         }
+        self.inner.read_batch.read_index(self, timeout).await
+    }
+
+    pub(crate) fn batcher(&self) -> &ReadIndexBatcher {
+        &self.inner.read_batch
+    }
+
+    /// How many read indexes this node was asked for and how many rounds to the leader served them.
+    pub fn read_batch_stats(&self) -> ReadBatchStats {
+        self.inner.read_batch.stats()
+    }
+
+    /// One read-index round: the leader (this node, or asked over the peer port) confirms its
+    /// leadership with a quorum and returns its commit index.
+    pub(crate) async fn read_index_round(&self, timeout: Duration) -> Result<u64, ProposeError> {
         let deadline = Instant::now() + timeout;
         self.on_leader(timeout, "read-index request", |leader| {
             Box::pin(async move {

@@ -30,6 +30,11 @@ struct Common {
     /// Length of the safety phase in simulated seconds.
     #[arg(long, default_value_t = 30)]
     safety_secs: u64,
+    /// Wall-clock seconds one simulation may take before it counts as stalled (a livelock
+    /// inside one simulated step: something is always ready, so simulated time cannot advance).
+    /// The process then prints the seed and exits non-zero. 0 turns the watchdog off.
+    #[arg(long, default_value_t = 120)]
+    stall_secs: u64,
 }
 
 #[derive(Subcommand)]
@@ -137,8 +142,62 @@ fn print(report: &run::Report, scenario: Option<Scenario>, common: &Common) -> b
     true
 }
 
+/// The simulations in progress (the watchdog's view): seed, scenario, reproduce command and
+/// wall-clock start, by a token unique to each run.
+type Running = Mutex<Vec<(u64, u64, Option<Scenario>, String, std::time::Instant)>>;
+static RUNNING: Running = Mutex::new(Vec::new());
+static NEXT_TOKEN: AtomicU64 = AtomicU64::new(0);
+
+/// Ends the process when one simulation has run for more than `limit` of wall-clock time. A
+/// simulation that livelocks inside one step never returns to the runner, so only another
+/// thread can report it; the report is the seed and its reproduce command, like a violation.
+fn start_watchdog(limit: Duration) {
+    if limit.is_zero() {
+        return;
+    }
+    std::thread::spawn(move || loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, seed, scenario, cmd, started)) = running.iter().find(|r| r.4.elapsed() > limit) {
+            let label = scenario.map(|s| format!(" scenario={}", s.name())).unwrap_or_default();
+            println!(
+                "seed={seed}{label} STALLED: still running after {:.0} s of wall-clock time \
+                 (--stall-secs {}; a livelock inside one simulated step, or a far slower build than usual)",
+                started.elapsed().as_secs_f64(),
+                limit.as_secs()
+            );
+            println!("REPRODUCE WITH: {cmd}");
+            std::process::exit(1);
+        }
+    });
+}
+
+/// The watchdog measures the real time a simulation takes, outside any simulated host, so it is
+/// the one place here allowed to read the wall clock.
+#[allow(clippy::disallowed_methods)]
+fn wall_clock_now() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
 /// Runs one simulation; a panic anywhere in it is a failed run of that seed, not a crash.
 fn run_one(seed: u64, scenario: Option<Scenario>, common: &Common) -> run::Report {
+    let token = NEXT_TOKEN.fetch_add(1, Ordering::SeqCst);
+    RUNNING.lock().unwrap_or_else(|e| e.into_inner()).push((
+        token,
+        seed,
+        scenario,
+        reproduce(seed, scenario, common),
+        wall_clock_now(),
+    ));
+    let report = run_guarded(seed, scenario, common);
+    RUNNING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|r| r.0 != token);
+    report
+}
+
+fn run_guarded(seed: u64, scenario: Option<Scenario>, common: &Common) -> run::Report {
     let opts = options(seed, scenario, common);
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run::run(&opts))).unwrap_or_else(|p| {
         let msg = p
@@ -166,7 +225,10 @@ fn main() -> ExitCode {
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .init();
     }
-    let ok = match Cli::parse().command {
+    let cli = Cli::parse();
+    let (Cmd::Run { common, .. } | Cmd::Scenarios { common, .. } | Cmd::Sweep { common, .. }) = &cli.command;
+    start_watchdog(Duration::from_secs(common.stall_secs));
+    let ok = match cli.command {
         Cmd::Run { seed, scenario, common } => print(&run_one(seed, scenario, &common), scenario, &common),
         Cmd::Scenarios { seed, common } => {
             // Every scenario runs, even after one fails.
