@@ -98,37 +98,41 @@ impl NodeParts {
     }
 }
 
-/// Publishes the Raft log's group-commit counters as Prometheus counters (entries appended,
-/// append batches, WAL fsyncs): entries per fsync is the group-commit factor the benchmarks
-/// report. Sampled every 500 ms for the life of the process.
-fn export_log_stats(stats: Arc<coffer_raft::rocks::LogStats>) {
-    use std::sync::atomic::Ordering::Relaxed;
+/// Calls `publish` every 500 ms on the runtime until it returns false.
+fn sample_every_500ms(mut publish: impl FnMut() -> bool + Send + 'static) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
         loop {
             tick.tick().await;
-            metrics::counter!("coffer_raft_log_entries_appended_total").absolute(stats.records.load(Relaxed));
-            metrics::counter!("coffer_raft_log_appends_total").absolute(stats.appends.load(Relaxed));
-            metrics::counter!("coffer_raft_wal_fsyncs_total").absolute(stats.wal_syncs.load(Relaxed));
+            if !publish() {
+                return;
+            }
         }
+    });
+}
+
+/// Publishes the Raft log's group-commit counters as Prometheus counters (entries appended,
+/// append batches, WAL fsyncs): entries per fsync is the group-commit factor the benchmarks
+/// report. Sampled for the life of the process.
+fn export_log_stats(stats: Arc<coffer_raft::rocks::LogStats>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    sample_every_500ms(move || {
+        metrics::counter!("coffer_raft_log_entries_appended_total").absolute(stats.records.load(Relaxed));
+        metrics::counter!("coffer_raft_log_appends_total").absolute(stats.appends.load(Relaxed));
+        metrics::counter!("coffer_raft_wal_fsyncs_total").absolute(stats.wal_syncs.load(Relaxed));
+        true
     });
 }
 
 /// Publishes how many read indexes this node asked for and how many rounds to the leader served
 /// them (`coffer_read_index_requests_total` / `coffer_read_index_rounds_total`): their ratio is
-/// how many linearizable reads share one quorum round. Sampled every 500 ms until Raft stops.
+/// how many linearizable reads share one quorum round. Sampled until Raft stops.
 fn export_read_batch_stats(raft: RaftNode) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
-        loop {
-            tick.tick().await;
-            let s = raft.read_batch_stats();
-            metrics::counter!("coffer_read_index_requests_total").absolute(s.requests);
-            metrics::counter!("coffer_read_index_rounds_total").absolute(s.rounds);
-            if raft.status().role == coffer_raft::node::Role::Shutdown {
-                return;
-            }
-        }
+    sample_every_500ms(move || {
+        let s = raft.read_batch_stats();
+        metrics::counter!("coffer_read_index_requests_total").absolute(s.requests);
+        metrics::counter!("coffer_read_index_rounds_total").absolute(s.rounds);
+        raft.status().role != coffer_raft::node::Role::Shutdown
     });
 }
 

@@ -98,12 +98,8 @@ fn etag(log_index: u64) -> String {
 /// position in the log than the one where it took effect).
 pub fn apply(ov: &mut Overlay<'_>, cmd: &pb::Command, log_index: u64) -> std::io::Result<pb::CommandResult> {
     let mut tx = ov.txn();
-    let (outcome, log_index) = match replayed(&tx, cmd) {
-        Ok(Some((ok, first))) => (Ok(ok), if first == 0 { log_index } else { first }),
-        Ok(None) => (apply_op(&mut tx, cmd, log_index), log_index),
-        Err(e) => (Err(e), log_index),
-    };
-    let outcome = match outcome {
+    let mut reply_index = log_index;
+    let outcome = match apply_op(&mut tx, cmd, log_index, &mut reply_index) {
         Ok(ok) => {
             tx.commit();
             pb::command_result::Outcome::Ok(ok)
@@ -112,12 +108,14 @@ pub fn apply(ov: &mut Overlay<'_>, cmd: &pb::Command, log_index: u64) -> std::io
         Err(ApplyError::Io(e)) => return Err(e),
     };
     Ok(pb::CommandResult {
-        log_index,
+        log_index: reply_index,
         outcome: Some(outcome),
     })
 }
 
-fn apply_op(tx: &mut Txn<'_, '_>, cmd: &pb::Command, log_index: u64) -> Result<pb::CommandOk> {
+/// Applies `cmd` at `log_index`. A replayed request sets `reply_index` to the index where it was
+/// first applied, when its records say.
+fn apply_op(tx: &mut Txn<'_, '_>, cmd: &pb::Command, log_index: u64, reply_index: &mut u64) -> Result<pb::CommandOk> {
     use pb::command::Op;
     let Some(op) = &cmd.op else {
         return fail(ErrorCode::InvalidArgument, "command without an operation");
@@ -144,6 +142,12 @@ fn apply_op(tx: &mut Txn<'_, '_>, cmd: &pb::Command, log_index: u64) -> Result<p
         Op::DestroyVersion(c) => &c.name,
     };
     names::validate_name(name).map_err(ModelError::from)?;
+    if let Some((replayed, first)) = replay(tx, op, name, &cmd.request_id)? {
+        if first != 0 {
+            *reply_index = first;
+        }
+        return Ok(replayed);
+    }
     let at = At {
         now,
         log_index,
@@ -174,34 +178,17 @@ struct At<'a> {
     request_id: &'a str,
 }
 
-/// A secret command (one that names a secret) already applied under this request id: its answer
-/// and the index of the entry that applied it (0 when a record from before that index was kept
-/// does not say).
-fn replayed(tx: &Txn<'_, '_>, cmd: &pb::Command) -> Result<Option<(pb::CommandOk, u64)>> {
-    use pb::command::Op;
-    let name = match &cmd.op {
-        Some(Op::CreateSecret(c)) => &c.name,
-        Some(Op::AddVersion(c)) => &c.name,
-        Some(Op::MoveAlias(c)) => &c.name,
-        Some(Op::SetVersionState(c)) => &c.name,
-        Some(Op::DestroyVersion(c)) => &c.name,
-        _ => return Ok(None),
-    };
-    if cmd.request_id.is_empty() || names::validate_name(name).is_err() || tx.get(keys::CLUSTER)?.is_none() {
-        return Ok(None);
-    }
-    let op = cmd.op.as_ref().expect("matched above");
-    replay(tx, op, name, &cmd.request_id)
-}
-
 /// The answer to a command that was already applied under the same request id, if any, with
-/// the index where it was applied.
+/// the index where it was applied (0 in records from before versions kept it).
 fn replay(
     tx: &Txn<'_, '_>,
     op: &pb::command::Op,
     name: &str,
     request_id: &str,
 ) -> Result<Option<(pb::CommandOk, u64)>> {
+    if request_id.is_empty() {
+        return Ok(None);
+    }
     let Some(secret) = load_secret(tx, name)? else {
         return Ok(None);
     };

@@ -142,10 +142,17 @@ fn print(report: &run::Report, scenario: Option<Scenario>, common: &Common) -> b
     true
 }
 
-/// The simulations in progress (the watchdog's view): seed, scenario, reproduce command and
-/// wall-clock start, by a token unique to each run.
-type Running = Mutex<Vec<(u64, u64, Option<Scenario>, String, std::time::Instant)>>;
-static RUNNING: Running = Mutex::new(Vec::new());
+/// One simulation in progress, as the watchdog sees it.
+struct InFlight {
+    /// Unique to this run (the same seed may run twice in one process).
+    token: u64,
+    seed: u64,
+    scenario: Option<Scenario>,
+    reproduce: String,
+    started: std::time::Instant,
+}
+
+static RUNNING: Mutex<Vec<InFlight>> = Mutex::new(Vec::new());
 static NEXT_TOKEN: AtomicU64 = AtomicU64::new(0);
 
 /// Ends the process when one simulation has run for more than `limit` of wall-clock time. A
@@ -158,15 +165,19 @@ fn start_watchdog(limit: Duration) {
     std::thread::spawn(move || loop {
         std::thread::sleep(Duration::from_millis(500));
         let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, seed, scenario, cmd, started)) = running.iter().find(|r| r.4.elapsed() > limit) {
-            let label = scenario.map(|s| format!(" scenario={}", s.name())).unwrap_or_default();
+        if let Some(r) = running.iter().find(|r| r.started.elapsed() > limit) {
+            let label = r
+                .scenario
+                .map(|s| format!(" scenario={}", s.name()))
+                .unwrap_or_default();
             println!(
-                "seed={seed}{label} STALLED: still running after {:.0} s of wall-clock time \
+                "seed={}{label} STALLED: still running after {:.0} s of wall-clock time \
                  (--stall-secs {}; a livelock inside one simulated step, or a far slower build than usual)",
-                started.elapsed().as_secs_f64(),
+                r.seed,
+                r.started.elapsed().as_secs_f64(),
                 limit.as_secs()
             );
-            println!("REPRODUCE WITH: {cmd}");
+            println!("REPRODUCE WITH: {}", r.reproduce);
             std::process::exit(1);
         }
     });
@@ -182,18 +193,18 @@ fn wall_clock_now() -> std::time::Instant {
 /// Runs one simulation; a panic anywhere in it is a failed run of that seed, not a crash.
 fn run_one(seed: u64, scenario: Option<Scenario>, common: &Common) -> run::Report {
     let token = NEXT_TOKEN.fetch_add(1, Ordering::SeqCst);
-    RUNNING.lock().unwrap_or_else(|e| e.into_inner()).push((
+    RUNNING.lock().unwrap_or_else(|e| e.into_inner()).push(InFlight {
         token,
         seed,
         scenario,
-        reproduce(seed, scenario, common),
-        wall_clock_now(),
-    ));
+        reproduce: reproduce(seed, scenario, common),
+        started: wall_clock_now(),
+    });
     let report = run_guarded(seed, scenario, common);
     RUNNING
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .retain(|r| r.0 != token);
+        .retain(|r| r.token != token);
     report
 }
 
