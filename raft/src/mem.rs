@@ -15,6 +15,7 @@ use crate::storage::KvView;
 use crate::storage::LogBackend;
 use crate::storage::PairVisitor;
 use crate::storage::SmBackend;
+use crate::storage::SnapshotFill;
 use crate::storage::WriteSet;
 
 fn poisoned() -> io::Error {
@@ -169,8 +170,10 @@ impl SmBackend for MemSmBackend {
         Ok(())
     }
 
-    fn save_snapshot(&self, bytes: &[u8]) -> io::Result<()> {
-        *self.inner.snapshot.lock().map_err(|_| poisoned())? = Some(bytes.to_vec());
+    fn save_snapshot_with(&self, fill: &mut SnapshotFill<'_>) -> io::Result<()> {
+        let mut bytes = Vec::new();
+        fill(&mut bytes)?;
+        *self.inner.snapshot.lock().map_err(|_| poisoned())? = Some(bytes);
         Ok(())
     }
 

@@ -299,7 +299,10 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         cancel: impl Future<Output = ReplicationClosed> + openraft::OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let bytes = snapshot.snapshot.into_inner();
+        let bytes = snapshot
+            .snapshot
+            .into_bytes()
+            .map_err(|e| StreamingError::Network(NetworkError::from_string(e.to_string())))?;
         let chunk = option.snapshot_chunk_size().unwrap_or(DEFAULT_SNAPSHOT_CHUNK).max(1);
         let header = pb::SnapshotChunk {
             part: Some(pb::snapshot_chunk::Part::Header(pb::SnapshotHeader {

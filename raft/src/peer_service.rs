@@ -3,8 +3,6 @@
 //! Input from a peer is untrusted bytes: every decode failure becomes `INVALID_ARGUMENT`,
 //! never a panic. Served on the raft address only, apart from the public API.
 
-use std::io::Cursor;
-
 use futures::StreamExt;
 use openraft::error::ClientWriteError;
 use openraft::error::RaftError;
@@ -24,6 +22,7 @@ use crate::pb;
 use crate::pb::raft_peer_server::RaftPeer;
 use crate::pb::raft_peer_server::RaftPeerServer;
 use crate::state_machine::Snapshot;
+use crate::state_machine::SnapshotData;
 use crate::Raft;
 
 /// Snapshots larger than this are refused (the state is held in memory while installing).
@@ -162,7 +161,7 @@ impl RaftPeer for PeerService {
         crate::state_machine::decode_snapshot(&data).map_err(bad)?;
         let snapshot = Snapshot {
             meta,
-            snapshot: Cursor::new(data),
+            snapshot: SnapshotData::Bytes(data),
         };
         let resp = self
             .raft()

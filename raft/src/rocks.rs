@@ -11,7 +11,6 @@
 
 use std::fs;
 use std::io;
-use std::io::Write;
 use std::path::Path;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -34,6 +33,7 @@ use crate::storage::KvView;
 use crate::storage::LogBackend;
 use crate::storage::PairVisitor;
 use crate::storage::SmBackend;
+use crate::storage::SnapshotFill;
 use crate::storage::WriteSet;
 
 const CF_LOG: &str = "log";
@@ -278,12 +278,18 @@ impl KvView for RocksView<'_> {
         Ok(out)
     }
 
+    /// Borrows each pair from the iterator (no copy per pair) and keeps the scan out of the
+    /// block cache, so a snapshot build does not evict the blocks reads are using.
     fn for_each(&self, f: &mut PairVisitor<'_>) -> io::Result<()> {
-        for item in self.snap.iterator_cf(cf(self.db, CF_SM), IteratorMode::Start) {
-            let (k, v) = item.map_err(rerr)?;
-            f(&k, &v)?;
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.fill_cache(false);
+        let mut it = self.snap.raw_iterator_cf_opt(cf(self.db, CF_SM), opts);
+        it.seek_to_first();
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            f(k, v)?;
+            it.next();
         }
-        Ok(())
+        it.status().map_err(rerr)
     }
 }
 
@@ -321,8 +327,8 @@ impl SmBackend for RocksSmBackend {
         self.db.write_opt(b, &synced()).map_err(rerr)
     }
 
-    fn save_snapshot(&self, bytes: &[u8]) -> io::Result<()> {
-        write_durably(&self.snapshot_dir, SNAPSHOT_FILE, bytes)
+    fn save_snapshot_with(&self, fill: &mut SnapshotFill<'_>) -> io::Result<()> {
+        write_durably(&self.snapshot_dir, SNAPSHOT_FILE, fill)
     }
 
     fn load_snapshot(&self) -> io::Result<Option<Vec<u8>>> {
@@ -335,12 +341,19 @@ impl SmBackend for RocksSmBackend {
 }
 
 /// Replaces `dir/name` atomically: write a temporary file, fsync it, rename, fsync the folder.
-pub fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+/// `fill` streams the content out piece by piece (through a 1 MiB buffer), so a large snapshot
+/// never has to be whole in memory. On any error the temporary file is removed and `dir/name`
+/// is untouched.
+fn write_durably(dir: &Path, name: &str, fill: &mut SnapshotFill<'_>) -> io::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
-    {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+    let written = (|| {
+        let mut out = io::BufWriter::with_capacity(1 << 20, fs::File::create(&tmp)?);
+        fill(&mut out)?;
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
     fs::rename(&tmp, dir.join(name))?;
     fs::File::open(dir)?.sync_all()

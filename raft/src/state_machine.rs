@@ -13,7 +13,6 @@
 //!   snapshot itself.
 
 use std::io;
-use std::io::Cursor;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -42,8 +41,40 @@ use crate::TypeConfig;
 
 pub const SNAPSHOT_FORMAT: u32 = 1;
 
-/// Snapshot bytes as openraft moves them around.
-pub type SnapshotData = Cursor<Vec<u8>>;
+/// A snapshot's encoding (a `SnapshotFile`) as openraft moves it around.
+///
+/// openraft reads only the meta of a snapshot the state machine just built, and asks
+/// [`RaftStateMachine::get_current_snapshot`] for the bytes whenever it sends one; so a build
+/// streams the encoding to storage and hands back [`SnapshotData::Stored`], and the state never
+/// has to be in memory twice.
+pub enum SnapshotData {
+    /// The encoding, in memory: received from a peer, or loaded to be sent to one.
+    Bytes(Vec<u8>),
+    /// A snapshot this node built and stored durably; its bytes stay on disk.
+    Stored,
+}
+
+impl SnapshotData {
+    /// The encoding. A built snapshot's bytes were never loaded: that is an error, not a panic,
+    /// in case an openraft upgrade starts using them.
+    pub fn into_bytes(self) -> io::Result<Vec<u8>> {
+        match self {
+            SnapshotData::Bytes(b) => Ok(b),
+            SnapshotData::Stored => Err(io::Error::other(
+                "a freshly built snapshot has no bytes in memory; load the current snapshot",
+            )),
+        }
+    }
+}
+
+impl std::fmt::Debug for SnapshotData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SnapshotData::Bytes(b) => write!(f, "SnapshotData::Bytes({} bytes)", b.len()),
+            SnapshotData::Stored => f.write_str("SnapshotData::Stored"),
+        }
+    }
+}
 pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotData>;
 
 /// Read access to the local replica for the API layer: consistent views plus the applied index.
@@ -224,7 +255,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> Result<(), io::Error> {
-        let bytes = snapshot.into_inner();
+        let bytes = snapshot.into_bytes()?;
         let file = decode_snapshot(&bytes)?;
         let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = file
             .pairs
@@ -258,7 +289,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let meta = codec::snapshot_meta_from_pb(&file.meta.unwrap_or_default())?;
         Ok(Some(Snapshot {
             meta,
-            snapshot: Cursor::new(bytes),
+            snapshot: SnapshotData::Bytes(bytes),
         }))
     }
 }
@@ -271,49 +302,80 @@ pub struct SnapshotBuilder {
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotData;
 
+    /// Streams the encoding straight from a consistent view to the snapshot file: no copy of
+    /// the state in memory, whatever its size.
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        let (meta, pairs) = {
+        let meta = {
             let view = self.backend.view();
             let meta = SnapshotMeta {
                 last_log_id: read_applied(&*view)?,
                 last_membership: read_membership(&*view)?,
             };
-            let mut pairs = Vec::new();
-            view.for_each(&mut |k, v| {
-                pairs.push(pb::KvPair {
-                    key: k.to_vec(),
-                    value: v.to_vec(),
-                });
-                Ok(())
-            })?;
-            (meta, pairs)
+            self.backend
+                .save_snapshot_with(&mut |out| write_snapshot(&meta, &*view, out))?;
+            meta
         };
-        let bytes = encode_snapshot(&meta, pairs);
-        self.backend.save_snapshot(&bytes)?;
         Ok(Snapshot {
             meta,
-            snapshot: Cursor::new(bytes),
+            snapshot: SnapshotData::Stored,
         })
     }
 }
 
-fn pairs_crc(pairs: &[pb::KvPair]) -> u32 {
-    pairs.iter().fold(0, |crc, p| {
-        let crc = crc32c::crc32c_append(crc, &(p.key.len() as u64).to_be_bytes());
-        let crc = crc32c::crc32c_append(crc, &p.key);
-        let crc = crc32c::crc32c_append(crc, &(p.value.len() as u64).to_be_bytes());
-        crc32c::crc32c_append(crc, &p.value)
-    })
+/// Extends the snapshot checksum with one pair: both lengths (8 bytes, big endian) and bytes.
+fn pair_crc(crc: u32, key: &[u8], value: &[u8]) -> u32 {
+    let crc = crc32c::crc32c_append(crc, &(key.len() as u64).to_be_bytes());
+    let crc = crc32c::crc32c_append(crc, key);
+    let crc = crc32c::crc32c_append(crc, &(value.len() as u64).to_be_bytes());
+    crc32c::crc32c_append(crc, value)
 }
 
-pub fn encode_snapshot(meta: &SnapshotMeta, pairs: Vec<pb::KvPair>) -> Vec<u8> {
-    pb::SnapshotFile {
-        format: SNAPSHOT_FORMAT,
-        meta: Some(codec::snapshot_meta_to_pb(meta)),
-        pairs_crc32c: pairs_crc(&pairs),
-        pairs,
+fn pairs_crc(pairs: &[pb::KvPair]) -> u32 {
+    pairs.iter().fold(0, |crc, p| pair_crc(crc, &p.key, &p.value))
+}
+
+/// Bytes a snapshot write gathers before handing them to the sink.
+const WRITE_CHUNK: usize = 256 * 1024;
+
+/// Writes a `SnapshotFile` of `view` to `out` pair by pair, computing the checksum on the way.
+/// The fields go out in field-number order (format, meta, every pair, checksum), as prost
+/// writes them; the only difference is that an empty key or value is written explicitly where
+/// prost would omit it, which decodes the same. The file format is unchanged.
+pub fn write_snapshot(meta: &SnapshotMeta, view: &dyn KvView, out: &mut dyn io::Write) -> io::Result<()> {
+    use prost::encoding::encode_key;
+    use prost::encoding::encode_varint;
+    use prost::encoding::encoded_len_varint;
+    use prost::encoding::WireType;
+
+    fn bytes_field(tag: u32, b: &[u8], buf: &mut Vec<u8>) {
+        encode_key(tag, WireType::LengthDelimited, buf);
+        encode_varint(b.len() as u64, buf);
+        buf.extend_from_slice(b);
     }
-    .encode_to_vec()
+    fn bytes_field_len(tag: u32, b: &[u8]) -> usize {
+        prost::encoding::key_len(tag) + encoded_len_varint(b.len() as u64) + b.len()
+    }
+
+    let mut buf = Vec::with_capacity(WRITE_CHUNK + 4096);
+    encode_key(1, WireType::Varint, &mut buf);
+    encode_varint(u64::from(SNAPSHOT_FORMAT), &mut buf);
+    prost::encoding::message::encode(2, &codec::snapshot_meta_to_pb(meta), &mut buf);
+    let mut crc = 0;
+    view.for_each(&mut |k, v| {
+        crc = pair_crc(crc, k, v);
+        encode_key(3, WireType::LengthDelimited, &mut buf);
+        encode_varint((bytes_field_len(1, k) + bytes_field_len(2, v)) as u64, &mut buf);
+        bytes_field(1, k, &mut buf);
+        bytes_field(2, v, &mut buf);
+        if buf.len() >= WRITE_CHUNK {
+            out.write_all(&buf)?;
+            buf.clear();
+        }
+        Ok(())
+    })?;
+    encode_key(4, WireType::Varint, &mut buf);
+    encode_varint(u64::from(crc), &mut buf);
+    out.write_all(&buf)
 }
 
 fn encode_snapshot_with_meta(bytes: &[u8], meta: &SnapshotMeta) -> io::Result<Vec<u8>> {
@@ -335,4 +397,108 @@ pub fn decode_snapshot(bytes: &[u8]) -> io::Result<pb::SnapshotFile> {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "snapshot checksum mismatch"));
     }
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+
+    use openraft::impls::leader_id_adv::LeaderId;
+
+    use super::*;
+    use crate::mem::MemSmBackend;
+    use crate::storage::WriteSet;
+
+    /// A key space with an empty value and values larger than a write chunk, so the streamed
+    /// encoding crosses chunk boundaries mid-pair.
+    fn sample_writes() -> WriteSet {
+        let mut w = WriteSet::new();
+        w.insert(
+            keys::LAST_APPLIED.to_vec(),
+            Some(codec::log_id_to_pb(&LogId::new(LeaderId { term: 3, node_id: 1 }, 42)).encode_to_vec()),
+        );
+        w.insert(b"a/empty".to_vec(), Some(Vec::new()));
+        for i in 0..40u32 {
+            let len = if i % 10 == 9 {
+                WRITE_CHUNK + 17
+            } else {
+                100 + i as usize
+            };
+            w.insert(format!("s/t/key-{i:03}").into_bytes(), Some(vec![i as u8; len]));
+        }
+        w
+    }
+
+    fn expected_pairs(w: &WriteSet) -> Vec<pb::KvPair> {
+        w.iter()
+            .map(|(k, v)| pb::KvPair {
+                key: k.clone(),
+                value: v.clone().unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_streamed_snapshot_decodes_to_every_pair_in_order_and_checks_its_checksum() {
+        let backend = MemSmBackend::new();
+        let writes = sample_writes();
+        backend.commit(writes.clone()).unwrap();
+        let meta = SnapshotMeta::default();
+        let mut bytes = Vec::new();
+        write_snapshot(&meta, &*backend.view(), &mut bytes).unwrap();
+
+        let file = decode_snapshot(&bytes).unwrap();
+        assert_eq!(file.format, SNAPSHOT_FORMAT);
+        assert_eq!(file.meta, Some(codec::snapshot_meta_to_pb(&meta)));
+        assert_eq!(file.pairs, expected_pairs(&writes));
+        // The same message prost would encode.
+        let prost_encoded = pb::SnapshotFile {
+            format: SNAPSHOT_FORMAT,
+            meta: Some(codec::snapshot_meta_to_pb(&meta)),
+            pairs_crc32c: pairs_crc(&file.pairs),
+            pairs: file.pairs.clone(),
+        };
+        assert_eq!(file, prost_encoded);
+
+        // One flipped byte inside a value: refused, never installed.
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x01;
+        assert!(decode_snapshot(&bytes).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_built_snapshot_is_stored_on_disk_and_served_from_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_log, sm) = crate::rocks::open(dir.path()).unwrap();
+        let backend: Arc<dyn SmBackend> = Arc::new(sm);
+        let writes = sample_writes();
+        backend.commit(writes.clone()).unwrap();
+        let mut store = StateMachineStore::new(backend.clone()).unwrap();
+
+        let built = store.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        assert_eq!(built.meta.last_log_id.map(|l| l.index), Some(42));
+        assert!(matches!(built.snapshot, SnapshotData::Stored));
+        assert!(
+            built.snapshot.into_bytes().is_err(),
+            "a built snapshot's bytes are not in memory"
+        );
+
+        let current = store.get_current_snapshot().await.unwrap().expect("a current snapshot");
+        assert_eq!(current.meta, built.meta);
+        let file = decode_snapshot(&current.snapshot.into_bytes().unwrap()).unwrap();
+        assert_eq!(file.pairs, expected_pairs(&writes));
+
+        // A write that fails half way leaves the stored snapshot as it was.
+        let before = backend.load_snapshot().unwrap();
+        let failed = backend.save_snapshot_with(&mut |out| {
+            out.write_all(b"half a snapshot")?;
+            Err(io::Error::other("disk full"))
+        });
+        assert!(failed.is_err());
+        assert_eq!(backend.load_snapshot().unwrap(), before);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("snapshots"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers, vec![std::ffi::OsString::from("current.snap")]);
+    }
 }

@@ -47,6 +47,9 @@ pub trait KvView {
     fn for_each(&self, f: &mut PairVisitor<'_>) -> io::Result<()>;
 }
 
+/// Writes a snapshot's encoding into the sink it is given (see [`SmBackend::save_snapshot_with`]).
+pub type SnapshotFill<'a> = dyn FnMut(&mut dyn io::Write) -> io::Result<()> + 'a;
+
 /// A set of writes applied atomically: `None` deletes the key.
 pub type WriteSet = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
@@ -58,8 +61,14 @@ pub trait SmBackend: Send + Sync + 'static {
     fn commit(&self, writes: WriteSet) -> io::Result<()>;
     /// Replaces the whole key space with `pairs`, atomically and durably (snapshot install).
     fn replace_all(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> io::Result<()>;
-    /// Stores the encoded current snapshot durably, replacing the previous one.
-    fn save_snapshot(&self, bytes: &[u8]) -> io::Result<()>;
+    /// Stores a new current snapshot durably: `fill` writes its encoding, in order. The previous
+    /// snapshot is replaced only once the new one is complete and durable; if `fill` or the
+    /// write fails, the previous one stays current.
+    fn save_snapshot_with(&self, fill: &mut SnapshotFill<'_>) -> io::Result<()>;
+    /// [`SmBackend::save_snapshot_with`] for an encoding already in memory.
+    fn save_snapshot(&self, bytes: &[u8]) -> io::Result<()> {
+        self.save_snapshot_with(&mut |out| out.write_all(bytes))
+    }
     fn load_snapshot(&self) -> io::Result<Option<Vec<u8>>>;
     /// Makes everything written so far durable before a clean stop (memory: nothing to do).
     fn flush_at_shutdown(&self) -> io::Result<()> {

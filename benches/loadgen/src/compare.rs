@@ -49,8 +49,8 @@ pub struct Plan {
     /// Systems to run (all three by default; fewer for profiling one of them).
     #[arg(long, value_delimiter = ',', default_values_t = vec![System::Coffer, System::Etcd, System::Echo], value_enum)]
     pub systems: Vec<System>,
-    /// Concurrent writers for the group-commit report (empty: skip it).
-    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+    /// Concurrent writers for the group-commit report (the flag with no value skips it).
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "1,8,64")]
     pub group_commit_writers: Vec<usize>,
     /// Runs per system of the open-loop latency check (0: skip it).
     #[arg(long, default_value_t = 3)]
