@@ -99,7 +99,11 @@ fn token_key(raft: &RaftNode) -> Option<pb::Envelope> {
 
 /// Counts, per region, live versions (and the token key) missing its wrap or wrapped under a
 /// non-current key.
-pub fn census(
+///
+/// The scan reads and decodes every live version (every 30 s on every node, from the rewrap
+/// job), so it yields to the runtime after each page of [`PAGE`] versions instead of holding a
+/// runtime worker for a scan that grows with the number of versions.
+pub async fn census(
     raft: &RaftNode,
     regions: &[String],
     current: &BTreeMap<String, KeyRef>,
@@ -129,6 +133,7 @@ pub fn census(
             Some(n) => after = Some(n),
             None => break,
         }
+        tokio::task::yield_now().await;
     }
     out
 }
@@ -325,7 +330,7 @@ pub async fn run_job(
         }
         let vault = &core.vault;
         let (regions, _) = target_regions(&raft, vault);
-        let counts = census(&raft, &regions, &BTreeMap::new());
+        let counts = census(&raft, &regions, &BTreeMap::new()).await;
         for (region, c) in &counts {
             metrics::gauge!("coffer_kms_versions_missing_wrap", "region" => region.clone()).set(c.missing as f64);
         }

@@ -36,7 +36,7 @@ impl KmsApi {
             .filter_map(|(r, k)| Some((r, k.ok()?)))
             .collect();
         let names: Vec<String> = kms.region_names().map(str::to_string).collect();
-        let counts = rewrap::census(&self.core.raft, &names, &current);
+        let counts = rewrap::census(&self.core.raft, &names, &current).await;
         let regions = kms
             .health()
             .into_iter()
