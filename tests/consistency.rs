@@ -262,6 +262,30 @@ async fn assert_no_stale_reads(
     reads
 }
 
+/// Linearizable reads of `acme/counter` through `c` until `stop`: when each read began and the
+/// version it returned. `check` sees every reply.
+async fn linearizable_reads_until(
+    c: coffer::client::Client,
+    stop: Instant,
+    check: impl Fn(&pb::GetSecretValueResponse),
+) -> Vec<(Instant, u64)> {
+    let mut reads = Vec::new();
+    while Instant::now() < stop {
+        let started = Instant::now();
+        let r = get_with(
+            &c,
+            "acme/counter",
+            None,
+            Some(Mode::Linearizable(pb::LinearizableRead {})),
+        )
+        .await
+        .unwrap();
+        check(&r);
+        reads.push((started, r.version));
+    }
+    reads
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linearizable_reads_never_return_a_version_older_than_an_acknowledged_write() {
     let cluster = wan_cluster().await;
@@ -297,24 +321,9 @@ async fn linearizable_reads_never_return_a_version_older_than_an_acknowledged_wr
     }
     // Linearizable readers on every node.
     for c in &clients {
-        let c = c.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut reads = Vec::new();
-            while Instant::now() < stop {
-                let started = Instant::now();
-                let r = get_with(
-                    &c,
-                    "acme/counter",
-                    None,
-                    Some(Mode::Linearizable(pb::LinearizableRead {})),
-                )
-                .await
-                .unwrap();
-                assert_eq!(r.read.as_ref().unwrap().consistency, "linearizable");
-                reads.push((started, r.version));
-            }
-            reads
-        }));
+        tasks.push(tokio::spawn(linearizable_reads_until(c.clone(), stop, |r| {
+            assert_eq!(r.read.as_ref().unwrap().consistency, "linearizable")
+        })));
     }
     assert_no_stale_reads(&acks, tasks, 10, 30).await;
     // The far writer is not starved by the one next to the leader.
@@ -380,24 +389,9 @@ async fn concurrent_linearizable_reads_share_read_index_rounds_and_never_go_back
     };
     let readers: Vec<_> = (0..32)
         .map(|_| {
-            let fc = fc.clone();
-            tokio::spawn(async move {
-                let mut reads = Vec::new();
-                while Instant::now() < stop {
-                    let started = Instant::now();
-                    let r = get_with(
-                        &fc,
-                        "acme/counter",
-                        None,
-                        Some(Mode::Linearizable(pb::LinearizableRead {})),
-                    )
-                    .await
-                    .unwrap();
-                    assert_eq!(meta(&r).served_by.unwrap().role, "follower");
-                    reads.push((started, r.version));
-                }
-                reads
-            })
+            tokio::spawn(linearizable_reads_until(fc.clone(), stop, |r| {
+                assert_eq!(meta(r).served_by.unwrap().role, "follower")
+            }))
         })
         .collect();
     writer.await.unwrap();
