@@ -5,6 +5,8 @@
 //!   once (group commit: the writer syncs them together).
 //! - `apply_batch`: the Raft state machine applying a batch of committed secret writes into
 //!   RocksDB (openraft's `RaftStateMachine::apply`, the path every replica runs).
+//! - `census_scan`: the rewrap census's scan of every stored version in RocksDB, decoding each
+//!   version whole against decoding only its wrapped keys, side by side.
 //!
 //! Files live under `$CARGO_TARGET_DIR` (else the temp dir), on the build's disk rather than a tmpfs.
 //!
@@ -32,6 +34,7 @@ use coffer_raft::query;
 use coffer_raft::state_machine::StateMachineStore;
 use coffer_raft::storage::Overlay;
 use coffer_raft::storage::SmBackend;
+use coffer_raft::storage::WriteSet;
 use coffer_raft::Entry;
 use criterion::criterion_group;
 use criterion::criterion_main;
@@ -342,5 +345,86 @@ fn apply_batch(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, policy_check, audit_append, apply_batch);
+// ---------------------------------------------------------------------------------------------
+// census_scan
+// ---------------------------------------------------------------------------------------------
+
+/// Versions in the census bench's state (4 KiB values: 40 MB of ciphertext).
+const CENSUS_VERSIONS: u64 = 10_000;
+
+/// Counts the versions without an `ap-south` wrap, page by page as the census does: decoding
+/// every version whole, or only its wrapped keys.
+fn count_missing(view: &dyn coffer_raft::storage::KvView, wraps_only: bool) -> u64 {
+    let mut missing = 0;
+    let mut count = |wraps: &[pb::WrappedKey]| {
+        if !wraps.iter().any(|w| w.region == "ap-south") {
+            missing += 1;
+        }
+    };
+    let mut after = None;
+    loop {
+        let next = if wraps_only {
+            query::live_version_wraps_page(view, after.as_ref(), 256, &mut count).unwrap()
+        } else {
+            let (page, next) = query::live_versions_page(view, after.as_ref(), 256).unwrap();
+            for v in &page {
+                count(&v.envelope.as_ref().unwrap().wrapped_keys);
+            }
+            next
+        };
+        match next {
+            Some(n) => after = Some(n),
+            None => return missing,
+        }
+    }
+}
+
+/// The rewrap census's scan (every 30 s on every node) over 10 000 stored 4 KiB versions wrapped
+/// for two of three regions.
+fn census_scan(c: &mut Criterion) {
+    let dir = scratch_dir();
+    let (_log, backend) = coffer_raft::rocks::open(&dir.path().join("node")).unwrap();
+    let mut writes = WriteSet::new();
+    for i in 0..CENSUS_VERSIONS {
+        let name = format!("acme/app/census-{i:05}");
+        let version = pb::SecretVersion {
+            name: name.clone(),
+            version: 1,
+            state: pb::VersionState::Enabled as i32,
+            envelope: Some(pb::Envelope {
+                format: 1,
+                nonce: vec![0x5a; 12],
+                ciphertext: vec![0x5a; 4096 + 16],
+                wrapped_keys: ["us-east", "eu-west"]
+                    .map(|region| pb::WrappedKey {
+                        region: region.into(),
+                        provider: "local".into(),
+                        key_id: "bench-kek".into(),
+                        key_version: 1,
+                        blob: vec![0x5a; 60],
+                    })
+                    .to_vec(),
+            }),
+            ..Default::default()
+        };
+        writes.insert(
+            coffer_raft::keys::version(&name, 1),
+            Some(prost::Message::encode_to_vec(&version)),
+        );
+    }
+    backend.commit(writes).unwrap();
+    let view = backend.view();
+    assert_eq!(count_missing(&*view, false), CENSUS_VERSIONS);
+    assert_eq!(count_missing(&*view, true), CENSUS_VERSIONS);
+
+    let mut g = c.benchmark_group("census_scan");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(CENSUS_VERSIONS));
+    for (label, wraps_only) in [("full_decode", false), ("wraps_only", true)] {
+        g.bench_function(label, |b| b.iter(|| black_box(count_missing(&*view, wraps_only))));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, policy_check, audit_append, apply_batch, census_scan);
 criterion_main!(benches);

@@ -27,6 +27,7 @@ pub mod read_batch;
 pub mod rocks;
 pub mod runtime;
 pub mod secrets;
+pub mod snapshot_schedule;
 pub mod state_machine;
 pub mod storage;
 

@@ -143,6 +143,21 @@ impl KvView for MemView<'_> {
         }
         Ok(())
     }
+
+    fn scan_each(&self, prefix: &[u8], start: &[u8], limit: usize, f: &mut PairVisitor<'_>) -> io::Result<usize> {
+        let from = if start > prefix { start } else { prefix };
+        let mut visited = 0;
+        for (k, v) in self
+            .0
+            .range(from.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
+        {
+            f(k, v)?;
+            visited += 1;
+        }
+        Ok(visited)
+    }
 }
 
 impl SmBackend for MemSmBackend {

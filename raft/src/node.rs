@@ -28,6 +28,7 @@ use crate::peer_service::PeerService;
 use crate::query;
 use crate::read_batch::ReadBatchStats;
 use crate::read_batch::ReadIndexBatcher;
+use crate::snapshot_schedule::SnapshotSchedule;
 use crate::state_machine::StateMachineStore;
 use crate::state_machine::StateReader;
 use crate::storage::LogBackend;
@@ -61,7 +62,8 @@ impl RaftSettings {
             election_timeout_max: self.election_timeout_max_ms,
             install_snapshot_timeout: 60_000,
             max_payload_entries: 256,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every_entries.max(1)),
+            // Snapshots are triggered by this node's own schedule (see `crate::snapshot_schedule`).
+            snapshot_policy: openraft::SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: self.keep_logs_after_snapshot,
             snapshot_max_chunk_size: self.snapshot_chunk_bytes.max(1),
             enable_pre_vote: Some(true),
@@ -202,7 +204,8 @@ impl RaftNode {
         connector: Arc<dyn Connector>,
     ) -> Result<Self, StartError> {
         let config = Arc::new(settings.to_openraft().map_err(StartError::Settings)?);
-        let sm = StateMachineStore::new(sm)?;
+        let mut sm = StateMachineStore::new(sm)?;
+        let snapshot_points = sm.schedule_snapshots(SnapshotSchedule::new(id, settings.snapshot_every_entries));
         let reader = sm.reader();
         let channels = Arc::new(PeerChannels::new(connector, settings.peer_addr_override.clone()));
         let network = NetworkFactory {
@@ -217,6 +220,7 @@ impl RaftNode {
             // A removed node keeps its data for inspection but takes no part in Raft.
             let _ = raft.shutdown().await;
         }
+        spawn_snapshot_trigger(raft.clone(), snapshot_points);
         let node = Self {
             inner: Arc::new(Inner {
                 id,
@@ -972,6 +976,19 @@ impl RaftNode {
 }
 
 /// Milliseconds since a quorum last acknowledged this leader.
+/// Asks openraft for a snapshot at each of this node's snapshot points. Ends when the state
+/// machine is dropped (the channel closes) or Raft has stopped.
+fn spawn_snapshot_trigger(raft: Raft, mut points: tokio::sync::mpsc::Receiver<()>) {
+    tokio::spawn(async move {
+        while points.recv().await.is_some() {
+            if let Err(e) = raft.trigger().snapshot().await {
+                tracing::debug!(error = %e, "snapshot trigger stops: Raft has stopped");
+                return;
+            }
+        }
+    });
+}
+
 fn role_of(state: ServerState) -> Role {
     match state {
         ServerState::Leader => Role::Leader,

@@ -291,6 +291,28 @@ impl KvView for RocksView<'_> {
         }
         it.status().map_err(rerr)
     }
+
+    fn scan_each(&self, prefix: &[u8], start: &[u8], limit: usize, f: &mut PairVisitor<'_>) -> io::Result<usize> {
+        let from = if start > prefix { start } else { prefix };
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.fill_cache(false);
+        let mut it = self.snap.raw_iterator_cf_opt(cf(self.db, CF_SM), opts);
+        it.seek(from);
+        let mut visited = 0;
+        while visited < limit {
+            let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                break;
+            };
+            if !k.starts_with(prefix) {
+                break;
+            }
+            f(k, v)?;
+            visited += 1;
+            it.next();
+        }
+        it.status().map_err(rerr)?;
+        Ok(visited)
+    }
 }
 
 impl SmBackend for RocksSmBackend {

@@ -123,7 +123,7 @@ fn apply_op(tx: &mut Txn<'_, '_>, cmd: &pb::Command, log_index: u64, reply_index
     if let Op::Bootstrap(b) = op {
         return bootstrap(tx, b);
     }
-    if tx.get(keys::CLUSTER)?.is_none() {
+    if !tx.contains(keys::CLUSTER)? {
         return fail(ErrorCode::NotBootstrapped, "the cluster is not bootstrapped yet");
     }
     let now = cmd.proposed_at_ms;
@@ -142,7 +142,9 @@ fn apply_op(tx: &mut Txn<'_, '_>, cmd: &pb::Command, log_index: u64, reply_index
         Op::DestroyVersion(c) => &c.name,
     };
     names::validate_name(name).map_err(ModelError::from)?;
-    if let Some((replayed, first)) = replay(tx, op, name, &cmd.request_id)? {
+    // Read once: the replay check and the operation both need it.
+    let secret = load_secret(tx, name)?;
+    if let Some((replayed, first)) = replay(tx, op, name, secret.as_ref(), &cmd.request_id)? {
         if first != 0 {
             *reply_index = first;
         }
@@ -162,11 +164,11 @@ fn apply_op(tx: &mut Txn<'_, '_>, cmd: &pb::Command, log_index: u64, reply_index
         | Op::DeletePolicy(_)
         | Op::CreateToken(_)
         | Op::RevokeToken(_) => unreachable!("handled above"),
-        Op::CreateSecret(c) => create_secret(tx, c, &at),
-        Op::AddVersion(c) => add_version(tx, c, &at),
-        Op::MoveAlias(c) => move_alias(tx, c, &at),
-        Op::SetVersionState(c) => set_version_state(tx, c, &at),
-        Op::DestroyVersion(c) => destroy_version(tx, c, &at),
+        Op::CreateSecret(c) => create_secret(tx, secret, c, &at),
+        Op::AddVersion(c) => add_version(tx, secret, c, &at),
+        Op::MoveAlias(c) => move_alias(tx, secret, c, &at),
+        Op::SetVersionState(c) => set_version_state(tx, secret, c, &at),
+        Op::DestroyVersion(c) => destroy_version(tx, secret, c, &at),
     }
 }
 
@@ -184,12 +186,13 @@ fn replay(
     tx: &Txn<'_, '_>,
     op: &pb::command::Op,
     name: &str,
+    secret: Option<&pb::Secret>,
     request_id: &str,
 ) -> Result<Option<(pb::CommandOk, u64)>> {
     if request_id.is_empty() {
         return Ok(None);
     }
-    let Some(secret) = load_secret(tx, name)? else {
+    let Some(secret) = secret else {
         return Ok(None);
     };
     if let pb::command::Op::AddVersion(c) = op {
@@ -200,7 +203,7 @@ fn replay(
             if let Some(b) = tx.get(&keys::version(name, version))? {
                 let v: pb::SecretVersion = decode(&b, "version")?;
                 if v.request_id == request_id {
-                    return Ok(Some((ok(&secret, version), v.created_index)));
+                    return Ok(Some((ok(secret, version), v.created_index)));
                 }
             }
         }
@@ -215,7 +218,7 @@ fn replay(
         };
         // The etag names the index of the secret's last change, which was this request's.
         let first = u64::from_str_radix(&secret.etag, 16).unwrap_or(0);
-        return Ok(Some((ok(&secret, version), first)));
+        return Ok(Some((ok(secret, version), first)));
     }
     Ok(None)
 }
@@ -332,9 +335,9 @@ pub fn load_secret(tx: &Txn<'_, '_>, name: &str) -> Result<Option<pb::Secret>> {
     }
 }
 
-fn require_secret(tx: &Txn<'_, '_>, name: &str) -> Result<pb::Secret> {
-    load_secret(tx, name)?
-        .ok_or_else(|| ModelError::new(ErrorCode::NotFound, format!("secret {name} not found")).into())
+/// `secret` (as [`load_secret`] read it), or NotFound.
+fn require_secret(secret: Option<pb::Secret>, name: &str) -> Result<pb::Secret> {
+    secret.ok_or_else(|| ModelError::new(ErrorCode::NotFound, format!("secret {name} not found")).into())
 }
 
 fn require_version(tx: &Txn<'_, '_>, name: &str, version: u64) -> Result<pb::SecretVersion> {
@@ -380,8 +383,13 @@ fn save_secret(tx: &mut Txn<'_, '_>, secret: &mut pb::Secret, at: &At<'_>) {
     tx.put(keys::secret(&secret.name), secret.encode_to_vec());
 }
 
-fn create_secret(tx: &mut Txn<'_, '_>, c: &pb::CreateSecret, at: &At<'_>) -> Result<pb::CommandOk> {
-    if load_secret(tx, &c.name)?.is_some() {
+fn create_secret(
+    tx: &mut Txn<'_, '_>,
+    existing: Option<pb::Secret>,
+    c: &pb::CreateSecret,
+    at: &At<'_>,
+) -> Result<pb::CommandOk> {
+    if existing.is_some() {
         return fail(ErrorCode::AlreadyExists, format!("secret {} already exists", c.name));
     }
     let mut s = new_secret(&c.name, &c.spec.clone().unwrap_or_default(), at.principal, at.now);
@@ -389,7 +397,12 @@ fn create_secret(tx: &mut Txn<'_, '_>, c: &pb::CreateSecret, at: &At<'_>) -> Res
     Ok(ok(&s, 0))
 }
 
-fn add_version(tx: &mut Txn<'_, '_>, c: &pb::AddVersion, at: &At<'_>) -> Result<pb::CommandOk> {
+fn add_version(
+    tx: &mut Txn<'_, '_>,
+    existing: Option<pb::Secret>,
+    c: &pb::AddVersion,
+    at: &At<'_>,
+) -> Result<pb::CommandOk> {
     let mut envelope = match &c.envelope {
         Some(e) if !e.ciphertext.is_empty() && !e.wrapped_keys.is_empty() => e.clone(),
         _ => {
@@ -414,7 +427,7 @@ fn add_version(tx: &mut Txn<'_, '_>, c: &pb::AddVersion, at: &At<'_>) -> Result<
         }
         Some(a)
     };
-    let mut secret = match (load_secret(tx, &c.name)?, &c.create_if_missing) {
+    let mut secret = match (existing, &c.create_if_missing) {
         (Some(s), _) => s,
         (None, Some(spec)) => new_secret(&c.name, spec, at.principal, at.now),
         (None, None) => return fail(ErrorCode::NotFound, format!("secret {} not found", c.name)),
@@ -481,12 +494,17 @@ fn point_alias(secret: &mut pb::Secret, alias: &str, version: u64) {
     secret.aliases.insert(alias.to_string(), version);
 }
 
-fn move_alias(tx: &mut Txn<'_, '_>, c: &pb::MoveAlias, at: &At<'_>) -> Result<pb::CommandOk> {
+fn move_alias(
+    tx: &mut Txn<'_, '_>,
+    secret: Option<pb::Secret>,
+    c: &pb::MoveAlias,
+    at: &At<'_>,
+) -> Result<pb::CommandOk> {
     let alias = names::normalize_alias(&c.alias).map_err(ModelError::from)?;
     if alias == names::PREVIOUS {
         return fail(ErrorCode::InvalidArgument, "PREVIOUS is maintained by moves of CURRENT");
     }
-    let mut secret = require_secret(tx, &c.name)?;
+    let mut secret = require_secret(secret, &c.name)?;
     let target = require_version(tx, &c.name, c.version)?;
     if target.state != pb::VersionState::Enabled as i32 {
         return fail(
@@ -515,13 +533,18 @@ fn move_alias(tx: &mut Txn<'_, '_>, c: &pb::MoveAlias, at: &At<'_>) -> Result<pb
     Ok(ok(&secret, c.version))
 }
 
-fn set_version_state(tx: &mut Txn<'_, '_>, c: &pb::SetVersionState, at: &At<'_>) -> Result<pb::CommandOk> {
+fn set_version_state(
+    tx: &mut Txn<'_, '_>,
+    secret: Option<pb::Secret>,
+    c: &pb::SetVersionState,
+    at: &At<'_>,
+) -> Result<pb::CommandOk> {
     let enable = match pb::VersionState::try_from(c.state) {
         Ok(pb::VersionState::Enabled) => true,
         Ok(pb::VersionState::Disabled) => false,
         _ => return fail(ErrorCode::InvalidArgument, "a version can only be enabled or disabled"),
     };
-    let mut secret = require_secret(tx, &c.name)?;
+    let mut secret = require_secret(secret, &c.name)?;
     let mut v = require_version(tx, &c.name, c.version)?;
     if v.state == pb::VersionState::Destroyed as i32 {
         return fail(
@@ -548,8 +571,13 @@ fn set_version_state(tx: &mut Txn<'_, '_>, c: &pb::SetVersionState, at: &At<'_>)
     Ok(ok(&secret, c.version))
 }
 
-fn destroy_version(tx: &mut Txn<'_, '_>, c: &pb::DestroyVersion, at: &At<'_>) -> Result<pb::CommandOk> {
-    let mut secret = require_secret(tx, &c.name)?;
+fn destroy_version(
+    tx: &mut Txn<'_, '_>,
+    secret: Option<pb::Secret>,
+    c: &pb::DestroyVersion,
+    at: &At<'_>,
+) -> Result<pb::CommandOk> {
+    let mut secret = require_secret(secret, &c.name)?;
     let mut v = require_version(tx, &c.name, c.version)?;
     if v.state == pb::VersionState::Destroyed as i32 {
         return Ok(ok(&secret, c.version));

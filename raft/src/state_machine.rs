@@ -25,12 +25,14 @@ use openraft::EntryPayload;
 use openraft::OptionalSend;
 use openraft::RaftSnapshotBuilder;
 use prost::Message;
+use tokio::sync::mpsc;
 use tokio::sync::watch;
 
 use crate::codec;
 use crate::keys;
 use crate::pb;
 use crate::secrets;
+use crate::snapshot_schedule::SnapshotSchedule;
 use crate::storage::KvView;
 use crate::storage::Overlay;
 use crate::storage::SmBackend;
@@ -121,6 +123,9 @@ pub struct StateMachineStore {
     backend: Arc<dyn SmBackend>,
     applied: Arc<watch::Sender<u64>>,
     access_epoch: Arc<AtomicU64>,
+    /// When set, an apply that passes one of this node's snapshot points sends on the channel
+    /// (see [`crate::snapshot_schedule`]); the receiver asks openraft to build.
+    snapshots: Option<(SnapshotSchedule, mpsc::Sender<()>)>,
 }
 
 impl StateMachineStore {
@@ -133,7 +138,16 @@ impl StateMachineStore {
             backend,
             applied: Arc::new(watch::channel(applied).0),
             access_epoch: Arc::new(AtomicU64::new(0)),
+            snapshots: None,
         })
+    }
+
+    /// Asks for a snapshot on the returned channel whenever an apply passes one of `schedule`'s
+    /// points. A request is dropped while the previous one is still queued.
+    pub fn schedule_snapshots(&mut self, schedule: SnapshotSchedule) -> mpsc::Receiver<()> {
+        let (tx, rx) = mpsc::channel(1);
+        self.snapshots = Some((schedule, tx));
+        rx
     }
 
     pub fn reader(&self) -> StateReader {
@@ -239,7 +253,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         if access {
             self.access_changed();
         }
+        let before = *self.applied.borrow();
         self.publish_applied(last_index);
+        if let Some((schedule, tx)) = &self.snapshots {
+            if schedule.crosses(before, last_index) {
+                let _ = tx.try_send(());
+            }
+        }
         for (responder, result) in replies {
             if let Some(r) = responder {
                 r.send(result);
@@ -305,6 +325,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     /// Streams the encoding straight from a consistent view to the snapshot file: no copy of
     /// the state in memory, whatever its size.
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        let started = tokio::time::Instant::now();
         let meta = {
             let view = self.backend.view();
             let meta = SnapshotMeta {
@@ -315,6 +336,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 .save_snapshot_with(&mut |out| write_snapshot(&meta, &*view, out))?;
             meta
         };
+        tracing::info!(
+            index = meta.last_log_id.map(|l| l.index).unwrap_or(0),
+            took_ms = started.elapsed().as_millis() as u64,
+            "built a snapshot"
+        );
         Ok(Snapshot {
             meta,
             snapshot: SnapshotData::Stored,
@@ -463,6 +489,28 @@ mod tests {
         let at = bytes.len() / 2;
         bytes[at] ^= 0x01;
         assert!(decode_snapshot(&bytes).is_err());
+    }
+
+    #[tokio::test]
+    async fn applies_that_pass_a_snapshot_point_ask_for_a_snapshot() {
+        let mut store = StateMachineStore::new(Arc::new(MemSmBackend::new())).unwrap();
+        let schedule = SnapshotSchedule::new(3, 10);
+        let mut asks = store.schedule_snapshots(schedule);
+        let mut asked_at = Vec::new();
+        for index in 1..=35u64 {
+            let entry = crate::Entry::new_blank(LogId::new(LeaderId { term: 1, node_id: 1 }, index));
+            store.apply(futures::stream::iter([Ok((entry, None))])).await.unwrap();
+            if asks.try_recv().is_ok() {
+                asked_at.push(index);
+            }
+        }
+        let expected: Vec<u64> = (1..=35u64).filter(|i| schedule.crosses(i - 1, *i)).collect();
+        assert_eq!(asked_at, expected);
+        assert_eq!(
+            asked_at,
+            vec![2, 12, 22, 32],
+            "one ask per 10 entries, at node 3's phase"
+        );
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 //! (memory that survives a simulated crash). The Raft logic in [`crate::log_store`] and
 //! [`crate::state_machine`] is written once against these traits.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io;
 
@@ -45,6 +46,10 @@ pub trait KvView {
     fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>>;
     /// Every pair, in key order (used to build snapshots).
     fn for_each(&self, f: &mut PairVisitor<'_>) -> io::Result<()>;
+    /// Visits up to `limit` pairs with keys `>= start` that begin with `prefix`, in key order,
+    /// without copying them and without filling the block cache (for scans over the whole
+    /// state). Returns how many it visited.
+    fn scan_each(&self, prefix: &[u8], start: &[u8], limit: usize, f: &mut PairVisitor<'_>) -> io::Result<usize>;
 }
 
 /// Writes a snapshot's encoding into the sink it is given (see [`SmBackend::save_snapshot_with`]).
@@ -81,6 +86,10 @@ pub trait SmBackend: Send + Sync + 'static {
 pub struct Overlay<'a> {
     base: &'a dyn KvView,
     writes: WriteSet,
+    /// Whether keys asked about with [`Overlay::contains`] exist in `base`. The base view never
+    /// changes, so an answer stays true for the whole batch (the cluster record is asked about
+    /// once per command, and read from storage once per batch).
+    in_base: RefCell<BTreeMap<Vec<u8>, bool>>,
 }
 
 impl<'a> Overlay<'a> {
@@ -88,7 +97,21 @@ impl<'a> Overlay<'a> {
         Self {
             base,
             writes: WriteSet::new(),
+            in_base: RefCell::new(BTreeMap::new()),
         }
+    }
+
+    /// Whether `key` has a value, as [`Overlay::get`] would see it.
+    pub fn contains(&self, key: &[u8]) -> io::Result<bool> {
+        if let Some(v) = self.writes.get(key) {
+            return Ok(v.is_some());
+        }
+        if let Some(known) = self.in_base.borrow().get(key) {
+            return Ok(*known);
+        }
+        let found = self.base.get(key)?.is_some();
+        self.in_base.borrow_mut().insert(key.to_vec(), found);
+        Ok(found)
     }
 
     pub fn get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
@@ -134,6 +157,14 @@ impl Txn<'_, '_> {
         }
     }
 
+    /// Whether `key` has a value, as [`Txn::get`] would see it.
+    pub fn contains(&self, key: &[u8]) -> io::Result<bool> {
+        match self.writes.get(key) {
+            Some(v) => Ok(v.is_some()),
+            None => self.parent.contains(key),
+        }
+    }
+
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
         self.writes.insert(key, Some(value));
     }
@@ -144,5 +175,45 @@ impl Txn<'_, '_> {
 
     pub fn commit(self) {
         self.parent.writes.extend(self.writes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mem::MemSmBackend;
+
+    #[test]
+    fn contains_sees_the_batch_and_the_command_writes_over_the_base() {
+        let backend = MemSmBackend::new();
+        let mut base = WriteSet::new();
+        base.insert(b"in-base".to_vec(), Some(b"v".to_vec()));
+        backend.commit(base).unwrap();
+        let view = backend.view();
+        let mut ov = Overlay::new(&*view);
+
+        assert!(ov.contains(b"in-base").unwrap());
+        assert!(
+            !ov.contains(b"new").unwrap(),
+            "asked once: now remembered as absent in base"
+        );
+        {
+            let mut tx = ov.txn();
+            tx.put(b"new".to_vec(), b"x".to_vec());
+            tx.delete(b"in-base".to_vec());
+            assert!(tx.contains(b"new").unwrap());
+            assert!(!tx.contains(b"in-base").unwrap());
+            // Not committed: the batch does not see it.
+        }
+        assert!(!ov.contains(b"new").unwrap());
+        assert!(ov.contains(b"in-base").unwrap());
+        let mut tx = ov.txn();
+        tx.put(b"new".to_vec(), b"x".to_vec());
+        tx.commit();
+        assert!(
+            ov.contains(b"new").unwrap(),
+            "a committed write wins over the remembered answer"
+        );
+        assert_eq!(ov.get(b"new").unwrap(), Some(b"x".to_vec()));
     }
 }
