@@ -136,6 +136,18 @@ fn export_read_batch_stats(raft: RaftNode) {
     });
 }
 
+/// Publishes how many writes this node forwarded to the leader and how many calls carried them
+/// (`coffer_forwarded_writes_total` / `coffer_forward_calls_total`): their ratio is how many
+/// forwarded writes share one call. Sampled until Raft stops.
+fn export_forward_stats(raft: RaftNode) {
+    sample_every_500ms(move || {
+        let s = raft.forward_stats();
+        metrics::counter!("coffer_forwarded_writes_total").absolute(s.writes);
+        metrics::counter!("coffer_forward_calls_total").absolute(s.calls);
+        raft.status().role != coffer_raft::node::Role::Shutdown
+    });
+}
+
 /// Runs a node with TCP listeners until `shutdown` resolves.
 pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = ()> + Send) -> anyhow::Result<()> {
     let bind = |addr| async move {
@@ -231,6 +243,7 @@ where
     let kms = Arc::new(KmsSet::new(&cfg.node.region, kms, cfg.kms.policy())?);
     let raft = RaftNode::start(me.id, &cfg.raft_settings(), log, sm.clone(), connector).await?;
     export_read_batch_stats(raft.clone());
+    export_forward_stats(raft.clone());
 
     let core = Arc::new(Core {
         access: Access::new(raft.reader().clone(), audit.clone(), me.name.clone(), me.region.clone()),

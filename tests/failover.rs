@@ -1,6 +1,6 @@
 //! Three nodes in three regions, each a separate process: writes through a follower, reads on
 //! every node, leader kill -9 and re-election, catch-up of the restarted node by snapshot, and
-//! no acknowledged write lost.
+//! no acknowledged write lost; concurrent writes through a follower share forwarding calls.
 
 mod common;
 
@@ -105,4 +105,64 @@ async fn write_read_everywhere_kill_leader_and_catch_up() {
             assert_eq!(&r.value, value, "{name} v{version} on node {i}");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_through_a_follower_share_forwarding_calls_and_every_one_lands() {
+    // Real delay on the peer links, so a forwarding call is in flight for at least a round trip
+    // and writes arriving meanwhile queue behind it.
+    let mut spec = ClusterSpec::new(&REGIONS, "");
+    spec.rtt_ms = Some(wan_rtt);
+    spec.metrics = true;
+    let cluster = TestCluster::launch(BIN, spec).await;
+    let leader = cluster.wait_leader(Duration::from_secs(30)).await;
+    let f = (leader + 1) % 3;
+    let fc = cluster.client(f).await;
+    let counters = |m: &str| {
+        (
+            metric(m, "coffer_forwarded_writes_total", &[]),
+            metric(m, "coffer_forward_calls_total", &[]),
+        )
+    };
+    let (writes_before, calls_before) = counters(&cluster.metrics(f).await);
+
+    const WRITERS: usize = 48;
+    let writes: Vec<_> = (0..WRITERS)
+        .map(|i| {
+            let fc = fc.clone();
+            tokio::spawn(async move {
+                let name = format!("acme/batch/key-{i}");
+                let value = format!("fake-batched-{i}").into_bytes();
+                let w = put(&fc, &name, &value).await.expect("a forwarded write");
+                (name, value, w.version)
+            })
+        })
+        .collect();
+    let mut acked = Vec::new();
+    for w in writes {
+        acked.push(w.await.unwrap());
+    }
+
+    // Every write is applied once, as version 1, and reads back whole on the leader.
+    let lc = cluster.client(leader).await;
+    for (name, value, version) in &acked {
+        assert_eq!(*version, 1, "{name}");
+        let r = get(&lc, name, Some(1)).await.expect("a forwarded write on the leader");
+        assert_eq!(&r.value, value, "{name}");
+    }
+
+    // The follower's counters (sampled every 500 ms) cover these writes, and the calls that
+    // carried them are a fraction of them.
+    let (writes, calls) = eventually(Duration::from_secs(5), "the forwarding counters", || {
+        let cluster = &cluster;
+        async move {
+            let (w, c) = counters(&cluster.metrics(f).await);
+            (w >= writes_before + WRITERS as f64).then_some((w - writes_before, c - calls_before))
+        }
+    })
+    .await;
+    assert!(
+        calls > 0.0 && calls * 4.0 <= writes,
+        "{writes} forwarded writes took {calls} calls to the leader"
+    );
 }

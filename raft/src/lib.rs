@@ -12,6 +12,7 @@
 pub mod access;
 pub mod bugs;
 pub mod codec;
+pub mod forward_batch;
 pub mod keys;
 pub mod leader_contact;
 pub mod log_store;

@@ -16,6 +16,8 @@ use openraft::ReadPolicy;
 use openraft::ServerState;
 use tokio::time::Instant;
 
+use crate::forward_batch::ForwardBatcher;
+use crate::forward_batch::ForwardStats;
 use crate::leader_contact::LeaderContact;
 use crate::log_store::LogStore;
 use crate::membership;
@@ -190,6 +192,8 @@ struct Inner {
     removed: std::sync::atomic::AtomicBool,
     /// Concurrent read-index requests share one round to the leader.
     read_batch: ReadIndexBatcher,
+    /// Writes forwarded to the leader at about the same time share one call.
+    forward: ForwardBatcher,
 }
 
 /// Log-store metadata key holding the [`pb::RemovedNotice`] of a node removed from the cluster.
@@ -232,6 +236,7 @@ impl RaftNode {
                 log,
                 removed: std::sync::atomic::AtomicBool::new(removed),
                 read_batch: ReadIndexBatcher::default(),
+                forward: ForwardBatcher::default(),
             }),
         };
         node.spawn_freshness_probe(Duration::from_millis(settings.heartbeat_ms.max(10)));
@@ -618,12 +623,7 @@ impl RaftNode {
                         .await
                         .map_err(|s| (s.code(), s.message().to_string()))?
                 } else {
-                    let mut c = self.peer(&leader)?;
-                    let req = with_deadline(pb::ProposeRequest { command: Some(cmd) }, deadline);
-                    unary(&leader, c.propose(req), deadline)
-                        .await?
-                        .result
-                        .ok_or_else(empty_reply)?
+                    self.inner.forward.forward(self, leader.clone(), cmd, deadline).await?
                 };
                 Ok(match r {
                     R::Applied(a) => Routed::Done(a),
@@ -638,6 +638,46 @@ impl RaftNode {
             )),
             other => other,
         })
+    }
+
+    pub(crate) fn forwarder(&self) -> &ForwardBatcher {
+        &self.inner.forward
+    }
+
+    /// How many writes this node forwarded to the leader and how many calls carried them.
+    pub fn forward_stats(&self) -> ForwardStats {
+        self.inner.forward.stats()
+    }
+
+    /// Sends a batch of forwarded writes to `leader` in one `ProposeBatch` call and returns one
+    /// outcome per command, in order (see [`crate::forward_batch`]).
+    pub(crate) async fn propose_batch_remote(
+        &self,
+        leader: &pb::NodeInfo,
+        commands: Vec<pb::Command>,
+        deadline: Instant,
+    ) -> Result<Vec<crate::forward_batch::Outcome>, (tonic::Code, String)> {
+        let n = commands.len();
+        let mut c = self.peer(leader)?;
+        let req = with_deadline(pb::ProposeBatchRequest { commands }, deadline);
+        let reply = unary(leader, c.propose_batch(req), deadline).await?;
+        Ok(crate::forward_batch::outcomes_from_reply(leader, n, reply))
+    }
+
+    /// Forwards one write to `leader` in a unary `Propose` call (a leader without
+    /// `ProposeBatch`).
+    pub(crate) async fn propose_remote(
+        &self,
+        leader: &pb::NodeInfo,
+        command: pb::Command,
+        deadline: Instant,
+    ) -> crate::forward_batch::Outcome {
+        let mut c = self.peer(leader)?;
+        let req = with_deadline(pb::ProposeRequest { command: Some(command) }, deadline);
+        unary(leader, c.propose(req), deadline)
+            .await?
+            .result
+            .ok_or_else(empty_reply)
     }
 
     /// A read index from the leader: once this replica has applied it, a read here is

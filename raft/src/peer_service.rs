@@ -198,6 +198,22 @@ impl RaftPeer for PeerService {
         Ok(Response::new(pb::ProposeResponse { result: Some(result) }))
     }
 
+    async fn propose_batch(
+        &self,
+        request: Request<pb::ProposeBatchRequest>,
+    ) -> Result<Response<pb::ProposeBatchResponse>, Status> {
+        let commands = request.into_inner().commands;
+        if commands.is_empty() || commands.len() > crate::forward_batch::MAX_BATCH {
+            return Err(bad(format!(
+                "a batch holds 1 to {} commands, not {}",
+                crate::forward_batch::MAX_BATCH,
+                commands.len()
+            )));
+        }
+        let outcomes = propose_batch_locally(self.raft(), commands).await?;
+        Ok(Response::new(pb::ProposeBatchResponse { outcomes }))
+    }
+
     async fn read_index(&self, _: Request<pb::ReadIndexRequest>) -> Result<Response<pb::ReadIndexResponse>, Status> {
         use pb::read_index_response::Result as R;
         let result = match self.node.read_index_locally().await? {
@@ -245,6 +261,49 @@ const FETCH_APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Returns the applied result, or `NotLeader` when the proposal was refused before it entered
 /// the log (safe to retry elsewhere). A proposal whose entry was discarded by a leader change
 /// has an unknown outcome and fails with `ABORTED`.
+/// Proposes a follower's batch of commands in one message to the Raft core and answers each,
+/// in order, as [`propose_locally`] would: applied, `NotLeader` (refused before it entered the
+/// log), or an error (`ABORTED` when a leader change discarded its entry: outcome unknown).
+pub async fn propose_batch_locally(raft: &Raft, commands: Vec<pb::Command>) -> Result<Vec<pb::ProposeOutcome>, Status> {
+    use pb::propose_outcome::Result as O;
+    let n = commands.len();
+    let mut results = raft.client_write_many(commands).await.map_err(raft_down)?;
+    let mut outcomes = Vec::with_capacity(n);
+    while let Some(item) = results.next().await {
+        let outcome = match item {
+            Ok(Ok(resp)) => O::Applied(resp.response),
+            Ok(Err(ClientWriteError::ForwardToLeader(f))) => O::NotLeader(pb::NotLeader {
+                leader_id: f.leader_id.unwrap_or(0),
+                leader: f.leader_node,
+            }),
+            Ok(Err(ClientWriteError::LogEntryDiscarded(_))) => peer_error(
+                tonic::Code::Aborted,
+                "the leader changed before the write committed; it may or may not have been applied",
+            ),
+            Ok(Err(e)) => peer_error(tonic::Code::FailedPrecondition, &e.to_string()),
+            Err(e) => peer_error(tonic::Code::Unavailable, &format!("raft node is not running: {e}")),
+        };
+        outcomes.push(pb::ProposeOutcome { result: Some(outcome) });
+    }
+    // A stopped core ends the stream early: the rest have an unknown outcome.
+    while outcomes.len() < n {
+        outcomes.push(pb::ProposeOutcome {
+            result: Some(peer_error(
+                tonic::Code::Unavailable,
+                "raft node stopped; the write may or may not have been applied",
+            )),
+        });
+    }
+    Ok(outcomes)
+}
+
+fn peer_error(code: tonic::Code, message: &str) -> pb::propose_outcome::Result {
+    pb::propose_outcome::Result::Error(pb::PeerError {
+        code: code as i32,
+        message: message.to_string(),
+    })
+}
+
 pub async fn propose_locally(raft: &Raft, cmd: pb::Command) -> Result<pb::propose_response::Result, Status> {
     match raft.client_write(cmd).await {
         // The state machine sets the index: this entry's, or for a retried request the one
