@@ -124,26 +124,19 @@ fn export_log_stats(stats: Arc<coffer_raft::rocks::LogStats>) {
     });
 }
 
-/// Publishes how many read indexes this node asked for and how many rounds to the leader served
-/// them (`coffer_read_index_requests_total` / `coffer_read_index_rounds_total`): their ratio is
-/// how many linearizable reads share one quorum round. Sampled until Raft stops.
-fn export_read_batch_stats(raft: RaftNode) {
+/// Publishes how the node batches work it sends to the leader, sampled until Raft stops:
+/// read indexes asked for and the rounds that served them (`coffer_read_index_requests_total` /
+/// `coffer_read_index_rounds_total`: how many linearizable reads share one quorum round), and
+/// writes forwarded and the calls that carried them (`coffer_forwarded_writes_total` /
+/// `coffer_forward_calls_total`).
+fn export_batch_stats(raft: RaftNode) {
     sample_every_500ms(move || {
-        let s = raft.read_batch_stats();
-        metrics::counter!("coffer_read_index_requests_total").absolute(s.requests);
-        metrics::counter!("coffer_read_index_rounds_total").absolute(s.rounds);
-        raft.status().role != coffer_raft::node::Role::Shutdown
-    });
-}
-
-/// Publishes how many writes this node forwarded to the leader and how many calls carried them
-/// (`coffer_forwarded_writes_total` / `coffer_forward_calls_total`): their ratio is how many
-/// forwarded writes share one call. Sampled until Raft stops.
-fn export_forward_stats(raft: RaftNode) {
-    sample_every_500ms(move || {
-        let s = raft.forward_stats();
-        metrics::counter!("coffer_forwarded_writes_total").absolute(s.writes);
-        metrics::counter!("coffer_forward_calls_total").absolute(s.calls);
+        let r = raft.read_batch_stats();
+        metrics::counter!("coffer_read_index_requests_total").absolute(r.requests);
+        metrics::counter!("coffer_read_index_rounds_total").absolute(r.rounds);
+        let f = raft.forward_stats();
+        metrics::counter!("coffer_forwarded_writes_total").absolute(f.writes);
+        metrics::counter!("coffer_forward_calls_total").absolute(f.calls);
         raft.status().role != coffer_raft::node::Role::Shutdown
     });
 }
@@ -242,8 +235,7 @@ where
     } = parts;
     let kms = Arc::new(KmsSet::new(&cfg.node.region, kms, cfg.kms.policy())?);
     let raft = RaftNode::start(me.id, &cfg.raft_settings(), log, sm.clone(), connector).await?;
-    export_read_batch_stats(raft.clone());
-    export_forward_stats(raft.clone());
+    export_batch_stats(raft.clone());
 
     let core = Arc::new(Core {
         access: Access::new(raft.reader().clone(), audit.clone(), me.name.clone(), me.region.clone()),

@@ -272,16 +272,14 @@ pub async fn propose_batch_locally(raft: &Raft, commands: Vec<pb::Command>) -> R
     while let Some(item) = results.next().await {
         let outcome = match item {
             Ok(Ok(resp)) => O::Applied(resp.response),
-            Ok(Err(ClientWriteError::ForwardToLeader(f))) => O::NotLeader(pb::NotLeader {
-                leader_id: f.leader_id.unwrap_or(0),
-                leader: f.leader_node,
-            }),
-            Ok(Err(ClientWriteError::LogEntryDiscarded(_))) => peer_error(
-                tonic::Code::Aborted,
-                "the leader changed before the write committed; it may or may not have been applied",
-            ),
-            Ok(Err(e)) => peer_error(tonic::Code::FailedPrecondition, &e.to_string()),
-            Err(e) => peer_error(tonic::Code::Unavailable, &format!("raft node is not running: {e}")),
+            Ok(Err(e)) => match refused_write(e) {
+                Ok(not_leader) => O::NotLeader(not_leader),
+                Err(s) => peer_error(s.code(), s.message()),
+            },
+            Err(e) => {
+                let s = raft_down(e);
+                peer_error(s.code(), s.message())
+            }
         };
         outcomes.push(pb::ProposeOutcome { result: Some(outcome) });
     }
@@ -309,16 +307,23 @@ pub async fn propose_locally(raft: &Raft, cmd: pb::Command) -> Result<pb::propos
         // The state machine sets the index: this entry's, or for a retried request the one
         // that first applied it.
         Ok(resp) => Ok(pb::propose_response::Result::Applied(resp.data)),
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-            Ok(pb::propose_response::Result::NotLeader(pb::NotLeader {
-                leader_id: f.leader_id.unwrap_or(0),
-                leader: f.leader_node,
-            }))
-        }
-        Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => Err(Status::aborted(
+        Err(RaftError::APIError(e)) => refused_write(e).map(pb::propose_response::Result::NotLeader),
+        Err(RaftError::Fatal(e)) => Err(raft_down(e)),
+    }
+}
+
+/// A write the Raft core did not apply: `NotLeader` when it was refused before it entered the
+/// log (safe to retry elsewhere), `ABORTED` when a leader change discarded its entry (outcome
+/// unknown), otherwise `FAILED_PRECONDITION`. One mapping for unary and batched proposals.
+fn refused_write(e: ClientWriteError<crate::TypeConfig>) -> Result<pb::NotLeader, Status> {
+    match e {
+        ClientWriteError::ForwardToLeader(f) => Ok(pb::NotLeader {
+            leader_id: f.leader_id.unwrap_or(0),
+            leader: f.leader_node,
+        }),
+        ClientWriteError::LogEntryDiscarded(_) => Err(Status::aborted(
             "the leader changed before the write committed; it may or may not have been applied",
         )),
-        Err(RaftError::APIError(e)) => Err(Status::failed_precondition(e.to_string())),
-        Err(RaftError::Fatal(e)) => Err(raft_down(e)),
+        e => Err(Status::failed_precondition(e.to_string())),
     }
 }
