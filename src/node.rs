@@ -71,7 +71,7 @@ impl NodeParts {
     /// config has `[tls]`), the audit file.
     pub async fn from_config(cfg: &ServerConfig) -> anyhow::Result<Self> {
         let kms = build_kms(cfg).await?;
-        let (log, sm) = coffer_raft::rocks::open(&cfg.node.data_dir)
+        let (log, sm) = coffer_raft::rocks::open_for_node(&cfg.node.data_dir, cfg.node.id)
             .with_context(|| format!("cannot open storage in {}", cfg.node.data_dir.display()))?;
         export_log_stats(log.stats());
         let tls = cfg.tls_material()?;

@@ -65,8 +65,33 @@ pub struct LogStats {
     pub wal_syncs: AtomicU64,
 }
 
-/// Opens (or creates) the node's RocksDB and returns its two backends.
+/// The smallest memtable of the `log` and `sm` column families; see [`memtable_bytes`].
+pub const MEMTABLE_BASE_BYTES: u64 = 48 << 20;
+
+/// Memtable size of the `log` and `sm` column families on node `id`: from 1x to 2x
+/// [`MEMTABLE_BASE_BYTES`] (nodes 1, 2, 3: 78, 59, 89 MiB), spread by id like the snapshot points.
+///
+/// Every replica applies the same writes, so with one size for all, the three nodes flushed
+/// their memtables and ran the compactions that follow within 50 ms of each other (RocksDB's
+/// LOG on the loopback bench). A flush or compaction fsyncs its SST files, up to hundreds of
+/// MB, and the WAL fsyncs of the quorum queued behind all three at once. With sizes that differ,
+/// the nodes' flushes drift apart after the first.
+pub fn memtable_bytes(id: crate::NodeId) -> usize {
+    (MEMTABLE_BASE_BYTES + crate::snapshot_schedule::spread(id, MEMTABLE_BASE_BYTES)) as usize
+}
+
+/// Opens (or creates) a RocksDB with RocksDB's default memtable size (64 MiB) and returns its
+/// two backends. For tools and tests; a server opens with [`open_for_node`].
 pub fn open(data_dir: &Path) -> io::Result<(RocksLogBackend, RocksSmBackend)> {
+    open_with(data_dir, None)
+}
+
+/// Opens (or creates) node `id`'s RocksDB, its memtables sized by [`memtable_bytes`].
+pub fn open_for_node(data_dir: &Path, id: crate::NodeId) -> io::Result<(RocksLogBackend, RocksSmBackend)> {
+    open_with(data_dir, Some(memtable_bytes(id)))
+}
+
+fn open_with(data_dir: &Path, memtable: Option<usize>) -> io::Result<(RocksLogBackend, RocksSmBackend)> {
     fs::create_dir_all(data_dir)?;
     let mut opts = Options::default();
     opts.create_if_missing(true);
@@ -76,6 +101,9 @@ pub fn open(data_dir: &Path) -> io::Result<(RocksLogBackend, RocksSmBackend)> {
     let cfs = [CF_LOG, CF_RAFT_META, CF_SM].map(|name| {
         let mut o = Options::default();
         o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        if let (Some(bytes), true) = (memtable, name != CF_RAFT_META) {
+            o.set_write_buffer_size(bytes);
+        }
         ColumnFamilyDescriptor::new(name, o)
     });
     let db = Arc::new(DB::open_cf_descriptors(&opts, data_dir.join("db"), cfs).map_err(rerr)?);
@@ -432,6 +460,59 @@ mod tests {
     use std::io::Write as _;
 
     use super::*;
+
+    #[test]
+    fn nodes_get_memtables_of_different_sizes_and_the_database_uses_them() {
+        let mib = |id| memtable_bytes(id) as f64 / f64::from(1 << 20);
+        let sizes: Vec<f64> = (1..=3).map(mib).collect();
+        assert_eq!(sizes.iter().map(|m| m.round() as u64).collect::<Vec<_>>(), [78, 59, 89]);
+        for id in 1..=50 {
+            let b = memtable_bytes(id) as u64;
+            assert!(
+                (MEMTABLE_BASE_BYTES..2 * MEMTABLE_BASE_BYTES).contains(&b),
+                "node {id}: {b}"
+            );
+        }
+        // Any two of the first three flush at least 10% of a memtable apart per flush.
+        for a in 0..3 {
+            for b in a + 1..3 {
+                let (lo, hi) = (sizes[a].min(sizes[b]), sizes[a].max(sizes[b]));
+                assert!(hi / lo >= 1.1, "nodes {} and {}: {sizes:?}", a + 1, b + 1);
+            }
+        }
+        // RocksDB records the options it opened with: the log and sm families carry node 3's
+        // size, the Raft metadata family keeps the default.
+        let dir = tempfile::tempdir().unwrap();
+        drop(open_for_node(dir.path(), 3).unwrap());
+        let options = fs::read_dir(dir.path().join("db"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("OPTIONS-"))
+            .max()
+            .unwrap();
+        let text = fs::read_to_string(options).unwrap();
+        let per_family: Vec<(String, String)> = text
+            .split("[CFOptions \"")
+            .skip(1)
+            .map(|section| {
+                let name = section.split('"').next().unwrap().to_string();
+                let size = section
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("write_buffer_size="))
+                    .unwrap()
+                    .to_string();
+                (name, size)
+            })
+            .collect();
+        let want = memtable_bytes(3).to_string();
+        for (family, size) in &per_family {
+            match family.as_str() {
+                CF_LOG | CF_SM => assert_eq!(size, &want, "{family}"),
+                _ => assert_eq!(size, "67108864", "{family} keeps RocksDB's default"),
+            }
+        }
+        assert!(per_family.iter().any(|(f, _)| f == CF_SM) && per_family.iter().any(|(f, _)| f == CF_LOG));
+    }
 
     #[test]
     fn a_large_file_is_synced_in_steps_and_arrives_whole() {

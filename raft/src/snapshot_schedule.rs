@@ -20,6 +20,13 @@ use crate::NodeId;
 /// 2^64 / golden ratio: multiplying by it spreads consecutive ids evenly over a period.
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
+/// `span` times the fractional part of `id * golden ratio` (`< span`): consecutive ids land far
+/// apart in `0..span`, nodes 1, 2 and 3 at 0.62, 0.24 and 0.85 of it. Also spreads the nodes'
+/// RocksDB memtable sizes ([`crate::rocks::memtable_bytes`]).
+pub fn spread(id: NodeId, span: u64) -> u64 {
+    ((u128::from(id.wrapping_mul(GOLDEN)) * u128::from(span)) >> 64) as u64
+}
+
 /// The snapshot points of one node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SnapshotSchedule {
@@ -31,9 +38,10 @@ impl SnapshotSchedule {
     /// Snapshot points `every` entries apart (at least 1), offset by this node's phase.
     pub fn new(id: NodeId, every: u64) -> Self {
         let every = every.max(1);
-        let frac = id.wrapping_mul(GOLDEN);
-        let phase = ((u128::from(frac) * u128::from(every)) >> 64) as u64;
-        Self { every, phase }
+        Self {
+            every,
+            phase: spread(id, every),
+        }
     }
 
     /// Entries a node waits between two snapshots.
