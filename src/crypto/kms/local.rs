@@ -107,12 +107,8 @@ impl LocalKms {
 
     /// [`Self::refresh`], unless the file was looked at less than [`WRAP_REFRESH_EVERY`] ago.
     fn refresh_if_due(&self) -> Result<(), KmsError> {
-        {
-            let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
-            if checked.elapsed() < WRAP_REFRESH_EVERY {
-                return Ok(());
-            }
-            *checked = Instant::now();
+        if self.checked.lock().unwrap_or_else(|e| e.into_inner()).elapsed() < WRAP_REFRESH_EVERY {
+            return Ok(());
         }
         self.refresh()
     }
