@@ -42,7 +42,7 @@ $(MOTO_STAMP):
 	touch $@
 
 # Always build the whole workspace with all targets: a narrower selection unifies crate features
-# differently and recompiles RocksDB's C++ (about 15 minutes here) into another folder.
+# differently and recompiles RocksDB's C++ (25 to 30 minutes on two cores here) into another folder.
 build: deps
 	$(CARGO) build --workspace --all-targets
 

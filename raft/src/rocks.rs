@@ -101,7 +101,7 @@ fn open_with(data_dir: &Path, memtable: Option<usize>) -> io::Result<(RocksLogBa
     let cfs = [CF_LOG, CF_RAFT_META, CF_SM].map(|name| {
         let mut o = Options::default();
         o.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        if let (Some(bytes), true) = (memtable, name != CF_RAFT_META) {
+        if let Some(bytes) = memtable.filter(|_| name != CF_RAFT_META) {
             o.set_write_buffer_size(bytes);
         }
         ColumnFamilyDescriptor::new(name, o)
@@ -346,6 +346,10 @@ impl KvView for RocksView<'_> {
 impl SmBackend for RocksSmBackend {
     fn flush_at_shutdown(&self) -> io::Result<()> {
         self.flush()
+    }
+
+    fn waits_on_disk(&self) -> bool {
+        true
     }
 
     fn view(&self) -> Box<dyn KvView + '_> {

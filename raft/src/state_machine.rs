@@ -126,6 +126,19 @@ pub struct StateMachineStore {
     /// When set, an apply that passes one of this node's snapshot points sends on the channel
     /// (see [`crate::snapshot_schedule`]); the receiver asks openraft to build.
     snapshots: Option<(SnapshotSchedule, mpsc::Sender<()>)>,
+    /// Held by whoever stores a snapshot (see [`SnapshotWrites`]).
+    snapshot_writes: SnapshotWrites,
+}
+
+/// One snapshot write at a time: a build (openraft runs it as a task of its own) and an
+/// install may otherwise run at once. Each takes this lock before it reads the state it stores
+/// and keeps it until the snapshot is durable, so they never share a temporary file, and the
+/// later writer always stores the later state: the current snapshot never goes back.
+type SnapshotWrites = Arc<std::sync::Mutex<()>>;
+
+/// Takes the lock; it guards no data, so a panic while it was held leaves nothing to repair.
+fn lock_snapshot_writes(lock: &SnapshotWrites) -> std::sync::MutexGuard<'_, ()> {
+    lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl StateMachineStore {
@@ -139,6 +152,7 @@ impl StateMachineStore {
             applied: Arc::new(watch::channel(applied).0),
             access_epoch: Arc::new(AtomicU64::new(0)),
             snapshots: None,
+            snapshot_writes: SnapshotWrites::default(),
         })
     }
 
@@ -271,52 +285,87 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         SnapshotBuilder {
             backend: self.backend.clone(),
+            snapshot_writes: self.snapshot_writes.clone(),
         }
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> Result<(), io::Error> {
         let bytes = snapshot.into_bytes()?;
-        let file = decode_snapshot(&bytes)?;
-        let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = file
-            .pairs
-            .into_iter()
-            .filter(|p| p.key != keys::LAST_APPLIED && p.key != keys::MEMBERSHIP)
-            .map(|p| (p.key, p.value))
-            .collect();
-        // The meta openraft hands us is authoritative for the Raft bookkeeping keys.
-        if let Some(last) = &meta.last_log_id {
-            pairs.push((keys::LAST_APPLIED.to_vec(), codec::log_id_to_pb(last).encode_to_vec()));
-        }
-        pairs.push((
-            keys::MEMBERSHIP.to_vec(),
-            codec::stored_membership_to_pb(&meta.last_membership).encode_to_vec(),
-        ));
-        pairs.sort();
-        self.backend.replace_all(pairs)?;
+        let owned_meta = meta.clone();
+        let writes = self.snapshot_writes.clone();
+        off_worker(&self.backend, move |backend| {
+            let _one_writer = lock_snapshot_writes(&writes);
+            install(backend, &owned_meta, &bytes)
+        })
+        .await?;
         self.access_changed();
-        // Re-encode with the authoritative meta so get_current_snapshot returns exactly it.
-        let stored = encode_snapshot_with_meta(&bytes, meta)?;
-        self.backend.save_snapshot(&stored)?;
         self.publish_applied(meta.last_log_id.map(|l| l.index).unwrap_or(0));
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        let Some(bytes) = self.backend.load_snapshot()? else {
-            return Ok(None);
-        };
-        let file = decode_snapshot(&bytes)?;
-        let meta = codec::snapshot_meta_from_pb(&file.meta.unwrap_or_default())?;
-        Ok(Some(Snapshot {
+        let loaded = off_worker(&self.backend, |backend| {
+            let Some(bytes) = backend.load_snapshot()? else {
+                return Ok(None);
+            };
+            let file = decode_snapshot(&bytes)?;
+            let meta = codec::snapshot_meta_from_pb(&file.meta.unwrap_or_default())?;
+            Ok(Some((meta, bytes)))
+        })
+        .await?;
+        Ok(loaded.map(|(meta, bytes)| Snapshot {
             meta,
             snapshot: SnapshotData::Bytes(bytes),
         }))
     }
 }
 
+/// Runs `f` on a blocking thread when `backend` waits on disk, and inline otherwise (memory,
+/// so a simulation stays on its one deterministic thread). Whole-state work (building, loading
+/// or installing a snapshot of hundreds of MB) takes seconds; on an async worker it would hold
+/// up whatever that worker was to run next: a replication stream, an RPC, the apply loop.
+async fn off_worker<T, F>(backend: &Arc<dyn SmBackend>, f: F) -> io::Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn SmBackend) -> io::Result<T> + Send + 'static,
+{
+    if !backend.waits_on_disk() {
+        return f(&**backend);
+    }
+    let backend = backend.clone();
+    tokio::task::spawn_blocking(move || f(&*backend))
+        .await
+        .map_err(|e| io::Error::other(format!("a snapshot task on the storage thread did not finish: {e}")))?
+}
+
+/// Replaces the key space with a received snapshot's, and stores the snapshot as current.
+fn install(backend: &dyn SmBackend, meta: &SnapshotMeta, bytes: &[u8]) -> io::Result<()> {
+    let file = decode_snapshot(bytes)?;
+    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = file
+        .pairs
+        .into_iter()
+        .filter(|p| p.key != keys::LAST_APPLIED && p.key != keys::MEMBERSHIP)
+        .map(|p| (p.key, p.value))
+        .collect();
+    // The meta openraft hands us is authoritative for the Raft bookkeeping keys.
+    if let Some(last) = &meta.last_log_id {
+        pairs.push((keys::LAST_APPLIED.to_vec(), codec::log_id_to_pb(last).encode_to_vec()));
+    }
+    pairs.push((
+        keys::MEMBERSHIP.to_vec(),
+        codec::stored_membership_to_pb(&meta.last_membership).encode_to_vec(),
+    ));
+    pairs.sort();
+    backend.replace_all(pairs)?;
+    // Re-encode with the authoritative meta so get_current_snapshot returns exactly it.
+    let stored = encode_snapshot_with_meta(bytes, meta)?;
+    backend.save_snapshot(&stored)
+}
+
 /// Builds a snapshot from a consistent view of the state machine.
 pub struct SnapshotBuilder {
     backend: Arc<dyn SmBackend>,
+    snapshot_writes: SnapshotWrites,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -324,18 +373,14 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 
     /// Streams the encoding straight from a consistent view to the snapshot file: no copy of
     /// the state in memory, whatever its size.
+    ///
+    /// openraft runs a build as a task of its own; the scan and the writes run
+    /// [`off_worker`]. Inline, a build of a few hundred MB held one of the node's async workers
+    /// for seconds.
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let started = tokio::time::Instant::now();
-        let meta = {
-            let view = self.backend.view();
-            let meta = SnapshotMeta {
-                last_log_id: read_applied(&*view)?,
-                last_membership: read_membership(&*view)?,
-            };
-            self.backend
-                .save_snapshot_with(&mut |out| write_snapshot(&meta, &*view, out))?;
-            meta
-        };
+        let writes = self.snapshot_writes.clone();
+        let meta = off_worker(&self.backend, move |backend| store_snapshot(backend, &writes)).await?;
         tracing::info!(
             index = meta.last_log_id.map(|l| l.index).unwrap_or(0),
             took_ms = started.elapsed().as_millis() as u64,
@@ -346,6 +391,19 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             snapshot: SnapshotData::Stored,
         })
     }
+}
+
+/// Saves a snapshot of `backend`'s current state as its current snapshot and returns the meta.
+/// The meta and the pairs come from one view, so they always agree.
+fn store_snapshot(backend: &dyn SmBackend, writes: &SnapshotWrites) -> io::Result<SnapshotMeta> {
+    let _one_writer = lock_snapshot_writes(writes);
+    let view = backend.view();
+    let meta = SnapshotMeta {
+        last_log_id: read_applied(&*view)?,
+        last_membership: read_membership(&*view)?,
+    };
+    backend.save_snapshot_with(&mut |out| write_snapshot(&meta, &*view, out))?;
+    Ok(meta)
 }
 
 /// Extends the snapshot checksum with one pair: both lengths (8 bytes, big endian) and bytes.
@@ -511,6 +569,162 @@ mod tests {
             vec![2, 12, 22, 32],
             "one ask per 10 entries, at node 3's phase"
         );
+    }
+
+    /// A backend that waits on disk: its full scan tells the test it has started, then blocks
+    /// its thread until the test lets it go (an error after 10 s). Like a RocksDB snapshot, a
+    /// view is a copy: later writes neither change it nor wait for it.
+    struct SlowDisk {
+        inner: MemSmBackend,
+        scanning: tokio::sync::Notify,
+        gate: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    }
+
+    struct SlowView<'a> {
+        copy: MemSmBackend,
+        disk: &'a SlowDisk,
+    }
+
+    impl KvView for SlowView<'_> {
+        fn get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+            self.copy.view().get(key)
+        }
+        fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+            self.copy.view().scan(prefix, start, limit)
+        }
+        fn for_each(&self, f: &mut crate::storage::PairVisitor<'_>) -> io::Result<()> {
+            self.disk.scanning.notify_one();
+            let gate = self.disk.gate.lock().unwrap();
+            gate.recv_timeout(std::time::Duration::from_secs(10))
+                .map_err(|_| io::Error::other("the test never let the scan go on"))?;
+            self.copy.view().for_each(f)
+        }
+        fn scan_each(
+            &self,
+            prefix: &[u8],
+            start: &[u8],
+            limit: usize,
+            f: &mut crate::storage::PairVisitor<'_>,
+        ) -> io::Result<usize> {
+            self.copy.view().scan_each(prefix, start, limit, f)
+        }
+    }
+
+    impl SmBackend for SlowDisk {
+        fn view(&self) -> Box<dyn KvView + '_> {
+            let mut pairs = WriteSet::new();
+            self.inner
+                .view()
+                .for_each(&mut |k, v| {
+                    pairs.insert(k.to_vec(), Some(v.to_vec()));
+                    Ok(())
+                })
+                .unwrap();
+            let copy = MemSmBackend::new();
+            copy.commit(pairs).unwrap();
+            Box::new(SlowView { copy, disk: self })
+        }
+        fn commit(&self, writes: WriteSet) -> io::Result<()> {
+            self.inner.commit(writes)
+        }
+        fn replace_all(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> io::Result<()> {
+            self.inner.replace_all(pairs)
+        }
+        fn save_snapshot_with(&self, fill: &mut crate::storage::SnapshotFill<'_>) -> io::Result<()> {
+            self.inner.save_snapshot_with(fill)
+        }
+        fn load_snapshot(&self) -> io::Result<Option<Vec<u8>>> {
+            self.inner.load_snapshot()
+        }
+        fn waits_on_disk(&self) -> bool {
+            true
+        }
+    }
+
+    /// On a runtime with one worker, the test's own task runs while a build is stuck in the
+    /// middle of its scan: the build waits on a blocking thread, not on the worker. Built
+    /// inline, the build would hold the worker until its scan gave up, and finish first.
+    #[tokio::test]
+    async fn a_build_waits_on_the_disk_without_holding_an_async_worker() {
+        let (disk, release) = slow_disk();
+        let writes = sample_writes();
+        disk.commit(writes.clone()).unwrap();
+        let mut store = StateMachineStore::new(disk.clone()).unwrap();
+        let mut builder = store.get_snapshot_builder().await;
+        let build = tokio::spawn(async move { builder.build_snapshot().await });
+
+        disk.scanning.notified().await;
+        assert!(
+            !build.is_finished(),
+            "the worker ran this task only after the build was over"
+        );
+        release.send(()).unwrap();
+        let built = build.await.unwrap().unwrap();
+        assert_eq!(built.meta.last_log_id.map(|l| l.index), Some(42));
+        let file = decode_snapshot(&disk.load_snapshot().unwrap().expect("a stored snapshot")).unwrap();
+        assert_eq!(file.pairs, expected_pairs(&writes));
+    }
+
+    fn slow_disk() -> (Arc<SlowDisk>, std::sync::mpsc::Sender<()>) {
+        let (release, gate) = std::sync::mpsc::channel();
+        let disk = Arc::new(SlowDisk {
+            inner: MemSmBackend::new(),
+            scanning: tokio::sync::Notify::new(),
+            gate: std::sync::Mutex::new(gate),
+        });
+        (disk, release)
+    }
+
+    /// A build and an install running at once (openraft runs builds as tasks of their own):
+    /// the install waits for the build's write, and the newer, installed snapshot is the one
+    /// that stays current. Unserialized, the build stored its older state over the install's.
+    #[tokio::test]
+    async fn an_install_waits_for_a_running_build_and_its_newer_snapshot_stays_current() {
+        let (disk, release) = slow_disk();
+        disk.commit(sample_writes()).unwrap();
+        let mut store = StateMachineStore::new(disk.clone()).unwrap();
+        let mut builder = store.get_snapshot_builder().await;
+        let build = tokio::spawn(async move { builder.build_snapshot().await });
+        disk.scanning.notified().await;
+
+        // A newer snapshot from the leader, with a pair of its own.
+        let newer_meta = SnapshotMeta {
+            last_log_id: Some(LogId::new(LeaderId { term: 4, node_id: 2 }, 50)),
+            last_membership: StoredMembership::default(),
+        };
+        let newer = {
+            let leader = MemSmBackend::new();
+            let mut w = sample_writes();
+            w.insert(b"s/t/only-in-the-newer".to_vec(), Some(b"fake".to_vec()));
+            leader.commit(w).unwrap();
+            let mut bytes = Vec::new();
+            write_snapshot(&newer_meta, &*leader.view(), &mut bytes).unwrap();
+            bytes
+        };
+        let meta = newer_meta.clone();
+        let mut install = tokio::spawn(async move {
+            store
+                .install_snapshot(&meta, SnapshotData::Bytes(newer))
+                .await
+                .map(|()| store)
+        });
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(500), &mut install)
+                .await
+                .is_err(),
+            "the install went ahead while a build was storing its snapshot"
+        );
+
+        release.send(()).unwrap();
+        assert_eq!(
+            build.await.unwrap().unwrap().meta.last_log_id.map(|l| l.index),
+            Some(42)
+        );
+        let mut store = install.await.unwrap().unwrap();
+        let current = store.get_current_snapshot().await.unwrap().expect("a current snapshot");
+        assert_eq!(current.meta, newer_meta);
+        let file = decode_snapshot(&current.snapshot.into_bytes().unwrap()).unwrap();
+        assert!(file.pairs.iter().any(|p| p.key == b"s/t/only-in-the-newer"));
     }
 
     #[tokio::test]

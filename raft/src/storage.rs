@@ -79,6 +79,12 @@ pub trait SmBackend: Send + Sync + 'static {
     fn flush_at_shutdown(&self) -> io::Result<()> {
         Ok(())
     }
+    /// Whether reading the whole key space and saving a snapshot waits on a disk. A snapshot
+    /// build over such a backend runs on a blocking thread, never on an async worker (memory:
+    /// no, so a simulation builds on its single deterministic thread).
+    fn waits_on_disk(&self) -> bool {
+        false
+    }
 }
 
 /// Pending writes layered over a read view, so that later commands of one applied batch see the

@@ -95,8 +95,14 @@ fn parse_range(s: &str) -> Result<(u64, u64), String> {
     Ok((a, b))
 }
 
+/// The command that replays one seed: this very binary, so the replay runs the build that
+/// failed (`make test` builds the simulator in the debug profile, assertions on; a `--release`
+/// build would turn them off and compile RocksDB's C++ a second time).
 fn reproduce(seed: u64, scenario: Option<Scenario>, common: &Common) -> String {
-    let mut cmd = format!("cargo run -p coffer-simulations --release -- run --seed {seed}");
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "coffer-simulations".into());
+    let mut cmd = format!("{exe} run --seed {seed}");
     if let Some(s) = scenario {
         cmd += &format!(" --scenario {}", s.name());
     }
