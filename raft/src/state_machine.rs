@@ -294,8 +294,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let owned_meta = meta.clone();
         let writes = self.snapshot_writes.clone();
         off_worker(&self.backend, move |backend| {
-            let _one_writer = lock_snapshot_writes(&writes);
-            install(backend, &owned_meta, &bytes)
+            install(backend, &writes, &owned_meta, &bytes)
         })
         .await?;
         self.access_changed();
@@ -339,8 +338,12 @@ where
 }
 
 /// Replaces the key space with a received snapshot's, and stores the snapshot as current.
-fn install(backend: &dyn SmBackend, meta: &SnapshotMeta, bytes: &[u8]) -> io::Result<()> {
-    let file = decode_snapshot(bytes)?;
+fn install(backend: &dyn SmBackend, writes: &SnapshotWrites, meta: &SnapshotMeta, bytes: &[u8]) -> io::Result<()> {
+    let _one_writer = lock_snapshot_writes(writes);
+    let mut file = decode_snapshot(bytes)?;
+    // Stored with the authoritative meta, so get_current_snapshot returns exactly it.
+    file.meta = Some(codec::snapshot_meta_to_pb(meta));
+    let stored = file.encode_to_vec();
     let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = file
         .pairs
         .into_iter()
@@ -357,8 +360,6 @@ fn install(backend: &dyn SmBackend, meta: &SnapshotMeta, bytes: &[u8]) -> io::Re
     ));
     pairs.sort();
     backend.replace_all(pairs)?;
-    // Re-encode with the authoritative meta so get_current_snapshot returns exactly it.
-    let stored = encode_snapshot_with_meta(bytes, meta)?;
     backend.save_snapshot(&stored)
 }
 
@@ -460,12 +461,6 @@ pub fn write_snapshot(meta: &SnapshotMeta, view: &dyn KvView, out: &mut dyn io::
     encode_key(4, WireType::Varint, &mut buf);
     encode_varint(u64::from(crc), &mut buf);
     out.write_all(&buf)
-}
-
-fn encode_snapshot_with_meta(bytes: &[u8], meta: &SnapshotMeta) -> io::Result<Vec<u8>> {
-    let mut file = decode_snapshot(bytes)?;
-    file.meta = Some(codec::snapshot_meta_to_pb(meta));
-    Ok(file.encode_to_vec())
 }
 
 /// Decodes and verifies a snapshot; corrupt or foreign data is an error, never a panic.

@@ -79,9 +79,9 @@ pub trait SmBackend: Send + Sync + 'static {
     fn flush_at_shutdown(&self) -> io::Result<()> {
         Ok(())
     }
-    /// Whether reading the whole key space and saving a snapshot waits on a disk. A snapshot
-    /// build over such a backend runs on a blocking thread, never on an async worker (memory:
-    /// no, so a simulation builds on its single deterministic thread).
+    /// Whether reading the whole key space and saving a snapshot waits on a disk. Snapshot
+    /// builds, loads and installs over such a backend run on a blocking thread, never on an
+    /// async worker (memory: no, so a simulation keeps its single deterministic thread).
     fn waits_on_disk(&self) -> bool {
         false
     }
