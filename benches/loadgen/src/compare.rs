@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::cpu;
+use crate::disk_space;
 use crate::load;
 use crate::load::Outcome;
 use crate::load::Window;
@@ -68,6 +69,10 @@ pub struct Plan {
     /// disk so fsync costs what it costs.
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    /// Refuse to start with less than this many GiB free in the temp dir and the work dir (a
+    /// full run's data grows to about 6 GiB; 0 skips the check).
+    #[arg(long, default_value_t = 10.0)]
+    pub min_free_gib: f64,
 }
 
 /// One measured run, as stored in the JSON.
@@ -123,6 +128,22 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// A system that completed no request in a measured run has stopped (a full disk stops a
+/// node's Raft core); a row of zeros would read as a measurement, so the comparison ends there.
+fn ensure_served(s: System, o: &Outcome, what: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        o.ops > 0,
+        "{s} completed no request in {what} ({} errors{}): it has stopped. See its nodes' logs, \
+         and check free disk space",
+        o.errors,
+        o.first_error
+            .as_deref()
+            .map(|e| format!(", first: {e}"))
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
 /// `n` connections to `system`, spread round-robin over its members.
 async fn conns(
     system: System,
@@ -166,6 +187,10 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
     let _cleanup = RemoveOnDrop(work.clone());
+    if plan.min_free_gib > 0.0 {
+        disk_space::ensure_free(&std::env::temp_dir(), plan.min_free_gib)?;
+        disk_space::ensure_free(&work, plan.min_free_gib)?;
+    }
 
     eprintln!("starting a 3-member etcd, a 3-node Coffer and the echo service on loopback ...");
     let etcd = systems::Etcd::start(&plan.etcd, &work).await?;
@@ -272,6 +297,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
                                 None => String::new(),
                             }
                         );
+                        ensure_served(s, &outcome, &format!("{} run {r} at {nc}x{inflight}", workload.name()))?;
                         runs.push(Run {
                             system: s,
                             workload,
@@ -540,6 +566,7 @@ async fn group_commit(
             };
             let (e0, f0) = counters().await?;
             let o = load::closed_loop(&pool, inflight, Workload::Write, ks, window).await;
+            ensure_served(s, &o, &format!("the group-commit run with {writers} writers"))?;
             // Coffer publishes its counters every 500 ms.
             tokio::time::sleep(Duration::from_millis(600)).await;
             let (e1, f1) = counters().await?;

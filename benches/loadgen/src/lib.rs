@@ -4,6 +4,7 @@
 
 pub mod compare;
 pub mod cpu;
+pub mod disk_space;
 pub mod echo;
 pub mod load;
 pub mod systems;
