@@ -771,3 +771,64 @@ fn markdown(
     }
     md
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(ops: u64, errors: u64, first_error: Option<&str>) -> Outcome {
+        let latency = load::Latency {
+            p50: 0,
+            p90: 0,
+            p99: 0,
+            p999: 0,
+            max: 0,
+            mean: 0.0,
+        };
+        Outcome {
+            ops,
+            errors,
+            secs: 3.0,
+            ops_per_sec: ops as f64 / 3.0,
+            latency_us: latency,
+            first_error: first_error.map(String::from),
+            target_rate: None,
+            shed: None,
+        }
+    }
+
+    #[test]
+    fn a_run_that_served_nothing_ends_the_comparison_and_says_which_and_why() {
+        // The full-disk run: every request hung, so no completion and no error either.
+        let err = ensure_served(
+            System::Coffer,
+            &outcome(0, 0, None),
+            "the group-commit run with 64 writers",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("coffer completed no request in the group-commit run with 64 writers"),
+            "{err}"
+        );
+        assert!(err.contains("free disk space"), "{err}");
+        let err = ensure_served(
+            System::Etcd,
+            &outcome(0, 7, Some("connection refused")),
+            "write run 2 at 10x10",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("etcd") && err.contains("7 errors, first: connection refused"),
+            "{err}"
+        );
+        // One completed request is a (bad) measurement, and it is reported, not refused.
+        ensure_served(
+            System::Coffer,
+            &outcome(1, 500, Some("Timeout expired")),
+            "local_read run 0 at 1x1",
+        )
+        .unwrap();
+    }
+}
