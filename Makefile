@@ -17,7 +17,7 @@ MOTO_VERSION := 5.2.5
 MOTO_STAMP := $(VENV)/.moto-$(MOTO_VERSION)
 export COFFER_MOTO_SERVER := $(VENV)/bin/moto_server
 
-.PHONY: dev test deps moto build lint fmt clean-dev sim etcd bench-compare
+.PHONY: dev test deps moto build lint fmt clean-dev sim sim-long etcd bench-compare
 
 ## Install system packages the build needs (libclang for RocksDB's bindgen).
 deps:
@@ -61,25 +61,35 @@ test: deps moto
 	$(MAKE) --no-print-directory sim
 
 # The simulator from the workspace build above (debug: a release build would compile every
-# dependency, RocksDB's C++ included, a second time).
+# dependency, RocksDB's C++ included, a second time). One seed takes 2-3 s at the default 30 s
+# safety phase here.
 SIM := $(CARGO_TARGET_DIR)/debug/coffer-simulations
-SIM_BUGS := stale-linearizable early-ack cas-ignore
+SIM_BUGS := stale-linearizable early-ack cas-ignore replay-forgets
+SIM_SEEDS ?= 1..201
+SIM_JOBS ?= 2
 
-## Deterministic simulations: a 100-seed sweep, the pinned scenarios, and proof that each
-## injected bug is caught (its sweep must fail with a violation).
+## Deterministic simulations: a 200-seed sweep at the default 30 s safety phase, the pinned
+## scenarios, and proof that each injected bug is caught (its sweep must fail with a violation).
 sim:
 	@test -x $(SIM) || $(CARGO) build --workspace --all-targets
-	$(SIM) sweep --seeds 1..101 --jobs 2 --safety-secs 8
+	$(SIM) sweep --seeds $(SIM_SEEDS) --jobs $(SIM_JOBS)
 	$(SIM) scenarios --seed 1
 	@for bug in $(SIM_BUGS); do \
 	  log=$$(mktemp); \
-	  if $(SIM) sweep --seeds 1..200 --jobs 1 --safety-secs 15 --inject-bug $$bug > $$log 2>&1; then \
+	  if $(SIM) sweep --seeds 1..200 --jobs $(SIM_JOBS) --inject-bug $$bug > $$log 2>&1; then \
 	    cat $$log; echo "error: the checkers missed the injected bug $$bug in seeds 1..200" >&2; exit 1; \
 	  fi; \
 	  grep -q 'violation \[' $$log || { cat $$log; echo "error: sweep with $$bug failed without a violation" >&2; exit 1; }; \
 	  echo "injected bug $$bug caught: $$(grep -m1 'violation \[' $$log | cut -c1-160)"; \
 	  grep -m1 'REPRODUCE WITH' $$log; rm -f $$log; \
 	done
+
+SEEDS ?= 1..5001
+## A long sweep that keeps going past failures: make sim-long SEEDS=1..5000 (every failing seed
+## prints its REPRODUCE WITH line; the summary says how many failed).
+sim-long:
+	@test -x $(SIM) || $(CARGO) build --workspace --all-targets
+	$(SIM) sweep --seeds $(SEEDS) --jobs $(SIM_JOBS) --keep-going
 
 # etcd 3.4 for the side-by-side benchmark: Debian's etcd-server package, unpacked into a cache
 # folder (its service is never installed or started). An etcd 3.4 already on PATH is used as is.

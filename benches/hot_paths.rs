@@ -295,6 +295,7 @@ fn apply_batch(c: &mut Criterion) {
                 root_token_sha256: vec![0; 32],
                 ..Default::default()
             }),
+            request_retention_ms: 0,
         })),
         ..Default::default()
     };

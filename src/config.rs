@@ -121,6 +121,11 @@ pub struct ClusterConfig {
     /// Membership changes that leave fewer voters than this are refused unless forced.
     #[serde(default = "default_min_voters")]
     pub min_voters: u32,
+    /// How long (ms) the cluster remembers each request's first outcome, so that a retry with
+    /// the same request id is answered instead of applied again (default 600000, 10 minutes;
+    /// 30000 to 86400000). Set once, by the bootstrap node.
+    #[serde(default)]
+    pub request_retention_ms: Option<u64>,
 }
 
 fn default_min_voters() -> u32 {
@@ -529,6 +534,23 @@ impl ServerConfig {
                     "cluster.preferred_regions names {r}, which has no [[regions]] entry"
                 ));
             }
+        }
+        if let Some(ms) = self.cluster.request_retention_ms {
+            let (min, max) = (
+                coffer_raft::requests::MIN_RETENTION_MS,
+                coffer_raft::requests::MAX_RETENTION_MS,
+            );
+            if !(min..=max).contains(&ms) {
+                return Err(format!(
+                    "cluster.request_retention_ms {ms} must be between {min} (30 s) and {max} (24 h)"
+                ));
+            }
+        }
+        if !(100..=120_000).contains(&self.limits.write_timeout_ms) {
+            return Err(format!(
+                "limits.write_timeout_ms {} must be between 100 and 120000",
+                self.limits.write_timeout_ms
+            ));
         }
         let r = &self.raft;
         if r.heartbeat_ms == 0 || r.election_timeout_min_ms <= r.heartbeat_ms {

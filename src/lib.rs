@@ -15,6 +15,7 @@ pub mod crypto;
 pub mod dev;
 pub mod error;
 pub mod node;
+pub mod request_ids;
 pub mod rewrap;
 pub mod testkit;
 pub mod time;

@@ -368,6 +368,7 @@ async fn bootstrap(raft: RaftNode, cfg: ServerConfig) {
                     token_key: None,
                     root_revoked_at_ms: 0,
                 }),
+                request_retention_ms: cfg.cluster.request_retention_ms.unwrap_or(0),
             })),
         };
         match raft.propose(cmd, Duration::from_secs(10)).await {
@@ -421,10 +422,17 @@ async fn ensure_token_key(core: Arc<Core>, mut stop: tokio::sync::watch::Receive
                 continue;
             }
         };
+        let request_id = match crate::request_ids::fresh() {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::warn!("cannot propose the token key yet: {e}");
+                continue;
+            }
+        };
         let cmd = pb::Command {
             proposed_at_ms: crate::time::now_ms(),
             principal: "system".into(),
-            request_id: String::new(),
+            request_id,
             op: Some(pb::command::Op::SetTokenKey(pb::SetTokenKey { key: Some(envelope) })),
         };
         if let Err(e) = core.raft.propose(cmd, Duration::from_secs(5)).await {

@@ -288,10 +288,14 @@ async fn propose(raft: &RaftNode, batch: Batch, report: &mut PassReport) {
     let n = batch.len() as u64;
     let replacing = batch.iter().filter(|(_, r)| *r).count() as u64;
     let entries: Vec<pb::RewrapEntry> = batch.into_iter().map(|(e, _)| e).collect();
+    let request_id = match crate::request_ids::fresh() {
+        Ok(id) => id,
+        Err(e) => return report.fail(format!("cannot propose {n} wraps: {e}")),
+    };
     let cmd = pb::Command {
         proposed_at_ms: crate::time::now_ms(),
         principal: "system:rewrap".into(),
-        request_id: String::new(),
+        request_id,
         op: Some(pb::command::Op::SetWraps(pb::SetWraps { entries })),
     };
     match raft.propose(cmd, PROPOSE_TIMEOUT).await {

@@ -103,6 +103,16 @@ fn bad_configs_name_the_field() {
             "api_addr",
         ),
         ("[kms]", "[kms]\nbogus = 1", "bogus"),
+        (
+            "[cluster]\nid = \"prod-1\"",
+            "[cluster]\nid = \"prod-1\"\nrequest_retention_ms = 1000",
+            "cluster.request_retention_ms 1000 must be between 30000",
+        ),
+        (
+            "[kms]",
+            "[limits]\nwrite_timeout_ms = 0\n\n[kms]",
+            "limits.write_timeout_ms",
+        ),
         ("[kms]", "[network]\nplaintext = true\n\n[kms]", "both set"),
         ("[tls]", "[tls]\nbogus = 1", "bogus"),
         ("/node.pem\"", "/missing.pem\"", "tls.cert"),

@@ -100,7 +100,10 @@ pub(crate) fn create_token(tx: &mut Txn<'_, '_>, c: &pb::CreateToken) -> Result<
     stored.revoked_at_ms = 0;
     tx.put(keys::token(&t.accessor), stored.encode_to_vec());
     tx.put(keys::token_hash(&t.token_sha256), t.accessor.as_bytes().to_vec());
-    Ok(pb::CommandOk::default())
+    Ok(pb::CommandOk {
+        reply: c.reply.clone(),
+        ..Default::default()
+    })
 }
 
 /// Revokes a token (idempotent). `root` marks the bootstrap root token revoked (its hash stays,

@@ -14,10 +14,17 @@ pub enum Bug {
     EarlyAck,
     /// Skip the compare-and-swap check when moving an alias.
     CasIgnore,
+    /// Skip the request-table lookup: a retried command is evaluated (and applied) again.
+    ReplayForgets,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 3] = [Bug::StaleLinearizable, Bug::EarlyAck, Bug::CasIgnore];
+    pub const ALL: [Bug; 4] = [
+        Bug::StaleLinearizable,
+        Bug::EarlyAck,
+        Bug::CasIgnore,
+        Bug::ReplayForgets,
+    ];
 
     /// The command-line name (`--inject-bug NAME`).
     pub fn name(self) -> &'static str {
@@ -25,6 +32,7 @@ impl Bug {
             Bug::StaleLinearizable => "stale-linearizable",
             Bug::EarlyAck => "early-ack",
             Bug::CasIgnore => "cas-ignore",
+            Bug::ReplayForgets => "replay-forgets",
         }
     }
 

@@ -4,11 +4,14 @@
 //! m/last_applied              LogId            last applied log id
 //! m/membership                StoredMembership last applied membership
 //! m/cluster                   ClusterInfo      set once by Bootstrap
+//! m/requests                  RequestTableMeta request table: queue bounds and clock
 //! s/<name>                    Secret
 //! v/<name> 0x00 <u64 BE>      SecretVersion    (names never contain 0x00)
 //! p/<policy name>             Policy
 //! t/<accessor>                TokenRecord
 //! h/<hex SHA-256 of a token>  accessor         (token lookup index)
+//! r/<request id>              RequestRecord    first outcome of a request (exactly once)
+//! x/<u64 BE seq>              RequestQueueEntry request records in the order written (expiry)
 //! ```
 //! Every key starts with an ASCII letter, so `[0x00, 0xff)` covers the whole space.
 
@@ -21,6 +24,17 @@ pub const VERSION_PREFIX: &[u8] = b"v/";
 pub const POLICY_PREFIX: &[u8] = b"p/";
 pub const TOKEN_PREFIX: &[u8] = b"t/";
 pub const TOKEN_HASH_PREFIX: &[u8] = b"h/";
+pub const REQUESTS_META: &[u8] = b"m/requests";
+pub const REQUEST_PREFIX: &[u8] = b"r/";
+pub const REQUEST_QUEUE_PREFIX: &[u8] = b"x/";
+
+pub fn request(id: &str) -> Vec<u8> {
+    [REQUEST_PREFIX, id.as_bytes()].concat()
+}
+
+pub fn request_queue(seq: u64) -> Vec<u8> {
+    [REQUEST_QUEUE_PREFIX, &seq.to_be_bytes()[..]].concat()
+}
 
 pub fn policy(name: &str) -> Vec<u8> {
     [POLICY_PREFIX, name.as_bytes()].concat()

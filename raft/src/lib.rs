@@ -6,7 +6,8 @@
 //! - the log store ([`log_store`]) and the state machine ([`state_machine`]) over two storage
 //!   backends: RocksDB ([`rocks`], production) and memory ([`mem`], simulations and tests);
 //! - the secrets model applied by the state machine ([`secrets`]) and its read side
-//!   ([`query`]), with name rules in [`names`];
+//!   ([`query`]), with name rules in [`names`]; the request table that applies every command
+//!   at most once ([`requests`]);
 //! - peer RPC over tonic ([`network`] client side, [`peer_service`] server side).
 
 pub mod access;
@@ -25,12 +26,15 @@ pub mod peer_service;
 pub mod placement;
 pub mod query;
 pub mod read_batch;
+pub mod requests;
 pub mod rocks;
 pub mod runtime;
 pub mod secrets;
 pub mod snapshot_schedule;
 pub mod state_machine;
 pub mod storage;
+#[cfg(test)]
+mod test_sm;
 
 pub use coffer_proto as pb;
 pub use openraft;

@@ -806,8 +806,12 @@ impl RaftNode {
                 format!("the leader did not apply its read index {index} in time"),
             ));
         }
-        let applied_index = self.inner.reader.applied_index();
         let view = self.inner.reader.view();
+        // The index of exactly the state the answer comes from.
+        let applied_index = match query::last_applied(&*view) {
+            Ok(l) => l.map_or(0, |l| l.index),
+            Err(e) => return Err((tonic::Code::Internal, format!("leader storage: {e}"))),
+        };
         let result = match query::answer(&*view, query) {
             Ok(a) => pb::fetch_response::Result::Answer(a),
             Err(query::QueryError::Model(e)) => pb::fetch_response::Result::Error(e.to_pb()),

@@ -12,6 +12,7 @@ use crate::keys;
 use crate::names;
 use crate::pb;
 use crate::pb::ErrorCode;
+use crate::requests;
 use crate::storage::Overlay;
 use crate::storage::Txn;
 
@@ -93,13 +94,54 @@ fn etag(log_index: u64) -> String {
 
 /// Applies one command at `log_index`. Domain failures come back as an error result.
 ///
-/// A command whose request id was already applied changes nothing and is answered as it was
-/// first applied, with that first entry's index (so a retried write never reports a later
-/// position in the log than the one where it took effect).
+/// Every command but the bootstrap goes through the request table ([`requests`]): a request id
+/// applied before is answered with its first outcome and that first entry's index, and is not
+/// evaluated again; a new one is evaluated and its outcome recorded in the same write.
 pub fn apply(ov: &mut Overlay<'_>, cmd: &pb::Command, log_index: u64) -> std::io::Result<pb::CommandResult> {
+    if let Some(pb::command::Op::Bootstrap(b)) = &cmd.op {
+        let result = evaluate(ov, cmd, log_index)?;
+        if matches!(result.outcome, Some(pb::command_result::Outcome::Ok(_))) {
+            requests::set_retention(ov, b.request_retention_ms)?;
+        }
+        return Ok(result);
+    }
+    let id = cmd.request_id.as_str();
+    let refuse = |e: ModelError| pb::CommandResult {
+        log_index,
+        outcome: Some(pb::command_result::Outcome::Error(e.to_pb())),
+        replayed: false,
+    };
+    let fp = requests::Fingerprint::of(cmd);
+    if id.len() > requests::MAX_REQUEST_ID_BYTES {
+        requests::advance(ov, cmd.proposed_at_ms, None)?;
+        return Ok(refuse(ModelError::new(
+            ErrorCode::InvalidArgument,
+            format!("a request id has at most {} bytes", requests::MAX_REQUEST_ID_BYTES),
+        )));
+    }
+    if !id.is_empty() {
+        match requests::lookup(ov, cmd, &fp)? {
+            requests::Lookup::Fresh => {}
+            requests::Lookup::Replay(first) => {
+                requests::advance(ov, cmd.proposed_at_ms, None)?;
+                return Ok(first);
+            }
+            requests::Lookup::Reused(e) => {
+                requests::advance(ov, cmd.proposed_at_ms, None)?;
+                return Ok(refuse(e));
+            }
+        }
+    }
+    let result = evaluate(ov, cmd, log_index)?;
+    let record = (!id.is_empty() && requests::is_recorded(&result)).then_some((id, &fp, cmd, &result));
+    requests::advance(ov, cmd.proposed_at_ms, record)?;
+    Ok(result)
+}
+
+/// Evaluates `cmd` against the state: its writes reach `ov` only if it succeeds.
+fn evaluate(ov: &mut Overlay<'_>, cmd: &pb::Command, log_index: u64) -> std::io::Result<pb::CommandResult> {
     let mut tx = ov.txn();
-    let mut reply_index = log_index;
-    let outcome = match apply_op(&mut tx, cmd, log_index, &mut reply_index) {
+    let outcome = match apply_op(&mut tx, cmd, log_index) {
         Ok(ok) => {
             tx.commit();
             pb::command_result::Outcome::Ok(ok)
@@ -108,14 +150,14 @@ pub fn apply(ov: &mut Overlay<'_>, cmd: &pb::Command, log_index: u64) -> std::io
         Err(ApplyError::Io(e)) => return Err(e),
     };
     Ok(pb::CommandResult {
-        log_index: reply_index,
+        log_index,
         outcome: Some(outcome),
+        replayed: false,
     })
 }
 
-/// Applies `cmd` at `log_index`. A replayed request sets `reply_index` to the index where it was
-/// first applied, when its records say.
-fn apply_op(tx: &mut Txn<'_, '_>, cmd: &pb::Command, log_index: u64, reply_index: &mut u64) -> Result<pb::CommandOk> {
+/// Applies `cmd` at `log_index`.
+fn apply_op(tx: &mut Txn<'_, '_>, cmd: &pb::Command, log_index: u64) -> Result<pb::CommandOk> {
     use pb::command::Op;
     let Some(op) = &cmd.op else {
         return fail(ErrorCode::InvalidArgument, "command without an operation");
@@ -142,14 +184,7 @@ fn apply_op(tx: &mut Txn<'_, '_>, cmd: &pb::Command, log_index: u64, reply_index
         Op::DestroyVersion(c) => &c.name,
     };
     names::validate_name(name).map_err(ModelError::from)?;
-    // Read once: the replay check and the operation both need it.
     let secret = load_secret(tx, name)?;
-    if let Some((replayed, first)) = replay(tx, op, name, secret.as_ref(), &cmd.request_id)? {
-        if first != 0 {
-            *reply_index = first;
-        }
-        return Ok(replayed);
-    }
     let at = At {
         now,
         log_index,
@@ -178,49 +213,6 @@ struct At<'a> {
     log_index: u64,
     principal: &'a str,
     request_id: &'a str,
-}
-
-/// The answer to a command that was already applied under the same request id, if any, with
-/// the index where it was applied (0 in records from before versions kept it).
-fn replay(
-    tx: &Txn<'_, '_>,
-    op: &pb::command::Op,
-    name: &str,
-    secret: Option<&pb::Secret>,
-    request_id: &str,
-) -> Result<Option<(pb::CommandOk, u64)>> {
-    if request_id.is_empty() {
-        return Ok(None);
-    }
-    let Some(secret) = secret else {
-        return Ok(None);
-    };
-    if let pb::command::Op::AddVersion(c) = op {
-        // The version this request wrote, even if other writes followed it: the one it was
-        // sealed for, or one of its `also_for` versions if it lost a race the first time.
-        let candidates = std::iter::once(c.version).chain(c.also_for.iter().map(|a| a.version));
-        for version in candidates.filter(|v| *v < secret.next_version) {
-            if let Some(b) = tx.get(&keys::version(name, version))? {
-                let v: pb::SecretVersion = decode(&b, "version")?;
-                if v.request_id == request_id {
-                    return Ok(Some((ok(secret, version), v.created_index)));
-                }
-            }
-        }
-        return Ok(None);
-    }
-    if secret.last_request_id == request_id {
-        let version = match op {
-            pb::command::Op::MoveAlias(c) => c.version,
-            pb::command::Op::SetVersionState(c) => c.version,
-            pb::command::Op::DestroyVersion(c) => c.version,
-            _ => 0,
-        };
-        // The etag names the index of the secret's last change, which was this request's.
-        let first = u64::from_str_radix(&secret.etag, 16).unwrap_or(0);
-        return Ok(Some((ok(secret, version), first)));
-    }
-    Ok(None)
 }
 
 fn bootstrap(tx: &mut Txn<'_, '_>, b: &pb::Bootstrap) -> Result<pb::CommandOk> {
@@ -361,7 +353,6 @@ fn new_secret(name: &str, spec: &pb::SecretSpec, principal: &str, now: u64) -> p
         max_versions: spec.max_versions,
         etag: String::new(),
         created_by: principal.to_string(),
-        last_request_id: String::new(),
     }
 }
 
@@ -370,16 +361,14 @@ fn ok(secret: &pb::Secret, version: u64) -> pb::CommandOk {
         etag: secret.etag.clone(),
         version,
         aliases: secret.aliases.clone(),
-        applied: 0,
+        ..Default::default()
     }
 }
 
-/// Stores a changed secret: new etag and update time, and the request that changed it (so a
-/// retry of that request is answered, not re-applied).
+/// Stores a changed secret with a new etag and update time.
 fn save_secret(tx: &mut Txn<'_, '_>, secret: &mut pb::Secret, at: &At<'_>) {
     secret.updated_at_ms = at.now;
     secret.etag = etag(at.log_index);
-    secret.last_request_id = at.request_id.to_string();
     tx.put(keys::secret(&secret.name), secret.encode_to_vec());
 }
 
@@ -605,124 +594,10 @@ fn destroy_version(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mem::MemSmBackend;
     use crate::storage::SmBackend;
-
-    struct Sm {
-        backend: MemSmBackend,
-        index: u64,
-        /// The log index the last command's result reported.
-        reply_index: u64,
-    }
-
-    /// Sealings for `versions`, each recognizable by its version byte.
-    fn sealed_for(versions: std::ops::RangeInclusive<u64>) -> Vec<pb::SealedFor> {
-        versions
-            .map(|v| pb::SealedFor {
-                version: v,
-                nonce: vec![v as u8; 12],
-                ciphertext: vec![v as u8; 20],
-            })
-            .collect()
-    }
-
-    fn add(name: &str, version: u64, alias: &str) -> pb::command::Op {
-        pb::command::Op::AddVersion(pb::AddVersion {
-            name: name.into(),
-            version,
-            envelope: Some(pb::Envelope {
-                format: 1,
-                nonce: vec![1; 12],
-                ciphertext: vec![2; 20],
-                wrapped_keys: vec![pb::WrappedKey {
-                    region: "r".into(),
-                    ..Default::default()
-                }],
-            }),
-            crc32c: 0,
-            size: 4,
-            alias: alias.into(),
-            create_if_missing: Some(pb::SecretSpec::default()),
-            expires_at_ms: 0,
-            also_for: vec![],
-        })
-    }
-
-    impl Sm {
-        fn new() -> Self {
-            let mut sm = Sm {
-                backend: MemSmBackend::new(),
-                index: 0,
-                reply_index: 0,
-            };
-            let r = sm.run(pb::command::Op::Bootstrap(pb::Bootstrap {
-                cluster: Some(pb::ClusterInfo {
-                    cluster_id: "test".into(),
-                    root_token_sha256: vec![0; 32],
-                    ..Default::default()
-                }),
-            }));
-            assert!(r.is_ok(), "{r:?}");
-            sm
-        }
-
-        fn run(&mut self, op: pb::command::Op) -> std::result::Result<pb::CommandOk, ModelError> {
-            self.run_as(op, "")
-        }
-
-        fn run_as(&mut self, op: pb::command::Op, request_id: &str) -> std::result::Result<pb::CommandOk, ModelError> {
-            self.index += 1;
-            let cmd = pb::Command {
-                proposed_at_ms: 1000 + self.index,
-                principal: "root".into(),
-                request_id: request_id.into(),
-                op: Some(op),
-            };
-            let view = self.backend.view();
-            let mut ov = Overlay::new(&*view);
-            let r = apply(&mut ov, &cmd, self.index).unwrap();
-            self.reply_index = r.log_index;
-            let writes = ov.into_writes();
-            drop(view);
-            self.backend.commit(writes).unwrap();
-            match r.outcome.unwrap() {
-                pb::command_result::Outcome::Ok(ok) => Ok(ok),
-                pb::command_result::Outcome::Error(e) => Err(ModelError::from_pb(&e)),
-            }
-        }
-
-        fn put(&mut self, name: &str, version: u64, alias: &str) -> std::result::Result<pb::CommandOk, ModelError> {
-            self.run(add(name, version, alias))
-        }
-
-        fn promote(
-            &mut self,
-            name: &str,
-            alias: &str,
-            version: u64,
-            expected: u64,
-        ) -> std::result::Result<pb::CommandOk, ModelError> {
-            self.run(pb::command::Op::MoveAlias(pb::MoveAlias {
-                name: name.into(),
-                alias: alias.into(),
-                version,
-                expected_version: expected,
-            }))
-        }
-
-        fn snapshot(&self) -> Vec<Vec<u8>> {
-            let mut all = vec![];
-            self.backend
-                .view()
-                .for_each(&mut |k, v| {
-                    all.push(k.to_vec());
-                    all.push(v.to_vec());
-                    Ok(())
-                })
-                .unwrap();
-            all
-        }
-    }
+    use crate::test_sm::add;
+    use crate::test_sm::sealed_for;
+    use crate::test_sm::Sm;
 
     #[test]
     fn versions_are_numbered_and_current_moves_previous() {
@@ -1049,17 +924,13 @@ mod tests {
         ] {
             assert_eq!(sm.run(put(bad)).unwrap_err().code, ErrorCode::InvalidArgument);
         }
-        let token = |accessor: &str, hash: u8| pb::TokenRecord {
-            accessor: accessor.into(),
-            token_sha256: vec![hash; 32],
-            principal: "service:acme:api".into(),
-            tenant: "acme".into(),
-            policies: vec!["acme-read".into()],
-            created_at_ms: 10,
-            expires_at_ms: 20,
-            ..Default::default()
+        let token = crate::test_sm::token_record;
+        let create = |t: pb::TokenRecord| {
+            pb::command::Op::CreateToken(pb::CreateToken {
+                token: Some(t),
+                reply: None,
+            })
         };
-        let create = |t: pb::TokenRecord| pb::command::Op::CreateToken(pb::CreateToken { token: Some(t) });
         sm.run(create(token("aa01", 7))).unwrap();
         assert_eq!(
             sm.run(create(token("aa01", 8))).unwrap_err().code,
@@ -1109,11 +980,7 @@ mod tests {
 
     #[test]
     fn nothing_before_bootstrap() {
-        let mut sm = Sm {
-            backend: MemSmBackend::new(),
-            index: 0,
-            reply_index: 0,
-        };
+        let mut sm = Sm::empty();
         assert_eq!(
             sm.put("acme/db", 1, "CURRENT").unwrap_err().code,
             ErrorCode::NotBootstrapped

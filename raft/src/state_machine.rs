@@ -239,7 +239,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 let result = match &entry.payload {
                     EntryPayload::Blank => pb::CommandResult {
                         log_index: log_id.index,
-                        outcome: None,
+                        ..Default::default()
                     },
                     EntryPayload::Normal(cmd) => secrets::apply(&mut ov, cmd, log_id.index)?,
                     EntryPayload::Membership(m) => {
@@ -250,7 +250,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         );
                         pb::CommandResult {
                             log_index: log_id.index,
-                            outcome: None,
+                            ..Default::default()
                         }
                     }
                 };
@@ -757,5 +757,57 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(leftovers, vec![std::ffi::OsString::from("current.snap")]);
+    }
+
+    /// The request table lives in the state machine's key space, so a snapshot carries it: a
+    /// node that caught up by snapshot install answers a retry of a request it never applied
+    /// itself with the first outcome and index, instead of applying it again.
+    #[tokio::test]
+    async fn a_snapshot_carries_the_request_table_to_the_node_that_installs_it() {
+        let cmd = |request_id: &str, op: pb::command::Op| pb::Command {
+            proposed_at_ms: 1_000,
+            principal: "root".into(),
+            request_id: request_id.into(),
+            op: Some(op),
+        };
+        let bootstrap = cmd(
+            "",
+            pb::command::Op::Bootstrap(pb::Bootstrap {
+                cluster: Some(pb::ClusterInfo {
+                    cluster_id: "test".into(),
+                    root_token_sha256: vec![0; 32],
+                    ..Default::default()
+                }),
+                request_retention_ms: 0,
+            }),
+        );
+        let put = cmd("r-1", crate::test_sm::add("acme/s0", 1, "CURRENT"));
+        let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (_log_a, sm_a) = crate::rocks::open(dir_a.path()).unwrap();
+        let mut a = StateMachineStore::new(Arc::new(sm_a)).unwrap();
+        for (index, c) in [(1, bootstrap), (2, put.clone())] {
+            let entry = crate::Entry::new(
+                LogId::new(LeaderId { term: 1, node_id: 1 }, index),
+                EntryPayload::Normal(c),
+            );
+            a.apply(futures::stream::iter([Ok((entry, None))])).await.unwrap();
+        }
+        a.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        let snapshot = a.get_current_snapshot().await.unwrap().expect("a snapshot");
+
+        let (_log_b, sm_b) = crate::rocks::open(dir_b.path()).unwrap();
+        let backend_b: Arc<dyn SmBackend> = Arc::new(sm_b);
+        let mut b = StateMachineStore::new(backend_b.clone()).unwrap();
+        b.install_snapshot(&snapshot.meta, snapshot.snapshot).await.unwrap();
+        let view = backend_b.view();
+        let mut ov = Overlay::new(&*view);
+        let retry = secrets::apply(&mut ov, &put, 3).unwrap();
+        assert!(retry.replayed, "answered from the installed table");
+        assert_eq!(retry.log_index, 2, "with the index where node A applied it");
+        let ok = match retry.outcome {
+            Some(pb::command_result::Outcome::Ok(ok)) => ok,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(ok.version, 1);
     }
 }

@@ -33,6 +33,11 @@ use crate::shape::ROOT_TOKEN;
 /// How often each node samples its own Raft state for the election-safety check.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 
+/// How long the simulated cluster keeps request records: longer than any client's retries
+/// (3 attempts of 8 s, a proposal that waits out a partition), short enough that runs with a
+/// long safety phase expire records while clients write.
+pub const REQUEST_RETENTION: Duration = Duration::from_secs(60);
+
 /// A node's durable storage, kept by the harness across crashes.
 #[derive(Clone, Default)]
 pub struct Storage {
@@ -78,7 +83,8 @@ pub fn node_config(sim: &turmoil::Sim<'_>, shape: &Shape, node: &SimNode) -> Ser
     let text = format!(
         "[node]\nid = {id}\nname = \"{host}\"\nregion = \"{region}\"\ndata_dir = \"/sim/{host}\"\n\
          api_addr = \"{api}\"\nraft_addr = \"{raft}\"\n\n\
-         [cluster]\nid = \"sim\"\nbootstrap = {bootstrap}\nroot_token_sha256 = \"{hash}\"\nmin_voters = 1\n\n\
+         [cluster]\nid = \"sim\"\nbootstrap = {bootstrap}\nroot_token_sha256 = \"{hash}\"\nmin_voters = 1\n\
+         request_retention_ms = {retention}\n\n\
          {members}{regions}\
          [kms]\nfallback = \"deny\"\ncall_timeout_ms = 1000\nretry_unhealthy_after_ms = 2000\nrewrap_interval_ms = 1000\n\n\
          [raft]\nheartbeat_ms = {hb}\nelection_timeout_min_ms = {emin}\nelection_timeout_max_ms = {emax}\n\
@@ -94,6 +100,7 @@ pub fn node_config(sim: &turmoil::Sim<'_>, shape: &Shape, node: &SimNode) -> Ser
         emin = shape.election_min_ms,
         emax = shape.election_max_ms,
         snap = shape.snapshot_every,
+        retention = REQUEST_RETENTION.as_millis(),
     );
     let cfg: ServerConfig =
         toml::from_str(&text).unwrap_or_else(|e| panic!("simulation config does not parse: {e}\n{text}"));
@@ -199,4 +206,55 @@ pub fn storage_dump(nodes: &BTreeMap<String, Storage>) -> Vec<(String, Vec<Vec<u
             (n.clone(), all)
         })
         .collect()
+}
+
+/// One node's request table at the end of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestTable {
+    pub node: String,
+    /// The index of the last entry its state machine applied.
+    pub applied: u64,
+    /// Every pair of the table: its bookkeeping (`m/requests`), records (`r/`) and queue (`x/`).
+    pub pairs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Every node's request table, for the checks that replicas agree and that the table is whole.
+pub fn request_tables(nodes: &BTreeMap<String, Storage>) -> Vec<RequestTable> {
+    use coffer_raft::keys;
+    use coffer_raft::storage::SmBackend;
+    nodes
+        .iter()
+        .map(|(n, s)| {
+            let view = s.sm.view();
+            let applied = coffer_raft::query::last_applied(&*view)
+                .ok()
+                .flatten()
+                .map_or(0, |l| l.index);
+            let mut pairs = Vec::new();
+            if let Ok(Some(meta)) = view.get(keys::REQUESTS_META) {
+                pairs.push((keys::REQUESTS_META.to_vec(), meta));
+            }
+            for prefix in [keys::REQUEST_PREFIX, keys::REQUEST_QUEUE_PREFIX] {
+                pairs.extend(view.scan(prefix, prefix, usize::MAX).unwrap_or_default());
+            }
+            RequestTable {
+                node: n.clone(),
+                applied,
+                pairs,
+            }
+        })
+        .collect()
+}
+
+/// Whether any node's request table has dropped an expired record.
+pub fn some_request_expired(tables: &[RequestTable]) -> bool {
+    use coffer::pb;
+    use prost::Message;
+    tables.iter().any(|t| {
+        t.pairs
+            .iter()
+            .find(|(k, _)| k == coffer_raft::keys::REQUESTS_META)
+            .and_then(|(_, v)| pb::RequestTableMeta::decode(&v[..]).ok())
+            .is_some_and(|m| m.head > 0)
+    })
 }

@@ -19,6 +19,7 @@ pub mod invariants;
 pub mod kms_host;
 pub mod liveness;
 pub mod net;
+pub mod request_log;
 pub mod rng;
 pub mod run;
 pub mod scenarios;

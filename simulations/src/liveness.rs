@@ -51,12 +51,25 @@ async fn read_index(addr: &str, mode: pb::read_consistency::Mode) -> Option<u64>
     try_read_index(addr, mode).await.ok()
 }
 
-/// Waits until the cluster answers linearizable reads, then adds the learners.
+/// Waits until the cluster answers linearizable reads, puts the policy the workload's tokens
+/// name, then adds the learners.
 pub async fn setup(first: &str, learners: Vec<pb::NodeInfo>) -> turmoil::Result {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while read_index(first, linearizable()).await.is_none() {
         if tokio::time::Instant::now() > deadline {
             return Err("no leader answered a linearizable read within 120 s of start".into());
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    let policy = pb::PutPolicyRequest {
+        document: crate::workload::policy_document(crate::workload::TOKEN_POLICY, 0),
+    };
+    while let Err(s) = crate::workload::access_client(first)
+        .put_policy(request(policy.clone()))
+        .await
+    {
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("cannot put the policy the workload's tokens use: {}", s.message()).into());
         }
         tokio::time::sleep(POLL).await;
     }
@@ -113,13 +126,22 @@ async fn final_secret(addr: &str, name: &str) -> Result<FinalSecret, String> {
         name: name.into(),
         consistency: Some(pb::ReadConsistency { mode: Some(local()) }),
     };
-    let versions = match c.list_versions(request(req)).await {
-        Ok(r) => r.into_inner().versions,
-        Err(s) if s.code() == tonic::Code::NotFound => return Ok(FinalSecret::new()),
+    let (versions, index) = match c.list_versions(request(req)).await {
+        Ok(r) => {
+            let r = r.into_inner();
+            (r.versions, r.read.map_or(0, |m| m.applied_index))
+        }
+        Err(s) if s.code() == tonic::Code::NotFound => return Ok(FinalSecret::default()),
         Err(s) => return Err(format!("list versions of {name}: {}", s.message())),
     };
-    let mut out = FinalSecret::new();
+    let mut out = FinalSecret {
+        index,
+        ..Default::default()
+    };
     for v in versions {
+        if v.aliases.iter().any(|a| a == "CURRENT") {
+            out.current = v.version;
+        }
         let state = if v.destroyed_at_ms > 0 {
             "destroyed"
         } else if v.disabled_at_ms > 0 {
@@ -136,7 +158,7 @@ async fn final_secret(addr: &str, name: &str) -> Result<FinalSecret, String> {
         } else {
             None
         };
-        out.insert(v.version, (value, state.to_string()));
+        out.versions.insert(v.version, (value, state.to_string()));
     }
     Ok(out)
 }

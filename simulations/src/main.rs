@@ -24,7 +24,7 @@ struct Cli {
 #[derive(clap::Args, Clone)]
 struct Common {
     /// Switch on a deliberate bug to show the checkers catch it:
-    /// stale-linearizable, early-ack or cas-ignore.
+    /// stale-linearizable, early-ack, cas-ignore or replay-forgets.
     #[arg(long, value_parser = parse_bug)]
     inject_bug: Option<Bug>,
     /// Length of the safety phase in simulated seconds.
@@ -126,9 +126,6 @@ fn options(seed: u64, scenario: Option<Scenario>, common: &Common) -> run::Optio
 
 /// Prints a report; true if it passed.
 fn print(report: &run::Report, scenario: Option<Scenario>, common: &Common) -> bool {
-    for v in &report.inconclusive {
-        println!("  inconclusive: {}", v.detail);
-    }
     for v in report.violations.iter().take(5) {
         println!("  violation [{}] {}", v.invariant, v.detail);
     }
@@ -223,6 +220,7 @@ fn run_guarded(seed: u64, scenario: Option<Scenario>, common: &Common) -> run::R
             .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_default();
         coffer_raft::bugs::set(None);
+        coffer::time::set_thread_clock(None);
         run::Report {
             seed,
             shape: "(panicked)".into(),
@@ -231,7 +229,6 @@ fn run_guarded(seed: u64, scenario: Option<Scenario>, common: &Common) -> run::R
             faults: 0,
             trace: "-".into(),
             violations: vec![coffer_simulations::invariants::Violation::new("panic", msg)],
-            inconclusive: vec![],
         }
     })
 }
@@ -263,10 +260,13 @@ fn main() -> ExitCode {
         } => {
             let next = Arc::new(AtomicU64::new(a));
             let failed = Arc::new(AtomicBool::new(false));
+            let failing: Arc<Mutex<Vec<u64>>> = Arc::default();
+            let started = wall_clock_now();
             let out = Arc::new(Mutex::new(()));
             let workers: Vec<_> = (0..jobs.max(1))
                 .map(|_| {
                     let (next, failed, out, common) = (next.clone(), failed.clone(), out.clone(), common.clone());
+                    let failing = failing.clone();
                     // Each simulation is single-threaded and owns its thread for the run.
                     std::thread::spawn(move || loop {
                         if failed.load(Ordering::SeqCst) && !keep_going {
@@ -280,6 +280,7 @@ fn main() -> ExitCode {
                         let _guard = out.lock().unwrap_or_else(|e| e.into_inner());
                         if !print(&report, None, &common) {
                             failed.store(true, Ordering::SeqCst);
+                            failing.lock().unwrap_or_else(|e| e.into_inner()).push(seed);
                         }
                     })
                 })
@@ -290,13 +291,25 @@ fn main() -> ExitCode {
                 }
             }
             let failed = failed.load(Ordering::SeqCst);
+            let mut failing = failing.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            failing.sort_unstable();
+            let verdict = match (failed, failing.len()) {
+                (false, _) => format!("all {} seeds passed", b - a),
+                (true, 0) => "VIOLATIONS FOUND".to_string(),
+                (true, n) => format!(
+                    "VIOLATIONS FOUND in {n} seed{} ({})",
+                    if n == 1 { "" } else { "s" },
+                    failing.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+                ),
+            };
             println!(
-                "sweep {a}..{b}{}: {}",
+                "sweep {a}..{b}{} at {} s of safety: {verdict}; {:.0} s of wall-clock time",
                 common
                     .inject_bug
                     .map(|b| format!(" --inject-bug {}", b.name()))
                     .unwrap_or_default(),
-                if failed { "VIOLATIONS FOUND" } else { "all seeds passed" }
+                common.safety_secs,
+                started.elapsed().as_secs_f64()
             );
             !failed
         }

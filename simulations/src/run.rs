@@ -56,18 +56,12 @@ pub struct Report {
     pub faults: usize,
     pub trace: String,
     pub violations: Vec<Violation>,
-    /// Checks that could not finish (see [`invariants::INCONCLUSIVE`]).
-    pub inconclusive: Vec<Violation>,
 }
 
 impl Report {
     pub fn line(&self) -> String {
-        let inconclusive = match self.inconclusive.len() {
-            0 => String::new(),
-            n => format!(" inconclusive={n}"),
-        };
         format!(
-            "seed={} ops={} faults={} trace={} violations={}{inconclusive}",
+            "seed={} ops={} faults={} trace={} violations={}",
             self.seed,
             self.ops,
             self.faults,
@@ -98,6 +92,15 @@ fn apply_links(sim: &mut turmoil::Sim<'_>, prev: &Links, next: &Links) {
     }
 }
 
+/// Where simulated time starts on the nodes' clocks (ms since the Unix epoch: 2027-01-15).
+const SIM_EPOCH_MS: u64 = 1_800_000_000_000;
+
+/// The nodes' wall clock: simulated time, so what they stamp (proposal times, which drive the
+/// request table's expiry; token lifetimes) replays with the seed.
+fn sim_clock() -> u64 {
+    SIM_EPOCH_MS + turmoil::sim_elapsed().map_or(0, |d| d.as_millis() as u64)
+}
+
 fn leader_of(slots: &BTreeMap<u64, Slot>) -> Option<u64> {
     slots.iter().find_map(|(id, s)| {
         let r = s.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
@@ -114,7 +117,9 @@ pub fn run(opts: &Options) -> Report {
     };
     coffer_raft::runtime::reseed_thread_rng(seed);
     coffer_raft::bugs::set(opts.bug);
+    coffer::time::set_thread_clock(Some(sim_clock));
     let safety = opts.safety.unwrap_or(Duration::from_secs(30));
+    let safety = opts.scenario.map_or(safety, |s| safety.max(s.min_safety()));
     let schedule: Vec<Scheduled> = match &opts.scenario {
         Some(s) => s.faults(&shape),
         None => faults::schedule(&rng, &shape, safety),
@@ -234,9 +239,26 @@ pub fn run(opts: &Options) -> Report {
     links = base;
 
     let mut failures: Vec<String> = Vec::new();
-    let step = |sim: &mut turmoil::Sim<'_>, failures: &mut Vec<String>| -> bool {
-        match sim.step() {
-            Ok(_) => true,
+    // Every node's request table is read every SAMPLE_EVERY of simulated time (records expire).
+    let mut next_sample = Duration::ZERO;
+    let mut sample = |sim: &turmoil::Sim<'_>| {
+        let now = sim.elapsed();
+        if now < next_sample {
+            return;
+        }
+        next_sample = now + crate::request_log::SAMPLE_EVERY;
+        let mut h = history.borrow_mut();
+        for (name, st) in &storage {
+            h.requests.sample(name, &st.sm, now.as_micros() as u64);
+        }
+    };
+    // One step of simulated time; false once the simulation stopped (an error) or, when
+    // `until_done`, once every client has finished.
+    let mut step = |sim: &mut turmoil::Sim<'_>, failures: &mut Vec<String>, until_done: bool| -> bool {
+        let r = sim.step();
+        sample(sim);
+        match r {
+            Ok(done) => !(until_done && done),
             Err(e) => {
                 failures.push(format!("simulation stopped: {e}"));
                 false
@@ -246,7 +268,7 @@ pub fn run(opts: &Options) -> Report {
 
     // Wait for setup.
     while !started.get() && sim.elapsed() < SIM_LIMIT / 4 {
-        if !step(&mut sim, &mut failures) {
+        if !step(&mut sim, &mut failures, false) {
             break;
         }
     }
@@ -308,7 +330,7 @@ pub fn run(opts: &Options) -> Report {
             apply_links(&mut sim, &links, &next_links);
             links = next_links;
         }
-        if !step(&mut sim, &mut failures) {
+        if !step(&mut sim, &mut failures, false) {
             break;
         }
     }
@@ -340,8 +362,28 @@ pub fn run(opts: &Options) -> Report {
             crate::liveness::check(targets, secrets, h, LIVENESS_LIMIT).await;
             Ok(())
         });
-        if let Err(e) = sim.run() {
-            failures.push(format!("simulation stopped: {e}"));
+        while step(&mut sim, &mut failures, true) {}
+    }
+    {
+        // What every node holds at the end: its last request records, policies and tokens.
+        let mut h = history.borrow_mut();
+        let end = sim.elapsed().as_micros() as u64;
+        for (name, st) in &storage {
+            h.requests.sample(name, &st.sm, end);
+            let view = coffer_raft::storage::SmBackend::view(&st.sm);
+            let access = crate::history::FinalAccess {
+                index: coffer_raft::query::last_applied(&*view)
+                    .ok()
+                    .flatten()
+                    .map_or(0, |l| l.index),
+                policies: coffer_raft::access::policies(&*view)
+                    .map(|ps| ps.into_iter().map(|p| p.name).collect())
+                    .unwrap_or_default(),
+                tokens: coffer_raft::access::tokens(&*view)
+                    .map(|ts| ts.into_iter().map(|t| (t.principal, t.revoked_at_ms > 0)).collect())
+                    .unwrap_or_default(),
+            };
+            h.final_access.insert(name.clone(), access);
         }
     }
 
@@ -349,17 +391,28 @@ pub fn run(opts: &Options) -> Report {
     history.borrow_mut().liveness.extend(failures);
     let leaks_seen = leaks.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let dump = cluster::storage_dump(&storage);
+    let tables = cluster::request_tables(&storage);
+    if opts.scenario == Some(crate::scenarios::Scenario::RequestsExpire) && !cluster::some_request_expired(&tables) {
+        history
+            .borrow_mut()
+            .liveness
+            .push("no request record expired: the scenario did not exercise expiry".into());
+    }
     let h = history.borrow();
-    let (inconclusive, violations): (Vec<_>, Vec<_>) = invariants::check_all(&invariants::Evidence {
+    let violations = invariants::check_all(&invariants::Evidence {
         history: &h,
         storage: dump,
+        tables,
         leaks: leaks_seen,
-    })
-    .into_iter()
-    .partition(|v| v.invariant == invariants::INCONCLUSIVE);
+    });
     if let Ok(secret) = std::env::var("COFFER_SIM_DUMP") {
         for o in h.on(&secret) {
-            eprintln!("{}", o.line());
+            let record = invariants::resolve::records_of(&h, o)
+                .into_iter()
+                .map(|(id, r)| format!("{id}: {}", invariants::resolve::describe(r)))
+                .collect::<Vec<_>>()
+                .join("; ");
+            eprintln!("{}   [{record}]", o.line());
         }
         for (node, f) in &h.finals {
             eprintln!("final {node}: {:?}", f.get(&secret));
@@ -374,6 +427,7 @@ pub fn run(opts: &Options) -> Report {
         hasher.update(l.as_bytes());
     }
     coffer_raft::bugs::set(None);
+    coffer::time::set_thread_clock(None);
     Report {
         seed,
         shape: shape.describe(),
@@ -392,6 +446,5 @@ pub fn run(opts: &Options) -> Report {
         faults: schedule.len(),
         trace: hex::encode(&hasher.finalize()[..8]),
         violations,
-        inconclusive,
     }
 }

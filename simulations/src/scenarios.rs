@@ -17,13 +17,17 @@ pub enum Scenario {
     /// A follower falls behind a compacted log, restarts, and crashes again while the leader
     /// installs a snapshot on it.
     CrashDuringSnapshotInstall,
+    /// Clients write for well over the request retention while leaders change and a node
+    /// crashes, so request records expire (and snapshots carry the expiry queue) under retries.
+    RequestsExpire,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 3] = [
+    pub const ALL: [Scenario; 4] = [
         Scenario::LeaderRegionIsolatedDuringRotation,
         Scenario::KmsDownInLeaderRegion,
         Scenario::CrashDuringSnapshotInstall,
+        Scenario::RequestsExpire,
     ];
 
     pub fn name(self) -> &'static str {
@@ -31,6 +35,16 @@ impl Scenario {
             Scenario::LeaderRegionIsolatedDuringRotation => "leader-region-isolated-during-rotation",
             Scenario::KmsDownInLeaderRegion => "kms-down-in-leader-region",
             Scenario::CrashDuringSnapshotInstall => "crash-during-snapshot-install",
+            Scenario::RequestsExpire => "requests-expire",
+        }
+    }
+
+    /// The safety phase this scenario needs at least, whatever `--safety-secs` says.
+    pub fn min_safety(self) -> Duration {
+        match self {
+            // Two and a half request retentions of writes.
+            Scenario::RequestsExpire => crate::cluster::REQUEST_RETENTION * 5 / 2,
+            _ => Duration::ZERO,
         }
     }
 
@@ -52,7 +66,7 @@ impl Scenario {
         s.heartbeat_ms = 500;
         s.election_min_ms = 2000;
         s.election_max_ms = 4000;
-        s.snapshot_every = if self == Scenario::CrashDuringSnapshotInstall {
+        s.snapshot_every = if matches!(self, Scenario::CrashDuringSnapshotInstall | Scenario::RequestsExpire) {
             10
         } else {
             100
@@ -74,6 +88,13 @@ impl Scenario {
             Scenario::CrashDuringSnapshotInstall => {
                 vec![at(2_000, 13_000, Fault::Crash(3)), at(15_400, 3_000, Fault::Crash(3))]
             }
+            // Retries meet expiry: leaders lost while records written a retention ago expire,
+            // and a node that misses the expiry of many records catches up by snapshot.
+            Scenario::RequestsExpire => vec![
+                at(20_000, 10_000, Fault::IsolateLeaderRegion),
+                at(70_000, 25_000, Fault::Crash(2)),
+                at(110_000, 6_000, Fault::IsolateLeader),
+            ],
         }
     }
 }

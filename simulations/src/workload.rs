@@ -1,5 +1,11 @@
-//! Clients in every region: put, get in every consistency mode, promote with CAS, disable and
-//! destroy, each recorded in the history with its invocation and completion times.
+//! Clients in every region: put, get in every consistency mode, promote with CAS, disable,
+//! destroy and create secrets, put and delete policies, create and revoke tokens; each recorded
+//! in the history with its invocation and completion times. Half of the secret operations go to
+//! one hot secret, so promotes, disables and destroys from several regions race on it.
+//!
+//! Every write carries a request id (`coffer-request-id`), and an attempt whose outcome is
+//! unknown (a timeout, an unavailable node) is sent again with the same id, as a careful client
+//! would: the cluster must apply it once and answer every attempt with that one outcome.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -7,9 +13,12 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use coffer::pb;
+use coffer::pb::access_client::AccessClient;
 use coffer::pb::secrets_client::SecretsClient;
 use tonic::transport::Channel;
 
+use crate::history::policy_object;
+use crate::history::token_object;
 use crate::history::History;
 use crate::history::Kind;
 use crate::history::Mode;
@@ -20,8 +29,14 @@ use crate::net::VALUE_MARKER;
 use crate::rng::SimRng;
 use crate::shape::ROOT_TOKEN;
 
-/// How long a client waits for one answer before counting the operation as unknown.
+/// How long a client waits for one answer before counting the attempt as unknown.
 pub const OP_DEADLINE: Duration = Duration::from_secs(8);
+/// Attempts at one write whose outcome stays unknown (the same request id each time).
+pub const MAX_ATTEMPTS: u32 = 3;
+/// The policy every token the workload creates names (made by the setup).
+pub const TOKEN_POLICY: &str = "sim-read";
+/// Policies the workload puts and deletes.
+const POLICIES: [&str; 3] = ["p0", "p1", "p2"];
 
 /// What clients have learned, shared so promotes and destroys aim at versions that exist.
 #[derive(Default)]
@@ -40,6 +55,11 @@ pub fn secret_client(addr: &str) -> SecretsClient<Channel> {
     SecretsClient::new(ch)
 }
 
+pub fn access_client(addr: &str) -> AccessClient<Channel> {
+    let ch = crate::net::channel(addr, None).expect("valid address");
+    AccessClient::new(ch)
+}
+
 pub fn request<T>(msg: T) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
     r.set_timeout(OP_DEADLINE);
@@ -48,6 +68,28 @@ pub fn request<T>(msg: T) -> tonic::Request<T> {
         format!("Bearer {ROOT_TOKEN}").parse().expect("ascii token"),
     );
     r
+}
+
+/// [`request`] carrying the operation's request id.
+fn request_as<T>(msg: T, request_id: &str) -> tonic::Request<T> {
+    let mut r = request(msg);
+    r.metadata_mut().insert(
+        coffer::request_ids::HEADER,
+        request_id.parse().expect("request ids are ascii"),
+    );
+    r
+}
+
+/// The id a client's request carries in the log (the workload authenticates as root).
+pub fn logged_request_id(client_id: &str) -> String {
+    coffer::request_ids::scoped(coffer::authz::ROOT_PRINCIPAL, client_id)
+}
+
+/// A policy document whose one statement names `acme/v<value>/*`.
+pub fn policy_document(name: &str, value: u64) -> String {
+    format!(
+        r#"{{"name":"{name}","statements":[{{"effect":"allow","principals":["service:acme:sim"],"actions":["secrets:read"],"resources":["acme/v{value}/*"]}}]}}"#
+    )
 }
 
 fn classify(s: tonic::Status) -> Outcome {
@@ -87,14 +129,35 @@ fn write_outcome(r: Result<tonic::Response<pb::WriteResponse>, tonic::Status>) -
     }
 }
 
-/// Runs one operation against `client`; never panics, always yields an outcome.
+/// A session's connections to its node.
+pub struct Clients {
+    pub secrets: SecretsClient<Channel>,
+    pub access: AccessClient<Channel>,
+}
+
+/// An acknowledged access operation (no version, no index in its reply).
+fn access_outcome<T>(r: Result<tonic::Response<T>, tonic::Status>, accessor: impl FnOnce(T) -> String) -> Outcome {
+    match r {
+        Ok(w) => Outcome::Ok(Reply {
+            accessor: accessor(w.into_inner()),
+            ..Default::default()
+        }),
+        Err(s) => classify(s),
+    }
+}
+
+/// Runs one attempt of an operation on `object` under `request_id`; never panics, always
+/// yields an outcome.
 pub async fn perform(
-    client: &mut SecretsClient<Channel>,
-    secret: &str,
+    clients: &mut Clients,
+    object: &str,
     kind: &Kind,
+    request_id: &str,
     token: &str,
 ) -> (Outcome, Option<String>) {
-    let name = secret.to_string();
+    let name = object.to_string();
+    let client = &mut clients.secrets;
+    let access = &mut clients.access;
     let call = async {
         match kind {
             Kind::Put { value } => {
@@ -105,8 +168,65 @@ pub async fn perform(
                     must_exist: false,
                 };
                 // The caller keeps a token only from an acknowledged write.
-                let (outcome, token) = write_outcome(client.put_secret_value(request(req)).await);
+                let (outcome, token) = write_outcome(client.put_secret_value(request_as(req, request_id)).await);
                 (outcome, Some(token))
+            }
+            Kind::Create => {
+                let req = pb::CreateSecretRequest { name, spec: None };
+                (
+                    write_outcome(client.create_secret(request_as(req, request_id)).await).0,
+                    None,
+                )
+            }
+            Kind::PutPolicy { value } => {
+                let policy = object.strip_prefix("policy:").unwrap_or(object);
+                let req = pb::PutPolicyRequest {
+                    document: policy_document(policy, *value),
+                };
+                let r = access.put_policy(request_as(req, request_id)).await;
+                let outcome = match r {
+                    Ok(w) => Outcome::Ok(Reply {
+                        log_index: w.into_inner().log_index,
+                        ..Default::default()
+                    }),
+                    Err(s) => classify(s),
+                };
+                (outcome, None)
+            }
+            Kind::DeletePolicy => {
+                let policy = object.strip_prefix("policy:").unwrap_or(object).to_string();
+                let req = pb::DeletePolicyRequest { name: policy };
+                (
+                    access_outcome(access.delete_policy(request_as(req, request_id)).await, |_| {
+                        String::new()
+                    }),
+                    None,
+                )
+            }
+            Kind::CreateToken => {
+                let principal = object.strip_prefix("token:").unwrap_or(object).to_string();
+                let req = pb::CreateTokenRequest {
+                    principal,
+                    tenant: String::new(),
+                    groups: vec![],
+                    policies: vec![TOKEN_POLICY.to_string()],
+                    ttl_ms: 3_600_000,
+                };
+                (
+                    access_outcome(access.create_token(request_as(req, request_id)).await, |r| r.accessor),
+                    None,
+                )
+            }
+            Kind::RevokeToken { accessor } => {
+                let req = pb::RevokeTokenRequest {
+                    accessor: accessor.clone(),
+                };
+                (
+                    access_outcome(access.revoke_token(request_as(req, request_id)).await, |_| {
+                        String::new()
+                    }),
+                    None,
+                )
             }
             Kind::Get { mode } => {
                 use pb::read_consistency::Mode as M;
@@ -129,7 +249,7 @@ pub async fn perform(
                     consistency: Some(pb::ReadConsistency { mode: Some(m) }),
                     break_glass: None,
                 };
-                match client.get_secret_value(request(req)).await {
+                match client.get_secret_value(request_as(req, request_id)).await {
                     Ok(r) => {
                         let r = r.into_inner();
                         let meta = r.read.clone().unwrap_or_default();
@@ -153,7 +273,10 @@ pub async fn perform(
                     version: *version,
                     expected_version: Some(*expect),
                 };
-                (write_outcome(client.move_alias(request(req)).await).0, None)
+                (
+                    write_outcome(client.move_alias(request_as(req, request_id)).await).0,
+                    None,
+                )
             }
             Kind::Disable { version } => {
                 let req = pb::SetVersionStateRequest {
@@ -161,14 +284,20 @@ pub async fn perform(
                     version: *version,
                     enabled: false,
                 };
-                (write_outcome(client.set_version_state(request(req)).await).0, None)
+                (
+                    write_outcome(client.set_version_state(request_as(req, request_id)).await).0,
+                    None,
+                )
             }
             Kind::Destroy { version } => {
                 let req = pb::DestroyVersionRequest {
                     name,
                     version: *version,
                 };
-                (write_outcome(client.destroy_version(request(req)).await).0, None)
+                (
+                    write_outcome(client.destroy_version(request_as(req, request_id)).await).0,
+                    None,
+                )
             }
         }
     };
@@ -186,6 +315,81 @@ pub struct ClientPlan {
     pub rng: SimRng,
 }
 
+/// What one client chose to do next.
+fn choose(
+    plan: &mut ClientPlan,
+    k: &mut Knowledge,
+    token: &Option<(String, u64)>,
+    mine: &mut Vec<(String, String)>,
+    n: u64,
+) -> (String, Kind) {
+    // Half of the secret operations go to the first (hot) secret.
+    let secret = if plan.rng.percent(50) {
+        plan.secrets[0].clone()
+    } else {
+        plan.rng.pick(&plan.secrets).clone()
+    };
+    let max = k.max_version.get(&secret).copied().unwrap_or(0);
+    let roll = plan.rng.below(100);
+    let put = |k: &mut Knowledge| {
+        k.next_value += 1;
+        Kind::Put { value: k.next_value }
+    };
+    match roll {
+        0..=24 => (secret, put(k)),
+        25..=59 => {
+            let mode = match plan.rng.below(4) {
+                0 => Mode::Local,
+                1 => Mode::Linearizable,
+                2 => Mode::Bounded(*plan.rng.pick(&[300, 1000, 4001])),
+                _ => match token {
+                    Some((_, index)) => Mode::AtLeast(*index),
+                    None => Mode::Local,
+                },
+            };
+            (secret, Kind::Get { mode })
+        }
+        60..=71 if max > 0 => {
+            let expect = k.current.get(&secret).copied().unwrap_or(0);
+            // Usually what we believe CURRENT is; sometimes a stale guess.
+            let expect = if plan.rng.percent(80) {
+                expect
+            } else {
+                plan.rng.range(0, max)
+            };
+            let version = plan.rng.range(1, max);
+            (secret, Kind::Promote { version, expect })
+        }
+        72..=79 if max > 0 => {
+            let version = plan.rng.range(1, max);
+            (secret, Kind::Disable { version })
+        }
+        80..=85 if max > 0 => {
+            let version = plan.rng.range(1, max);
+            (secret, Kind::Destroy { version })
+        }
+        86..=87 => (secret, Kind::Create),
+        88..=93 => {
+            let policy = policy_object(POLICIES[plan.rng.below(POLICIES.len() as u64) as usize]);
+            if plan.rng.percent(70) {
+                k.next_value += 1;
+                (policy, Kind::PutPolicy { value: k.next_value })
+            } else {
+                (policy, Kind::DeletePolicy)
+            }
+        }
+        94..=99 if !mine.is_empty() && plan.rng.percent(40) => {
+            let (principal, accessor) = mine.remove(plan.rng.below(mine.len() as u64) as usize);
+            (token_object(&principal), Kind::RevokeToken { accessor })
+        }
+        94..=99 => (
+            token_object(&format!("service:acme:{}-t{n}", plan.name)),
+            Kind::CreateToken,
+        ),
+        _ => (secret, put(k)),
+    }
+}
+
 /// A client session: one node, one operation at a time, until `stop` is set.
 pub async fn run_client(
     mut plan: ClientPlan,
@@ -193,73 +397,51 @@ pub async fn run_client(
     knowledge: Rc<RefCell<Knowledge>>,
     stop: Rc<std::cell::Cell<bool>>,
 ) -> turmoil::Result {
-    let mut client = secret_client(&plan.addr);
+    let mut clients = Clients {
+        secrets: secret_client(&plan.addr),
+        access: access_client(&plan.addr),
+    };
     // The last write's token and log index, for at_least reads.
     let mut token: Option<(String, u64)> = None;
+    // Tokens this client created and has not revoked: (principal, accessor).
+    let mut mine: Vec<(String, String)> = Vec::new();
+    let mut n = 0u64;
     while !stop.get() {
         let pause = plan.rng.range(20, 300);
         tokio::time::sleep(Duration::from_millis(pause)).await;
-        let secret = plan.rng.pick(&plan.secrets).clone();
-        let kind = {
-            let mut k = knowledge.borrow_mut();
-            let max = k.max_version.get(&secret).copied().unwrap_or(0);
-            let roll = plan.rng.below(100);
-            match roll {
-                0..=29 => {
-                    k.next_value += 1;
-                    Kind::Put { value: k.next_value }
-                }
-                30..=69 => {
-                    let mode = match plan.rng.below(4) {
-                        0 => Mode::Local,
-                        1 => Mode::Linearizable,
-                        2 => Mode::Bounded(*plan.rng.pick(&[300, 1000, 4001])),
-                        _ => match &token {
-                            Some((_, index)) => Mode::AtLeast(*index),
-                            None => Mode::Local,
-                        },
-                    };
-                    Kind::Get { mode }
-                }
-                70..=84 if max > 0 => {
-                    let expect = k.current.get(&secret).copied().unwrap_or(0);
-                    // Usually what we believe CURRENT is; sometimes a stale guess.
-                    let expect = if plan.rng.percent(80) {
-                        expect
-                    } else {
-                        plan.rng.range(0, max)
-                    };
-                    Kind::Promote {
-                        version: plan.rng.range(1, max),
-                        expect,
-                    }
-                }
-                85..=93 if max > 0 => Kind::Disable {
-                    version: plan.rng.range(1, max),
-                },
-                _ if max > 0 => Kind::Destroy {
-                    version: plan.rng.range(1, max),
-                },
-                _ => {
-                    k.next_value += 1;
-                    Kind::Put { value: k.next_value }
-                }
-            }
-        };
+        n += 1;
+        let (object, kind) = choose(&mut plan, &mut knowledge.borrow_mut(), &token, &mut mine, n);
+        let request_id = format!("{}.{n}", plan.name);
         let invoked_us = now_us();
         let tok = token.as_ref().map(|t| t.0.clone()).unwrap_or_default();
-        let (outcome, new_token) = perform(&mut client, &secret, &kind, &tok).await;
+        let mut attempts = 0;
+        let (outcome, new_token) = loop {
+            attempts += 1;
+            let (outcome, new_token) = perform(&mut clients, &object, &kind, &request_id, &tok).await;
+            // A write whose outcome is unknown is sent again under the same id, unless the
+            // run is over (the liveness phase reads the final records).
+            let again =
+                matches!(outcome, Outcome::Unknown(_)) && kind.is_write() && attempts < MAX_ATTEMPTS && !stop.get();
+            if !again {
+                break (outcome, new_token);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
         let completed_us = now_us();
         if let Outcome::Ok(r) = &outcome {
             let mut k = knowledge.borrow_mut();
-            let max = k.max_version.entry(secret.clone()).or_default();
+            let max = k.max_version.entry(object.clone()).or_default();
             *max = (*max).max(r.version);
             match &kind {
                 Kind::Put { .. } | Kind::Get { .. } => {
-                    k.current.insert(secret.clone(), r.version);
+                    k.current.insert(object.clone(), r.version);
                 }
                 Kind::Promote { version, .. } => {
-                    k.current.insert(secret.clone(), *version);
+                    k.current.insert(object.clone(), *version);
+                }
+                Kind::CreateToken => {
+                    let principal = object.strip_prefix("token:").unwrap_or(&object).to_string();
+                    mine.push((principal, r.accessor.clone()));
                 }
                 _ => {}
             }
@@ -275,8 +457,10 @@ pub async fn run_client(
             id,
             client: plan.name.clone(),
             node: plan.node.clone(),
-            secret,
+            object,
             kind,
+            request_id,
+            attempts,
             invoked_us,
             completed_us: Some(completed_us),
             outcome,

@@ -9,14 +9,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coffer_raft::access;
+use prost::Message;
 use tonic::Request;
 use tonic::Response;
 use tonic::Status;
 
+use super::Committed;
 use super::Core;
 use crate::authz::policy;
 use crate::authz::Action;
 use crate::authz::Grant;
+use crate::crypto::SecretValue;
 use crate::error::ApiError;
 use crate::pb;
 use crate::pb::command::Op;
@@ -25,6 +28,8 @@ const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
 const MAX_TTL: Duration = Duration::from_secs(366 * 24 * 3600);
 /// Most groups and policies one token may carry.
 const MAX_TOKEN_LIST: usize = 64;
+/// Name (plus the request id) under which a token reply is sealed: not a valid secret name.
+const TOKEN_REPLY_NAME: &str = "_cluster/token-reply/";
 /// Largest policy document accepted.
 const MAX_POLICY_DOCUMENT: usize = 64 * 1024;
 
@@ -38,9 +43,8 @@ impl AccessApi {
     }
 
     /// Proposes `op` and turns a model failure into an API error.
-    async fn commit(&self, grant: &Grant, op: Op) -> Result<u64, ApiError> {
-        let (_, index) = self.core.propose(grant, op).await?.map_err(ApiError::from)?;
-        Ok(index)
+    async fn commit(&self, grant: &Grant, op: Op) -> Result<Committed, ApiError> {
+        self.core.propose(grant, op).await?.map_err(ApiError::from)
     }
 
     async fn create_token(&self, req: Request<pb::CreateTokenRequest>) -> Result<pb::CreateTokenResponse, ApiError> {
@@ -89,14 +93,16 @@ impl AccessApi {
                 "a token needs at least one --policy (with none it could do nothing)",
             ));
         }
-        {
-            let view = self.core.raft.reader().view();
-            for p in &r.policies {
-                if access::policy(&*view, p)?.is_none() {
-                    return Err(ApiError::NotFound(format!(
-                        "policy {p} does not exist; create it first with `coffer policy put`"
-                    )));
-                }
+        for p in &r.policies {
+            if self
+                .core
+                .find_fresh(|view| Ok(access::policy(view, p)?))
+                .await?
+                .is_none()
+            {
+                return Err(ApiError::NotFound(format!(
+                    "policy {p} does not exist; create it first with `coffer policy put`"
+                )));
             }
         }
         let ttl = match r.ttl_ms {
@@ -124,25 +130,50 @@ impl AccessApi {
             revoked_at_ms: 0,
             created_by: grant.principal().id.clone(),
         };
-        self.commit(&grant, Op::CreateToken(pb::CreateToken { token: Some(record) }))
-            .await?;
-        Ok(pb::CreateTokenResponse {
+        let response = pb::CreateTokenResponse {
             token,
             accessor,
             expires_at_ms,
             principal: r.principal,
-        })
+        };
+        // Sealed into the command, so that a retry of this request is answered with this
+        // token, not with one that was never stored. Like a secret write, this needs one
+        // region's KMS: without it nothing is issued (UNAVAILABLE), never a token whose retry
+        // could not be answered.
+        let reply_name = format!("{TOKEN_REPLY_NAME}{}", grant.request_id());
+        let sealed = self
+            .core
+            .vault
+            .prepare(&reply_name)
+            .await?
+            .seal(&SecretValue::new(response.encode_to_vec()), 1)
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let c = self
+            .commit(
+                &grant,
+                Op::CreateToken(pb::CreateToken {
+                    token: Some(record),
+                    reply: Some(sealed),
+                }),
+            )
+            .await?;
+        if !c.replayed {
+            return Ok(response);
+        }
+        let first =
+            c.ok.reply
+                .ok_or_else(|| ApiError::internal("a replayed token request has no reply to repeat"))?;
+        let opened = self.core.vault.open_envelope(&reply_name, 1, &first).await?;
+        pb::CreateTokenResponse::decode(opened.expose())
+            .map_err(|e| ApiError::internal(format!("the first reply to this token request does not decode: {e}")))
     }
 
     async fn revoke_token(&self, req: Request<pb::RevokeTokenRequest>) -> Result<pb::RevokeTokenResponse, ApiError> {
         let accessor = req.get_ref().accessor.trim().to_ascii_lowercase();
-        let target = {
-            let view = self.core.raft.reader().view();
-            if accessor == access::ROOT_ACCESSOR {
-                None
-            } else {
-                access::token(&*view, &accessor)?
-            }
+        let target = if accessor == access::ROOT_ACCESSOR {
+            None
+        } else {
+            self.core.find_fresh(|view| Ok(access::token(view, &accessor)?)).await?
         };
         let resource = match &target {
             Some(t) => format!("token/{}", t.principal),
@@ -254,7 +285,8 @@ impl AccessApi {
         let name = p.name.clone();
         let log_index = self
             .commit(&grant, Op::PutPolicy(pb::PutPolicy { policy: Some(p) }))
-            .await?;
+            .await?
+            .index;
         Ok(pb::PutPolicyResponse { name, log_index })
     }
 

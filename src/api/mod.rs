@@ -15,6 +15,7 @@ use coffer_raft::node::ProposeError;
 use coffer_raft::node::RaftNode;
 use coffer_raft::query;
 use coffer_raft::secrets::ModelError;
+use coffer_raft::storage::KvView;
 use tokio::sync::OnceCell;
 
 use crate::audit::AuditSink;
@@ -59,6 +60,23 @@ pub struct Core {
     pub token_key: OnceCell<TokenKey>,
 }
 
+/// A command the cluster applied (or, for a retried request id, had applied before).
+pub struct Committed {
+    pub ok: pb::CommandOk,
+    /// The log index where it took effect.
+    pub index: u64,
+    /// The request id was applied before: `ok` is that first outcome and nothing changed now.
+    pub replayed: bool,
+}
+
+/// Why [`Core::catch_up`] failed.
+enum CatchUp {
+    /// No leader gave a read index.
+    NoLeader(ProposeError),
+    /// This replica did not apply the read index in time.
+    Behind { index: u64, applied: u64 },
+}
+
 /// What a read with a consistency mode resolved to.
 pub struct ReadOutcome {
     pub answer: pb::ReadAnswer,
@@ -85,15 +103,22 @@ impl Core {
     /// Proposes `op` on behalf of `grant` and waits for it to be applied (and, briefly, for
     /// this node's replica to apply it too, so a read here sees it).
     /// The outer error is the transport (no leader, timeout); the inner one the model's answer.
-    pub async fn propose(
+    pub async fn propose(&self, grant: &Grant, op: pb::command::Op) -> Result<Result<Committed, ModelError>, ApiError> {
+        self.propose_as(grant, grant.request_id(), op).await
+    }
+
+    /// [`Core::propose`] under `request_id`: the grant's own, or one attempt of it (see
+    /// [`crate::request_ids::attempt`]).
+    pub async fn propose_as(
         &self,
         grant: &Grant,
+        request_id: &str,
         op: pb::command::Op,
-    ) -> Result<Result<(pb::CommandOk, u64), ModelError>, ApiError> {
+    ) -> Result<Result<Committed, ModelError>, ApiError> {
         let cmd = pb::Command {
             proposed_at_ms: crate::time::now_ms(),
             principal: grant.principal().id.clone(),
-            request_id: grant.request_id().to_string(),
+            request_id: request_id.to_string(),
             op: Some(op),
         };
         let result = self.raft.propose(cmd, self.write_timeout).await.map_err(|e| match e {
@@ -104,14 +129,63 @@ impl Core {
             .reader()
             .wait_applied(result.log_index, LOCAL_APPLY_WAIT)
             .await;
+        if result.replayed {
+            metrics::counter!("coffer_requests_replayed_total").increment(1);
+        }
         Ok(match result.outcome {
-            Some(pb::command_result::Outcome::Ok(ok)) => Ok((ok, result.log_index)),
+            Some(pb::command_result::Outcome::Ok(ok)) => Ok(Committed {
+                ok,
+                index: result.log_index,
+                replayed: result.replayed,
+            }),
             Some(pb::command_result::Outcome::Error(e)) => Err(ModelError::from_pb(&e)),
             None => Err(ModelError::new(
                 pb::ErrorCode::Internal,
                 "the command produced no result",
             )),
         })
+    }
+
+    /// Looks something up on this replica; when it is not there, looks again once this replica
+    /// has caught up with the leader (a read index), so that a record written a moment ago
+    /// through another node is never reported missing because this replica lags.
+    pub async fn find_fresh<T>(
+        &self,
+        find: impl Fn(&dyn KvView) -> Result<Option<T>, ApiError>,
+    ) -> Result<Option<T>, ApiError> {
+        let reader = self.raft.reader();
+        if let Some(found) = find(&*reader.view())? {
+            return Ok(Some(found));
+        }
+        self.catch_up().await.map_err(|e| match e {
+            CatchUp::NoLeader(e) => ApiError::Unavailable(format!(
+                "not found on this replica, and it cannot confirm with the leader: {e}"
+            )),
+            CatchUp::Behind { index, .. } => ApiError::DeadlineExceeded(format!(
+                "not found on this replica, which did not catch up to index {index} within {} ms to confirm; retry",
+                LINEARIZABLE_WAIT.as_millis()
+            )),
+        })?;
+        let view = reader.view();
+        find(&*view)
+    }
+
+    /// Makes this replica as fresh as the leader was a moment ago: a read index from the
+    /// leader, then waits until this replica has applied it. A read after this is linearizable.
+    async fn catch_up(&self) -> Result<(), CatchUp> {
+        let index = self
+            .raft
+            .read_index(LINEARIZABLE_WAIT)
+            .await
+            .map_err(CatchUp::NoLeader)?;
+        let reader = self.raft.reader();
+        if !reader.wait_applied(index, LINEARIZABLE_WAIT).await {
+            return Err(CatchUp::Behind {
+                index,
+                applied: reader.applied_index(),
+            });
+        }
+        Ok(())
     }
 
     pub fn served_by(&self, role: &str) -> pb::ServedBy {
@@ -181,21 +255,16 @@ impl Core {
         let wait = |ms: u64, default: Duration| if ms == 0 { default } else { Duration::from_millis(ms) };
         match consistency.as_ref().and_then(|c| c.mode.as_ref()) {
             None | Some(Mode::Local(_)) => {}
-            Some(Mode::Linearizable(_)) => {
-                let index = self.raft.read_index(LINEARIZABLE_WAIT).await.map_err(|e| {
-                    ApiError::Unavailable(format!(
-                        "linearizable read: {e}; try again or read with a weaker consistency"
-                    ))
-                })?;
-                if !reader.wait_applied(index, LINEARIZABLE_WAIT).await {
-                    return Err(ApiError::DeadlineExceeded(format!(
-                        "linearizable read: this replica did not apply index {index} within {} ms (it has {}); \
-                         try again or read from another node",
-                        LINEARIZABLE_WAIT.as_millis(),
-                        reader.applied_index()
-                    )));
-                }
-            }
+            Some(Mode::Linearizable(_)) => self.catch_up().await.map_err(|e| match e {
+                CatchUp::NoLeader(e) => ApiError::Unavailable(format!(
+                    "linearizable read: {e}; try again or read with a weaker consistency"
+                )),
+                CatchUp::Behind { index, applied } => ApiError::DeadlineExceeded(format!(
+                    "linearizable read: this replica did not apply index {index} within {} ms (it has {applied}); \
+                     try again or read from another node",
+                    LINEARIZABLE_WAIT.as_millis(),
+                )),
+            })?,
             Some(Mode::AtLeast(a)) => {
                 let key = self.token_key().await?.ok_or_else(|| {
                     ApiError::Unavailable("the cluster has no token key yet; retry in a moment".into())
@@ -238,13 +307,16 @@ impl Core {
 
     async fn read_locally(&self, query: pb::ReadQuery, label: &str) -> Result<ReadOutcome, ApiError> {
         let reader = self.raft.reader();
-        // The meta is taken first: the view read next is at least as new as it says.
-        let applied = reader.applied_index();
         let staleness = self.raft.staleness_bound_ms();
         let (role, _) = self.raft.role_and_membership();
-        let answer = {
+        // The index comes from the view that answers: it names exactly the state the answer
+        // was read from (the last applied entry is written in the same batch as its effects).
+        let (answer, applied) = {
             let view = reader.view();
-            query::answer(&*view, &query)?
+            (
+                query::answer(&*view, &query)?,
+                query::last_applied(&*view)?.map_or(0, |l| l.index),
+            )
         };
         Ok(ReadOutcome {
             answer,

@@ -22,7 +22,7 @@ use crate::pb;
 use crate::pb::command::Op;
 
 /// How many times a put re-seals for a newer version number after losing a race.
-const MAX_VERSION_RACES: usize = 8;
+pub const MAX_VERSION_RACES: usize = 8;
 
 pub struct SecretsApi {
     core: Arc<Core>,
@@ -68,8 +68,8 @@ impl SecretsApi {
     /// Proposes a write on `name` for an already granted request and shapes the reply.
     async fn submit(&self, grant: &Grant, name: &str, op: Op) -> Result<pb::WriteResponse, ApiError> {
         valid_name(name)?;
-        let (ok, index) = self.core.propose(grant, op).await?.map_err(ApiError::from)?;
-        self.reply(name, ok, index).await
+        let c = self.core.propose(grant, op).await?.map_err(ApiError::from)?;
+        self.reply(name, c.ok, c.index).await
     }
 
     async fn reply(&self, name: &str, ok: pb::CommandOk, index: u64) -> Result<pb::WriteResponse, ApiError> {
@@ -153,12 +153,16 @@ impl SecretsApi {
                 expires_at_ms: 0,
                 also_for,
             });
-            match self.core.propose(&grant, op).await? {
-                Ok((ok, index)) => {
-                    if let Some((v, nonce)) = nonces.iter().find(|(v, _)| *v == ok.version) {
-                        self.core.vault.remember(&sealer, *v, nonce);
+            let id = crate::request_ids::attempt(grant.request_id(), attempt);
+            match self.core.propose_as(&grant, &id, op).await? {
+                Ok(c) => {
+                    // A replay answers for an earlier attempt's sealing, not this one's DEK.
+                    if !c.replayed {
+                        if let Some((v, nonce)) = nonces.iter().find(|(v, _)| *v == c.ok.version) {
+                            self.core.vault.remember(&sealer, *v, nonce);
+                        }
                     }
-                    return self.reply(&name, ok, index).await;
+                    return self.reply(&name, c.ok, c.index).await;
                 }
                 // Lost a race for the version number: re-seal for the one the leader expects.
                 Err(e) if e.code == pb::ErrorCode::VersionConflict => version = e.next_version,

@@ -266,9 +266,8 @@ impl Access {
     /// The seam: authenticate, authorize and audit one request. The request proceeds only
     /// once its audit record is durable; when it cannot be written the request fails.
     pub async fn check(&self, meta: &MetadataMap, info: &RequestInfo, ask: Ask<'_>) -> Result<Grant, ApiError> {
-        let request_id = crate::crypto::random_bytes::<16>()
-            .map(hex::encode)
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let fresh_id = crate::request_ids::fresh().map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let client_id = crate::request_ids::from_metadata(meta);
         let now = crate::time::now_ms();
         // An empty list never falls back to anything (least of all open health): refuse.
         let Some(&first) = ask.actions.first() else {
@@ -287,6 +286,13 @@ impl Access {
                 }),
             ),
             Err(e) => (Identity::Anonymous, Err(e)),
+        };
+        // A malformed request id is refused like any bad input (and audited as such); a good
+        // one is scoped by the principal that sent it.
+        let (decision, request_id) = match (decision, client_id) {
+            (Ok(_), Err(e)) => (Err(ApiError::invalid(e)), fresh_id),
+            (Ok(a), Ok(Some(id))) => (Ok(a), crate::request_ids::scoped(identity.principal(), &id)),
+            (d, _) => (d, fresh_id),
         };
         let break_glass = decision.as_ref().map_or(first, |a| a.action) == Action::SecretsReadBreakGlass;
         let (action, verdict, statement) = match &decision {

@@ -51,6 +51,11 @@ pub struct Global {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    /// Request id of this command's write (1-64 of A-Z a-z 0-9 . _ : -). Run a write that
+    /// timed out again with the same id and it is answered with its first outcome, never
+    /// applied twice (within the cluster's request retention, 10 minutes by default).
+    #[arg(long, global = true, env = "COFFER_REQUEST_ID")]
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -205,6 +210,7 @@ impl From<crate::client::ClientError> for CliError {
             E::IncompleteIdentity => {
                 "give both --client-cert and --client-key (COFFER_CLIENT_CERT, COFFER_CLIENT_KEY), or neither".into()
             }
+            E::BadRequestId(m) => format!("--request-id (COFFER_REQUEST_ID): {m}"),
             _ => e.to_string(),
         };
         CliError::new(line.replace('\n', " "))
@@ -228,7 +234,11 @@ pub async fn connect_to(g: &Global, addr: &str, token: Option<&str>) -> Result<c
     if crate::client::url_for(addr, tls.is_some()).starts_with("http://") {
         DIALLED_PLAINTEXT.store(true, std::sync::atomic::Ordering::Relaxed);
     }
-    Ok(crate::client::Client::connect_with(addr, token, tls.as_ref()).await?)
+    let client = crate::client::Client::connect_with(addr, token, tls.as_ref()).await?;
+    Ok(match g.request_id.as_deref() {
+        Some(id) => client.with_request_id(id)?,
+        None => client,
+    })
 }
 
 /// The client's TLS settings from `--ca-cert`, `--client-cert` and `--client-key` (None

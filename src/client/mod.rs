@@ -17,10 +17,12 @@ use crate::pb;
 pub use tls::ClientTls;
 pub use tls::TlsProblem;
 
-/// Adds `authorization: Bearer <token>` to every request.
+/// Adds `authorization: Bearer <token>` to every request, and the client's request id when
+/// one is set ([`Client::with_request_id`]).
 #[derive(Clone)]
 pub struct TokenInterceptor {
     header: Option<MetadataValue<tonic::metadata::Ascii>>,
+    request_id: Option<MetadataValue<tonic::metadata::Ascii>>,
 }
 
 impl Interceptor for TokenInterceptor {
@@ -28,8 +30,29 @@ impl Interceptor for TokenInterceptor {
         if let Some(h) = &self.header {
             req.metadata_mut().insert("authorization", h.clone());
         }
+        if let Some(id) = &self.request_id {
+            if !req.metadata().contains_key(crate::request_ids::HEADER) {
+                req.metadata_mut().insert(crate::request_ids::HEADER, id.clone());
+            }
+        }
         Ok(req)
     }
+}
+
+/// `msg` as a request that carries `request_id`: send the same id with every attempt of one
+/// write, and a retry after a timeout or a lost connection is answered with the first
+/// attempt's outcome instead of being applied twice (for `cluster.request_retention_ms`,
+/// 10 minutes by default).
+pub fn with_request_id<T>(msg: T, request_id: &str) -> Result<Request<T>, ClientError> {
+    crate::request_ids::validate_client_id(request_id).map_err(ClientError::BadRequestId)?;
+    let mut req = Request::new(msg);
+    req.metadata_mut().insert(
+        crate::request_ids::HEADER,
+        request_id
+            .parse()
+            .map_err(|_| ClientError::BadRequestId("not ASCII".into()))?,
+    );
+    Ok(req)
 }
 
 pub type SecretsClient = pb::secrets_client::SecretsClient<InterceptedService<Channel, TokenInterceptor>>;
@@ -57,6 +80,8 @@ pub enum ClientError {
     },
     #[error("give both a client certificate and its key, or neither")]
     IncompleteIdentity,
+    #[error("invalid request id: {0}")]
+    BadRequestId(String),
 }
 
 #[derive(Clone)]
@@ -66,6 +91,8 @@ pub struct Client {
     pub cluster: ClusterClient,
     pub kms: KmsClient,
     pub access: AccessClient,
+    channel: Channel,
+    interceptor: TokenInterceptor,
 }
 
 /// Normalises `host:port` to `http://host:port`.
@@ -136,14 +163,36 @@ impl Client {
             ),
             None => None,
         };
-        let interceptor = TokenInterceptor { header };
-        Ok(Self {
-            addr: url,
+        let interceptor = TokenInterceptor {
+            header,
+            request_id: None,
+        };
+        Ok(Self::build(url, channel, interceptor))
+    }
+
+    fn build(addr: String, channel: Channel, interceptor: TokenInterceptor) -> Self {
+        Self {
+            addr,
             secrets: pb::secrets_client::SecretsClient::with_interceptor(channel.clone(), interceptor.clone()),
             cluster: pb::cluster_client::ClusterClient::with_interceptor(channel.clone(), interceptor.clone()),
             kms: pb::kms_client::KmsClient::with_interceptor(channel.clone(), interceptor.clone()),
-            access: pb::access_client::AccessClient::with_interceptor(channel, interceptor),
-        })
+            access: pb::access_client::AccessClient::with_interceptor(channel.clone(), interceptor.clone()),
+            channel,
+            interceptor,
+        }
+    }
+
+    /// This client, sending `request_id` with every call that carries none of its own (see
+    /// [`with_request_id`]; for a client that makes one write, like one CLI invocation).
+    pub fn with_request_id(self, request_id: &str) -> Result<Self, ClientError> {
+        crate::request_ids::validate_client_id(request_id).map_err(ClientError::BadRequestId)?;
+        let mut interceptor = self.interceptor;
+        interceptor.request_id = Some(
+            request_id
+                .parse()
+                .map_err(|_| ClientError::BadRequestId("not ASCII".into()))?,
+        );
+        Ok(Self::build(self.addr, self.channel, interceptor))
     }
 }
 

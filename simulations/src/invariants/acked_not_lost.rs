@@ -13,29 +13,36 @@ pub fn check(h: &History) -> Vec<Violation> {
             let (Kind::Put { value }, Some(r)) = (&o.kind, o.ok()) else {
                 continue;
             };
-            match secrets.get(&o.secret).and_then(|s| s.get(&r.version)) {
+            match secrets.get(&o.object).and_then(|s| s.versions.get(&r.version)) {
                 None => out.push(Violation::new(
                     "acked_not_lost",
                     format!(
                         "{node} has no version {} of {} acknowledged to put #{}",
-                        r.version, o.secret, o.id
+                        r.version, o.object, o.id
                     ),
                 )),
                 Some((Some(v), _)) if v != value => out.push(Violation::new(
                     "acked_not_lost",
                     format!(
                         "{node} holds value {v} at version {} of {}, but put #{} was acknowledged with value {value}",
-                        r.version, o.secret, o.id
+                        r.version, o.object, o.id
                     ),
                 )),
                 Some(_) => {}
             }
         }
     }
+    // What each node holds, without the index it was read at.
+    let held = |secrets: &std::collections::BTreeMap<String, crate::history::FinalSecret>| {
+        secrets
+            .iter()
+            .map(|(name, f)| (name.clone(), f.versions.clone(), f.current))
+            .collect::<Vec<_>>()
+    };
     let mut nodes = h.finals.iter();
     if let Some((first, reference)) = nodes.next() {
         for (node, secrets) in nodes {
-            if secrets != reference {
+            if held(secrets) != held(reference) {
                 out.push(Violation::new(
                     "acked_not_lost",
                     format!("after healing, {node} and {first} hold different secrets or versions"),

@@ -1,12 +1,33 @@
-//! Linearizability of writes and `linearizable` reads, per secret (a Wing–Gong search with
-//! memoization, as in Porcupine). Linearizability is local, so each secret is checked alone.
+//! Linearizability of every object's writes and `linearizable` reads, decided in polynomial
+//! time (never "inconclusive").
 //!
-//! The model is one secret: its versions (value, enabled/disabled/destroyed) and CURRENT. An
-//! operation that completed must take effect between its invocation and its completion and
-//! return what the model returns; an `Unknown` one may take effect any time after its
-//! invocation, or never (placing it after everything else), and matches any reply. Reads that
-//! failed and writes refused for reasons the model does not track are left out.
+//! Coffer answers every write with the log index where it took effect, and the request table
+//! records that index (and the outcome) even for a write whose client never heard back
+//! ([`super::resolve`]). So each object's writes are totally ordered by known indexes, and a
+//! `linearizable` read names the exact state it read (the applied index of the view that
+//! answered). The history is linearizable in that order if:
+//! 1. replaying the writes in index order through the sequential model ([`model`]) gives every
+//!    write the outcome the cluster recorded for it, and every read the answer it returned;
+//! 2. real time allows that order ([`order`]): no write takes effect before one that began
+//!    after it completed, no read misses a write that completed before it began or sees one
+//!    that began after it ended, reads in real-time order never go back;
+//! 3. each node's final records are the model's state at the index that node had applied.
+//!
+//! If all hold, the order is a linearization, so this never accepts a bad history. It can
+//! reject a history that another order would explain, but only when the cluster's own records
+//! (its indexes and outcomes) contradict what clients saw, which is a bug too. A violation names
+//! the operations that contradict each other.
 
+mod model;
+mod order;
+
+use std::collections::BTreeMap;
+
+use model::Answer;
+use model::Model;
+
+use super::resolve;
+use super::resolve::Recorded;
 use super::Violation;
 use crate::history::History;
 use crate::history::Kind;
@@ -14,328 +35,230 @@ use crate::history::Mode;
 use crate::history::Op;
 use crate::history::Outcome;
 
-/// Search steps per secret before giving up (reported, never counted as a pass of a bad run).
-const BUDGET: u64 = 300_000;
-/// Memoized states kept before giving up (bounds memory as BUDGET bounds time).
-const MAX_SEEN: usize = 200_000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum VState {
-    Enabled,
-    Disabled,
-    Destroyed,
+/// A write placed at the index where it took effect.
+struct Placed<'a> {
+    op: &'a Op,
+    index: u64,
+    recorded: Recorded,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
-struct Model {
-    versions: Vec<(u64, VState)>,
-    current: u64,
-}
-
-enum Out<'a> {
-    Ok(&'a crate::history::Reply),
-    Failed(&'a str),
-    Any,
-}
-
-impl Model {
-    fn version(&self, v: u64) -> Option<VState> {
-        (v >= 1)
-            .then(|| self.versions.get(v as usize - 1).map(|x| x.1))
-            .flatten()
-    }
-
-    /// The state after `kind` if it can return `out` here, else None.
-    fn step(&self, kind: &Kind, out: &Out<'_>) -> Option<Model> {
-        let mut next = self.clone();
-        match kind {
-            Kind::Put { value } => {
-                let v = self.versions.len() as u64 + 1;
-                match out {
-                    Out::Ok(r) if r.version != v => return None,
-                    Out::Failed(_) => return None,
-                    _ => {}
-                }
-                next.versions.push((*value, VState::Enabled));
-                next.current = v;
-            }
-            Kind::Get { .. } => match out {
-                Out::Ok(r) => {
-                    let (value, _) = self.versions.get((self.current as usize).checked_sub(1)?)?;
-                    if r.version != self.current || r.value != Some(*value) {
-                        return None;
-                    }
-                }
-                Out::Failed(code) if *code == "NotFound" && self.current != 0 => return None,
-                _ => {}
-            },
-            Kind::Promote { version, expect } => {
-                let result = match self.version(*version) {
-                    None => Err("NotFound"),
-                    Some(VState::Enabled) if self.current != *expect => Err("Aborted"),
-                    Some(VState::Enabled) => Ok(()),
-                    Some(_) => Err("FailedPrecondition"),
-                };
-                if !matches_result(&result, out) {
-                    return None;
-                }
-                if result.is_ok() {
-                    next.current = *version;
-                }
-            }
-            Kind::Disable { version } => {
-                let result = match self.version(*version) {
-                    None => Err("NotFound"),
-                    Some(VState::Destroyed) => Err("FailedPrecondition"),
-                    Some(VState::Disabled) => Ok(()),
-                    Some(VState::Enabled) if self.current == *version => Err("FailedPrecondition"),
-                    Some(VState::Enabled) => Ok(()),
-                };
-                if !matches_result(&result, out) {
-                    return None;
-                }
-                if result.is_ok() {
-                    next.versions[*version as usize - 1].1 = VState::Disabled;
-                }
-            }
-            Kind::Destroy { version } => {
-                let result = match self.version(*version) {
-                    None => Err("NotFound"),
-                    Some(VState::Destroyed) => Ok(()),
-                    Some(_) if self.current == *version => Err("FailedPrecondition"),
-                    Some(_) => Ok(()),
-                };
-                if !matches_result(&result, out) {
-                    return None;
-                }
-                if result.is_ok() {
-                    next.versions[*version as usize - 1].1 = VState::Destroyed;
-                }
-            }
-        }
-        Some(next)
+fn span(o: &Op) -> order::Span {
+    order::Span {
+        start: o.invoked_us,
+        end: if o.unknown() {
+            u64::MAX
+        } else {
+            o.completed_us.unwrap_or(u64::MAX)
+        },
     }
 }
 
-fn matches_result(result: &Result<(), &str>, out: &Out<'_>) -> bool {
-    match (result, out) {
-        (_, Out::Any) => true,
-        (Ok(()), Out::Ok(_)) => true,
-        (Err(e), Out::Failed(code)) => e == code,
+fn matches(answer: &Answer, recorded: &Recorded) -> bool {
+    match (answer, recorded) {
+        (Answer::Ok { version: a }, Recorded::Ok { version: b }) => a == b,
+        (Answer::Refused(a), Recorded::Refused(b)) => a == b,
         _ => false,
     }
 }
 
-struct Entry<'a> {
-    op: &'a Op,
-    call: u64,
-    ret: u64,
-}
-
-impl Entry<'_> {
-    fn out(&self) -> Out<'_> {
-        match &self.op.outcome {
-            Outcome::Ok(r) => Out::Ok(r),
-            Outcome::Failed(c) => Out::Failed(c),
-            Outcome::Unknown(_) => Out::Any,
-        }
-    }
-}
-
-/// Whether an operation belongs in the search.
-fn relevant(o: &Op) -> bool {
-    match (&o.kind, &o.outcome) {
-        (Kind::Get { mode }, outcome) => {
-            *mode == Mode::Linearizable
-                && match outcome {
-                    Outcome::Ok(_) => true,
-                    Outcome::Failed(c) => c == "NotFound",
-                    Outcome::Unknown(_) => false,
-                }
-        }
-        // Refusals the model explains; anything else refused had no effect.
-        (_, Outcome::Failed(c)) => {
-            matches!(c.as_str(), "NotFound" | "FailedPrecondition" | "Aborted") && !matches!(o.kind, Kind::Put { .. })
-        }
-        _ => true,
-    }
-}
-
-/// Unknown puts resolved from the healed cluster's records: the value is there at version v
-/// (the put took effect, with v) or every version's value is readable and the value is
-/// nowhere (it never took effect, and cannot any more once the cluster has healed). Disabled
-/// and destroyed versions hide their values, so while one exists an unknown put stays unknown.
-fn resolve_puts(h: &History, secret: &str) -> Vec<Op> {
-    let Some(versions) = h.finals.values().next().and_then(|f| f.get(secret)) else {
-        return h.on(secret).into_iter().cloned().collect();
-    };
-    let any_hidden = versions.values().any(|(value, _)| value.is_none());
-    h.on(secret)
-        .into_iter()
-        .filter_map(|o| match (&o.kind, o.unknown()) {
-            (Kind::Put { value }, true) => {
-                match versions.iter().find(|(_, (v, _))| *v == Some(*value)) {
-                    Some((version, _)) => {
-                        let mut resolved = o.clone();
-                        resolved.outcome = Outcome::Ok(crate::history::Reply {
-                            version: *version,
-                            ..Default::default()
-                        });
-                        // Took effect at some point after its invocation; when is unknown.
-                        resolved.completed_us = None;
-                        Some(resolved)
-                    }
-                    None if !any_hidden => None,
-                    None => Some(o.clone()),
-                }
-            }
-            _ => Some(o.clone()),
-        })
-        .collect()
-}
-
 pub fn check(h: &History) -> Vec<Violation> {
     let mut out = Vec::new();
-    for secret in h.secrets() {
-        let ops = resolve_puts(h, &secret);
-        let entries: Vec<Entry<'_>> = ops
-            .iter()
-            .filter(|o| relevant(o))
-            .map(|o| Entry {
-                op: o,
-                call: o.invoked_us,
-                ret: if o.unknown() {
-                    u64::MAX
-                } else {
-                    o.completed_us.unwrap_or(u64::MAX)
-                },
-            })
-            .collect();
-        match search(&entries) {
-            Search::Ok => {}
-            Search::Violation(stuck) => out.push(Violation::new(
-                "linearizable",
-                format!(
-                    "{secret}: no linearization of {} operations; none of these can go next after the longest \
-                     valid prefix:\n    {}",
-                    entries.len(),
-                    stuck.join("\n    ")
-                ),
-            )),
-            Search::Budget => out.push(Violation::new(
-                super::INCONCLUSIVE,
-                format!(
-                    "{secret}: search gave up after {BUDGET} steps ({} operations)",
-                    entries.len()
-                ),
-            )),
+    for object in h.objects() {
+        if let Err(detail) = check_object(h, &object) {
+            out.push(Violation::new("linearizable", format!("{object}: {detail}")));
         }
     }
     out
 }
 
-enum Search {
-    Ok,
-    Violation(Vec<String>),
-    Budget,
+fn check_object(h: &History, object: &str) -> Result<(), String> {
+    let ops = h.on(object);
+    // 1. The writes in the order the log gave them.
+    let mut writes: Vec<Placed<'_>> = Vec::new();
+    for o in ops.iter().filter(|o| o.kind.is_write()) {
+        // Contradictory records are reported by exactly_once; here they only leave the op out.
+        if let Ok(Some(e)) = resolve::effect(h, o) {
+            writes.push(Placed {
+                op: o,
+                index: e.index,
+                recorded: e.recorded,
+            });
+        }
+    }
+    writes.sort_by_key(|w| w.index);
+    if let Some(pair) = writes.windows(2).find(|p| p[0].index == p[1].index) {
+        return Err(format!(
+            "two operations took effect at one index {}:\n    {}\n    {}",
+            pair[0].index,
+            pair[0].op.line(),
+            pair[1].op.line()
+        ));
+    }
+    // The model's state after each prefix of the writes; every write must get its recorded
+    // outcome there.
+    let mut states = vec![Model::of(object)];
+    for (j, w) in writes.iter().enumerate() {
+        let Some((answer, next)) = states[j].step(&w.op.kind) else {
+            return Err(format!("operation does not apply to this object: {}", w.op.line()));
+        };
+        if !matches(&answer, &w.recorded) {
+            return Err(format!(
+                "#{} took effect at index {} as {:?}, but replaying this object's writes in index order it should be \
+                 {answer:?}:\n    {}{}",
+                w.op.id,
+                w.index,
+                w.recorded,
+                w.op.line(),
+                history_before(&writes, j, &states)
+            ));
+        }
+        states.push(next);
+    }
+    // 2. Reads: the state each one saw.
+    let mut reads: Vec<(&Op, order::Read)> = Vec::new();
+    for o in ops.iter().filter(|o| {
+        matches!(
+            o.kind,
+            Kind::Get {
+                mode: Mode::Linearizable
+            }
+        )
+    }) {
+        let answer = match &o.outcome {
+            Outcome::Ok(r) => Answer::Read {
+                version: r.version,
+                value: r.value,
+            },
+            Outcome::Failed(c) if c == "NotFound" => Answer::Refused("NotFound"),
+            _ => continue,
+        };
+        let (from, to) = match &o.outcome {
+            Outcome::Ok(r) => {
+                // The state of the view that answered: every write up to its applied index.
+                let p = writes.partition_point(|w| w.index <= r.applied_index);
+                let seen = states[p].step(&o.kind).map(|(a, _)| a);
+                if seen.as_ref() != Some(&answer) {
+                    return Err(format!(
+                        "read #{} at index {} returned {answer:?}, but the state after this object's writes up to that \
+                         index gives {seen:?}:\n    {}{}",
+                        o.id,
+                        r.applied_index,
+                        o.line(),
+                        history_before(&writes, p, &states)
+                    ));
+                }
+                (p, p)
+            }
+            _ => {
+                // No index: any state that answers the same.
+                let fits: Vec<usize> = (0..states.len())
+                    .filter(|&p| states[p].step(&o.kind).map(|(a, _)| a).as_ref() == Some(&answer))
+                    .collect();
+                match (fits.first(), fits.last()) {
+                    (Some(&a), Some(&b)) if b - a + 1 == fits.len() => (a, b),
+                    (None, _) => {
+                        return Err(format!(
+                            "read #{} returned {answer:?}, which no state of this object gives:\n    {}",
+                            o.id,
+                            o.line()
+                        ))
+                    }
+                    _ => return Err(format!("read #{} fits states {fits:?}, not one run of them", o.id)),
+                }
+            }
+        };
+        reads.push((
+            o,
+            order::Read {
+                span: span(o),
+                from,
+                to,
+            },
+        ));
+    }
+    let spans: Vec<order::Span> = writes.iter().map(|w| span(w.op)).collect();
+    let read_spans: Vec<order::Read> = reads.iter().map(|(_, r)| *r).collect();
+    if let Err(c) = order::check(&spans, &read_spans) {
+        let describe = |who: order::Who| match who {
+            order::Who::Write(j) => (writes[j].op, format!("took effect at index {}", writes[j].index)),
+            order::Who::Read(r) => {
+                let (o, read) = reads[r];
+                let seen = match read.from {
+                    0 => "the state before any write".to_string(),
+                    p => format!("the state after index {}", writes[p - 1].index),
+                };
+                (o, format!("read {seen}"))
+            }
+        };
+        let (first, first_what) = describe(c.first);
+        let (then, then_what) = describe(c.then);
+        return Err(format!(
+            "#{} {first_what} and #{} {then_what}, so #{} must come first; but #{} began at {} us, after #{} had \
+             completed at {} us:\n    {}\n    {}",
+            first.id,
+            then.id,
+            first.id,
+            first.id,
+            first.invoked_us,
+            then.id,
+            then.completed_us.unwrap_or(u64::MAX),
+            first.line(),
+            then.line()
+        ));
+    }
+    // 3. Each node's final records against the state at the index it had applied.
+    final_states(h, object, &writes, &states)
 }
 
-/// Depth-first search over linearization orders with memoization on (placed set, model).
-///
-/// Two prunings keep it small. An operation that leaves the model unchanged where it fits (a
-/// read, a refusal) is placed at the first point it fits, without trying it later: holding
-/// it back never helps. An unknown operation is only placed where it changes the model;
-/// placing it where it does nothing is the same as it never having happened.
-fn search(entries: &[Entry<'_>]) -> Search {
-    let n = entries.len();
-    let known: Vec<usize> = (0..n).filter(|&i| !entries[i].op.unknown()).collect();
-    let mut seen: std::collections::HashSet<(Vec<u64>, Model)> = std::collections::HashSet::new();
-    let mut steps = 0u64;
-    let mut best: (usize, Vec<String>) = (0, Vec::new());
-    let mut done = vec![0u64; n.div_ceil(64)];
-    // (placed op, model before it, placed without alternatives)
-    let mut stack: Vec<(usize, Model, bool)> = Vec::new();
-    let mut model = Model::default();
-    let mut next_from = 0usize;
-    let is_done = |d: &Vec<u64>, i: usize| d[i / 64] & (1 << (i % 64)) != 0;
-    loop {
-        steps += 1;
-        if steps > BUDGET || seen.len() > MAX_SEEN {
-            return Search::Budget;
-        }
-        if known.iter().all(|&i| is_done(&done, i)) {
-            return Search::Ok;
-        }
-        // An op may go next only if no pending known op completed before it was invoked.
-        let min_ret = (0..n)
-            .filter(|&i| !is_done(&done, i))
-            .map(|i| entries[i].ret)
-            .min()
-            .unwrap_or(u64::MAX);
-        let mut chosen: Option<(usize, Model, bool)> = None;
-        // A no-change known op that fits: place it, no branching.
-        if next_from == 0 {
-            for (i, e) in entries.iter().enumerate() {
-                if is_done(&done, i) || e.call > min_ret || e.op.unknown() {
-                    continue;
-                }
-                if let Some(m) = model.step(&e.op.kind, &e.out()) {
-                    if m == model {
-                        chosen = Some((i, m, true));
-                        break;
-                    }
-                }
+/// The writes before position `j` that changed the state, newest last (at most three), as lines.
+fn history_before(writes: &[Placed<'_>], j: usize, states: &[Model]) -> String {
+    let changes: Vec<String> = (0..j)
+        .filter(|&k| states[k + 1] != states[k])
+        .map(|k| {
+            format!(
+                "\n    after #{} at index {}: {}",
+                writes[k].op.id,
+                writes[k].index,
+                writes[k].op.line()
+            )
+        })
+        .collect();
+    let shown = &changes[changes.len().saturating_sub(3)..];
+    if shown.is_empty() {
+        "\n    (no earlier write changed it)".into()
+    } else {
+        shown.concat()
+    }
+}
+
+fn final_states(h: &History, object: &str, writes: &[Placed<'_>], states: &[Model]) -> Result<(), String> {
+    let at = |index: u64| &states[writes.partition_point(|w| w.index <= index)];
+    let mut problems: BTreeMap<String, String> = BTreeMap::new();
+    for (node, secrets) in &h.finals {
+        if let Some(f) = secrets.get(object) {
+            if let Some(d) = at(f.index).differs_from_final_secret(f) {
+                problems.insert(node.clone(), format!("at index {}: {d}", f.index));
             }
         }
-        if chosen.is_none() {
-            let mut i = next_from;
-            while i < n {
-                if !is_done(&done, i) && entries[i].call <= min_ret {
-                    if let Some(m) = model.step(&entries[i].op.kind, &entries[i].out()) {
-                        let useless = entries[i].op.unknown() && m == model;
-                        if !useless {
-                            let mut d = done.clone();
-                            d[i / 64] |= 1 << (i % 64);
-                            if seen.insert((d, m.clone())) {
-                                chosen = Some((i, m, false));
-                                break;
-                            }
-                        }
-                    }
-                }
-                i += 1;
-            }
+    }
+    for (node, f) in &h.final_access {
+        if let Some(d) = at(f.index).differs_from_final_access(object, f) {
+            problems.insert(node.clone(), format!("at index {}: {d}", f.index));
         }
-        if let Some((i, m, forced)) = chosen {
-            done[i / 64] |= 1 << (i % 64);
-            stack.push((i, std::mem::replace(&mut model, m), forced));
-            next_from = 0;
-            continue;
-        }
-        if stack.len() > best.0 || best.1.is_empty() {
-            let pending: Vec<String> = (0..n)
-                .filter(|&i| !is_done(&done, i) && entries[i].call <= min_ret && !entries[i].op.unknown())
-                .map(|i| entries[i].op.line())
-                .collect();
-            best = (stack.len(), pending);
-        }
-        // Backtrack past forced placements: they had no alternatives.
-        loop {
-            let Some((last, prev, forced)) = stack.pop() else {
-                return Search::Violation(best.1);
-            };
-            done[last / 64] &= !(1 << (last % 64));
-            model = prev;
-            if !forced {
-                next_from = last + 1;
-                break;
-            }
-        }
+    }
+    match problems.into_iter().next() {
+        None => Ok(()),
+        Some((node, d)) => Err(format!(
+            "{node}'s final records differ from the writes replayed in index order {d}{}",
+            history_before(writes, writes.len(), states)
+        )),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use coffer::pb;
+
     use super::*;
     use crate::history::Reply;
 
@@ -344,98 +267,224 @@ mod tests {
             id,
             client: "c".into(),
             node: "n".into(),
-            secret: "acme/a".into(),
+            object: "acme/a".into(),
             kind,
+            request_id: format!("c.{id}"),
+            attempts: 1,
             invoked_us: call,
             completed_us: Some(ret),
             outcome,
         }
     }
 
-    fn put_ok(id: usize, value: u64, version: u64, call: u64, ret: u64) -> Op {
-        let r = Reply {
+    fn ok(version: u64, log_index: u64) -> Outcome {
+        Outcome::Ok(Reply {
             version,
+            log_index,
             ..Default::default()
-        };
-        op(id, Kind::Put { value }, call, ret, Outcome::Ok(r))
+        })
     }
 
-    fn get_ok(id: usize, version: u64, value: u64, call: u64, ret: u64) -> Op {
+    fn get(id: usize, version: u64, value: u64, applied: u64, call: u64, ret: u64) -> Op {
         let r = Reply {
             version,
             value: Some(value),
+            applied_index: applied,
             ..Default::default()
         };
-        op(
-            id,
-            Kind::Get {
-                mode: Mode::Linearizable,
-            },
-            call,
-            ret,
-            Outcome::Ok(r),
-        )
+        let kind = Kind::Get {
+            mode: Mode::Linearizable,
+        };
+        op(id, kind, call, ret, Outcome::Ok(r))
     }
 
-    fn run(ops: Vec<Op>) -> usize {
-        let h = History {
+    /// A history whose writes the cluster recorded as `records` (op id -> outcome, index).
+    fn history(ops: Vec<Op>, records: &[(usize, Result<u64, pb::ErrorCode>, u64)]) -> History {
+        let mut h = History {
             ops,
             ..Default::default()
         };
-        check(&h).len()
+        for (id, outcome, index) in records {
+            let o = &h.ops[*id];
+            let outcome = match outcome {
+                Ok(version) => pb::command_result::Outcome::Ok(pb::CommandOk {
+                    version: *version,
+                    ..Default::default()
+                }),
+                Err(code) => pb::command_result::Outcome::Error(pb::CommandError {
+                    code: *code as i32,
+                    ..Default::default()
+                }),
+            };
+            let record = pb::RequestRecord {
+                result: Some(pb::CommandResult {
+                    log_index: *index,
+                    outcome: Some(outcome),
+                    replayed: false,
+                }),
+                ..Default::default()
+            };
+            let id = crate::workload::logged_request_id(&o.request_id);
+            h.requests.insert_for_test(&id, record);
+        }
+        h
+    }
+
+    fn run(h: &History) -> Vec<String> {
+        check(h).into_iter().map(|v| v.detail).collect()
     }
 
     #[test]
-    fn accepts_concurrent_puts_in_either_order() {
-        assert_eq!(
-            run(vec![
-                put_ok(0, 10, 2, 0, 10),
-                put_ok(1, 11, 1, 1, 9),
-                get_ok(2, 2, 10, 20, 30)
-            ]),
-            0
+    fn accepts_concurrent_puts_in_the_order_the_log_gave_them() {
+        let h = history(
+            vec![
+                op(0, Kind::Put { value: 10 }, 0, 10, ok(2, 6)),
+                op(1, Kind::Put { value: 11 }, 1, 9, ok(1, 5)),
+                get(2, 2, 10, 6, 20, 30),
+            ],
+            &[(0, Ok(2), 6), (1, Ok(1), 5)],
+        );
+        assert_eq!(run(&h), Vec::<String>::new());
+    }
+
+    #[test]
+    fn catches_a_stale_read_and_names_the_write_it_missed() {
+        let h = history(
+            vec![
+                op(0, Kind::Put { value: 10 }, 0, 10, ok(1, 5)),
+                op(1, Kind::Put { value: 11 }, 11, 20, ok(2, 6)),
+                get(2, 1, 10, 5, 21, 30),
+            ],
+            &[(0, Ok(1), 5), (1, Ok(2), 6)],
+        );
+        let v = run(&h);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(
+            v[0].contains("#2 read the state after index 5 and #1 took effect at index 6"),
+            "{}",
+            v[0]
         );
     }
 
     #[test]
-    fn catches_a_stale_read() {
-        assert_eq!(
-            run(vec![
-                put_ok(0, 10, 1, 0, 10),
-                put_ok(1, 11, 2, 11, 20),
-                get_ok(2, 1, 10, 21, 30)
-            ]),
-            1
+    fn an_unknown_put_is_placed_where_the_cluster_recorded_it_or_nowhere() {
+        let unknown = |id| op(id, Kind::Put { value: 11 }, 11, 12, Outcome::Unknown("timeout".into()));
+        // Recorded at index 6: a later read sees it.
+        let h = history(
+            vec![
+                op(0, Kind::Put { value: 10 }, 0, 10, ok(1, 5)),
+                unknown(1),
+                get(2, 2, 11, 6, 21, 30),
+            ],
+            &[(0, Ok(1), 5), (1, Ok(2), 6)],
+        );
+        assert_eq!(run(&h), Vec::<String>::new());
+        // Never recorded: a read that saw it is a violation.
+        let h = history(
+            vec![
+                op(0, Kind::Put { value: 10 }, 0, 10, ok(1, 5)),
+                unknown(1),
+                get(2, 2, 11, 6, 21, 30),
+            ],
+            &[(0, Ok(1), 5)],
+        );
+        assert_eq!(run(&h).len(), 1);
+    }
+
+    /// Simulation seed 10: a promote applied twice, the second time refused by its own CAS.
+    /// The record (overwritten by the second application) says Aborted at index 9; replayed in
+    /// index order the promote must succeed there.
+    #[test]
+    fn catches_a_promote_refused_by_its_own_earlier_application() {
+        let h = history(
+            vec![
+                op(0, Kind::Put { value: 10 }, 0, 10, ok(1, 5)),
+                op(1, Kind::Put { value: 11 }, 11, 20, ok(2, 6)),
+                op(
+                    2,
+                    Kind::Promote { version: 1, expect: 2 },
+                    30,
+                    60,
+                    Outcome::Failed("Aborted".into()),
+                ),
+                op(
+                    3,
+                    Kind::Disable { version: 2 },
+                    40,
+                    50,
+                    Outcome::Failed("FailedPrecondition".into()),
+                ),
+            ],
+            &[
+                (0, Ok(1), 5),
+                (1, Ok(2), 6),
+                (2, Err(pb::ErrorCode::CasFailed), 9),
+                (3, Err(pb::ErrorCode::FailedPrecondition), 8),
+            ],
+        );
+        let v = run(&h);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(
+            v[0].contains("#2 took effect at index 9 as Refused(\"Aborted\")"),
+            "{}",
+            v[0]
+        );
+        assert!(
+            v[0].contains("after #1 at index 6"),
+            "names the write that set CURRENT: {}",
+            v[0]
         );
     }
 
     #[test]
-    fn an_unknown_put_may_or_may_not_have_happened() {
-        let unknown = op(1, Kind::Put { value: 11 }, 11, 0, Outcome::Unknown("timeout".into()));
-        assert_eq!(
-            run(vec![put_ok(0, 10, 1, 0, 10), unknown.clone(), get_ok(2, 1, 10, 21, 30)]),
-            0
+    fn catches_two_successful_promotes_on_one_expectation() {
+        let promote = |id, version, at| op(id, Kind::Promote { version, expect: 2 }, 30, 40, ok(version, at));
+        let h = history(
+            vec![
+                op(0, Kind::Put { value: 10 }, 0, 10, ok(1, 5)),
+                op(1, Kind::Put { value: 11 }, 11, 20, ok(2, 6)),
+                promote(2, 1, 7),
+                promote(3, 1, 8),
+            ],
+            &[(0, Ok(1), 5), (1, Ok(2), 6), (2, Ok(1), 7), (3, Ok(1), 8)],
         );
-        assert_eq!(run(vec![put_ok(0, 10, 1, 0, 10), unknown, get_ok(2, 2, 11, 21, 30)]), 0);
+        let v = run(&h);
+        assert!(v[0].contains("#3 took effect at index 8"), "{v:?}");
     }
 
     #[test]
-    fn catches_two_successful_cas_on_one_expectation() {
-        let promote = |id, version| {
+    fn a_read_of_nothing_fits_only_before_the_first_put() {
+        let nothing = |call, ret| {
             op(
-                id,
-                Kind::Promote { version, expect: 2 },
-                30,
-                40,
-                Outcome::Ok(Reply::default()),
+                1,
+                Kind::Get {
+                    mode: Mode::Linearizable,
+                },
+                call,
+                ret,
+                Outcome::Failed("NotFound".into()),
             )
         };
-        let mut ops = vec![
-            put_ok(0, 10, 1, 0, 10),
-            put_ok(1, 11, 2, 11, 20),
-            put_ok(2, 12, 3, 21, 29),
-        ];
-        ops.push(promote(3, 1));
-        assert_eq!(run(ops.clone()), 1, "CURRENT is 3, a promote expecting 2 must fail");
+        let put = || op(0, Kind::Put { value: 10 }, 0, 10, ok(1, 5));
+        assert!(run(&history(vec![put(), nothing(5, 20)], &[(0, Ok(1), 5)])).is_empty());
+        assert_eq!(run(&history(vec![put(), nothing(11, 20)], &[(0, Ok(1), 5)])).len(), 1);
+    }
+
+    #[test]
+    fn final_records_must_match_the_replayed_writes() {
+        let mut h = history(vec![op(0, Kind::Put { value: 10 }, 0, 10, ok(1, 5))], &[(0, Ok(1), 5)]);
+        let mut f = crate::history::FinalSecret {
+            index: 5,
+            current: 1,
+            ..Default::default()
+        };
+        f.versions.insert(1, (Some(10), "enabled".into()));
+        h.finals.insert("n1".into(), [("acme/a".to_string(), f.clone())].into());
+        assert!(run(&h).is_empty());
+        // A second version nobody wrote (a put applied twice).
+        f.versions.insert(2, (Some(10), "enabled".into()));
+        h.finals.insert("n1".into(), [("acme/a".to_string(), f)].into());
+        let v = run(&h);
+        assert!(v[0].contains("n1's final records differ"), "{v:?}");
     }
 }

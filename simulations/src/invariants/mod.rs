@@ -6,16 +6,14 @@ pub mod alias_cas;
 pub mod at_least;
 pub mod bounded;
 pub mod election_safety;
+pub mod exactly_once;
 pub mod linearizable;
 pub mod local_monotonic;
 pub mod no_plaintext;
+pub mod resolve;
 pub mod versions;
 
 use crate::history::History;
-
-/// The `invariant` of a finding that is not a violation but a check that could not finish
-/// (the linearizability search ran out of budget). Reported on the summary line, never hidden.
-pub const INCONCLUSIVE: &str = "inconclusive";
 
 #[derive(Debug, Clone)]
 pub struct Violation {
@@ -37,6 +35,8 @@ pub struct Evidence<'a> {
     pub history: &'a History,
     /// Every byte each node's storage holds.
     pub storage: Vec<(String, Vec<Vec<u8>>)>,
+    /// Each node's request table at the end.
+    pub tables: Vec<crate::cluster::RequestTable>,
     /// Plaintext seen in peer traffic.
     pub leaks: Vec<String>,
 }
@@ -44,6 +44,7 @@ pub struct Evidence<'a> {
 pub fn check_all(e: &Evidence<'_>) -> Vec<Violation> {
     let h = e.history;
     let mut v = Vec::new();
+    v.extend(exactly_once::check(h, &e.tables));
     v.extend(linearizable::check(h));
     v.extend(at_least::check(h));
     v.extend(bounded::check(h));
