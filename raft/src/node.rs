@@ -425,21 +425,21 @@ impl RaftNode {
 
     /// Upper bound, in ms, on how stale this replica may be; never zero.
     ///
-    /// On a leader that has applied everything it committed and whose quorum acknowledgement is
-    /// younger than the election timeout (its lease: no other leader can have been elected
-    /// since), 1 ms. On a leader past its lease, the time since a quorum last acknowledged it.
-    /// Elsewhere: see [`LeaderContact`] (proofs from this node's read-index probes).
+    /// Every bound comes from a freshness proof in [`LeaderContact`]: "every entry the cluster
+    /// had committed at instant t is at or below index i", which holds for this replica once it
+    /// has applied i. A follower gets its proofs from read-index probes; a leader also proves
+    /// its own freshness from its commit index (see [`leader_proof`]) each time it is asked.
     pub fn staleness_bound_ms(&self) -> u64 {
         let applied = self.inner.reader.applied_index();
-        if self.inner.raft.is_leader() {
-            let m = self.inner.raft.metrics().borrow_watched().clone();
-            if let Some(ms) = quorum_ack_age_ms(&m) {
-                let lease = self.inner.raft.config().election_timeout_min;
-                let caught_up = applied >= m.local_committed.as_ref().map(|l| l.index).unwrap_or(0);
-                return if ms < lease && caught_up { 1 } else { ms.max(1) };
-            }
-        }
-        self.inner.contact.staleness_bound_ms(applied)
+        let proof = {
+            let rx = self.inner.raft.metrics();
+            let m = rx.borrow_watched();
+            let lease = self.inner.raft.config().election_timeout_min;
+            (m.state == ServerState::Leader)
+                .then(|| leader_proof(m.current_term, m.local_committed.as_ref(), quorum_ack_age_ms(&m), lease))
+                .flatten()
+        };
+        staleness_with(&self.inner.contact, proof, applied)
     }
 
     /// This node's own report for cluster status and health.
@@ -1043,6 +1043,41 @@ fn role_of(state: ServerState) -> Role {
     }
 }
 
+/// What a leader knows of the cluster's commit, as a freshness proof for [`LeaderContact`]:
+/// `(index, ms_ago)` means every entry the cluster had committed `ms_ago` ms ago is at or below
+/// `index`.
+///
+/// Raft's rule: a new leader does not know what is committed until an entry of its own term is.
+/// Until then its commit index may be behind what the previous leader committed (and answered
+/// clients for), so it proves nothing (`None`) and the node reports what its proofs as a
+/// follower say. Once one is: within the lease (a quorum acknowledged it less than `lease_ms`
+/// ago, so no other leader can exist yet), its commit index holds now; past the lease, as of
+/// that acknowledgement.
+fn leader_proof(
+    current_term: u64,
+    local_committed: Option<&crate::LogId>,
+    quorum_ack_age_ms: Option<u64>,
+    lease_ms: u64,
+) -> Option<(u64, u64)> {
+    let committed = local_committed?;
+    if committed.leader_id.term != current_term {
+        return None;
+    }
+    let ago = quorum_ack_age_ms?;
+    Some((committed.index, if ago < lease_ms { 0 } else { ago }))
+}
+
+/// The bound of a replica that has applied `applied`: `contact`'s, after adding the leader's
+/// own proof when it has one.
+fn staleness_with(contact: &LeaderContact, leader_proof: Option<(u64, u64)>, applied: u64) -> u64 {
+    if let Some((index, ago_ms)) = leader_proof {
+        if let Some(as_of) = Instant::now().checked_sub(Duration::from_millis(ago_ms)) {
+            contact.confirmed(index, as_of, applied);
+        }
+    }
+    contact.staleness_bound_ms(applied)
+}
+
 fn quorum_ack_age_ms(m: &crate::RaftMetrics) -> Option<u64> {
     m.last_quorum_acked
         .as_ref()
@@ -1087,5 +1122,54 @@ async fn unary<T>(
         )),
         Ok(Err(s)) => Err((s.code(), format!("{}: {}", node.name, s.message()))),
         Ok(Ok(r)) => Ok(r.into_inner()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::impls::leader_id_adv::LeaderId;
+
+    use super::*;
+
+    fn log_id(term: u64, index: u64) -> crate::LogId {
+        crate::LogId::new(LeaderId { term, node_id: 3 }, index)
+    }
+
+    #[test]
+    fn a_leader_proves_its_commit_only_once_an_entry_of_its_term_is_committed() {
+        // Just elected in term 3, it knows of the term-2 commit (2, 20) only.
+        assert_eq!(leader_proof(3, Some(&log_id(2, 20)), Some(100), 1000), None);
+        assert_eq!(leader_proof(3, None, Some(100), 1000), None);
+        // Its blank entry is committed: within the lease the commit holds now; past it, as of
+        // the last quorum acknowledgement; with none, nothing.
+        assert_eq!(leader_proof(3, Some(&log_id(3, 23)), Some(100), 1000), Some((23, 0)));
+        assert_eq!(
+            leader_proof(3, Some(&log_id(3, 23)), Some(1500), 1000),
+            Some((23, 1500))
+        );
+        assert_eq!(leader_proof(3, Some(&log_id(3, 23)), None, 1000), None);
+    }
+
+    /// Seed 297 of the simulations: n3 was last proven fresh as a follower 6.4 s ago (index 20),
+    /// then won term 3 while the term-2 leader had committed and acknowledged index 21. Until its
+    /// own blank entry (23) commits, it must not answer "1 ms".
+    #[tokio::test(start_paused = true)]
+    async fn a_new_leader_reports_its_follower_bound_until_its_term_commits() {
+        let contact = LeaderContact::default();
+        tokio::time::advance(Duration::from_millis(500)).await;
+        contact.confirmed(20, Instant::now(), 20);
+        tokio::time::advance(Duration::from_millis(6_400)).await;
+        let proof = leader_proof(3, Some(&log_id(2, 20)), Some(100), 1000);
+        assert_eq!(staleness_with(&contact, proof, 20), 6_400);
+        // Its term's entry committed but not yet applied here: still the old proof.
+        let proof = leader_proof(3, Some(&log_id(3, 23)), Some(100), 1000);
+        assert_eq!(staleness_with(&contact, proof, 22), 6_400);
+        // Applied: fresh now.
+        assert_eq!(staleness_with(&contact, proof, 23), 1);
+        // Past its lease, as of the last quorum acknowledgement (and never younger than a
+        // proof it already has).
+        tokio::time::advance(Duration::from_millis(3_000)).await;
+        let proof = leader_proof(3, Some(&log_id(3, 23)), Some(1_500), 1000);
+        assert_eq!(staleness_with(&contact, proof, 23), 1_500);
     }
 }
