@@ -30,6 +30,7 @@ pub mod requests;
 pub mod rocks;
 pub mod runtime;
 pub mod secrets;
+pub mod snapshot_install;
 pub mod snapshot_schedule;
 pub mod state_machine;
 pub mod storage;

@@ -163,13 +163,11 @@ impl RaftPeer for PeerService {
             meta,
             snapshot: SnapshotData::Bytes(data),
         };
-        let resp = self
-            .raft()
-            .install_full_snapshot(vote, snapshot)
+        let vote = crate::snapshot_install::install(self.raft(), vote, snapshot)
             .await
             .map_err(raft_down)?;
         Ok(Response::new(pb::SnapshotResponse {
-            vote: Some(codec::vote_to_pb(&resp.vote)),
+            vote: Some(codec::vote_to_pb(&vote)),
         }))
     }
 
