@@ -35,6 +35,10 @@ struct Common {
     /// The process then prints the seed and exits non-zero. 0 turns the watchdog off.
     #[arg(long, default_value_t = 120)]
     stall_secs: u64,
+    /// Aborts the process as the run of this seed starts (how the sweep's tests make a seed
+    /// crash the way a panic during unwinding does).
+    #[arg(long, hide = true)]
+    crash_seed: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -49,7 +53,8 @@ enum Cmd {
         #[command(flatten)]
         common: Common,
     },
-    /// Run a range of seeds (A..B, B excluded); exits non-zero if any has a violation.
+    /// Run a range of seeds (A..B, B excluded), each in a process of its own; exits non-zero if
+    /// any has a violation or crashes.
     Sweep {
         #[arg(long, value_parser = parse_range)]
         seeds: (u64, u64),
@@ -195,6 +200,10 @@ fn wall_clock_now() -> std::time::Instant {
 
 /// Runs one simulation; a panic anywhere in it is a failed run of that seed, not a crash.
 fn run_one(seed: u64, scenario: Option<Scenario>, common: &Common) -> run::Report {
+    if common.crash_seed == Some(seed) {
+        eprintln!("thread 'main' panicked at simulations/src/main.rs:\n--crash-seed {seed}: aborting as asked");
+        std::process::abort();
+    }
     let token = NEXT_TOKEN.fetch_add(1, Ordering::SeqCst);
     RUNNING.lock().unwrap_or_else(|e| e.into_inner()).push(InFlight {
         token,
@@ -231,6 +240,62 @@ fn run_guarded(seed: u64, scenario: Option<Scenario>, common: &Common) -> run::R
             violations: vec![coffer_simulations::invariants::Violation::new("panic", msg)],
         }
     })
+}
+
+/// Runs one seed of a sweep in a child process (this very binary's `run`), so that nothing a
+/// seed does takes the sweep down with it: a panic that aborts the process (one raised while
+/// another unwinds), a stall. Returns whether it passed and what to print; a child that died
+/// without its report is a failed seed, with the panic message from its stderr and its
+/// REPRODUCE WITH line.
+fn run_child(seed: u64, common: &Common) -> (bool, String) {
+    let exe = std::env::current_exe().unwrap_or_else(|_| "coffer-simulations".into());
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["run", "--seed", &seed.to_string()])
+        .args(["--safety-secs", &common.safety_secs.to_string()])
+        .args(["--stall-secs", &common.stall_secs.to_string()])
+        .stdin(std::process::Stdio::null());
+    if let Some(b) = common.inject_bug {
+        cmd.args(["--inject-bug", b.name()]);
+    }
+    if let Some(c) = common.crash_seed {
+        cmd.args(["--crash-seed", &c.to_string()]);
+    }
+    let crashed = |why: String, mut text: String| {
+        text += &format!(
+            "  violation [crash] {why}\nseed={seed} CRASHED\nREPRODUCE WITH: {}\n",
+            reproduce(seed, None, common)
+        );
+        (false, text)
+    };
+    let out = match cmd.output() {
+        Ok(out) => out,
+        Err(e) => return crashed(format!("could not start the simulator: {e}"), String::new()),
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        return (true, stdout);
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stdout.contains("REPRODUCE WITH:") {
+        // Its own report (a violation, a caught panic, a stall); what it said on stderr (a
+        // COFFER_SIM_DUMP, logs) goes along.
+        eprint!("{stderr}");
+        return (false, stdout);
+    }
+    crashed(format!("{} ({})", panic_message(&stderr), out.status), stdout)
+}
+
+/// The panic a dead child reported on stderr (`thread '…' panicked at FILE:LINE:COL:` and the
+/// message on the next line), or its last line when it printed none.
+fn panic_message(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().collect();
+    let text = match lines.iter().position(|l| l.contains("panicked at")) {
+        Some(i) => lines[i..(i + 2).min(lines.len())].join(" "),
+        None => lines
+            .last()
+            .map_or("the process died without a message".to_string(), |l| l.to_string()),
+    };
+    text.chars().take(600).collect()
 }
 
 fn main() -> ExitCode {
@@ -276,9 +341,10 @@ fn main() -> ExitCode {
                         if seed >= b {
                             return;
                         }
-                        let report = run_one(seed, None, &common);
+                        let (passed, text) = run_child(seed, &common);
                         let _guard = out.lock().unwrap_or_else(|e| e.into_inner());
-                        if !print(&report, None, &common) {
+                        print!("{text}");
+                        if !passed {
                             failed.store(true, Ordering::SeqCst);
                             failing.lock().unwrap_or_else(|e| e.into_inner()).push(seed);
                         }
