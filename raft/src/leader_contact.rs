@@ -1,11 +1,14 @@
-//! How fresh this replica provably is: the staleness bound of a follower or learner.
+//! How fresh this replica provably is: the staleness bound of any node.
 //!
-//! Freshness proofs are started by this node, on its own clock: it asks the leader for a read
-//! index (the leader confirms its leadership with a quorum) and notes when it sent the request.
-//! Once this replica has applied that index, it holds every entry the cluster had committed
-//! when the request was sent, so it is fresh "as of" the send time. The staleness bound is the
+//! A freshness proof says "every entry the cluster had committed at instant t is at or below
+//! index i"; once this replica has applied i, it is fresh "as of" t. The staleness bound is the
 //! time since the newest such instant; while the node is cut off or behind it grows, and it is
-//! never reported as zero on a follower.
+//! never reported as zero.
+//!
+//! A follower or learner starts its proofs itself, on its own clock: it asks the leader for a
+//! read index (the leader confirms its leadership with a quorum) and notes when it sent the
+//! request. A leader proves its own commit index, once an entry of its term is committed
+//! (`node::leader_proof`). Proofs stay valid across role changes: each was true when made.
 //!
 //! The leader's pushed AppendEntries only tell us the leader is in contact and which commit it
 //! announced. They cannot prove freshness: how long a message was in flight is unknown here

@@ -170,6 +170,16 @@ pub fn run(opts: &Options) -> Report {
             });
         }
     }
+    // Pinned readers, one per node, in the node's region: (host, node, address).
+    let mut readers = Vec::new();
+    if opts.scenario.is_some_and(|s| s.bounded_readers()) {
+        for n in &shape.nodes {
+            let name = format!("reader-{}", n.name);
+            sim.lookup(name.as_str());
+            hosts.all.push((name.clone(), n.region));
+            readers.push((name, n.name.clone(), cluster::addr(&sim, &n.name, API_PORT)));
+        }
+    }
 
     let history = Rc::new(RefCell::new(History::default()));
     let leaks = Arc::new(Leaks::default());
@@ -231,6 +241,15 @@ pub fn run(opts: &Options) -> Report {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             workload::run_client(plan, h, k, s).await
+        });
+    }
+    for (name, node, addr) in readers {
+        let (h, s, go, object) = (history.clone(), stop.clone(), started.clone(), secrets[0].clone());
+        sim.client(name.clone().as_str(), async move {
+            while !go.get() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            workload::run_bounded_reader(name, node, addr, object, h, s).await
         });
     }
     let mut links = Links::default();

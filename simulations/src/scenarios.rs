@@ -17,17 +17,22 @@ pub enum Scenario {
     /// A follower falls behind a compacted log, restarts, and crashes again while the leader
     /// installs a snapshot on it.
     CrashDuringSnapshotInstall,
+    /// Leaders are isolated while writes flow and a reader on every node asks for
+    /// `bounded(1000)` every 20 ms: each new leader knows less of what its predecessor
+    /// committed than the clients were told, until an entry of its own term commits.
+    NewLeaderBoundedReads,
     /// Clients write for well over the request retention while leaders change and a node
     /// crashes, so request records expire (and snapshots carry the expiry queue) under retries.
     RequestsExpire,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 5] = [
         Scenario::LeaderRegionIsolatedDuringRotation,
         Scenario::KmsDownInLeaderRegion,
         Scenario::CrashDuringSnapshotInstall,
         Scenario::RequestsExpire,
+        Scenario::NewLeaderBoundedReads,
     ];
 
     pub fn name(self) -> &'static str {
@@ -36,7 +41,13 @@ impl Scenario {
             Scenario::KmsDownInLeaderRegion => "kms-down-in-leader-region",
             Scenario::CrashDuringSnapshotInstall => "crash-during-snapshot-install",
             Scenario::RequestsExpire => "requests-expire",
+            Scenario::NewLeaderBoundedReads => "new-leader-bounded-reads",
         }
+    }
+
+    /// Whether every node gets a reader of its own that asks for bounded reads all along.
+    pub fn bounded_readers(self) -> bool {
+        self == Scenario::NewLeaderBoundedReads
     }
 
     /// The safety phase this scenario needs at least, whatever `--safety-secs` says.
@@ -44,6 +55,7 @@ impl Scenario {
         match self {
             // Two and a half request retentions of writes.
             Scenario::RequestsExpire => crate::cluster::REQUEST_RETENTION * 5 / 2,
+            Scenario::NewLeaderBoundedReads => Duration::from_secs(50),
             _ => Duration::ZERO,
         }
     }
@@ -88,6 +100,15 @@ impl Scenario {
             Scenario::CrashDuringSnapshotInstall => {
                 vec![at(2_000, 13_000, Fault::Crash(3)), at(15_400, 3_000, Fault::Crash(3))]
             }
+            // Three elections under load, each after the old leader committed writes whose
+            // commit the others learn only with its next heartbeat.
+            // (12 s each: followers refuse votes for election_timeout_max after they last heard
+            // from a leader, so an election takes up to about 8 s here.)
+            Scenario::NewLeaderBoundedReads => vec![
+                at(4_000, 12_000, Fault::IsolateLeader),
+                at(20_000, 12_000, Fault::IsolateLeader),
+                at(36_000, 12_000, Fault::IsolateLeader),
+            ],
             // Retries meet expiry: leaders lost while records written a retention ago expire,
             // and a node that misses the expiry of many records catches up by snapshot.
             Scenario::RequestsExpire => vec![

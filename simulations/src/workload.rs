@@ -390,6 +390,56 @@ fn choose(
     }
 }
 
+/// How often a pinned scenario's reader asks its node for a bounded read, and the bound.
+const READER_EVERY: Duration = Duration::from_millis(20);
+const READER_BOUND_MS: u64 = 1000;
+
+/// A reader pinned to one node (scenarios with [`Scenario::bounded_readers`]): a
+/// `bounded(1000)` read of `object` every 20 ms until `stop`, so that any window in which the
+/// node reports a wrong bound has reads in it.
+///
+/// [`Scenario::bounded_readers`]: crate::scenarios::Scenario::bounded_readers
+pub async fn run_bounded_reader(
+    name: String,
+    node: String,
+    addr: String,
+    object: String,
+    history: Rc<RefCell<History>>,
+    stop: Rc<std::cell::Cell<bool>>,
+) -> turmoil::Result {
+    let mut clients = Clients {
+        secrets: secret_client(&addr),
+        access: access_client(&addr),
+    };
+    let kind = Kind::Get {
+        mode: Mode::Bounded(READER_BOUND_MS),
+    };
+    let mut n = 0u64;
+    while !stop.get() {
+        tokio::time::sleep(READER_EVERY).await;
+        n += 1;
+        let request_id = format!("{name}.{n}");
+        let invoked_us = now_us();
+        let (outcome, _) = perform(&mut clients, &object, &kind, &request_id, "").await;
+        let completed_us = now_us();
+        let mut h = history.borrow_mut();
+        let id = h.ops.len();
+        h.ops.push(Op {
+            id,
+            client: name.clone(),
+            node: node.clone(),
+            object: object.clone(),
+            kind: kind.clone(),
+            request_id,
+            attempts: 1,
+            invoked_us,
+            completed_us: Some(completed_us),
+            outcome,
+        });
+    }
+    Ok(())
+}
+
 /// A client session: one node, one operation at a time, until `stop` is set.
 pub async fn run_client(
     mut plan: ClientPlan,
