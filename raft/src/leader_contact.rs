@@ -80,7 +80,13 @@ impl LeaderContact {
         if g.pending.back().is_some_and(|&(i, _)| i > index) {
             g.pending.retain(|&(i, _)| i <= index);
         }
-        g.pending.push_back((index, sent_at.max(self.started)));
+        let as_of = sent_at.max(self.started);
+        match g.pending.back_mut() {
+            // The same index again (a leader proves its commit on every read while its apply
+            // lags): both would be absorbed together, so keep the newer instant only.
+            Some((i, t)) if *i == index => *t = (*t).max(as_of),
+            _ => g.pending.push_back((index, as_of)),
+        }
         if g.pending.len() > MAX_PENDING {
             g.pending.pop_front();
         }
@@ -140,6 +146,18 @@ mod tests {
         assert_eq!(c.announced_commit(), 12);
         c.confirmed(12, Instant::now(), 12);
         assert_eq!(c.staleness_bound_ms(12), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn repeated_proofs_of_one_index_keep_one_entry_with_the_newest_instant() {
+        let c = LeaderContact::default();
+        tokio::time::advance(Duration::from_millis(100)).await;
+        for _ in 0..5 {
+            c.confirmed(7, Instant::now(), 3);
+            tokio::time::advance(Duration::from_millis(10)).await;
+        }
+        assert_eq!(c.inner.lock().unwrap().pending.len(), 1);
+        assert_eq!(c.staleness_bound_ms(7), 10, "fresh as of the last of them");
     }
 
     #[tokio::test(start_paused = true)]

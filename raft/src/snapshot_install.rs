@@ -77,6 +77,17 @@ mod tests {
         crate::Entry::new_blank(log_id(index))
     }
 
+    /// Node 2 receives blank entries 0..=last from the term-1 leader, `commit` committed.
+    async fn receive(node: &RaftNode, last: u64, commit: u64) {
+        let append = AppendEntriesRequest {
+            vote: Vote::new_committed(1, 1),
+            prev_log_id: None,
+            entries: (0..=last).map(blank).collect(),
+            leader_commit: Some(log_id(commit)),
+        };
+        assert!(node.raft().append_entries(append).await.unwrap().is_success());
+    }
+
     /// A snapshot of blank entries 0..=last (a log starts at 0), as node 1 (the term-1 leader) would send it.
     async fn snapshot_upto(last: u64) -> Snapshot {
         let mut sm = StateMachineStore::new(Arc::new(MemSmBackend::new())).unwrap();
@@ -119,13 +130,7 @@ mod tests {
     async fn a_snapshot_behind_entries_the_same_leader_sent_is_committed_from_the_log() {
         let node = follower().await;
         let vote = Vote::new_committed(1, 1);
-        let append = AppendEntriesRequest {
-            vote,
-            prev_log_id: None,
-            entries: (0..=19).map(blank).collect(),
-            leader_commit: Some(log_id(5)),
-        };
-        assert!(node.raft().append_entries(append).await.unwrap().is_success());
+        receive(&node, 19, 5).await;
 
         let reply = install(node.raft(), vote, snapshot_upto(18).await).await;
         assert_eq!(reply.expect("the node is still running"), vote);
@@ -150,13 +155,7 @@ mod tests {
     async fn a_snapshot_past_the_log_is_installed() {
         let node = follower().await;
         let vote = Vote::new_committed(1, 1);
-        let append = AppendEntriesRequest {
-            vote,
-            prev_log_id: None,
-            entries: (0..=3).map(blank).collect(),
-            leader_commit: Some(log_id(2)),
-        };
-        assert!(node.raft().append_entries(append).await.unwrap().is_success());
+        receive(&node, 3, 2).await;
         assert_eq!(install(node.raft(), vote, snapshot_upto(18).await).await.unwrap(), vote);
         let m = node
             .raft()

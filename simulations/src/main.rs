@@ -305,8 +305,11 @@ fn main() -> ExitCode {
             .init();
     }
     let cli = Cli::parse();
-    let (Cmd::Run { common, .. } | Cmd::Scenarios { common, .. } | Cmd::Sweep { common, .. }) = &cli.command;
-    start_watchdog(Duration::from_secs(common.stall_secs));
+    // The watchdog watches simulations run in this process; a sweep's run in its children,
+    // each with a watchdog of its own.
+    if let Cmd::Run { common, .. } | Cmd::Scenarios { common, .. } = &cli.command {
+        start_watchdog(Duration::from_secs(common.stall_secs));
+    }
     let ok = match cli.command {
         Cmd::Run { seed, scenario, common } => print(&run_one(seed, scenario, &common), scenario, &common),
         Cmd::Scenarios { seed, common } => {
