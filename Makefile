@@ -17,7 +17,7 @@ MOTO_VERSION := 5.2.5
 MOTO_STAMP := $(VENV)/.moto-$(MOTO_VERSION)
 export COFFER_MOTO_SERVER := $(VENV)/bin/moto_server
 
-.PHONY: dev test deps moto build lint fmt clean-dev sim sim-long etcd bench-compare
+.PHONY: dev test deps moto build lint fmt clean-dev sim sim-long etcd bench-compare cycles
 
 ## Install system packages the build needs (libclang for RocksDB's bindgen).
 deps:
@@ -55,10 +55,17 @@ dev: deps
 ## then the deterministic simulations.
 test: deps moto
 	$(CARGO) fmt --all -- --check
+	$(MAKE) --no-print-directory cycles
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(MAKE) --no-print-directory sim
+
+## No module of any crate imports a module that imports it back (docs/architecture.md: Layers);
+## the checker first proves on a fixture that it catches a planted cycle.
+cycles:
+	python3 scripts/module_cycles.py --self-test
+	python3 scripts/module_cycles.py
 
 # The simulator from the workspace build above (debug: a release build would compile every
 # dependency, RocksDB's C++ included, a second time). One seed takes 2-3 s at the default 30 s

@@ -313,7 +313,7 @@ fn apply_batch(c: &mut Criterion) {
             let EntryPayload::Normal(cmd) = &e.payload else {
                 unreachable!("the batch holds commands only")
             };
-            let r = coffer_raft::secrets::apply(&mut ov, cmd, e.log_id.index).unwrap();
+            let r = coffer_raft::apply::apply(&mut ov, cmd, e.log_id.index).unwrap();
             assert!(matches!(r.outcome, Some(pb::command_result::Outcome::Ok(_))), "{r:?}");
         }
     }

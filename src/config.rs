@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::pb;
+use crate::tls::TlsConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,22 +59,6 @@ pub struct NetworkConfig {
     /// either set this or have a `[tls]` section.
     #[serde(default)]
     pub plaintext: bool,
-}
-
-/// TLS files (PEM), checked at load. The API port presents `cert` and accepts optional client
-/// certificates signed by `ca_cert` (mTLS identities: URI SAN `coffer://principal/<id>`); the
-/// peer port requires a node certificate signed by `ca_cert`. See deploy/README.md.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// The cluster CA certificate(s): they sign every node and client certificate.
-    pub ca_cert: PathBuf,
-    /// This node's certificate (intermediates may follow it): URI SAN
-    /// `coffer://node/<node.name>`, DNS or IP SANs for the addresses peers and clients dial,
-    /// extended key usages serverAuth and clientAuth.
-    pub cert: PathBuf,
-    /// Its private key (PKCS#8, SEC1 or PKCS#1 PEM), readable by the node's user only (0600).
-    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]

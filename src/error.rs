@@ -2,8 +2,8 @@
 //!
 //! Error messages say what went wrong and what to do; they never contain secret values.
 
+use coffer_raft::model_error::ModelError;
 use coffer_raft::query::QueryError;
-use coffer_raft::secrets::ModelError;
 use tonic::Code;
 use tonic::Status;
 

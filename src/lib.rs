@@ -1,9 +1,12 @@
 //! Coffer: a replicated, multi-region secrets store.
 //!
-//! Layout (DESIGN.md): `config` (server config), `node` (wires Raft and the services),
-//! `api` (public gRPC services), `propose` (the write path to the leader), `crypto` (envelope
-//! encryption, DEK cache, KMS providers), `authz` (principals and the one authorization seam),
-//! `audit` (the audit hook), `client` (the Rust SDK), `cli` and `dev` (the command line).
+//! The service layer over the replicated core (docs/architecture.md: Layers): `api` (the public
+//! gRPC handlers: decode, call the domain, encode), `authz` (principals, policies and the one
+//! authorization seam), `audit` (the audit hook and the hash-chained file), `crypto` (envelope
+//! encryption, DEK cache, KMS providers), `rewrap`, `tokens`, `request_ids`, `error` (API
+//! errors and their codes), `config` and `tls` (a node's settings), `node` (wires Raft and the
+//! services), `client` (the Rust SDK), `cli` and `dev` (the command line), `testkit` (the
+//! multi-process test harness).
 
 pub mod api;
 pub mod audit;

@@ -261,7 +261,10 @@ where
     };
     let peer_server = tokio::spawn(
         with_tls(Server::builder(), peer_tls, "peer")?
-            .add_service(InterceptedService::new(raft.peer_server(), peer_guard))
+            .add_service(InterceptedService::new(
+                coffer_raft::peer_service::peer_server(raft.clone()),
+                peer_guard,
+            ))
             .serve_with_incoming_shutdown(raft_incoming, stopped(stop_rx.clone())),
     );
     let api_server = tokio::spawn(

@@ -18,10 +18,11 @@ pub mod identity;
 pub mod issue;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use coffer_raft::network::Connector;
+use serde::Deserialize;
 use tonic::service::Interceptor;
 use tonic::transport::Certificate;
 use tonic::transport::Channel;
@@ -32,12 +33,26 @@ use tonic::Request;
 use tonic::Status;
 use zeroize::Zeroizing;
 
+/// TLS files (PEM), checked at load. The API port presents `cert` and accepts optional client
+/// certificates signed by `ca_cert` (mTLS identities: URI SAN `coffer://principal/<id>`); the
+/// peer port requires a node certificate signed by `ca_cert`. See deploy/README.md.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The cluster CA certificate(s): they sign every node and client certificate.
+    pub ca_cert: PathBuf,
+    /// This node's certificate (intermediates may follow it): URI SAN
+    /// `coffer://node/<node.name>`, DNS or IP SANs for the addresses peers and clients dial,
+    /// extended key usages serverAuth and clientAuth.
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8, SEC1 or PKCS#1 PEM), readable by the node's user only (0600).
+    pub key: PathBuf,
+}
+
 pub use identity::cert_identity;
 pub use identity::cert_node_name;
 pub use identity::cert_principal;
 pub use identity::CertIdentity;
-
-use crate::config::TlsConfig;
 
 /// How long a TLS handshake may take before the connection is dropped (server and client).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -198,7 +213,7 @@ impl TlsMaterial {
         };
         // rustls checks that the key loads and matches the certificate.
         if let Err(e) = tonic::transport::Server::builder().tls_config(m.peer_server()) {
-            let chain = crate::client::error_chain(&e);
+            let chain = crate::client::error::error_chain(&e);
             let problem = if chain.contains("KeyMismatch") || chain.contains("nconsistent") {
                 "is not the private key of the certificate in tls.cert".to_string()
             } else {

@@ -1,4 +1,4 @@
-//! Policies and tokens as the state machine stores them (DESIGN.md: Security model).
+//! Policies and tokens as the state machine stores them (docs/architecture.md: Security model).
 //!
 //! The policy language is checked in full by the API before a policy is proposed
 //! (`coffer::authz::policy`); `apply` re-checks only what keeps the state well formed, so a
@@ -10,11 +10,11 @@
 use prost::Message;
 
 use crate::keys;
+use crate::model_error::ApplyError;
+use crate::model_error::ModelError;
 use crate::pb;
 use crate::pb::ErrorCode;
 use crate::query;
-use crate::secrets::ApplyError;
-use crate::secrets::ModelError;
 use crate::storage::KvView;
 use crate::storage::Txn;
 

@@ -25,10 +25,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 use prost::Message;
+use std::future::Future;
 use tokio::sync::oneshot;
+
 use tokio::time::Instant;
 
-use crate::node::RaftNode;
 use crate::pb;
 use crate::NodeId;
 
@@ -74,11 +75,33 @@ pub struct ForwardStats {
     pub calls: u64,
 }
 
+/// What the batcher needs from its node: the two forwarding calls, and the batcher itself (a
+/// spawned call task finds it through a clone of the node).
+pub(crate) trait ForwardTarget: Clone + Send + Sync + 'static {
+    fn forwarder(&self) -> &ForwardBatcher;
+
+    /// Sends `commands` to `leader` in one `ProposeBatch` call: one outcome per command, in order.
+    fn propose_batch_remote(
+        &self,
+        leader: &pb::NodeInfo,
+        commands: Vec<pb::Command>,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Vec<Outcome>, (tonic::Code, String)>> + Send;
+
+    /// Sends one write to `leader` in a unary `Propose` call (a leader without `ProposeBatch`).
+    fn propose_remote(
+        &self,
+        leader: &pb::NodeInfo,
+        command: pb::Command,
+        deadline: Instant,
+    ) -> impl Future<Output = Outcome> + Send;
+}
+
 impl ForwardBatcher {
     /// Forwards `command` to `leader` and waits until `deadline` for its outcome.
-    pub(crate) async fn forward(
+    pub(crate) async fn forward<N: ForwardTarget>(
         &self,
-        node: &RaftNode,
+        node: &N,
         leader: pb::NodeInfo,
         command: pb::Command,
         deadline: Instant,
@@ -121,7 +144,7 @@ impl ForwardBatcher {
     }
 
     /// One in-flight slot: sends batches until nothing waits.
-    async fn send_batches(&self, node: &RaftNode) {
+    async fn send_batches<N: ForwardTarget>(&self, node: &N) {
         let mut slot = SlotGuard {
             batcher: self,
             released: false,

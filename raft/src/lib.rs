@@ -11,14 +11,19 @@
 //! - peer RPC over tonic ([`network`] client side, [`peer_service`] server side).
 
 pub mod access;
+pub mod apply;
 pub mod bugs;
+pub mod cluster_records;
 pub mod codec;
+pub mod error;
 pub mod forward_batch;
 pub mod keys;
 pub mod leader_contact;
+pub mod local_propose;
 pub mod log_store;
 pub mod mem;
 pub mod membership;
+pub mod model_error;
 pub mod names;
 pub mod network;
 pub mod node;
@@ -54,7 +59,6 @@ openraft::declare_raft_types!(
         AsyncRuntime = runtime::CofferRuntime,
 );
 
-pub type Raft = openraft::Raft<TypeConfig, state_machine::StateMachineStore>;
 pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
 pub type Vote = openraft::alias::VoteOf<TypeConfig>;
 pub type Entry = openraft::alias::EntryOf<TypeConfig>;

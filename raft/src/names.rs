@@ -1,4 +1,4 @@
-//! Rules for secret names, list prefixes and alias names (DESIGN.md: Data model).
+//! Rules for secret names, list prefixes and alias names (docs/architecture.md: Data model).
 //!
 //! Names are `<tenant>/<path…>`: 2 to 16 segments, each matching `[a-z0-9][a-z0-9._-]{0,62}`,
 //! at most 512 bytes. The rules reject by construction `..`, `.`, empty segments, leading or

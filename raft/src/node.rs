@@ -16,8 +16,12 @@ use openraft::ReadPolicy;
 use openraft::ServerState;
 use tokio::time::Instant;
 
+use crate::error::ProposeError;
+use crate::error::StartError;
 use crate::forward_batch::ForwardBatcher;
 use crate::forward_batch::ForwardStats;
+use crate::forward_batch::ForwardTarget;
+use crate::forward_batch::Outcome;
 use crate::leader_contact::LeaderContact;
 use crate::log_store::LogStore;
 use crate::membership;
@@ -25,18 +29,17 @@ use crate::network::Connector;
 use crate::network::NetworkFactory;
 use crate::network::PeerChannels;
 use crate::pb;
-use crate::pb::raft_peer_server::RaftPeerServer;
-use crate::peer_service::PeerService;
 use crate::query;
 use crate::read_batch::ReadBatchStats;
 use crate::read_batch::ReadIndexBatcher;
+use crate::read_batch::ReadIndexSource;
 use crate::snapshot_schedule::SnapshotSchedule;
+use crate::state_machine::Raft;
 use crate::state_machine::StateMachineStore;
 use crate::state_machine::StateReader;
 use crate::storage::LogBackend;
 use crate::storage::SmBackend;
 use crate::NodeId;
-use crate::Raft;
 
 /// Raft timing and log-compaction settings.
 #[derive(Debug, Clone)]
@@ -145,27 +148,6 @@ impl RaftStatus {
     }
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ProposeError {
-    /// No leader handled the request in time. A proposal may still commit (retries are
-    /// idempotent by request id).
-    #[error("{0}")]
-    Unavailable(String),
-    /// The leader refused the request (a failed check, not a transport problem).
-    #[error("{0}")]
-    Rejected(String),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("raft settings: {0}")]
-    Settings(String),
-    #[error("storage: {0}")]
-    Storage(#[from] std::io::Error),
-    #[error("raft: {0}")]
-    Raft(String),
-}
-
 /// The outcome of one attempt at leader-only work on some node.
 pub enum Routed<T> {
     Done(T),
@@ -270,11 +252,6 @@ impl RaftNode {
 
     pub fn id(&self) -> NodeId {
         self.inner.id
-    }
-
-    /// The peer gRPC service to serve on this node's raft address.
-    pub fn peer_server(&self) -> RaftPeerServer<PeerService> {
-        PeerService::new(self.clone()).into_server()
     }
 
     pub fn reader(&self) -> &StateReader {
@@ -602,7 +579,7 @@ impl RaftNode {
         let predicted = {
             let view = self.inner.reader.view();
             let mut ov = crate::storage::Overlay::new(&*view);
-            crate::secrets::apply(&mut ov, cmd, self.inner.reader.applied_index() + 1).ok()
+            crate::apply::apply(&mut ov, cmd, self.inner.reader.applied_index() + 1).ok()
         };
         let this = self.clone();
         let cmd = cmd.clone();
@@ -619,7 +596,7 @@ impl RaftNode {
             Box::pin(async move {
                 use pb::propose_response::Result as R;
                 let r = if leader.id == self.id() {
-                    crate::peer_service::propose_locally(&self.inner.raft, cmd)
+                    crate::local_propose::propose_locally(&self.inner.raft, cmd)
                         .await
                         .map_err(|s| (s.code(), s.message().to_string()))?
                 } else {
@@ -640,44 +617,9 @@ impl RaftNode {
         })
     }
 
-    pub(crate) fn forwarder(&self) -> &ForwardBatcher {
-        &self.inner.forward
-    }
-
     /// How many writes this node forwarded to the leader and how many calls carried them.
     pub fn forward_stats(&self) -> ForwardStats {
         self.inner.forward.stats()
-    }
-
-    /// Sends a batch of forwarded writes to `leader` in one `ProposeBatch` call and returns one
-    /// outcome per command, in order (see [`crate::forward_batch`]).
-    pub(crate) async fn propose_batch_remote(
-        &self,
-        leader: &pb::NodeInfo,
-        commands: Vec<pb::Command>,
-        deadline: Instant,
-    ) -> Result<Vec<crate::forward_batch::Outcome>, (tonic::Code, String)> {
-        let n = commands.len();
-        let mut c = self.peer(leader)?;
-        let req = with_deadline(pb::ProposeBatchRequest { commands }, deadline);
-        let reply = unary(leader, c.propose_batch(req), deadline).await?;
-        Ok(crate::forward_batch::outcomes_from_reply(leader, n, reply))
-    }
-
-    /// Forwards one write to `leader` in a unary `Propose` call (a leader without
-    /// `ProposeBatch`).
-    pub(crate) async fn propose_remote(
-        &self,
-        leader: &pb::NodeInfo,
-        command: pb::Command,
-        deadline: Instant,
-    ) -> crate::forward_batch::Outcome {
-        let mut c = self.peer(leader)?;
-        let req = with_deadline(pb::ProposeRequest { command: Some(command) }, deadline);
-        unary(leader, c.propose(req), deadline)
-            .await?
-            .result
-            .ok_or_else(empty_reply)
     }
 
     /// A read index from the leader: once this replica has applied it, a read here is
@@ -690,37 +632,9 @@ impl RaftNode {
         self.inner.read_batch.read_index(self, timeout).await
     }
 
-    pub(crate) fn batcher(&self) -> &ReadIndexBatcher {
-        &self.inner.read_batch
-    }
-
     /// How many read indexes this node was asked for and how many rounds to the leader served them.
     pub fn read_batch_stats(&self) -> ReadBatchStats {
         self.inner.read_batch.stats()
-    }
-
-    /// One read-index round: the leader (this node, or asked over the peer port) confirms its
-    /// leadership with a quorum and returns its commit index.
-    pub(crate) async fn read_index_round(&self, timeout: Duration) -> Result<u64, ProposeError> {
-        let deadline = Instant::now() + timeout;
-        self.on_leader(timeout, "read-index request", |leader| {
-            Box::pin(async move {
-                if leader.id == self.id() {
-                    return self
-                        .read_index_locally()
-                        .await
-                        .map_err(|s| (s.code(), s.message().to_string()));
-                }
-                let mut c = self.peer(&leader)?;
-                let req = with_deadline(pb::ReadIndexRequest {}, deadline);
-                Ok(match unary(&leader, c.read_index(req), deadline).await?.result {
-                    Some(pb::read_index_response::Result::Index(i)) => Routed::Done(i),
-                    Some(pb::read_index_response::Result::NotLeader(nl)) => Routed::NotLeader(nl.leader),
-                    None => return Err(empty_reply()),
-                })
-            })
-        })
-        .await
     }
 
     /// Leader side of [`RaftNode::read_index`]: confirms leadership with a quorum (ReadIndex).
@@ -1022,6 +936,68 @@ impl RaftNode {
 /// Milliseconds since a quorum last acknowledged this leader.
 /// Asks openraft for a snapshot at each of this node's snapshot points. Ends when the state
 /// machine is dropped (the channel closes) or Raft has stopped.
+impl ForwardTarget for RaftNode {
+    fn forwarder(&self) -> &ForwardBatcher {
+        &self.inner.forward
+    }
+
+    /// Sends a batch of forwarded writes to `leader` in one `ProposeBatch` call and returns one
+    /// outcome per command, in order (see [`crate::forward_batch`]).
+    async fn propose_batch_remote(
+        &self,
+        leader: &pb::NodeInfo,
+        commands: Vec<pb::Command>,
+        deadline: Instant,
+    ) -> Result<Vec<Outcome>, (tonic::Code, String)> {
+        let n = commands.len();
+        let mut c = self.peer(leader)?;
+        let req = with_deadline(pb::ProposeBatchRequest { commands }, deadline);
+        let reply = unary(leader, c.propose_batch(req), deadline).await?;
+        Ok(crate::forward_batch::outcomes_from_reply(leader, n, reply))
+    }
+
+    /// Forwards one write to `leader` in a unary `Propose` call (a leader without
+    /// `ProposeBatch`).
+    async fn propose_remote(&self, leader: &pb::NodeInfo, command: pb::Command, deadline: Instant) -> Outcome {
+        let mut c = self.peer(leader)?;
+        let req = with_deadline(pb::ProposeRequest { command: Some(command) }, deadline);
+        unary(leader, c.propose(req), deadline)
+            .await?
+            .result
+            .ok_or_else(empty_reply)
+    }
+}
+
+impl ReadIndexSource for RaftNode {
+    fn batcher(&self) -> &ReadIndexBatcher {
+        &self.inner.read_batch
+    }
+
+    /// One read-index round: the leader (this node, or asked over the peer port) confirms its
+    /// leadership with a quorum and returns its commit index.
+    async fn read_index_round(&self, timeout: Duration) -> Result<u64, ProposeError> {
+        let deadline = Instant::now() + timeout;
+        self.on_leader(timeout, "read-index request", |leader| {
+            Box::pin(async move {
+                if leader.id == self.id() {
+                    return self
+                        .read_index_locally()
+                        .await
+                        .map_err(|s| (s.code(), s.message().to_string()));
+                }
+                let mut c = self.peer(&leader)?;
+                let req = with_deadline(pb::ReadIndexRequest {}, deadline);
+                Ok(match unary(&leader, c.read_index(req), deadline).await?.result {
+                    Some(pb::read_index_response::Result::Index(i)) => Routed::Done(i),
+                    Some(pb::read_index_response::Result::NotLeader(nl)) => Routed::NotLeader(nl.leader),
+                    None => return Err(empty_reply()),
+                })
+            })
+        })
+        .await
+    }
+}
+
 fn spawn_snapshot_trigger(raft: Raft, mut points: tokio::sync::mpsc::Receiver<()>) {
     tokio::spawn(async move {
         while points.recv().await.is_some() {

@@ -3,10 +3,10 @@
 use prost::Message;
 
 use crate::keys;
+use crate::model_error::ModelError;
 use crate::names;
 use crate::pb;
 use crate::pb::ErrorCode;
-use crate::secrets::ModelError;
 use crate::storage::KvView;
 
 /// Failure of a query: a domain answer (not found, disabled, …) or a storage failure.

@@ -13,6 +13,7 @@
 //! - Every waiter gets an answer or its own timeout; a failed round fails its whole batch with
 //!   the same error (each caller may retry).
 
+use std::future::Future;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
@@ -21,8 +22,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::node::ProposeError;
-use crate::node::RaftNode;
+use crate::error::ProposeError;
 
 type Reply = oneshot::Sender<Result<u64, ProposeError>>;
 
@@ -49,10 +49,24 @@ pub struct ReadBatchStats {
     pub rounds: u64,
 }
 
+/// What the batcher needs from its node: one round to the leader, and the batcher itself (the
+/// round task finds it through a clone of the node).
+pub(crate) trait ReadIndexSource: Clone + Send + Sync + 'static {
+    fn batcher(&self) -> &ReadIndexBatcher;
+
+    /// One read-index round: the leader confirms its leadership with a quorum and returns its
+    /// commit index.
+    fn read_index_round(&self, timeout: Duration) -> impl Future<Output = Result<u64, ProposeError>> + Send;
+}
+
 impl ReadIndexBatcher {
     /// Queues a request for a read index and waits at most `timeout` for the round that answers
-    /// it. `node` runs the rounds (see [`RaftNode::read_index_round`]).
-    pub(crate) async fn read_index(&self, node: &RaftNode, timeout: Duration) -> Result<u64, ProposeError> {
+    /// it. `node` runs the rounds (see [`ReadIndexSource::read_index_round`]).
+    pub(crate) async fn read_index<N: ReadIndexSource>(
+        &self,
+        node: &N,
+        timeout: Duration,
+    ) -> Result<u64, ProposeError> {
         let deadline = Instant::now() + timeout;
         let (tx, rx) = oneshot::channel();
         self.requests.fetch_add(1, Ordering::Relaxed);
@@ -77,7 +91,7 @@ impl ReadIndexBatcher {
 
     /// Runs rounds until the queue is empty. Each round serves the waiters queued before it began,
     /// bounded by the latest of their deadlines.
-    async fn run_rounds(&self, node: &RaftNode) {
+    async fn run_rounds<N: ReadIndexSource>(&self, node: &N) {
         let mut exit = ResetOnExit {
             batcher: self,
             finished: false,

@@ -27,9 +27,9 @@
 use prost::Message;
 
 use crate::keys;
+use crate::model_error::ModelError;
 use crate::pb;
 use crate::pb::ErrorCode;
-use crate::secrets::ModelError;
 use crate::storage::Overlay;
 
 /// Retention when the bootstrap named none (and in clusters bootstrapped before the table).
@@ -765,7 +765,7 @@ mod tests {
                 let view = backend.view();
                 let mut ov = Overlay::new(&*view);
                 for (i, c) in chunk.iter().enumerate() {
-                    results.push(crate::secrets::apply(&mut ov, c, (b * batch + i + 1) as u64).unwrap());
+                    results.push(crate::apply::apply(&mut ov, c, (b * batch + i + 1) as u64).unwrap());
                 }
                 let writes = ov.into_writes();
                 drop(view);

@@ -1,323 +1,31 @@
-//! The secrets model as the state machine applies it (DESIGN.md: Data model).
-//!
-//! `apply` is deterministic: it depends only on the state it reads and the command (which
-//! carries `proposed_at_ms`). No clock, no RNG, no KMS, no I/O beyond the state machine.
-//! A command that fails a check returns an error result and leaves the state unchanged: its
-//! writes go through a [`Txn`] that is committed only on success.
+//! Secrets, their versions and aliases as commands change them (docs/architecture.md: Data
+//! model). Called by [`crate::apply::apply`] inside one command's [`Txn`].
 
 use prost::Message;
 
-use crate::access;
 use crate::keys;
+use crate::model_error::decode;
+use crate::model_error::fail;
+use crate::model_error::ModelError;
+use crate::model_error::Result;
 use crate::names;
 use crate::pb;
 use crate::pb::ErrorCode;
-use crate::requests;
-use crate::storage::Overlay;
 use crate::storage::Txn;
 
 /// Largest plaintext value accepted (64 KiB).
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 
-/// A domain failure: the command is applied as a no-op and the caller gets this error.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct ModelError {
-    pub code: ErrorCode,
-    pub message: String,
-    pub next_version: u64,
-    pub actual_version: u64,
-}
-
-impl ModelError {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            next_version: 0,
-            actual_version: 0,
-        }
-    }
-
-    pub fn to_pb(&self) -> pb::CommandError {
-        pb::CommandError {
-            code: self.code as i32,
-            message: self.message.clone(),
-            next_version: self.next_version,
-            actual_version: self.actual_version,
-        }
-    }
-
-    pub fn from_pb(e: &pb::CommandError) -> Self {
-        Self {
-            code: ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Internal),
-            message: e.message.clone(),
-            next_version: e.next_version,
-            actual_version: e.actual_version,
-        }
-    }
-}
-
-impl From<names::NameError> for ModelError {
-    fn from(e: names::NameError) -> Self {
-        ModelError::new(ErrorCode::InvalidArgument, e.to_string())
-    }
-}
-
-/// Failure of [`apply`]: a domain error (no state change) or a storage error (fatal to Raft).
-#[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
-    #[error(transparent)]
-    Model(#[from] ModelError),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-}
-
-type Result<T> = std::result::Result<T, ApplyError>;
-
-fn fail<T>(code: ErrorCode, msg: impl Into<String>) -> Result<T> {
-    Err(ModelError::new(code, msg).into())
-}
-
-fn decode<M: Message + Default>(bytes: &[u8], what: &str) -> Result<M> {
-    M::decode(bytes).map_err(|e| {
-        ApplyError::Io(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("corrupt {what} record: {e}"),
-        ))
-    })
-}
-
 fn etag(log_index: u64) -> String {
     format!("{log_index:016x}")
 }
 
-/// Applies one command at `log_index`. Domain failures come back as an error result.
-///
-/// Every command but the bootstrap goes through the request table ([`requests`]): a request id
-/// applied before is answered with its first outcome and that first entry's index, and is not
-/// evaluated again; a new one is evaluated and its outcome recorded in the same write.
-pub fn apply(ov: &mut Overlay<'_>, cmd: &pb::Command, log_index: u64) -> std::io::Result<pb::CommandResult> {
-    if let Some(pb::command::Op::Bootstrap(b)) = &cmd.op {
-        let result = evaluate(ov, cmd, log_index)?;
-        if matches!(result.outcome, Some(pb::command_result::Outcome::Ok(_))) {
-            requests::set_retention(ov, b.request_retention_ms)?;
-        }
-        return Ok(result);
-    }
-    let id = cmd.request_id.as_str();
-    let refuse = |e: ModelError| pb::CommandResult {
-        log_index,
-        outcome: Some(pb::command_result::Outcome::Error(e.to_pb())),
-        replayed: false,
-    };
-    let fp = requests::Fingerprint::of(cmd);
-    if id.len() > requests::MAX_REQUEST_ID_BYTES {
-        requests::advance(ov, cmd.proposed_at_ms, None)?;
-        return Ok(refuse(ModelError::new(
-            ErrorCode::InvalidArgument,
-            format!("a request id has at most {} bytes", requests::MAX_REQUEST_ID_BYTES),
-        )));
-    }
-    if !id.is_empty() {
-        match requests::lookup(ov, cmd, &fp)? {
-            requests::Lookup::Fresh => {}
-            requests::Lookup::Replay(first) => {
-                requests::advance(ov, cmd.proposed_at_ms, None)?;
-                return Ok(first);
-            }
-            requests::Lookup::Reused(e) => {
-                requests::advance(ov, cmd.proposed_at_ms, None)?;
-                return Ok(refuse(e));
-            }
-        }
-    }
-    let result = evaluate(ov, cmd, log_index)?;
-    let record = (!id.is_empty() && requests::is_recorded(&result)).then_some((id, &fp, cmd, &result));
-    requests::advance(ov, cmd.proposed_at_ms, record)?;
-    Ok(result)
-}
-
-/// Evaluates `cmd` against the state: its writes reach `ov` only if it succeeds.
-fn evaluate(ov: &mut Overlay<'_>, cmd: &pb::Command, log_index: u64) -> std::io::Result<pb::CommandResult> {
-    let mut tx = ov.txn();
-    let outcome = match apply_op(&mut tx, cmd, log_index) {
-        Ok(ok) => {
-            tx.commit();
-            pb::command_result::Outcome::Ok(ok)
-        }
-        Err(ApplyError::Model(e)) => pb::command_result::Outcome::Error(e.to_pb()),
-        Err(ApplyError::Io(e)) => return Err(e),
-    };
-    Ok(pb::CommandResult {
-        log_index,
-        outcome: Some(outcome),
-        replayed: false,
-    })
-}
-
-/// Applies `cmd` at `log_index`.
-fn apply_op(tx: &mut Txn<'_, '_>, cmd: &pb::Command, log_index: u64) -> Result<pb::CommandOk> {
-    use pb::command::Op;
-    let Some(op) = &cmd.op else {
-        return fail(ErrorCode::InvalidArgument, "command without an operation");
-    };
-    if let Op::Bootstrap(b) = op {
-        return bootstrap(tx, b);
-    }
-    if !tx.contains(keys::CLUSTER)? {
-        return fail(ErrorCode::NotBootstrapped, "the cluster is not bootstrapped yet");
-    }
-    let now = cmd.proposed_at_ms;
-    let name = match op {
-        Op::Bootstrap(_) => unreachable!("handled above"),
-        Op::SetTokenKey(k) => return set_token_key(tx, k),
-        Op::SetWraps(w) => return set_wraps(tx, w),
-        Op::PutPolicy(c) => return access::put_policy(tx, c, now, &cmd.principal),
-        Op::DeletePolicy(c) => return access::delete_policy(tx, c),
-        Op::CreateToken(c) => return access::create_token(tx, c),
-        Op::RevokeToken(c) => return access::revoke_token(tx, c, now),
-        Op::CreateSecret(c) => &c.name,
-        Op::AddVersion(c) => &c.name,
-        Op::MoveAlias(c) => &c.name,
-        Op::SetVersionState(c) => &c.name,
-        Op::DestroyVersion(c) => &c.name,
-    };
-    names::validate_name(name).map_err(ModelError::from)?;
-    let secret = load_secret(tx, name)?;
-    let at = At {
-        now,
-        log_index,
-        principal: &cmd.principal,
-        request_id: &cmd.request_id,
-    };
-    match op {
-        Op::Bootstrap(_)
-        | Op::SetTokenKey(_)
-        | Op::SetWraps(_)
-        | Op::PutPolicy(_)
-        | Op::DeletePolicy(_)
-        | Op::CreateToken(_)
-        | Op::RevokeToken(_) => unreachable!("handled above"),
-        Op::CreateSecret(c) => create_secret(tx, secret, c, &at),
-        Op::AddVersion(c) => add_version(tx, secret, c, &at),
-        Op::MoveAlias(c) => move_alias(tx, secret, c, &at),
-        Op::SetVersionState(c) => set_version_state(tx, secret, c, &at),
-        Op::DestroyVersion(c) => destroy_version(tx, secret, c, &at),
-    }
-}
-
 /// Where and on whose behalf a command is applied.
-struct At<'a> {
-    now: u64,
-    log_index: u64,
-    principal: &'a str,
-    request_id: &'a str,
-}
-
-fn bootstrap(tx: &mut Txn<'_, '_>, b: &pb::Bootstrap) -> Result<pb::CommandOk> {
-    let Some(info) = &b.cluster else {
-        return fail(ErrorCode::InvalidArgument, "bootstrap without cluster info");
-    };
-    if let Some(existing) = tx.get(keys::CLUSTER)? {
-        let existing: pb::ClusterInfo = decode(&existing, "cluster")?;
-        // Retrying the same bootstrap is harmless; a different one is refused.
-        if existing.cluster_id == info.cluster_id {
-            return Ok(pb::CommandOk::default());
-        }
-        return fail(ErrorCode::AlreadyExists, "the cluster is already bootstrapped");
-    }
-    if info.cluster_id.is_empty() || info.root_token_sha256.len() != 32 {
-        return fail(
-            ErrorCode::InvalidArgument,
-            "bootstrap needs a cluster id and a root token hash",
-        );
-    }
-    tx.put(keys::CLUSTER.to_vec(), info.encode_to_vec());
-    Ok(pb::CommandOk::default())
-}
-
-/// Sets the cluster's token key once; later proposals (from other nodes racing) are no-ops.
-fn set_token_key(tx: &mut Txn<'_, '_>, k: &pb::SetTokenKey) -> Result<pb::CommandOk> {
-    let Some(bytes) = tx.get(keys::CLUSTER)? else {
-        return fail(ErrorCode::NotBootstrapped, "the cluster is not bootstrapped yet");
-    };
-    let mut info: pb::ClusterInfo = decode(&bytes, "cluster")?;
-    if info.token_key.is_some() {
-        return Ok(pb::CommandOk::default());
-    }
-    match &k.key {
-        Some(e) if !e.ciphertext.is_empty() && !e.wrapped_keys.is_empty() => info.token_key = Some(e.clone()),
-        _ => return fail(ErrorCode::InvalidArgument, "a token key needs a sealed envelope"),
-    }
-    tx.put(keys::CLUSTER.to_vec(), info.encode_to_vec());
-    Ok(pb::CommandOk::default())
-}
-
-/// Most entries one SetWraps may carry.
-pub const MAX_WRAPS_PER_COMMAND: usize = 1024;
-
-/// Puts each entry's wrap in place of its region's wrap (or beside the others when the region
-/// has none). An entry whose envelope is gone (destroyed) or is another one (nonce differs) is
-/// skipped; a malformed entry fails the whole command.
-fn set_wraps(tx: &mut Txn<'_, '_>, w: &pb::SetWraps) -> Result<pb::CommandOk> {
-    if w.entries.is_empty() || w.entries.len() > MAX_WRAPS_PER_COMMAND {
-        return fail(
-            ErrorCode::InvalidArgument,
-            format!("SetWraps carries 1 to {MAX_WRAPS_PER_COMMAND} entries"),
-        );
-    }
-    for e in &w.entries {
-        match &e.wrap {
-            Some(k) if !k.region.is_empty() && !k.provider.is_empty() && !k.blob.is_empty() => {}
-            _ => {
-                return fail(
-                    ErrorCode::InvalidArgument,
-                    "a rewrap entry needs a wrap with region, provider and blob",
-                )
-            }
-        }
-        if !e.token_key {
-            names::validate_name(&e.name).map_err(ModelError::from)?;
-        }
-    }
-    fn place(env: &mut pb::Envelope, nonce: &[u8], wrap: &pb::WrappedKey) -> bool {
-        if env.nonce != nonce {
-            return false;
-        }
-        match env.wrapped_keys.iter_mut().find(|k| k.region == wrap.region) {
-            Some(k) => *k = wrap.clone(),
-            None => env.wrapped_keys.push(wrap.clone()),
-        }
-        true
-    }
-    let mut applied = 0u32;
-    for e in &w.entries {
-        let wrap = e.wrap.as_ref().expect("checked above");
-        if e.token_key {
-            let Some(bytes) = tx.get(keys::CLUSTER)? else { continue };
-            let mut info: pb::ClusterInfo = decode(&bytes, "cluster")?;
-            if info.token_key.as_mut().is_some_and(|env| place(env, &e.nonce, wrap)) {
-                tx.put(keys::CLUSTER.to_vec(), info.encode_to_vec());
-                applied += 1;
-            }
-            continue;
-        }
-        let key = keys::version(&e.name, e.version);
-        let Some(bytes) = tx.get(&key)? else { continue };
-        let mut v: pb::SecretVersion = decode(&bytes, "version")?;
-        if v.state == pb::VersionState::Destroyed as i32 {
-            continue;
-        }
-        if v.envelope.as_mut().is_some_and(|env| place(env, &e.nonce, wrap)) {
-            tx.put(key, v.encode_to_vec());
-            applied += 1;
-        }
-    }
-    Ok(pb::CommandOk {
-        applied,
-        ..Default::default()
-    })
+pub(crate) struct At<'a> {
+    pub now: u64,
+    pub log_index: u64,
+    pub principal: &'a str,
+    pub request_id: &'a str,
 }
 
 pub fn load_secret(tx: &Txn<'_, '_>, name: &str) -> Result<Option<pb::Secret>> {
@@ -372,7 +80,7 @@ fn save_secret(tx: &mut Txn<'_, '_>, secret: &mut pb::Secret, at: &At<'_>) {
     tx.put(keys::secret(&secret.name), secret.encode_to_vec());
 }
 
-fn create_secret(
+pub(crate) fn create_secret(
     tx: &mut Txn<'_, '_>,
     existing: Option<pb::Secret>,
     c: &pb::CreateSecret,
@@ -386,7 +94,7 @@ fn create_secret(
     Ok(ok(&s, 0))
 }
 
-fn add_version(
+pub(crate) fn add_version(
     tx: &mut Txn<'_, '_>,
     existing: Option<pb::Secret>,
     c: &pb::AddVersion,
@@ -483,7 +191,7 @@ fn point_alias(secret: &mut pb::Secret, alias: &str, version: u64) {
     secret.aliases.insert(alias.to_string(), version);
 }
 
-fn move_alias(
+pub(crate) fn move_alias(
     tx: &mut Txn<'_, '_>,
     secret: Option<pb::Secret>,
     c: &pb::MoveAlias,
@@ -522,7 +230,7 @@ fn move_alias(
     Ok(ok(&secret, c.version))
 }
 
-fn set_version_state(
+pub(crate) fn set_version_state(
     tx: &mut Txn<'_, '_>,
     secret: Option<pb::Secret>,
     c: &pb::SetVersionState,
@@ -560,7 +268,7 @@ fn set_version_state(
     Ok(ok(&secret, c.version))
 }
 
-fn destroy_version(
+pub(crate) fn destroy_version(
     tx: &mut Txn<'_, '_>,
     secret: Option<pb::Secret>,
     c: &pb::DestroyVersion,
@@ -594,6 +302,7 @@ fn destroy_version(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access;
     use crate::storage::SmBackend;
     use crate::test_sm::add;
     use crate::test_sm::sealed_for;
@@ -898,7 +607,6 @@ mod tests {
 
     #[test]
     fn policies_and_tokens_are_stored_revoked_and_checked() {
-        use crate::access;
         let mut sm = Sm::new();
         let policy = |name: &str| pb::Policy {
             name: name.into(),

@@ -24,8 +24,8 @@ use openraft::error::RaftError;
 use openraft::raft::AppendEntriesRequest;
 use openraft::raft::AppendEntriesResponse;
 
+use crate::state_machine::Raft;
 use crate::state_machine::Snapshot;
-use crate::Raft;
 use crate::TypeConfig;
 use crate::Vote;
 

@@ -31,7 +31,6 @@ use tokio::sync::watch;
 use crate::codec;
 use crate::keys;
 use crate::pb;
-use crate::secrets;
 use crate::snapshot_schedule::SnapshotSchedule;
 use crate::storage::KvView;
 use crate::storage::Overlay;
@@ -78,6 +77,9 @@ impl std::fmt::Debug for SnapshotData {
     }
 }
 pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotData>;
+
+/// The Raft core over this state machine.
+pub type Raft = openraft::Raft<TypeConfig, StateMachineStore>;
 
 /// Read access to the local replica for the API layer: consistent views plus the applied index.
 #[derive(Clone)]
@@ -241,7 +243,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         log_index: log_id.index,
                         ..Default::default()
                     },
-                    EntryPayload::Normal(cmd) => secrets::apply(&mut ov, cmd, log_id.index)?,
+                    EntryPayload::Normal(cmd) => crate::apply::apply(&mut ov, cmd, log_id.index)?,
                     EntryPayload::Membership(m) => {
                         let stored = StoredMembership::new(Some(log_id), m.clone());
                         ov.put(
@@ -801,7 +803,7 @@ mod tests {
         b.install_snapshot(&snapshot.meta, snapshot.snapshot).await.unwrap();
         let view = backend_b.view();
         let mut ov = Overlay::new(&*view);
-        let retry = secrets::apply(&mut ov, &put, 3).unwrap();
+        let retry = crate::apply::apply(&mut ov, &put, 3).unwrap();
         assert!(retry.replayed, "answered from the installed table");
         assert_eq!(retry.log_index, 2, "with the index where node A applied it");
         let ok = match retry.outcome {

@@ -1,11 +1,11 @@
 //! A state machine for unit tests: commands applied one per log index over memory storage,
 //! with the proposer's clock under the test's control.
 
+use crate::apply::apply;
 use crate::keys;
 use crate::mem::MemSmBackend;
+use crate::model_error::ModelError;
 use crate::pb;
-use crate::secrets::apply;
-use crate::secrets::ModelError;
 use crate::storage::Overlay;
 use crate::storage::SmBackend;
 

@@ -1,5 +1,5 @@
 //! coffer-simulations: the real Coffer node code in turmoil, under partitions, crashes and
-//! KMS outages, checked by an oracle (DESIGN.md: Deterministic simulation).
+//! KMS outages, checked by an oracle (docs/architecture.md: Deterministic simulation).
 //!
 //! One seed derives everything: the cluster's [`shape`], link latencies, the [`faults`]
 //! schedule and the [`workload`]. [`run::run`] plays a safety phase (faults and workload) and a

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use coffer_raft::error::ProposeError;
 use coffer_raft::node::Membership;
-use coffer_raft::node::ProposeError;
 use tonic::Request;
 use tonic::Response;
 use tonic::Status;

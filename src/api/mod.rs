@@ -10,11 +10,11 @@ pub mod secrets;
 use std::sync::Arc;
 use std::time::Duration;
 
+use coffer_raft::error::ProposeError;
+use coffer_raft::model_error::ModelError;
 use coffer_raft::node::Membership;
-use coffer_raft::node::ProposeError;
 use coffer_raft::node::RaftNode;
 use coffer_raft::query;
-use coffer_raft::secrets::ModelError;
 use coffer_raft::storage::KvView;
 use tokio::sync::OnceCell;
 

@@ -10,9 +10,11 @@
 //! (principal from the URI SAN `coffer://principal/<id>`). A token wins over a certificate.
 //! Decisions come from [`policy`] over the replicated policies, on this node, with no network.
 
+pub mod action;
 pub mod policy;
 
-use std::fmt;
+pub use action::Action;
+
 use std::sync::Arc;
 
 use sha2::Digest;
@@ -30,58 +32,6 @@ use crate::raft::state_machine::StateReader;
 
 /// Token prefix, so leaked tokens are easy to recognise and scan for.
 pub const TOKEN_PREFIX: &str = "cft_";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    SecretsRead,
-    SecretsWrite,
-    SecretsRotate,
-    SecretsAdmin,
-    SecretsReadBreakGlass,
-    PolicyAdmin,
-    ClusterAdmin,
-    AuditRead,
-    DrillRun,
-    /// Node health: allowed to anyone, token or not (load balancers), and still audited.
-    Health,
-}
-
-impl Action {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Action::SecretsRead => "secrets:read",
-            Action::SecretsWrite => "secrets:write",
-            Action::SecretsRotate => "secrets:rotate",
-            Action::SecretsAdmin => "secrets:admin",
-            Action::SecretsReadBreakGlass => "secrets:read-break-glass",
-            Action::PolicyAdmin => "policy:admin",
-            Action::ClusterAdmin => "cluster:admin",
-            Action::AuditRead => "audit:read",
-            Action::DrillRun => "drill:run",
-            Action::Health => "health:read",
-        }
-    }
-}
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Action {
-    /// Actions on secrets: their resource is a secret name (or a list prefix).
-    pub fn on_secrets(&self) -> bool {
-        matches!(
-            self,
-            Action::SecretsRead
-                | Action::SecretsWrite
-                | Action::SecretsRotate
-                | Action::SecretsAdmin
-                | Action::SecretsReadBreakGlass
-        )
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {

@@ -9,12 +9,12 @@ use clap::Subcommand;
 use serde_json::json;
 use serde_json::Value;
 
-use super::connect;
+use super::error::CliError;
+use super::global::connect;
+use super::global::Global;
+use super::global::Output;
 use super::output;
-use super::CliError;
-use super::Global;
-use super::Output;
-use crate::audit::file;
+use crate::audit::chain;
 use crate::pb;
 
 #[derive(Debug, Subcommand)]
@@ -137,7 +137,7 @@ pub async fn run(g: &Global, cmd: AuditCmd) -> Result<(), CliError> {
             count,
             file: Some(path),
         } => {
-            let entries = file::tail(&path, count as usize)
+            let entries = chain::tail(&path, count as usize)
                 .map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?;
             print_entries(g, entries.into_iter().map(|t| (t.seq, t.event, t.hash)).collect());
             Ok(())
@@ -161,7 +161,7 @@ pub async fn run(g: &Global, cmd: AuditCmd) -> Result<(), CliError> {
         }
         AuditCmd::Verify { file: Some(path) } => {
             let report =
-                file::verify_file(&path).map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?;
+                chain::verify_file(&path).map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?;
             let (first, problem) = report
                 .broken
                 .map(|b| (b.position, b.problem))

@@ -3,11 +3,11 @@
 use clap::Subcommand;
 use serde_json::json;
 
-use super::connect;
+use super::error::CliError;
+use super::global::connect;
+use super::global::Global;
+use super::global::Output;
 use super::output;
-use super::CliError;
-use super::Global;
-use super::Output;
 use crate::pb;
 use crate::pb::membership_change_request::Change;
 
@@ -93,7 +93,7 @@ pub async fn run(g: &Global, cmd: ClusterCmd) -> Result<(), CliError> {
             return Ok(());
         }
         ClusterCmd::AddLearner { node_api, force } => {
-            let target = super::connect_to(g, &node_api, None).await?;
+            let target = super::global::connect_to(g, &node_api, None).await?;
             let health = target.cluster.clone().health(pb::HealthRequest {}).await?.into_inner();
             let node = health
                 .node

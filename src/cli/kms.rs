@@ -6,11 +6,11 @@ use clap::Subcommand;
 use serde_json::json;
 use serde_json::Value;
 
-use super::connect;
+use super::error::CliError;
+use super::global::connect;
+use super::global::Global;
+use super::global::Output;
 use super::output;
-use super::CliError;
-use super::Global;
-use super::Output;
 use crate::pb;
 
 #[derive(Debug, Subcommand)]

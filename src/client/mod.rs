@@ -1,6 +1,7 @@
 //! The Rust SDK: typed gRPC clients that carry the bearer token, over TLS when given a CA
 //! ([`ClientTls`], [`Client::connect_with`]).
 
+pub mod error;
 pub mod tls;
 
 use std::time::Duration;
@@ -14,8 +15,8 @@ use tonic::Request;
 use tonic::Status;
 
 use crate::pb;
+pub use error::{error_chain, ClientError, TlsProblem};
 pub use tls::ClientTls;
-pub use tls::TlsProblem;
 
 /// Adds `authorization: Bearer <token>` to every request, and the client's request id when
 /// one is set ([`Client::with_request_id`]).
@@ -59,30 +60,6 @@ pub type SecretsClient = pb::secrets_client::SecretsClient<InterceptedService<Ch
 pub type ClusterClient = pb::cluster_client::ClusterClient<InterceptedService<Channel, TokenInterceptor>>;
 pub type KmsClient = pb::kms_client::KmsClient<InterceptedService<Channel, TokenInterceptor>>;
 pub type AccessClient = pb::access_client::AccessClient<InterceptedService<Channel, TokenInterceptor>>;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("invalid address {addr:?}: {reason}")]
-    BadAddress { addr: String, reason: String },
-    #[error("the token contains characters that cannot be sent; check COFFER_TOKEN")]
-    BadToken,
-    #[error("cannot reach coffer at {addr}: {reason}")]
-    Connect { addr: String, reason: String },
-    #[error("TLS with {addr} failed: {problem}")]
-    Tls { addr: String, problem: TlsProblem },
-    #[error("{addr} is an https:// address but no CA certificate was given to verify the server")]
-    NoCa { addr: String },
-    #[error("cannot read the {what} {path}: {reason}")]
-    TlsFile {
-        what: &'static str,
-        path: String,
-        reason: String,
-    },
-    #[error("give both a client certificate and its key, or neither")]
-    IncompleteIdentity,
-    #[error("invalid request id: {0}")]
-    BadRequestId(String),
-}
 
 #[derive(Clone)]
 pub struct Client {
@@ -144,7 +121,7 @@ impl Client {
         }
         let channel = endpoint.connect().await.map_err(|e| {
             let reason = error_chain(&e);
-            match tls::classify(&reason) {
+            match error::classify(&reason) {
                 Some(problem) if use_tls => ClientError::Tls {
                     addr: url.clone(),
                     problem,
@@ -194,19 +171,4 @@ impl Client {
         );
         Ok(Self::build(self.addr, self.channel, interceptor))
     }
-}
-
-/// `e: cause: cause` on one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
 }

@@ -10,7 +10,7 @@ use tonic::transport::ClientTlsConfig;
 use tonic::transport::Identity;
 use zeroize::Zeroizing;
 
-use super::ClientError;
+use super::error::ClientError;
 
 /// How a client speaks TLS to Coffer: the CA that signs the servers' certificates and,
 /// optionally, a client certificate (an mTLS identity: URI SAN `coffer://principal/<id>`).
@@ -98,58 +98,4 @@ impl ClientTls {
         }
         c
     }
-}
-
-/// Why a TLS connection failed, as the user can act on it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TlsProblem {
-    /// The server's certificate does not chain to the CA the client trusts.
-    UntrustedServer,
-    /// The certificate is not valid for the host dialled.
-    WrongName,
-    /// The certificate has expired or is not valid yet.
-    Expired,
-    /// The server refused the client certificate (or required one and got none).
-    ClientCertRefused,
-    /// The server does not speak TLS.
-    NotTls,
-    /// Anything else, in rustls' words.
-    Other(String),
-}
-
-impl std::fmt::Display for TlsProblem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TlsProblem::UntrustedServer => f.write_str("the server certificate is not signed by the given CA"),
-            TlsProblem::WrongName => f.write_str("the server certificate is not valid for the address dialled"),
-            TlsProblem::Expired => f.write_str("the server certificate has expired or is not valid yet"),
-            TlsProblem::ClientCertRefused => f.write_str("the server refused the client certificate"),
-            TlsProblem::NotTls => f.write_str("the server did not answer in TLS (a plaintext server?)"),
-            TlsProblem::Other(m) => f.write_str(m),
-        }
-    }
-}
-
-/// Recognises a TLS failure in a one-line error chain (rustls' error names).
-pub fn classify(chain: &str) -> Option<TlsProblem> {
-    let has = |s: &str| chain.contains(s);
-    Some(
-        if has("UnknownIssuer") || has("BadSignature") || (has("UnknownCA") && !has("received fatal alert")) {
-            TlsProblem::UntrustedServer
-        } else if has("NotValidForName") || has("not valid for name") {
-            TlsProblem::WrongName
-        } else if has("Expired") || has("expired") || has("NotValidYet") {
-            TlsProblem::Expired
-        } else if has("CertificateRequired")
-            || (has("received fatal alert") && (has("UnknownCA") || has("BadCertificate")))
-        {
-            TlsProblem::ClientCertRefused
-        } else if has("InvalidContentType") || has("corrupt message") || has("HTTP/2 was not negotiated") {
-            TlsProblem::NotTls
-        } else if has("invalid peer certificate") || has("tls handshake") || has("TLS handshake") {
-            TlsProblem::Other(chain.to_string())
-        } else {
-            return None;
-        },
-    )
 }

@@ -1,4 +1,4 @@
-//! Envelope encryption (DESIGN.md: Encryption).
+//! Envelope encryption (docs/architecture.md: Encryption).
 //!
 //! - [`SecretValue`]: plaintext, zeroized on drop, redacted in Debug.
 //! - [`DataKey`]: a 256-bit data key (DEK), zeroized on drop, redacted in Debug.

@@ -177,7 +177,7 @@ fn load_reads_files_and_refuses_a_shared_key() {
     let dir = tempfile::tempdir().unwrap();
     let ca = DevCa::generate("CA").unwrap();
     let node = ca.issue_node("n1", &["127.0.0.1"]).unwrap();
-    let files = crate::config::TlsConfig {
+    let files = crate::tls::TlsConfig {
         ca_cert: dir.path().join("ca.pem"),
         cert: dir.path().join("n1.pem"),
         key: dir.path().join("n1-key.pem"),

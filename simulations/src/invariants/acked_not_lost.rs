@@ -2,7 +2,7 @@
 //! acknowledged put at the version it was acknowledged with and with its value (unless a
 //! destroy removed the value), and all nodes hold the same versions.
 
-use super::Violation;
+use super::evidence::Violation;
 use crate::history::History;
 use crate::history::Kind;
 

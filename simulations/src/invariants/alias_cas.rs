@@ -2,7 +2,7 @@
 //! same version cannot both move it, unless CURRENT was moved back to that version between
 //! them. In commit order, each successful promote expected the version CURRENT held.
 
-use super::Violation;
+use super::evidence::Violation;
 use crate::history::History;
 use crate::history::Kind;
 

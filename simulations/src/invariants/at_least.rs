@@ -1,7 +1,7 @@
 //! `at_least` reads see the token's write: the replica that answered had applied at least the
 //! index the token names (the client's own last write).
 
-use super::Violation;
+use super::evidence::Violation;
 use crate::history::History;
 use crate::history::Kind;
 use crate::history::Mode;

@@ -2,7 +2,7 @@
 //! asked, and the replica had applied every write acknowledged more than that bound before
 //! the read began.
 
-use super::Violation;
+use super::evidence::Violation;
 use crate::history::History;
 use crate::history::Kind;
 use crate::history::Mode;

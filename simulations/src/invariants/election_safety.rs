@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use super::Violation;
+use super::evidence::Violation;
 use crate::history::History;
 
 pub fn check(h: &History) -> Vec<Violation> {

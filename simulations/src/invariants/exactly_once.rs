@@ -10,9 +10,9 @@
 
 use std::collections::BTreeMap;
 
+use super::evidence::Violation;
 use super::resolve;
 use super::resolve::Recorded;
-use super::Violation;
 use crate::cluster::RequestTable;
 use crate::history::History;
 use crate::history::Outcome;

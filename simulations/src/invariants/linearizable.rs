@@ -26,9 +26,9 @@ use std::collections::BTreeMap;
 use model::Answer;
 use model::Model;
 
+use super::evidence::Violation;
 use super::resolve;
 use super::resolve::Recorded;
-use super::Violation;
 use crate::history::History;
 use crate::history::Kind;
 use crate::history::Mode;

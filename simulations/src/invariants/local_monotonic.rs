@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::Violation;
+use super::evidence::Violation;
 use crate::history::History;
 use crate::history::Kind;
 use crate::history::Mode;

@@ -6,6 +6,7 @@ pub mod alias_cas;
 pub mod at_least;
 pub mod bounded;
 pub mod election_safety;
+pub mod evidence;
 pub mod exactly_once;
 pub mod linearizable;
 pub mod local_monotonic;
@@ -13,33 +14,7 @@ pub mod no_plaintext;
 pub mod resolve;
 pub mod versions;
 
-use crate::history::History;
-
-#[derive(Debug, Clone)]
-pub struct Violation {
-    pub invariant: &'static str,
-    pub detail: String,
-}
-
-impl Violation {
-    pub fn new(invariant: &'static str, detail: impl Into<String>) -> Self {
-        Self {
-            invariant,
-            detail: detail.into(),
-        }
-    }
-}
-
-/// Everything the checkers look at besides the history.
-pub struct Evidence<'a> {
-    pub history: &'a History,
-    /// Every byte each node's storage holds.
-    pub storage: Vec<(String, Vec<Vec<u8>>)>,
-    /// Each node's request table at the end.
-    pub tables: Vec<crate::cluster::RequestTable>,
-    /// Plaintext seen in peer traffic.
-    pub leaks: Vec<String>,
-}
+pub use evidence::{Evidence, Violation};
 
 pub fn check_all(e: &Evidence<'_>) -> Vec<Violation> {
     let h = e.history;

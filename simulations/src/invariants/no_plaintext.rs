@@ -1,8 +1,8 @@
 //! No plaintext in simulated storage or peer messages: no byte a node stores (log, state
 //! machine, snapshots, metadata) and no byte sent between nodes contains a written value.
 
-use super::Evidence;
-use super::Violation;
+use super::evidence::Evidence;
+use super::evidence::Violation;
 use crate::net::VALUE_MARKER;
 
 pub fn check(e: &Evidence<'_>) -> Vec<Violation> {

@@ -4,7 +4,7 @@
 //! (A write's reply carries the log index of the entry that answered it; for a retried request
 //! that is the replay's index, not the version's creation, so order is judged by real time.)
 
-use super::Violation;
+use super::evidence::Violation;
 use crate::history::History;
 use crate::history::Kind;
 

@@ -1,4 +1,4 @@
-//! The `local` KMS provider: a file keyring per region (DESIGN.md: Encryption).
+//! The `local` KMS provider: a file keyring per region (docs/architecture.md: Encryption).
 //!
 //! `<dir>/<region>.keyring` holds a protobuf [`pb::LocalKeyring`]: versioned 256-bit
 //! key-encryption keys. Files are created with mode 0600, and a keyring readable by group or

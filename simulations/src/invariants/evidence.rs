@@ -1,0 +1,29 @@
+//! What every checker is given ([`Evidence`]) and what it reports ([`Violation`]).
+
+use crate::history::History;
+
+#[derive(Debug, Clone)]
+pub struct Violation {
+    pub invariant: &'static str,
+    pub detail: String,
+}
+
+impl Violation {
+    pub fn new(invariant: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            invariant,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Everything the checkers look at besides the history.
+pub struct Evidence<'a> {
+    pub history: &'a History,
+    /// Every byte each node's storage holds.
+    pub storage: Vec<(String, Vec<Vec<u8>>)>,
+    /// Each node's request table at the end.
+    pub tables: Vec<crate::cluster::RequestTable>,
+    /// Plaintext seen in peer traffic.
+    pub leaks: Vec<String>,
+}

@@ -1,0 +1,377 @@
+//! The audit record chain: its format, its hash and reading it back (`coffer audit verify`,
+//! `coffer audit tail`). The writer is [`super::file::AuditFile`]; the format is documented there.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+
+use prost::Message;
+use sha2::{Digest, Sha256};
+
+use crate::pb;
+
+/// `AuditRecord.format` of the records the writer writes.
+pub(super) const FORMAT: u32 = 1;
+/// Domain separation prefix of the record hash.
+const DOMAIN: &[u8] = b"coffer-audit-v1";
+/// A length prefix above this is damage, not a record (events are a few hundred bytes).
+const MAX_RECORD: u64 = 16 << 20;
+/// The outcome of [`verify_file`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Records verified before the first broken one (all of them when `broken` is `None`).
+    pub records: u64,
+    /// The first problem found; verification stops there.
+    pub broken: Option<Broken>,
+}
+
+impl VerifyReport {
+    /// True when every record verified.
+    pub fn is_ok(&self) -> bool {
+        self.broken.is_none()
+    }
+}
+
+/// Where and how the chain is broken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broken {
+    /// 1-based position of the broken record in the file.
+    pub position: u64,
+    /// Offset of the broken record's length prefix.
+    pub byte_offset: u64,
+    /// One sentence that says what is wrong.
+    pub problem: String,
+}
+
+impl fmt::Display for Broken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.problem)
+    }
+}
+
+/// One record of [`tail`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TailEntry {
+    pub seq: u64,
+    pub event: pb::AuditEvent,
+    /// The record's hash, lower-case hex.
+    pub hash: String,
+}
+
+/// SHA-256("coffer-audit-v1" || seq (u64 BE) || prev_hash || event).
+pub(super) fn chain_hash(seq: u64, prev_hash: &[u8], event: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(DOMAIN);
+    h.update(seq.to_be_bytes());
+    h.update(prev_hash);
+    h.update(event);
+    h.finalize().into()
+}
+
+/// Whether a complete, plausible AuditRecord body (format 1, a 32-byte hash) starts anywhere in
+/// `buf`, whatever the bytes before it.
+pub(super) fn contains_record(buf: &[u8]) -> bool {
+    // prost writes `format = 1` first and `seq` second: every body starts with 08 01 10.
+    (0..buf.len()).any(|p| {
+        buf[p..].starts_with(&[0x08, 0x01, 0x10])
+            && complete_record_len(&buf[p..]).is_some_and(|n| {
+                pb::AuditRecord::decode(&buf[p..p + n]).is_ok_and(|r| r.format == FORMAT && r.hash.len() == 32)
+            })
+    })
+}
+
+/// The length of the encoded AuditRecord at the start of `body`: up to the end of its field 5
+/// (`hash`), which prost writes last. `None` if `body` ends first or is not protobuf.
+fn complete_record_len(body: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i < body.len() {
+        let (key, n) = read_varint(&body[i..])?;
+        i += n;
+        match key & 7 {
+            0 => i += read_varint(&body[i..])?.1,
+            2 => {
+                let (len, n) = read_varint(&body[i..])?;
+                i += n;
+                if len > (body.len() - i) as u64 {
+                    return None;
+                }
+                i += len as usize;
+                if key >> 3 == 5 {
+                    return Some(i);
+                }
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Decodes a varint at the start of `buf`: (value, bytes used), or `None` if incomplete/invalid.
+pub(super) fn read_varint(buf: &[u8]) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for (i, &b) in buf.iter().enumerate().take(10) {
+        if i == 9 && b > 1 {
+            return None;
+        }
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
+}
+
+pub(super) enum Frame {
+    /// A whole frame: the offset of its length prefix and its body.
+    Whole {
+        offset: u64,
+        body: Vec<u8>,
+    },
+    /// The file (or the verified length) ends inside the frame at `offset`.
+    Cut {
+        offset: u64,
+        missing: Option<u64>,
+    },
+    /// The length prefix at `offset` is not a plausible record length.
+    BadLength {
+        offset: u64,
+        len: Option<u64>,
+    },
+    End,
+}
+
+/// Splits a byte stream of `limit` bytes into length-delimited frames.
+pub(super) struct Frames<R> {
+    r: R,
+    offset: u64,
+    limit: u64,
+}
+
+impl<R: Read> Frames<R> {
+    pub(super) fn new(r: R, limit: u64) -> Self {
+        Frames { r, offset: 0, limit }
+    }
+
+    pub(super) fn next(&mut self) -> io::Result<Frame> {
+        let start = self.offset;
+        if start >= self.limit {
+            return Ok(Frame::End);
+        }
+        let mut len = 0u64;
+        let mut i = 0;
+        loop {
+            if start + i >= self.limit {
+                self.offset = self.limit;
+                return Ok(Frame::Cut {
+                    offset: start,
+                    missing: None,
+                });
+            }
+            let mut b = [0u8; 1];
+            if let Err(e) = self.r.read_exact(&mut b) {
+                return self.cut_if_eof(e, start, None);
+            }
+            if i == 9 && b[0] > 1 {
+                self.offset = self.limit;
+                return Ok(Frame::BadLength {
+                    offset: start,
+                    len: None,
+                });
+            }
+            len |= u64::from(b[0] & 0x7f) << (7 * i);
+            i += 1;
+            if b[0] & 0x80 == 0 {
+                break;
+            }
+        }
+        let body_start = start + i;
+        if len > MAX_RECORD {
+            self.offset = self.limit;
+            return Ok(Frame::BadLength {
+                offset: start,
+                len: Some(len),
+            });
+        }
+        let available = self.limit - body_start;
+        if len > available {
+            self.offset = self.limit;
+            return Ok(Frame::Cut {
+                offset: start,
+                missing: Some(len - available),
+            });
+        }
+        let mut body = vec![0; len as usize];
+        if let Err(e) = self.r.read_exact(&mut body) {
+            return self.cut_if_eof(e, start, None);
+        }
+        self.offset = body_start + len;
+        Ok(Frame::Whole { offset: start, body })
+    }
+
+    /// The file shrank while being read: report a cut frame.
+    fn cut_if_eof(&mut self, e: io::Error, offset: u64, missing: Option<u64>) -> io::Result<Frame> {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            self.offset = self.limit;
+            Ok(Frame::Cut { offset, missing })
+        } else {
+            Err(e)
+        }
+    }
+}
+
+/// Verifies the whole chain of the audit log at `path` (`coffer audit verify --file`). Stops
+/// at the first problem. A tail cut exactly at a record boundary cannot be detected from the
+/// file alone.
+pub fn verify_file(path: &Path) -> io::Result<VerifyReport> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    verify_reader(BufReader::new(file), len, false)
+}
+
+pub(super) fn verify_reader(r: impl Read, limit: u64, live: bool) -> io::Result<VerifyReport> {
+    let mut frames = Frames::new(r, limit);
+    let mut prev = [0u8; 32];
+    let mut position = 0u64;
+    loop {
+        let frame = frames.next()?;
+        position += 1;
+        let n = position;
+        let broken = |offset: u64, problem: String| {
+            Ok(VerifyReport {
+                records: n - 1,
+                broken: Some(Broken {
+                    position: n,
+                    byte_offset: offset,
+                    problem,
+                }),
+            })
+        };
+        let (offset, body) = match frame {
+            Frame::End => {
+                return Ok(VerifyReport {
+                    records: n - 1,
+                    broken: None,
+                })
+            }
+            Frame::Cut { .. } if live => {
+                // A record being written while we read: not a problem of the file.
+                return Ok(VerifyReport {
+                    records: n - 1,
+                    broken: None,
+                });
+            }
+            Frame::Cut { offset, missing } => {
+                let what = match missing {
+                    Some(m) => format!("the file ends {m} byte(s) before the end of the record"),
+                    None => "the file ends inside the record's length prefix".to_string(),
+                };
+                return broken(
+                    offset,
+                    format!("record {n} (byte {offset}): {what} (truncated, garbage appended, or its length prefix edited?)"),
+                );
+            }
+            Frame::BadLength { offset, len } => {
+                let what = match len {
+                    Some(l) => format!("length prefix {l} is not a plausible record length"),
+                    None => "the length prefix is not a valid varint".to_string(),
+                };
+                return broken(
+                    offset,
+                    format!("record {n} (byte {offset}): {what} (edited or garbage?)"),
+                );
+            }
+            Frame::Whole { offset, body } => (offset, body),
+        };
+        let record = match pb::AuditRecord::decode(body.as_slice()) {
+            Ok(r) => r,
+            Err(e) => {
+                return broken(
+                    offset,
+                    format!(
+                        "record {n} (byte {offset}): does not decode as an audit record ({e}) (edited or garbage?)"
+                    ),
+                );
+            }
+        };
+        if record.format != FORMAT {
+            return broken(
+                offset,
+                format!(
+                    "record {n} (byte {offset}): format {}, expected {FORMAT} (edited, garbage, or written by a newer \
+                     version?)",
+                    record.format
+                ),
+            );
+        }
+        if record.seq != n {
+            return broken(
+                offset,
+                format!(
+                    "record {n}: sequence number {}, expected {n} (a record was deleted or moved)",
+                    record.seq
+                ),
+            );
+        }
+        if record.prev_hash != prev {
+            let problem = if n == 1 {
+                "record 1: prev_hash is not 32 zero bytes (records deleted at the start, or edited)".to_string()
+            } else {
+                format!(
+                    "record {n}: prev_hash does not match record {}'s hash (records deleted, inserted or reordered)",
+                    n - 1
+                )
+            };
+            return broken(offset, problem);
+        }
+        let hash = chain_hash(record.seq, &record.prev_hash, &record.event);
+        let event = pb::AuditEvent::decode(record.event.as_slice());
+        if record.hash != hash {
+            let also = match event {
+                Ok(_) => String::new(),
+                Err(e) => format!("; its event does not decode either ({e})"),
+            };
+            return broken(
+                offset,
+                format!("record {n} (byte {offset}): hash does not match its contents (edited?){also}"),
+            );
+        }
+        if let Err(e) = event {
+            return broken(
+                offset,
+                format!("record {n} (byte {offset}): its event does not decode ({e}), though its hash matches"),
+            );
+        }
+        prev = hash;
+    }
+}
+
+/// The newest `count` records of the audit log at `path` that decode, oldest first (`coffer
+/// audit tail`). Does not verify the chain.
+pub fn tail(path: &Path, count: usize) -> io::Result<Vec<TailEntry>> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut frames = Frames::new(BufReader::new(file), len);
+    let mut newest = VecDeque::with_capacity(count.min(4096));
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    while let Frame::Whole { body, .. } = frames.next()? {
+        let Ok(record) = pb::AuditRecord::decode(body.as_slice()) else {
+            continue;
+        };
+        let Ok(event) = pb::AuditEvent::decode(record.event.as_slice()) else {
+            continue;
+        };
+        if newest.len() == count {
+            newest.pop_front();
+        }
+        newest.push_back(TailEntry {
+            seq: record.seq,
+            event,
+            hash: hex::encode(&record.hash),
+        });
+    }
+    Ok(newest.into())
+}
