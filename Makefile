@@ -17,7 +17,7 @@ MOTO_VERSION := 5.2.5
 MOTO_STAMP := $(VENV)/.moto-$(MOTO_VERSION)
 export COFFER_MOTO_SERVER := $(VENV)/bin/moto_server
 
-.PHONY: dev test deps moto build lint fmt clean-dev sim sim-long etcd bench-compare cycles
+.PHONY: dev test deps moto build lint fmt clean-dev sim sim-long etcd bench-compare cycles architecture
 
 ## Install system packages the build needs (libclang for RocksDB's bindgen).
 deps:
@@ -55,7 +55,7 @@ dev: deps
 ## then the deterministic simulations.
 test: deps moto
 	$(CARGO) fmt --all -- --check
-	$(MAKE) --no-print-directory cycles
+	$(MAKE) --no-print-directory cycles architecture
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
@@ -66,6 +66,12 @@ test: deps moto
 cycles:
 	python3 scripts/module_cycles.py --self-test
 	python3 scripts/module_cycles.py
+
+## docs/architecture.md names every crate and top-level module, and its read and write traces
+## name files and functions that exist (the checker first proves it catches a wrong line).
+architecture:
+	python3 scripts/check_architecture.py --self-test
+	python3 scripts/check_architecture.py
 
 # The simulator from the workspace build above (debug: a release build would compile every
 # dependency, RocksDB's C++ included, a second time). One seed takes 2-3 s at the default 30 s

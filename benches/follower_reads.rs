@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use coffer::pb;
 use coffer::pb::read_consistency::Mode;
-use coffer::testkit::*;
+use coffer_testkit::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_coffer");
 

@@ -26,15 +26,15 @@ use coffer::audit::file::AuditOptions;
 use coffer::authz::policy;
 use coffer::authz::Action;
 use coffer::pb;
+use coffer_kv::Overlay;
+use coffer_kv::WriteSet;
+use coffer_model::query;
 use coffer_raft::codec;
 use coffer_raft::openraft::entry::RaftEntry;
 use coffer_raft::openraft::storage::RaftStateMachine;
 use coffer_raft::openraft::EntryPayload;
-use coffer_raft::query;
 use coffer_raft::state_machine::StateMachineStore;
-use coffer_raft::storage::Overlay;
 use coffer_raft::storage::SmBackend;
-use coffer_raft::storage::WriteSet;
 use coffer_raft::Entry;
 use criterion::criterion_group;
 use criterion::criterion_main;
@@ -267,7 +267,7 @@ fn apply_batch(c: &mut Criterion) {
     let dir = scratch_dir();
     let (_log, backend) = coffer_raft::rocks::open(&dir.path().join("node")).unwrap();
     let backend: Arc<dyn SmBackend> = Arc::new(backend);
-    let mut sm = StateMachineStore::new(backend).unwrap();
+    let mut sm = StateMachineStore::new(backend, Arc::new(coffer_model::app::SecretsModel)).unwrap();
     let reader = sm.reader();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -313,7 +313,7 @@ fn apply_batch(c: &mut Criterion) {
             let EntryPayload::Normal(cmd) = &e.payload else {
                 unreachable!("the batch holds commands only")
             };
-            let r = coffer_raft::apply::apply(&mut ov, cmd, e.log_id.index).unwrap();
+            let r = coffer_model::apply::apply(&mut ov, cmd, e.log_id.index).unwrap();
             assert!(matches!(r.outcome, Some(pb::command_result::Outcome::Ok(_))), "{r:?}");
         }
     }
@@ -325,8 +325,8 @@ fn apply_batch(c: &mut Criterion) {
         assert_eq!(secret.next_version, 2, "{name}");
         let version = query::version(&*view, &name, 1).unwrap();
         assert_eq!(version.envelope.unwrap().ciphertext.len(), VALUE_BYTES + 16);
-        let applied = query::last_applied(&*view).unwrap().unwrap();
-        assert_eq!(applied.index, next_index.get() - 1);
+        let applied = coffer_raft::state_machine::applied_index_in(&*view).unwrap();
+        assert_eq!(applied, next_index.get() - 1);
     };
     check_stored(next_secret.get());
 
@@ -355,7 +355,7 @@ const CENSUS_VERSIONS: u64 = 10_000;
 
 /// Counts the versions without an `ap-south` wrap, page by page as the census does: decoding
 /// every version whole, or only its wrapped keys.
-fn count_missing(view: &dyn coffer_raft::storage::KvView, wraps_only: bool) -> u64 {
+fn count_missing(view: &dyn coffer_kv::KvView, wraps_only: bool) -> u64 {
     let mut missing = 0;
     let mut count = |wraps: &[pb::WrappedKey]| {
         if !wraps.iter().any(|w| w.region == "ap-south") {
@@ -409,7 +409,7 @@ fn census_scan(c: &mut Criterion) {
             ..Default::default()
         };
         writes.insert(
-            coffer_raft::keys::version(&name, 1),
+            coffer_model::keys::version(&name, 1),
             Some(prost::Message::encode_to_vec(&version)),
         );
     }

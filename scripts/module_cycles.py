@@ -17,7 +17,7 @@ import re
 import sys
 import tempfile
 
-CRATES = ["src", "raft/src", "proto/src", "simulations/src", "benches/loadgen/src"]
+CRATES = ["src", "kv/src", "model/src", "raft/src", "proto/src", "testkit/src", "simulations/src", "benches/loadgen/src"]
 
 COMMENT_RE = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
 STRING_RE = re.compile(r'r#*"(?:.|\n)*?"#*|"(?:\\.|[^"\\])*"|b\'(?:\\.|[^\'\\])\'')

@@ -450,7 +450,7 @@ impl ServerConfig {
             return Err("node.id must be a positive number".into());
         }
         for (field, v) in [("node.name", &n.name), ("node.region", &n.region)] {
-            if !coffer_raft::names::is_valid_segment(v) {
+            if !coffer_model::names::is_valid_segment(v) {
                 return Err(format!("{field} {v:?} must match [a-z0-9][a-z0-9._-]{{0,62}}"));
             }
         }
@@ -459,7 +459,7 @@ impl ServerConfig {
         }
         let mut seen = BTreeSet::new();
         for r in &self.regions {
-            if !coffer_raft::names::is_valid_segment(&r.name) {
+            if !coffer_model::names::is_valid_segment(&r.name) {
                 return Err(format!(
                     "region name {:?} must match [a-z0-9][a-z0-9._-]{{0,62}}",
                     r.name
@@ -522,8 +522,8 @@ impl ServerConfig {
         }
         if let Some(ms) = self.cluster.request_retention_ms {
             let (min, max) = (
-                coffer_raft::requests::MIN_RETENTION_MS,
-                coffer_raft::requests::MAX_RETENTION_MS,
+                coffer_model::requests::MIN_RETENTION_MS,
+                coffer_model::requests::MAX_RETENTION_MS,
             );
             if !(min..=max).contains(&ms) {
                 return Err(format!(

@@ -74,7 +74,7 @@ pub fn plan(args: &DevArgs, dir: &Path) -> Result<ClusterFile, CliError> {
         return Err(err("--regions needs at least one region"));
     }
     for r in &args.regions {
-        if !coffer_raft::names::is_valid_segment(r) {
+        if !coffer_model::names::is_valid_segment(r) {
             return Err(err(format!("region {r:?} must match [a-z0-9][a-z0-9._-]{{0,62}}")));
         }
     }

@@ -5,8 +5,8 @@
 //! authorization seam), `audit` (the audit hook and the hash-chained file), `crypto` (envelope
 //! encryption, DEK cache, KMS providers), `rewrap`, `tokens`, `request_ids`, `error` (API
 //! errors and their codes), `config` and `tls` (a node's settings), `node` (wires Raft and the
-//! services), `client` (the Rust SDK), `cli` and `dev` (the command line), `testkit` (the
-//! multi-process test harness).
+//! services), `client` (the Rust SDK), `cli` and `dev` (the command line). The multi-process
+//! test harness is the `coffer-testkit` crate, a dev-dependency only.
 
 pub mod api;
 pub mod audit;
@@ -20,10 +20,10 @@ pub mod error;
 pub mod node;
 pub mod request_ids;
 pub mod rewrap;
-pub mod testkit;
 pub mod time;
 pub mod tls;
 pub mod tokens;
 
+pub use coffer_model as model;
 pub use coffer_proto as pb;
 pub use coffer_raft as raft;

@@ -82,10 +82,11 @@ fn main() {
             std::process::exit(1);
         }
     };
+    let json = cli.global.output == coffer::cli::Output::Json;
     let result = rt.block_on(run(cli));
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     if let Err(e) = result {
-        eprintln!("error: {}", e.message.replace('\n', "\n  "));
+        eprintln!("{}", e.render(json));
         std::process::exit(e.code);
     }
 }

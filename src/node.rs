@@ -234,7 +234,15 @@ where
         on_start,
     } = parts;
     let kms = Arc::new(KmsSet::new(&cfg.node.region, kms, cfg.kms.policy())?);
-    let raft = RaftNode::start(me.id, &cfg.raft_settings(), log, sm.clone(), connector).await?;
+    let raft = RaftNode::start(
+        me.id,
+        &cfg.raft_settings(),
+        log,
+        sm.clone(),
+        Arc::new(coffer_model::app::SecretsModel),
+        connector,
+    )
+    .await?;
     export_batch_stats(raft.clone());
 
     let core = Arc::new(Core {
@@ -353,7 +361,7 @@ async fn bootstrap(raft: RaftNode, cfg: ServerConfig) {
     loop {
         let done = {
             let view = raft.reader().view();
-            matches!(coffer_raft::query::cluster_info(&*view), Ok(Some(_)))
+            matches!(coffer_model::query::cluster_info(&*view), Ok(Some(_)))
         };
         if done {
             return;
@@ -400,7 +408,7 @@ async fn ensure_token_key(core: Arc<Core>, mut stop: tokio::sync::watch::Receive
         }
         let info = {
             let view = core.raft.reader().view();
-            coffer_raft::query::cluster_info(&*view).ok().flatten()
+            coffer_model::query::cluster_info(&*view).ok().flatten()
         };
         match info {
             Some(i) if i.token_key.is_some() => return,

@@ -1,7 +1,7 @@
 //! Request ids: what makes a retried write harmless.
 //!
 //! Every write reaches the state machine under a request id, and the request table
-//! (`coffer_raft::requests`) answers a retry of an id with its first outcome instead of
+//! (`coffer_model::requests`) answers a retry of an id with its first outcome instead of
 //! applying it again. A client that wants its own retries to be recognized (after a timeout, a
 //! lost connection, another node) sends the same `coffer-request-id` header with each attempt;
 //! without one, the node that takes the request makes one up, which covers its own forwarding

@@ -15,8 +15,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use coffer_model::query;
 use coffer_raft::node::RaftNode;
-use coffer_raft::query;
 
 use crate::crypto::kms::KeyContext;
 use crate::crypto::kms::KeyRef;

@@ -278,28 +278,44 @@ async fn cli_errors_are_one_line_and_non_zero() {
     let big = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(big.path(), vec![b'x'; 70_000]).unwrap();
     let big_path = big.path().to_str().unwrap().to_string();
-    let cases: Vec<(Vec<&str>, &str, &str)> = vec![
+    // Each case: the args, the token, what the line must say, and how it starts: the server's
+    // stable code in brackets, or no code for what the CLI refuses before sending.
+    let cases: Vec<(Vec<&str>, &str, &str, &str)> = vec![
         (
             vec!["secret", "put", "Acme/../x", "--value", "v"],
             &t,
             "invalid secret name",
+            "error[invalid_argument]: ",
         ),
         (
             vec!["secret", "put", "acme/cli/key", "--value-file", &big_path],
             &t,
             "64 KiB",
+            "error[invalid_argument]: ",
         ),
         (
             vec!["secret", "get", "acme/cli/key", "--version", "42"],
             &t,
             "no version 42",
+            "error[not_found]: ",
         ),
-        (vec!["secret", "get", "acme/cli/nope"], &t, "not found"),
-        (vec!["secret", "get", "acme/cli/key"], "cft_wrong", "invalid token"),
+        (
+            vec!["secret", "get", "acme/cli/nope"],
+            &t,
+            "not found",
+            "error[not_found]: ",
+        ),
+        (
+            vec!["secret", "get", "acme/cli/key"],
+            "cft_wrong",
+            "invalid token",
+            "error[unauthenticated]: ",
+        ),
         (
             vec!["secret", "get", "acme/cli/key", "--consistency", "sometimes"],
             &t,
             "unknown --consistency",
+            "error: ",
         ),
         (
             vec![
@@ -315,16 +331,30 @@ async fn cli_errors_are_one_line_and_non_zero() {
             ],
             &t,
             "not the expected 5",
+            "error[alias_cas_failed]: ",
         ),
     ];
-    for (args, token, needle) in cases {
+    for (args, token, needle, starts) in cases {
         let (code, out, err) = cli(&cluster, token, &args);
         assert_ne!(code, 0, "{args:?} should fail");
         assert!(out.is_empty(), "{args:?} printed to stdout: {out}");
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: one line, got {err:?}");
-        assert!(err.starts_with("error: "), "{err}");
+        assert!(
+            err.starts_with(starts),
+            "{args:?}: {err:?} should start with {starts:?}"
+        );
         assert!(err.contains(needle), "{args:?}: {err:?} should mention {needle:?}");
     }
+    // With --output json the error is one JSON object carrying the same code.
+    let (code, out, err) = cli(&cluster, &t, &["secret", "get", "acme/cli/nope", "--output", "json"]);
+    assert_ne!(code, 0);
+    assert!(out.is_empty(), "{out}");
+    let json: serde_json::Value = serde_json::from_str(err.trim_end()).expect("one JSON object on stderr");
+    assert_eq!(json["error"]["code"], "not_found", "{err}");
+    assert!(
+        json["error"]["message"].as_str().unwrap().contains("not found"),
+        "{err}"
+    );
     // Unreachable server: still one line, with what to do.
     let out = Command::new(BIN)
         .args(["secret", "get", "acme/cli/key"])
@@ -336,6 +366,7 @@ async fn cli_errors_are_one_line_and_non_zero() {
     assert_ne!(out.status.code(), Some(0));
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(err.contains("COFFER_ADDR"), "{err}");
+    assert!(err.starts_with("error[unreachable]: "), "{err}");
     // The value is unchanged after all of it.
     let (_, out, _) = cli(&cluster, &t, &["secret", "get", "acme/cli/key"]);
     assert_eq!(out, "fake-cli-value");

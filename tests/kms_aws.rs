@@ -9,7 +9,7 @@ use coffer::crypto::kms::aws;
 use coffer::dev::dev_alias;
 use coffer::dev::AwsDev;
 use coffer::dev::DevKmsConfig;
-use coffer::testkit::moto::MotoServer;
+use coffer_testkit::moto::MotoServer;
 use common::*;
 
 const REGIONS: [&str; 3] = ["us-east", "eu-west", "ap-south"];

@@ -12,7 +12,7 @@ use std::time::Duration;
 use coffer::dev::dev_alias;
 use coffer::dev::AwsDev;
 use coffer::dev::DevKmsConfig;
-use coffer::testkit::moto::MotoServer;
+use coffer_testkit::moto::MotoServer;
 use common::*;
 use tonic::Code;
 

@@ -1,46 +1,36 @@
-//! coffer-raft: the replicated core of Coffer.
+//! coffer-raft: consensus (docs/architecture.md: Layers).
 //!
-//! This crate is the only one that names openraft. It owns:
+//! This crate is the only one that names openraft, and it never names the secrets model: the
+//! state machine applies commands through a `coffer_kv::Application` it is given. It owns:
 //! - the openraft type configuration ([`TypeConfig`]) and the versioned [`codec`] that turns
 //!   openraft's types into protobuf records for disk and wire;
 //! - the log store ([`log_store`]) and the state machine ([`state_machine`]) over two storage
 //!   backends: RocksDB ([`rocks`], production) and memory ([`mem`], simulations and tests);
-//! - the secrets model applied by the state machine ([`secrets`]) and its read side
-//!   ([`query`]), with name rules in [`names`]; the request table that applies every command
-//!   at most once ([`requests`]);
+//! - the node facade the service layer uses ([`node`]), proposing on the local core
+//!   ([`local_propose`]) and the followers' batching of forwarded writes and read-index rounds
+//!   ([`forward_batch`], [`read_batch`]), the freshness proofs of the staleness bound
+//!   ([`leader_contact`]);
 //! - peer RPC over tonic ([`network`] client side, [`peer_service`] server side).
 
-pub mod access;
-pub mod apply;
-pub mod bugs;
-pub mod cluster_records;
 pub mod codec;
 pub mod error;
 pub mod forward_batch;
-pub mod keys;
 pub mod leader_contact;
 pub mod local_propose;
 pub mod log_store;
 pub mod mem;
 pub mod membership;
-pub mod model_error;
-pub mod names;
 pub mod network;
 pub mod node;
 pub mod peer_service;
 pub mod placement;
-pub mod query;
 pub mod read_batch;
-pub mod requests;
 pub mod rocks;
 pub mod runtime;
-pub mod secrets;
 pub mod snapshot_install;
 pub mod snapshot_schedule;
 pub mod state_machine;
 pub mod storage;
-#[cfg(test)]
-mod test_sm;
 
 pub use coffer_proto as pb;
 pub use openraft;

@@ -11,12 +11,12 @@ use std::sync::RwLock;
 use std::sync::RwLockReadGuard;
 
 use crate::storage::FlushDone;
-use crate::storage::KvView;
 use crate::storage::LogBackend;
-use crate::storage::PairVisitor;
 use crate::storage::SmBackend;
 use crate::storage::SnapshotFill;
-use crate::storage::WriteSet;
+use coffer_kv::KvView;
+use coffer_kv::PairVisitor;
+use coffer_kv::WriteSet;
 
 fn poisoned() -> io::Error {
     io::Error::other("storage lock poisoned")
@@ -123,40 +123,19 @@ struct MemView<'a>(RwLockReadGuard<'a, BTreeMap<Vec<u8>, Vec<u8>>>);
 
 impl KvView for MemView<'_> {
     fn get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
-        Ok(self.0.get(key).cloned())
+        KvView::get(&*self.0, key)
     }
 
     fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let from = if start > prefix { start } else { prefix };
-        Ok(self
-            .0
-            .range(from.to_vec()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        self.0.scan(prefix, start, limit)
     }
 
     fn for_each(&self, f: &mut PairVisitor<'_>) -> io::Result<()> {
-        for (k, v) in self.0.iter() {
-            f(k, v)?;
-        }
-        Ok(())
+        self.0.for_each(f)
     }
 
     fn scan_each(&self, prefix: &[u8], start: &[u8], limit: usize, f: &mut PairVisitor<'_>) -> io::Result<usize> {
-        let from = if start > prefix { start } else { prefix };
-        let mut visited = 0;
-        for (k, v) in self
-            .0
-            .range(from.to_vec()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .take(limit)
-        {
-            f(k, v)?;
-            visited += 1;
-        }
-        Ok(visited)
+        self.0.scan_each(prefix, start, limit, f)
     }
 }
 
@@ -170,12 +149,7 @@ impl SmBackend for MemSmBackend {
 
     fn commit(&self, writes: WriteSet) -> io::Result<()> {
         let mut kv = self.inner.kv.write().map_err(|_| poisoned())?;
-        for (k, v) in writes {
-            match v {
-                Some(v) => kv.insert(k, v),
-                None => kv.remove(&k),
-            };
-        }
+        coffer_kv::commit_to(&mut kv, writes);
         Ok(())
     }
 

@@ -16,6 +16,10 @@ use openraft::ReadPolicy;
 use openraft::ServerState;
 use tokio::time::Instant;
 
+use coffer_kv::AnswerError;
+use coffer_kv::Application;
+use coffer_kv::Overlay;
+
 use crate::error::ProposeError;
 use crate::error::StartError;
 use crate::forward_batch::ForwardBatcher;
@@ -29,11 +33,11 @@ use crate::network::Connector;
 use crate::network::NetworkFactory;
 use crate::network::PeerChannels;
 use crate::pb;
-use crate::query;
 use crate::read_batch::ReadBatchStats;
 use crate::read_batch::ReadIndexBatcher;
 use crate::read_batch::ReadIndexSource;
 use crate::snapshot_schedule::SnapshotSchedule;
+use crate::state_machine::applied_index_in;
 use crate::state_machine::Raft;
 use crate::state_machine::StateMachineStore;
 use crate::state_machine::StateReader;
@@ -187,10 +191,11 @@ impl RaftNode {
         settings: &RaftSettings,
         log: Arc<dyn LogBackend>,
         sm: Arc<dyn SmBackend>,
+        app: Arc<dyn Application>,
         connector: Arc<dyn Connector>,
     ) -> Result<Self, StartError> {
         let config = Arc::new(settings.to_openraft().map_err(StartError::Settings)?);
-        let mut sm = StateMachineStore::new(sm)?;
+        let mut sm = StateMachineStore::new(sm, app)?;
         let snapshot_points = sm.schedule_snapshots(SnapshotSchedule::new(id, settings.snapshot_every_entries));
         let reader = sm.reader();
         let channels = Arc::new(PeerChannels::new(connector, settings.peer_addr_override.clone()));
@@ -566,7 +571,7 @@ impl RaftNode {
             cmd.op,
             Some(Op::AddVersion(_) | Op::MoveAlias(_) | Op::SetVersionState(_) | Op::DestroyVersion(_))
         );
-        if client_write && crate::bugs::active(crate::bugs::Bug::EarlyAck) {
+        if client_write && coffer_kv::bugs::active(coffer_kv::bugs::Bug::EarlyAck) {
             if let Some(r) = self.early_ack(&cmd, timeout) {
                 return Ok(r);
             }
@@ -578,8 +583,12 @@ impl RaftNode {
     fn early_ack(&self, cmd: &pb::Command, timeout: Duration) -> Option<pb::CommandResult> {
         let predicted = {
             let view = self.inner.reader.view();
-            let mut ov = crate::storage::Overlay::new(&*view);
-            crate::apply::apply(&mut ov, cmd, self.inner.reader.applied_index() + 1).ok()
+            let mut ov = Overlay::new(&*view);
+            self.inner
+                .reader
+                .app()
+                .apply(&mut ov, cmd, self.inner.reader.applied_index() + 1)
+                .ok()
         };
         let this = self.clone();
         let cmd = cmd.clone();
@@ -626,7 +635,7 @@ impl RaftNode {
     /// linearizable. Concurrent callers on this node share one round to the leader, always one
     /// that began after they asked (see [`crate::read_batch`]).
     pub async fn read_index(&self, timeout: Duration) -> Result<u64, ProposeError> {
-        if crate::bugs::active(crate::bugs::Bug::StaleLinearizable) {
+        if coffer_kv::bugs::active(coffer_kv::bugs::Bug::StaleLinearizable) {
             return Ok(self.inner.reader.applied_index());
         }
         self.inner.read_batch.read_index(self, timeout).await
@@ -722,14 +731,14 @@ impl RaftNode {
         }
         let view = self.inner.reader.view();
         // The index of exactly the state the answer comes from.
-        let applied_index = match query::last_applied(&*view) {
-            Ok(l) => l.map_or(0, |l| l.index),
+        let applied_index = match applied_index_in(&*view) {
+            Ok(i) => i,
             Err(e) => return Err((tonic::Code::Internal, format!("leader storage: {e}"))),
         };
-        let result = match query::answer(&*view, query) {
+        let result = match self.inner.reader.app().answer(&*view, query) {
             Ok(a) => pb::fetch_response::Result::Answer(a),
-            Err(query::QueryError::Model(e)) => pb::fetch_response::Result::Error(e.to_pb()),
-            Err(query::QueryError::Io(e)) => pb::fetch_response::Result::Error(pb::CommandError {
+            Err(AnswerError::Refused(e)) => pb::fetch_response::Result::Error(e),
+            Err(AnswerError::Io(e)) => pb::fetch_response::Result::Error(pb::CommandError {
                 code: pb::ErrorCode::Internal as i32,
                 message: format!("leader storage: {e}"),
                 ..Default::default()

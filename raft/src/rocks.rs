@@ -29,12 +29,12 @@ use rocksdb::WriteOptions;
 use rocksdb::DB;
 
 use crate::storage::FlushDone;
-use crate::storage::KvView;
 use crate::storage::LogBackend;
-use crate::storage::PairVisitor;
 use crate::storage::SmBackend;
 use crate::storage::SnapshotFill;
-use crate::storage::WriteSet;
+use coffer_kv::KvView;
+use coffer_kv::PairVisitor;
+use coffer_kv::WriteSet;
 
 const CF_LOG: &str = "log";
 const CF_RAFT_META: &str = "raft_meta";

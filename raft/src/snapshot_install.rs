@@ -90,7 +90,8 @@ mod tests {
 
     /// A snapshot of blank entries 0..=last (a log starts at 0), as node 1 (the term-1 leader) would send it.
     async fn snapshot_upto(last: u64) -> Snapshot {
-        let mut sm = StateMachineStore::new(Arc::new(MemSmBackend::new())).unwrap();
+        let mut sm =
+            StateMachineStore::new(Arc::new(MemSmBackend::new()), Arc::new(coffer_model::app::SecretsModel)).unwrap();
         sm.apply(futures::stream::iter((0..=last).map(|i| Ok((blank(i), None)))))
             .await
             .unwrap();
@@ -117,6 +118,7 @@ mod tests {
             &settings,
             Arc::new(MemLogBackend::new()),
             Arc::new(MemSmBackend::new()),
+            Arc::new(coffer_model::app::SecretsModel),
             Arc::new(TcpConnector::default()),
         )
         .await

@@ -28,12 +28,13 @@ use prost::Message;
 use tokio::sync::mpsc;
 use tokio::sync::watch;
 
+use coffer_kv::Application;
+use coffer_kv::KvView;
+use coffer_kv::Overlay;
+
 use crate::codec;
-use crate::keys;
 use crate::pb;
 use crate::snapshot_schedule::SnapshotSchedule;
-use crate::storage::KvView;
-use crate::storage::Overlay;
 use crate::storage::SmBackend;
 use crate::LogId;
 use crate::SnapshotMeta;
@@ -41,6 +42,12 @@ use crate::StoredMembership;
 use crate::TypeConfig;
 
 pub const SNAPSHOT_FORMAT: u32 = 1;
+
+/// The state machine's own keys in the key space (the application never writes them): the
+/// last applied log id and the last applied membership, written in the same batch as the
+/// entries' effects.
+pub const LAST_APPLIED_KEY: &[u8] = b"m/last_applied";
+pub const MEMBERSHIP_KEY: &[u8] = b"m/membership";
 
 /// A snapshot's encoding (a `SnapshotFile`) as openraft moves it around.
 ///
@@ -85,6 +92,7 @@ pub type Raft = openraft::Raft<TypeConfig, StateMachineStore>;
 #[derive(Clone)]
 pub struct StateReader {
     backend: Arc<dyn SmBackend>,
+    app: Arc<dyn Application>,
     applied: watch::Receiver<u64>,
     access_epoch: Arc<AtomicU64>,
 }
@@ -92,6 +100,11 @@ pub struct StateReader {
 impl StateReader {
     pub fn view(&self) -> Box<dyn KvView + '_> {
         self.backend.view()
+    }
+
+    /// What this state machine applies (and answers forwarded reads with).
+    pub fn app(&self) -> &dyn Application {
+        &*self.app
     }
 
     /// Index of the last entry applied to this replica.
@@ -123,6 +136,7 @@ impl StateReader {
 
 pub struct StateMachineStore {
     backend: Arc<dyn SmBackend>,
+    app: Arc<dyn Application>,
     applied: Arc<watch::Sender<u64>>,
     access_epoch: Arc<AtomicU64>,
     /// When set, an apply that passes one of this node's snapshot points sends on the channel
@@ -144,13 +158,14 @@ fn lock_snapshot_writes(lock: &SnapshotWrites) -> std::sync::MutexGuard<'_, ()> 
 }
 
 impl StateMachineStore {
-    pub fn new(backend: Arc<dyn SmBackend>) -> io::Result<Self> {
+    pub fn new(backend: Arc<dyn SmBackend>, app: Arc<dyn Application>) -> io::Result<Self> {
         let applied = {
             let view = backend.view();
-            read_applied(&*view)?.map(|l| l.index).unwrap_or(0)
+            applied_index_in(&*view)?
         };
         Ok(Self {
             backend,
+            app,
             applied: Arc::new(watch::channel(applied).0),
             access_epoch: Arc::new(AtomicU64::new(0)),
             snapshots: None,
@@ -169,6 +184,7 @@ impl StateMachineStore {
     pub fn reader(&self) -> StateReader {
         StateReader {
             backend: self.backend.clone(),
+            app: self.app.clone(),
             applied: self.applied.subscribe(),
             access_epoch: self.access_epoch.clone(),
         }
@@ -184,17 +200,14 @@ impl StateMachineStore {
     }
 }
 
-/// Keys whose change moves the access epoch: the cluster record (root token, token key),
-/// policies, tokens and the token-hash index.
-fn is_access_key(k: &[u8]) -> bool {
-    k == keys::CLUSTER
-        || k.starts_with(keys::POLICY_PREFIX)
-        || k.starts_with(keys::TOKEN_PREFIX)
-        || k.starts_with(keys::TOKEN_HASH_PREFIX)
+/// The index of the last entry applied to the state `view` shows: exactly the state an answer
+/// read from the same view comes from (the index is written in the same batch as its effects).
+pub fn applied_index_in(view: &dyn KvView) -> io::Result<u64> {
+    Ok(read_applied(view)?.map_or(0, |l| l.index))
 }
 
 fn read_applied(view: &dyn KvView) -> io::Result<Option<LogId>> {
-    match view.get(keys::LAST_APPLIED)? {
+    match view.get(LAST_APPLIED_KEY)? {
         Some(b) => Ok(Some(codec::log_id_from_pb(
             &pb::LogId::decode(&*b).map_err(codec::CodecError::from)?,
         ))),
@@ -203,7 +216,7 @@ fn read_applied(view: &dyn KvView) -> io::Result<Option<LogId>> {
 }
 
 fn read_membership(view: &dyn KvView) -> io::Result<StoredMembership> {
-    match view.get(keys::MEMBERSHIP)? {
+    match view.get(MEMBERSHIP_KEY)? {
         Some(b) => {
             let m = pb::StoredMembership::decode(&*b).map_err(codec::CodecError::from)?;
             Ok(codec::stored_membership_from_pb(&m)?)
@@ -243,11 +256,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         log_index: log_id.index,
                         ..Default::default()
                     },
-                    EntryPayload::Normal(cmd) => crate::apply::apply(&mut ov, cmd, log_id.index)?,
+                    EntryPayload::Normal(cmd) => self.app.apply(&mut ov, cmd, log_id.index)?,
                     EntryPayload::Membership(m) => {
                         let stored = StoredMembership::new(Some(log_id), m.clone());
                         ov.put(
-                            keys::MEMBERSHIP.to_vec(),
+                            MEMBERSHIP_KEY.to_vec(),
                             codec::stored_membership_to_pb(&stored).encode_to_vec(),
                         );
                         pb::CommandResult {
@@ -256,15 +269,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         }
                     }
                 };
-                ov.put(
-                    keys::LAST_APPLIED.to_vec(),
-                    codec::log_id_to_pb(&log_id).encode_to_vec(),
-                );
+                ov.put(LAST_APPLIED_KEY.to_vec(), codec::log_id_to_pb(&log_id).encode_to_vec());
                 replies.push((responder, result));
             }
             ov.into_writes()
         };
-        let access = writes.keys().any(|k| is_access_key(k));
+        let access = writes.keys().any(|k| self.app.is_access_key(k));
         self.backend.commit(writes)?;
         if access {
             self.access_changed();
@@ -349,15 +359,15 @@ fn install(backend: &dyn SmBackend, writes: &SnapshotWrites, meta: &SnapshotMeta
     let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = file
         .pairs
         .into_iter()
-        .filter(|p| p.key != keys::LAST_APPLIED && p.key != keys::MEMBERSHIP)
+        .filter(|p| p.key != LAST_APPLIED_KEY && p.key != MEMBERSHIP_KEY)
         .map(|p| (p.key, p.value))
         .collect();
     // The meta openraft hands us is authoritative for the Raft bookkeeping keys.
     if let Some(last) = &meta.last_log_id {
-        pairs.push((keys::LAST_APPLIED.to_vec(), codec::log_id_to_pb(last).encode_to_vec()));
+        pairs.push((LAST_APPLIED_KEY.to_vec(), codec::log_id_to_pb(last).encode_to_vec()));
     }
     pairs.push((
-        keys::MEMBERSHIP.to_vec(),
+        MEMBERSHIP_KEY.to_vec(),
         codec::stored_membership_to_pb(&meta.last_membership).encode_to_vec(),
     ));
     pairs.sort();
@@ -486,15 +496,20 @@ mod tests {
     use openraft::impls::leader_id_adv::LeaderId;
 
     use super::*;
+
+    /// A state machine over `backend` that applies the secrets model.
+    fn store(backend: Arc<dyn SmBackend>) -> StateMachineStore {
+        StateMachineStore::new(backend, Arc::new(coffer_model::app::SecretsModel)).unwrap()
+    }
     use crate::mem::MemSmBackend;
-    use crate::storage::WriteSet;
+    use coffer_kv::WriteSet;
 
     /// A key space with an empty value and values larger than a write chunk, so the streamed
     /// encoding crosses chunk boundaries mid-pair.
     fn sample_writes() -> WriteSet {
         let mut w = WriteSet::new();
         w.insert(
-            keys::LAST_APPLIED.to_vec(),
+            LAST_APPLIED_KEY.to_vec(),
             Some(codec::log_id_to_pb(&LogId::new(LeaderId { term: 3, node_id: 1 }, 42)).encode_to_vec()),
         );
         w.insert(b"a/empty".to_vec(), Some(Vec::new()));
@@ -548,7 +563,7 @@ mod tests {
 
     #[tokio::test]
     async fn applies_that_pass_a_snapshot_point_ask_for_a_snapshot() {
-        let mut store = StateMachineStore::new(Arc::new(MemSmBackend::new())).unwrap();
+        let mut store = store(Arc::new(MemSmBackend::new()));
         let schedule = SnapshotSchedule::new(3, 10);
         let mut asks = store.schedule_snapshots(schedule);
         let mut asked_at = Vec::new();
@@ -589,7 +604,7 @@ mod tests {
         fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
             self.copy.view().scan(prefix, start, limit)
         }
-        fn for_each(&self, f: &mut crate::storage::PairVisitor<'_>) -> io::Result<()> {
+        fn for_each(&self, f: &mut coffer_kv::PairVisitor<'_>) -> io::Result<()> {
             self.disk.scanning.notify_one();
             let gate = self.disk.gate.lock().unwrap();
             gate.recv_timeout(std::time::Duration::from_secs(10))
@@ -601,7 +616,7 @@ mod tests {
             prefix: &[u8],
             start: &[u8],
             limit: usize,
-            f: &mut crate::storage::PairVisitor<'_>,
+            f: &mut coffer_kv::PairVisitor<'_>,
         ) -> io::Result<usize> {
             self.copy.view().scan_each(prefix, start, limit, f)
         }
@@ -646,7 +661,7 @@ mod tests {
         let (disk, release) = slow_disk();
         let writes = sample_writes();
         disk.commit(writes.clone()).unwrap();
-        let mut store = StateMachineStore::new(disk.clone()).unwrap();
+        let mut store = store(disk.clone());
         let mut builder = store.get_snapshot_builder().await;
         let build = tokio::spawn(async move { builder.build_snapshot().await });
 
@@ -679,7 +694,7 @@ mod tests {
     async fn an_install_waits_for_a_running_build_and_its_newer_snapshot_stays_current() {
         let (disk, release) = slow_disk();
         disk.commit(sample_writes()).unwrap();
-        let mut store = StateMachineStore::new(disk.clone()).unwrap();
+        let mut store = store(disk.clone());
         let mut builder = store.get_snapshot_builder().await;
         let build = tokio::spawn(async move { builder.build_snapshot().await });
         disk.scanning.notified().await;
@@ -731,7 +746,7 @@ mod tests {
         let backend: Arc<dyn SmBackend> = Arc::new(sm);
         let writes = sample_writes();
         backend.commit(writes.clone()).unwrap();
-        let mut store = StateMachineStore::new(backend.clone()).unwrap();
+        let mut store = store(backend.clone());
 
         let built = store.get_snapshot_builder().await.build_snapshot().await.unwrap();
         assert_eq!(built.meta.last_log_id.map(|l| l.index), Some(42));
@@ -783,10 +798,29 @@ mod tests {
                 request_retention_ms: 0,
             }),
         );
-        let put = cmd("r-1", crate::test_sm::add("acme/s0", 1, "CURRENT"));
+        let put = cmd(
+            "r-1",
+            pb::command::Op::AddVersion(pb::AddVersion {
+                name: "acme/s0".into(),
+                version: 1,
+                envelope: Some(pb::Envelope {
+                    format: 1,
+                    nonce: vec![1; 12],
+                    ciphertext: vec![2; 20],
+                    wrapped_keys: vec![pb::WrappedKey {
+                        region: "r".into(),
+                        ..Default::default()
+                    }],
+                }),
+                size: 4,
+                alias: "CURRENT".into(),
+                create_if_missing: Some(pb::SecretSpec::default()),
+                ..Default::default()
+            }),
+        );
         let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let (_log_a, sm_a) = crate::rocks::open(dir_a.path()).unwrap();
-        let mut a = StateMachineStore::new(Arc::new(sm_a)).unwrap();
+        let mut a = store(Arc::new(sm_a));
         for (index, c) in [(1, bootstrap), (2, put.clone())] {
             let entry = crate::Entry::new(
                 LogId::new(LeaderId { term: 1, node_id: 1 }, index),
@@ -799,11 +833,11 @@ mod tests {
 
         let (_log_b, sm_b) = crate::rocks::open(dir_b.path()).unwrap();
         let backend_b: Arc<dyn SmBackend> = Arc::new(sm_b);
-        let mut b = StateMachineStore::new(backend_b.clone()).unwrap();
+        let mut b = store(backend_b.clone());
         b.install_snapshot(&snapshot.meta, snapshot.snapshot).await.unwrap();
         let view = backend_b.view();
         let mut ov = Overlay::new(&*view);
-        let retry = crate::apply::apply(&mut ov, &put, 3).unwrap();
+        let retry = coffer_model::apply::apply(&mut ov, &put, 3).unwrap();
         assert!(retry.replayed, "answered from the installed table");
         assert_eq!(retry.log_index, 2, "with the index where node A applied it");
         let ok = match retry.outcome {

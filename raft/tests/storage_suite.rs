@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use coffer_model::app::SecretsModel;
 use coffer_raft::log_store::LogStore;
 use coffer_raft::mem::MemLogBackend;
 use coffer_raft::mem::MemSmBackend;
@@ -17,7 +18,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
     async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError<TypeConfig>> {
         let dir = tempfile::tempdir().expect("tempdir");
         let (log, sm) = coffer_raft::rocks::open(dir.path()).expect("open rocksdb");
-        let sm = StateMachineStore::new(Arc::new(sm)).expect("state machine");
+        let sm = StateMachineStore::new(Arc::new(sm), Arc::new(SecretsModel)).expect("state machine");
         Ok((dir, LogStore::new(Arc::new(log)), sm))
     }
 }
@@ -26,7 +27,7 @@ struct MemBuilder;
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, ()> for MemBuilder {
     async fn build(&self) -> Result<((), LogStore, StateMachineStore), StorageError<TypeConfig>> {
-        let sm = StateMachineStore::new(Arc::new(MemSmBackend::new())).expect("state machine");
+        let sm = StateMachineStore::new(Arc::new(MemSmBackend::new()), Arc::new(SecretsModel)).expect("state machine");
         Ok(((), LogStore::new(Arc::new(MemLogBackend::new())), sm))
     }
 }

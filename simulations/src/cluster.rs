@@ -220,16 +220,13 @@ pub struct RequestTable {
 
 /// Every node's request table, for the checks that replicas agree and that the table is whole.
 pub fn request_tables(nodes: &BTreeMap<String, Storage>) -> Vec<RequestTable> {
-    use coffer_raft::keys;
+    use coffer_model::keys;
     use coffer_raft::storage::SmBackend;
     nodes
         .iter()
         .map(|(n, s)| {
             let view = s.sm.view();
-            let applied = coffer_raft::query::last_applied(&*view)
-                .ok()
-                .flatten()
-                .map_or(0, |l| l.index);
+            let applied = coffer_raft::state_machine::applied_index_in(&*view).unwrap_or(0);
             let mut pairs = Vec::new();
             if let Ok(Some(meta)) = view.get(keys::REQUESTS_META) {
                 pairs.push((keys::REQUESTS_META.to_vec(), meta));
@@ -253,7 +250,7 @@ pub fn some_request_expired(tables: &[RequestTable]) -> bool {
     tables.iter().any(|t| {
         t.pairs
             .iter()
-            .find(|(k, _)| k == coffer_raft::keys::REQUESTS_META)
+            .find(|(k, _)| k == coffer_model::keys::REQUESTS_META)
             .and_then(|(_, v)| pb::RequestTableMeta::decode(&v[..]).ok())
             .is_some_and(|m| m.head > 0)
     })

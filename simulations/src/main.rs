@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use clap::Subcommand;
-use coffer_raft::bugs::Bug;
+use coffer_kv::bugs::Bug;
 use coffer_simulations::run;
 use coffer_simulations::scenarios::Scenario;
 
@@ -228,7 +228,7 @@ fn run_guarded(seed: u64, scenario: Option<Scenario>, common: &Common) -> run::R
             .cloned()
             .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_default();
-        coffer_raft::bugs::set(None);
+        coffer_kv::bugs::set(None);
         coffer::time::set_thread_clock(None);
         run::Report {
             seed,

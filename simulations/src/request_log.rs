@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use coffer::pb;
-use coffer_raft::keys;
-use coffer_raft::storage::KvView;
+use coffer_kv::KvView;
+use coffer_model::keys;
 use coffer_raft::storage::SmBackend;
 use prost::Message;
 
@@ -115,8 +115,8 @@ fn read<M: Message + Default>(view: &dyn KvView, key: &[u8]) -> Option<M> {
 
 #[cfg(test)]
 mod tests {
+    use coffer_kv::WriteSet;
     use coffer_raft::mem::MemSmBackend;
-    use coffer_raft::storage::WriteSet;
 
     use super::*;
 

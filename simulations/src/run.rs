@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coffer::pb;
-use coffer_raft::bugs::Bug;
+use coffer_kv::bugs::Bug;
 use coffer_raft::node::Role;
 use sha2::Digest;
 
@@ -116,7 +116,7 @@ pub fn run(opts: &Options) -> Report {
         None => Shape::from_seed(&rng),
     };
     coffer_raft::runtime::reseed_thread_rng(seed);
-    coffer_raft::bugs::set(opts.bug);
+    coffer_kv::bugs::set(opts.bug);
     coffer::time::set_thread_clock(Some(sim_clock));
     let safety = opts.safety.unwrap_or(Duration::from_secs(30));
     let safety = opts.scenario.map_or(safety, |s| safety.max(s.min_safety()));
@@ -391,14 +391,11 @@ pub fn run(opts: &Options) -> Report {
             h.requests.sample(name, &st.sm, end);
             let view = coffer_raft::storage::SmBackend::view(&st.sm);
             let access = crate::history::FinalAccess {
-                index: coffer_raft::query::last_applied(&*view)
-                    .ok()
-                    .flatten()
-                    .map_or(0, |l| l.index),
-                policies: coffer_raft::access::policies(&*view)
+                index: coffer_raft::state_machine::applied_index_in(&*view).unwrap_or(0),
+                policies: coffer_model::access::policies(&*view)
                     .map(|ps| ps.into_iter().map(|p| p.name).collect())
                     .unwrap_or_default(),
-                tokens: coffer_raft::access::tokens(&*view)
+                tokens: coffer_model::access::tokens(&*view)
                     .map(|ts| ts.into_iter().map(|t| (t.principal, t.revoked_at_ms > 0)).collect())
                     .unwrap_or_default(),
             };
@@ -445,7 +442,7 @@ pub fn run(opts: &Options) -> Report {
     for l in &h.liveness {
         hasher.update(l.as_bytes());
     }
-    coffer_raft::bugs::set(None);
+    coffer_kv::bugs::set(None);
     coffer::time::set_thread_clock(None);
     Report {
         seed,

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use coffer_raft::access;
+use coffer_model::access;
 use prost::Message;
 use tonic::Request;
 use tonic::Response;

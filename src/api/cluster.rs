@@ -41,7 +41,7 @@ impl pb::cluster_server::Cluster for ClusterApi {
         let s = raft.status();
         let cluster = {
             let view = raft.reader().view();
-            coffer_raft::query::cluster_info(&*view).map_err(ApiError::from)?
+            coffer_model::query::cluster_info(&*view).map_err(ApiError::from)?
         }
         .unwrap_or_default();
         let members: Vec<(pb::NodeInfo, bool)> = s
@@ -96,7 +96,7 @@ impl pb::cluster_server::Cluster for ClusterApi {
         let s = raft.status();
         let bootstrapped = {
             let view = raft.reader().view();
-            matches!(coffer_raft::query::cluster_info(&*view), Ok(Some(_)))
+            matches!(coffer_model::query::cluster_info(&*view), Ok(Some(_)))
         };
         let status = match s.membership {
             Membership::Removed => "removed",
@@ -124,7 +124,7 @@ impl pb::cluster_server::Cluster for ClusterApi {
             .await
             .map_err(|e| match e {
                 ProposeError::Rejected(m) => ApiError::FailedPrecondition(m),
-                ProposeError::Unavailable(m) => ApiError::Unavailable(m),
+                ProposeError::Unavailable(m) => ApiError::NoLeader(m),
             })?;
         Ok(Response::new(r))
     }

@@ -10,12 +10,12 @@ pub mod secrets;
 use std::sync::Arc;
 use std::time::Duration;
 
+use coffer_kv::KvView;
+use coffer_model::error::ModelError;
+use coffer_model::query;
 use coffer_raft::error::ProposeError;
-use coffer_raft::model_error::ModelError;
 use coffer_raft::node::Membership;
 use coffer_raft::node::RaftNode;
-use coffer_raft::query;
-use coffer_raft::storage::KvView;
 use tokio::sync::OnceCell;
 
 use crate::audit::AuditSink;
@@ -122,7 +122,7 @@ impl Core {
             op: Some(op),
         };
         let result = self.raft.propose(cmd, self.write_timeout).await.map_err(|e| match e {
-            ProposeError::Unavailable(m) => ApiError::Unavailable(m),
+            ProposeError::Unavailable(m) => ApiError::NoLeader(m),
             ProposeError::Rejected(m) => ApiError::FailedPrecondition(m),
         })?;
         self.raft
@@ -158,10 +158,10 @@ impl Core {
             return Ok(Some(found));
         }
         self.catch_up().await.map_err(|e| match e {
-            CatchUp::NoLeader(e) => ApiError::Unavailable(format!(
+            CatchUp::NoLeader(e) => ApiError::NoLeader(format!(
                 "not found on this replica, and it cannot confirm with the leader: {e}"
             )),
-            CatchUp::Behind { index, .. } => ApiError::DeadlineExceeded(format!(
+            CatchUp::Behind { index, .. } => ApiError::NotCaughtUp(format!(
                 "not found on this replica, which did not catch up to index {index} within {} ms to confirm; retry",
                 LINEARIZABLE_WAIT.as_millis()
             )),
@@ -231,10 +231,10 @@ impl Core {
     fn check_member(&self) -> Result<(), ApiError> {
         match self.raft.role_and_membership().1 {
             Membership::Member => Ok(()),
-            Membership::NotJoined => Err(ApiError::Unavailable(
+            Membership::NotJoined => Err(ApiError::NotAMember(
                 "this node has not joined a cluster yet; read from a member node".into(),
             )),
-            Membership::Removed => Err(ApiError::FailedPrecondition(
+            Membership::Removed => Err(ApiError::NodeRemoved(
                 "this node was removed from the cluster and its data is no longer current; read from a member node"
                     .into(),
             )),
@@ -256,10 +256,10 @@ impl Core {
         match consistency.as_ref().and_then(|c| c.mode.as_ref()) {
             None | Some(Mode::Local(_)) => {}
             Some(Mode::Linearizable(_)) => self.catch_up().await.map_err(|e| match e {
-                CatchUp::NoLeader(e) => ApiError::Unavailable(format!(
+                CatchUp::NoLeader(e) => ApiError::NoLeader(format!(
                     "linearizable read: {e}; try again or read with a weaker consistency"
                 )),
-                CatchUp::Behind { index, applied } => ApiError::DeadlineExceeded(format!(
+                CatchUp::Behind { index, applied } => ApiError::NotCaughtUp(format!(
                     "linearizable read: this replica did not apply index {index} within {} ms (it has {applied}); \
                      try again or read from another node",
                     LINEARIZABLE_WAIT.as_millis(),
@@ -272,7 +272,7 @@ impl Core {
                 let index = key.verify(&a.token)?;
                 let max = wait(a.max_wait_ms, AT_LEAST_WAIT);
                 if !reader.wait_applied(index, max).await {
-                    return Err(ApiError::DeadlineExceeded(format!(
+                    return Err(ApiError::NotCaughtUp(format!(
                         "this replica has applied index {} but the token needs {index}; it did not catch up within \
                          {} ms; retry or read from another node",
                         reader.applied_index(),
@@ -291,7 +291,7 @@ impl Core {
                 if bound > b.max_staleness_ms {
                     return match b.on_unmet.as_str() {
                         "forward" => self.read_from_leader(query).await,
-                        "" | "fail" => Err(ApiError::FailedPrecondition(format!(
+                        "" | "fail" => Err(ApiError::StalenessUnmet(format!(
                             "this replica's staleness bound is {bound} ms, above the requested {} ms, after waiting \
                              {} ms; retry, read elsewhere, or pass on_unmet=forward",
                             b.max_staleness_ms,
@@ -315,7 +315,7 @@ impl Core {
             let view = reader.view();
             (
                 query::answer(&*view, &query)?,
-                query::last_applied(&*view)?.map_or(0, |l| l.index),
+                coffer_raft::state_machine::applied_index_in(&*view).map_err(query::QueryError::Io)?,
             )
         };
         Ok(ReadOutcome {

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use coffer_raft::names;
-use coffer_raft::query;
-use coffer_raft::query::aliases_of;
-use coffer_raft::secrets::MAX_VALUE_BYTES;
+use coffer_model::names;
+use coffer_model::query;
+use coffer_model::query::aliases_of;
+use coffer_model::secrets::MAX_VALUE_BYTES;
 use tonic::Request;
 use tonic::Response;
 use tonic::Status;
@@ -169,7 +169,7 @@ impl SecretsApi {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ApiError::Conflict(format!(
+        Err(ApiError::VersionRace(format!(
             "{name} is being written concurrently; gave up after {MAX_VERSION_RACES} version races, retry"
         )))
     }

@@ -21,13 +21,13 @@ use sha2::Digest;
 use sha2::Sha256;
 use tonic::metadata::MetadataMap;
 
-use coffer_raft::access;
-use coffer_raft::names;
+use coffer_model::access;
+use coffer_model::names;
 
 use crate::audit::AuditSink;
 use crate::error::ApiError;
+use crate::model::query;
 use crate::pb;
-use crate::raft::query;
 use crate::raft::state_machine::StateReader;
 
 /// Token prefix, so leaked tokens are easy to recognise and scan for.
@@ -283,7 +283,7 @@ impl Access {
         self.audit
             .record(event)
             .await
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
         let allowed = decision?;
         Ok(Grant {
             principal: Principal {
@@ -327,7 +327,7 @@ impl Access {
             None => {
                 let view = self.state.view();
                 let Some(cluster) = query::cluster_info(&*view).map_err(ApiError::from)? else {
-                    return Err(ApiError::Unavailable(
+                    return Err(ApiError::NotBootstrapped(
                         "the cluster is not bootstrapped yet; wait for the bootstrap node".into(),
                     ));
                 };

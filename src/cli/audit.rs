@@ -126,6 +126,7 @@ fn print_verify(
     } else {
         Err(CliError {
             message: format!("audit log {source} is broken at record {first_broken}: {problem} ({records} records before it verified)"),
+            kind: Some("audit_chain_broken".into()),
             code: 2,
         })
     }

@@ -1,9 +1,14 @@
 //! [`CliError`]: the one line a failed command prints, and the exit code.
 
-/// A failed command: the one line to print and the exit code.
+/// A failed command: the one line to print, its stable error code and the exit code.
 #[derive(Debug)]
 pub struct CliError {
     pub message: String,
+    /// The stable code (docs/architecture.md: Errors): the server's `coffer-error-code`, the
+    /// gRPC class of a transport failure, or the client's own (`unreachable`, `tls_failed`,
+    /// `invalid_argument`). `None` for local errors (a file that cannot be read, a bad flag).
+    pub kind: Option<String>,
+    /// Process exit code.
     pub code: i32,
 }
 
@@ -11,8 +16,51 @@ impl CliError {
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
+            kind: None,
             code: 1,
         }
+    }
+
+    fn with_kind(mut self, kind: impl Into<String>) -> Self {
+        self.kind = Some(kind.into());
+        self
+    }
+
+    /// What goes to stderr: `error[code]: message` (or `error: message` without a code), or
+    /// with `--output json` one JSON object `{"error": {"code": …, "message": …}}`.
+    pub fn render(&self, json: bool) -> String {
+        if json {
+            return serde_json::json!({"error": {"code": self.kind, "message": self.message}}).to_string();
+        }
+        let message = self.message.replace('\n', "\n  ");
+        match &self.kind {
+            Some(kind) => format!("error[{kind}]: {message}"),
+            None => format!("error: {message}"),
+        }
+    }
+}
+
+/// A gRPC code as a stable snake_case code (for statuses that carry none of Coffer's own).
+fn grpc_code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code as C;
+    match code {
+        C::Ok => "ok",
+        C::Cancelled => "cancelled",
+        C::Unknown => "unknown",
+        C::InvalidArgument => "invalid_argument",
+        C::DeadlineExceeded => "deadline_exceeded",
+        C::NotFound => "not_found",
+        C::AlreadyExists => "already_exists",
+        C::PermissionDenied => "permission_denied",
+        C::ResourceExhausted => "resource_exhausted",
+        C::FailedPrecondition => "failed_precondition",
+        C::Aborted => "aborted",
+        C::OutOfRange => "out_of_range",
+        C::Unimplemented => "unimplemented",
+        C::Internal => "internal",
+        C::Unavailable => "unavailable",
+        C::DataLoss => "data_loss",
+        C::Unauthenticated => "unauthenticated",
     }
 }
 
@@ -46,7 +94,10 @@ impl From<tonic::Status> for CliError {
         };
         // One line, whatever the server sent.
         let msg = s.message().replace('\n', " ");
-        CliError::new(format!("{msg}{hint}"))
+        let kind = crate::error::code_of(&s)
+            .unwrap_or(grpc_code_name(s.code()))
+            .to_string();
+        CliError::new(format!("{msg}{hint}")).with_kind(kind)
     }
 }
 
@@ -86,12 +137,50 @@ impl From<crate::client::ClientError> for CliError {
             E::BadRequestId(m) => format!("--request-id (COFFER_REQUEST_ID): {m}"),
             _ => e.to_string(),
         };
-        CliError::new(line.replace('\n', " "))
+        let kind = match &e {
+            E::Connect { .. } => "unreachable",
+            E::Tls { .. } => "tls_failed",
+            _ => "invalid_argument",
+        };
+        CliError::new(line.replace('\n', " ")).with_kind(kind)
     }
 }
 
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> Self {
         CliError::new(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_error_shows_its_code_in_both_outputs() {
+        let status: tonic::Status =
+            crate::error::ApiError::AliasCasFailed("alias CURRENT of acme/db points at version 3".into()).into();
+        let e = CliError::from(status);
+        assert_eq!(
+            e.render(false),
+            "error[alias_cas_failed]: alias CURRENT of acme/db points at version 3"
+        );
+        let json: serde_json::Value = serde_json::from_str(&e.render(true)).unwrap();
+        assert_eq!(json["error"]["code"], "alias_cas_failed");
+        assert_eq!(json["error"]["message"], "alias CURRENT of acme/db points at version 3");
+    }
+
+    #[test]
+    fn a_status_without_a_code_is_named_by_its_grpc_class_and_local_errors_have_none() {
+        let e = CliError::from(tonic::Status::unavailable("transport error"));
+        assert!(
+            e.render(false).starts_with("error[unavailable]: transport error"),
+            "{}",
+            e.render(false)
+        );
+        let e = CliError::new("cannot read value.txt: no such file");
+        assert_eq!(e.render(false), "error: cannot read value.txt: no such file");
+        let json: serde_json::Value = serde_json::from_str(&e.render(true)).unwrap();
+        assert!(json["error"]["code"].is_null());
     }
 }

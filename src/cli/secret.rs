@@ -154,7 +154,7 @@ fn generate(n: usize) -> Result<Vec<u8>, CliError> {
 }
 
 fn read_value(value: Option<String>, file: Option<PathBuf>, gen: Option<usize>) -> Result<Vec<u8>, CliError> {
-    const LIMIT: u64 = coffer_raft::secrets::MAX_VALUE_BYTES as u64;
+    const LIMIT: u64 = coffer_model::secrets::MAX_VALUE_BYTES as u64;
     if let Some(v) = value {
         return Ok(v.into_bytes());
     }

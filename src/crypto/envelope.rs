@@ -23,7 +23,7 @@ pub const FORMAT_V1: u32 = 1;
 
 /// Additional authenticated data of a value: `coffer/v1 \0 tenant \0 name \0 version(BE)`.
 pub fn aad(name: &str, version: u64) -> Vec<u8> {
-    let tenant = coffer_raft::names::tenant(name);
+    let tenant = coffer_model::names::tenant(name);
     let mut a = Vec::with_capacity(16 + tenant.len() + name.len());
     a.extend_from_slice(b"coffer/v1\0");
     a.extend_from_slice(tenant.as_bytes());

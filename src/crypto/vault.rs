@@ -34,7 +34,7 @@ impl From<VaultError> for ApiError {
     fn from(e: VaultError) -> Self {
         match e {
             // Names the region and key; a client may retry or read in another region.
-            VaultError::Kms(k) => ApiError::Unavailable(k.to_string()),
+            VaultError::Kms(k) => ApiError::KmsUnavailable(k.to_string()),
             VaultError::Crypto(CryptoError::Rng(r)) => ApiError::Unavailable(format!("random number generator: {r}")),
             VaultError::Crypto(c) => ApiError::Internal(format!("stored value failed verification: {c}")),
         }

@@ -73,7 +73,7 @@ pub fn cert_node_name(der: &[u8]) -> Option<String> {
 /// escapes or trailing slash).
 fn parse_uri(uri: &str) -> Option<CertIdentity> {
     if let Some(name) = uri.strip_prefix(NODE_URI_PREFIX) {
-        return coffer_raft::names::is_valid_segment(name).then(|| CertIdentity::Node(name.to_string()));
+        return coffer_model::names::is_valid_segment(name).then(|| CertIdentity::Node(name.to_string()));
     }
     let id = uri.strip_prefix(PRINCIPAL_URI_PREFIX)?;
     let plain = id

@@ -143,7 +143,7 @@ impl DevCa {
 
     /// A node certificate: `coffer://node/<name>` and one DNS or IP SAN per host.
     pub fn issue_node(&self, name: &str, hosts: &[&str]) -> Result<Issued, IssueError> {
-        if !coffer_raft::names::is_valid_segment(name) {
+        if !coffer_model::names::is_valid_segment(name) {
             return Err(IssueError::Invalid(format!(
                 "node name {name:?} must match [a-z0-9][a-z0-9._-]{{0,62}}"
             )));

@@ -12,9 +12,9 @@ use std::time::Duration;
 use anyhow::bail;
 use anyhow::Context;
 use coffer::pb;
-use coffer::testkit::free_port;
-use coffer::testkit::ClusterSpec;
-use coffer::testkit::TestCluster;
+use coffer_testkit::free_port;
+use coffer_testkit::ClusterSpec;
+use coffer_testkit::TestCluster;
 
 use crate::target::Conn;
 
@@ -128,10 +128,10 @@ impl Etcd {
     /// (Raft entries committed, WAL fsyncs) from member `i`'s metrics.
     pub async fn log_counters(&self, i: usize) -> anyhow::Result<(f64, f64)> {
         let addr = self.client_urls[i].trim_start_matches("http://").parse()?;
-        let text = coffer::testkit::http_get(addr, "/metrics").await?;
+        let text = coffer_testkit::http_get(addr, "/metrics").await?;
         Ok((
-            coffer::testkit::metric(&text, "etcd_server_proposals_committed_total", &[]),
-            coffer::testkit::metric(&text, "etcd_disk_wal_fsync_duration_seconds_count", &[]),
+            coffer_testkit::metric(&text, "etcd_server_proposals_committed_total", &[]),
+            coffer_testkit::metric(&text, "etcd_disk_wal_fsync_duration_seconds_count", &[]),
         ))
     }
 }
@@ -178,7 +178,7 @@ impl Coffer {
         spec.log_filter = Some("warn".into());
         let cluster = TestCluster::launch(bin.to_str().context("coffer path is not UTF-8")?, spec).await;
         let root = cluster.client(0).await;
-        coffer::testkit::wait_token_key(&root).await;
+        coffer_testkit::wait_token_key(&root).await;
         let mut access = root.access.clone();
         access
             .put_policy(pb::PutPolicyRequest {
@@ -206,8 +206,8 @@ impl Coffer {
     pub async fn log_counters(&self, i: usize) -> (f64, f64) {
         let text = self.cluster.metrics(i).await;
         (
-            coffer::testkit::metric(&text, "coffer_raft_log_entries_appended_total", &[]),
-            coffer::testkit::metric(&text, "coffer_raft_wal_fsyncs_total", &[]),
+            coffer_testkit::metric(&text, "coffer_raft_log_entries_appended_total", &[]),
+            coffer_testkit::metric(&text, "coffer_raft_wal_fsyncs_total", &[]),
         )
     }
 

@@ -85,7 +85,7 @@ pub fn check(h: &History, tables: &[RequestTable]) -> Vec<Violation> {
 
 fn tables_whole(tables: &[RequestTable]) -> Vec<String> {
     use coffer::pb;
-    use coffer_raft::keys;
+    use coffer_model::keys;
     use prost::Message;
     let mut out = Vec::new();
     for t in tables {
@@ -145,7 +145,7 @@ fn replicas_agree(tables: &[RequestTable]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use coffer::pb;
-    use coffer_raft::keys;
+    use coffer_model::keys;
     use prost::Message;
 
     use super::*;

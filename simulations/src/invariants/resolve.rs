@@ -40,7 +40,7 @@ pub fn code_name(code: i32) -> &'static str {
         E::InvalidArgument => "InvalidArgument",
         E::NotFound => "NotFound",
         E::AlreadyExists => "AlreadyExists",
-        E::FailedPrecondition => "FailedPrecondition",
+        E::FailedPrecondition | E::VersionDisabled | E::VersionDestroyed => "FailedPrecondition",
         E::CasFailed | E::VersionConflict => "Aborted",
         E::NotBootstrapped => "Unavailable",
         E::Internal | E::Unspecified => "Internal",
@@ -119,5 +119,22 @@ pub fn effect(h: &History, op: &Op) -> Result<Option<Effect>, String> {
         Some((id, r)) => recorded(r)
             .map(Some)
             .ok_or_else(|| format!("the record of {id} (op #{}) has no result", op.id)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use coffer::error::ApiError;
+    use coffer_model::error::ModelError;
+
+    use super::*;
+
+    #[test]
+    fn code_names_agree_with_the_api_mapping_for_every_model_code() {
+        for code in 0..=10 {
+            let Ok(e) = pb::ErrorCode::try_from(code) else { continue };
+            let status = tonic::Status::from(ApiError::from(ModelError::new(e, "m")));
+            assert_eq!(code_name(code), format!("{:?}", status.code()), "{e:?}");
+        }
     }
 }

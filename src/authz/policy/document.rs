@@ -14,8 +14,8 @@ use super::error::*;
 use super::principal::*;
 use super::resource::*;
 use crate::authz::action::Action;
+use crate::model::access::validate_policy_name;
 use crate::pb;
-use crate::raft::access::validate_policy_name;
 
 /// Largest policy document `parse_document` accepts.
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;

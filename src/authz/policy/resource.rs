@@ -6,8 +6,8 @@ use super::error::*;
 use super::glob::glob_match;
 use super::principal::*;
 use crate::authz::action::Action;
-use crate::raft::access::validate_policy_name;
-use crate::raft::names;
+use crate::model::access::validate_policy_name;
+use crate::model::names;
 
 /// Longest resource glob.
 pub const MAX_GLOB_BYTES: usize = 512;

@@ -39,7 +39,7 @@ pub struct KeyContext {
 impl KeyContext {
     pub fn for_secret(name: &str) -> Self {
         Self {
-            tenant: coffer_raft::names::tenant(name).to_string(),
+            tenant: coffer_model::names::tenant(name).to_string(),
             name: name.to_string(),
         }
     }

@@ -1,8 +1,8 @@
 //! Key layout of the state machine's key space (RocksDB column family `sm`).
 //!
 //! ```text
-//! m/last_applied              LogId            last applied log id
-//! m/membership                StoredMembership last applied membership
+//! m/last_applied              LogId            last applied log id      } written by the state
+//! m/membership                StoredMembership last applied membership } machine (coffer-raft)
 //! m/cluster                   ClusterInfo      set once by Bootstrap
 //! m/requests                  RequestTableMeta request table: queue bounds and clock
 //! s/<name>                    Secret
@@ -13,10 +13,9 @@
 //! r/<request id>              RequestRecord    first outcome of a request (exactly once)
 //! x/<u64 BE seq>              RequestQueueEntry request records in the order written (expiry)
 //! ```
-//! Every key starts with an ASCII letter, so `[0x00, 0xff)` covers the whole space.
+//! Every key starts with an ASCII letter, so `[0x00, 0xff)` covers the whole space. The model
+//! never writes the two keys of the state machine.
 
-pub const LAST_APPLIED: &[u8] = b"m/last_applied";
-pub const MEMBERSHIP: &[u8] = b"m/membership";
 pub const CLUSTER: &[u8] = b"m/cluster";
 pub const META_PREFIX: &[u8] = b"m/";
 pub const SECRET_PREFIX: &[u8] = b"s/";

@@ -3,15 +3,15 @@
 
 use prost::Message;
 
+use crate::error::decode;
+use crate::error::fail;
+use crate::error::ModelError;
+use crate::error::Result;
 use crate::keys;
-use crate::model_error::decode;
-use crate::model_error::fail;
-use crate::model_error::ModelError;
-use crate::model_error::Result;
 use crate::names;
 use crate::pb;
 use crate::pb::ErrorCode;
-use crate::storage::Txn;
+use coffer_kv::Txn;
 
 /// Largest plaintext value accepted (64 KiB).
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
@@ -203,14 +203,20 @@ pub(crate) fn move_alias(
     }
     let mut secret = require_secret(secret, &c.name)?;
     let target = require_version(tx, &c.name, c.version)?;
+    if target.state == pb::VersionState::Destroyed as i32 {
+        return fail(
+            ErrorCode::VersionDestroyed,
+            format!("version {} of {} is destroyed", c.version, c.name),
+        );
+    }
     if target.state != pb::VersionState::Enabled as i32 {
         return fail(
-            ErrorCode::FailedPrecondition,
+            ErrorCode::VersionDisabled,
             format!("version {} of {} is not enabled", c.version, c.name),
         );
     }
     let actual = secret.aliases.get(&alias).copied().unwrap_or(0);
-    if actual != c.expected_version && !crate::bugs::active(crate::bugs::Bug::CasIgnore) {
+    if actual != c.expected_version && !coffer_kv::bugs::active(coffer_kv::bugs::Bug::CasIgnore) {
         return Err(ModelError {
             code: ErrorCode::CasFailed,
             message: format!(
@@ -245,7 +251,7 @@ pub(crate) fn set_version_state(
     let mut v = require_version(tx, &c.name, c.version)?;
     if v.state == pb::VersionState::Destroyed as i32 {
         return fail(
-            ErrorCode::FailedPrecondition,
+            ErrorCode::VersionDestroyed,
             format!("version {} of {} is destroyed", c.version, c.name),
         );
     }
@@ -303,7 +309,7 @@ pub(crate) fn destroy_version(
 mod tests {
     use super::*;
     use crate::access;
-    use crate::storage::SmBackend;
+
     use crate::test_sm::add;
     use crate::test_sm::sealed_for;
     use crate::test_sm::Sm;
@@ -417,7 +423,7 @@ mod tests {
         // An alias cannot point at a disabled version.
         assert_eq!(
             sm.promote("acme/db", "next", 1, 0).unwrap_err().code,
-            ErrorCode::FailedPrecondition
+            ErrorCode::VersionDisabled
         );
         let destroy = |v| {
             pb::command::Op::DestroyVersion(pb::DestroyVersion {
@@ -440,7 +446,31 @@ mod tests {
             version: 1,
             state: pb::VersionState::Enabled as i32,
         });
-        assert_eq!(sm.run(enable).unwrap_err().code, ErrorCode::FailedPrecondition);
+        assert_eq!(sm.run(enable).unwrap_err().code, ErrorCode::VersionDestroyed);
+        assert_eq!(
+            sm.promote("acme/db", "next", 1, 0).unwrap_err().code,
+            ErrorCode::VersionDestroyed
+        );
+        let view = sm.backend.view();
+        let read = |selector| {
+            crate::query::answer(
+                &*view,
+                &pb::ReadQuery {
+                    query: Some(pb::read_query::Query::Get(pb::GetQuery {
+                        name: "acme/db".into(),
+                        selector: Some(selector),
+                    })),
+                },
+            )
+        };
+        let code = |r: crate::query::Result<pb::ReadAnswer>| match r {
+            Err(crate::query::QueryError::Model(e)) => e.code,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            code(read(pb::get_query::Selector::Version(1))),
+            ErrorCode::VersionDestroyed
+        );
     }
 
     #[test]

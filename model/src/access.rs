@@ -9,14 +9,14 @@
 
 use prost::Message;
 
+use crate::error::ApplyError;
+use crate::error::ModelError;
 use crate::keys;
-use crate::model_error::ApplyError;
-use crate::model_error::ModelError;
 use crate::pb;
 use crate::pb::ErrorCode;
 use crate::query;
-use crate::storage::KvView;
-use crate::storage::Txn;
+use coffer_kv::KvView;
+use coffer_kv::Txn;
 
 /// Most policies (and, separately, tokens) a listing returns.
 pub const MAX_LISTED: usize = 10_000;

@@ -3,15 +3,15 @@
 
 use prost::Message;
 
+use crate::error::decode;
+use crate::error::fail;
+use crate::error::ModelError;
+use crate::error::Result;
 use crate::keys;
-use crate::model_error::decode;
-use crate::model_error::fail;
-use crate::model_error::ModelError;
-use crate::model_error::Result;
 use crate::names;
 use crate::pb;
 use crate::pb::ErrorCode;
-use crate::storage::Txn;
+use coffer_kv::Txn;
 
 pub(crate) fn bootstrap(tx: &mut Txn<'_, '_>, b: &pb::Bootstrap) -> Result<pb::CommandOk> {
     let Some(info) = &b.cluster else {

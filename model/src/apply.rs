@@ -7,18 +7,18 @@
 
 use crate::access;
 use crate::cluster_records;
+use crate::error::fail;
+use crate::error::ApplyError;
+use crate::error::ModelError;
+use crate::error::Result;
 use crate::keys;
-use crate::model_error::fail;
-use crate::model_error::ApplyError;
-use crate::model_error::ModelError;
-use crate::model_error::Result;
 use crate::names;
 use crate::pb;
 use crate::pb::ErrorCode;
 use crate::requests;
 use crate::secrets;
-use crate::storage::Overlay;
-use crate::storage::Txn;
+use coffer_kv::Overlay;
+use coffer_kv::Txn;
 
 /// Applies one command at `log_index`. Domain failures come back as an error result.
 ///

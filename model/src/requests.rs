@@ -26,11 +26,11 @@
 
 use prost::Message;
 
+use crate::error::ModelError;
 use crate::keys;
-use crate::model_error::ModelError;
 use crate::pb;
 use crate::pb::ErrorCode;
-use crate::storage::Overlay;
+use coffer_kv::Overlay;
 
 /// Retention when the bootstrap named none (and in clusters bootstrapped before the table).
 pub const DEFAULT_RETENTION_MS: u64 = 10 * 60 * 1000;
@@ -155,7 +155,7 @@ pub fn record_of(ov: &Overlay<'_>, request_id: &str) -> std::io::Result<Option<p
 
 /// Looks `cmd` up by its request id (which must not be empty).
 pub fn lookup(ov: &Overlay<'_>, cmd: &pb::Command, fp: &Fingerprint) -> std::io::Result<Lookup> {
-    if crate::bugs::active(crate::bugs::Bug::ReplayForgets) {
+    if coffer_kv::bugs::active(coffer_kv::bugs::Bug::ReplayForgets) {
         return Ok(Lookup::Fresh);
     }
     let Some(rec) = record_of(ov, &cmd.request_id)? else {
@@ -302,7 +302,7 @@ pub fn is_recorded(result: &pb::CommandResult) -> bool {
 mod tests {
     use super::*;
     use crate::pb::command::Op;
-    use crate::storage::SmBackend;
+
     use crate::test_sm::add;
     use crate::test_sm::token_record as token;
     use crate::test_sm::Sm;
@@ -759,7 +759,7 @@ mod tests {
             });
         }
         let run = |batch: usize| {
-            let backend = crate::mem::MemSmBackend::new();
+            let backend = crate::test_sm::MemState::new();
             let mut results = vec![];
             for (b, chunk) in cmds.chunks(batch).enumerate() {
                 let view = backend.view();

@@ -2,12 +2,12 @@
 
 use prost::Message;
 
+use crate::error::ModelError;
 use crate::keys;
-use crate::model_error::ModelError;
 use crate::names;
 use crate::pb;
 use crate::pb::ErrorCode;
-use crate::storage::KvView;
+use coffer_kv::KvView;
 
 /// Failure of a query: a domain answer (not found, disabled, …) or a storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -30,10 +30,6 @@ fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M> {
 
 pub fn cluster_info(view: &dyn KvView) -> Result<Option<pb::ClusterInfo>> {
     view.get(keys::CLUSTER)?.map(|b| decode(&b)).transpose()
-}
-
-pub fn last_applied(view: &dyn KvView) -> Result<Option<pb::LogId>> {
-    view.get(keys::LAST_APPLIED)?.map(|b| decode(&b)).transpose()
 }
 
 pub fn secret(view: &dyn KvView, name: &str) -> Result<pb::Secret> {
@@ -89,12 +85,12 @@ pub fn resolve(view: &dyn KvView, name: &str, selector: &Selector) -> Result<(pb
     match pb::VersionState::try_from(v.state) {
         Ok(pb::VersionState::Enabled) => Ok((s, v)),
         Ok(pb::VersionState::Disabled) => Err(ModelError::new(
-            ErrorCode::FailedPrecondition,
+            ErrorCode::VersionDisabled,
             format!("version {number} of {name} is disabled; enable it or read another version"),
         )
         .into()),
         Ok(pb::VersionState::Destroyed) => Err(ModelError::new(
-            ErrorCode::FailedPrecondition,
+            ErrorCode::VersionDestroyed,
             format!("version {number} of {name} is destroyed"),
         )
         .into()),
@@ -265,12 +261,11 @@ pub fn answer(view: &dyn KvView, q: &pb::ReadQuery) -> Result<pb::ReadAnswer> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mem::MemSmBackend;
-    use crate::storage::SmBackend;
+    use crate::test_sm::MemState;
 
-    fn with_secrets(names: &[&str]) -> MemSmBackend {
-        let b = MemSmBackend::new();
-        let mut w = crate::storage::WriteSet::new();
+    fn with_secrets(names: &[&str]) -> MemState {
+        let b = MemState::new();
+        let mut w = coffer_kv::WriteSet::new();
         for n in names {
             let s = pb::Secret {
                 name: n.to_string(),
@@ -280,82 +275,6 @@ mod tests {
         }
         b.commit(w).unwrap();
         b
-    }
-
-    /// Versions of two secrets, one destroyed, each live one wrapped for its own region set.
-    fn versions() -> crate::storage::WriteSet {
-        let mut w = crate::storage::WriteSet::new();
-        for (name, version, destroyed) in [
-            ("acme/a", 1, false),
-            ("acme/a", 2, true),
-            ("acme/a", 3, false),
-            ("acme/b", 1, false),
-            ("acme/c", 1, false),
-        ] {
-            let envelope = (!destroyed).then(|| pb::Envelope {
-                format: 1,
-                nonce: vec![1; 12],
-                ciphertext: vec![0x5a; 300],
-                wrapped_keys: (0..version)
-                    .map(|i| pb::WrappedKey {
-                        region: format!("region-{i}"),
-                        key_id: format!("{name}-key"),
-                        key_version: version as u32,
-                        blob: vec![7; 40],
-                        ..Default::default()
-                    })
-                    .collect(),
-            });
-            let v = pb::SecretVersion {
-                name: name.into(),
-                version,
-                state: if destroyed {
-                    pb::VersionState::Destroyed
-                } else {
-                    pb::VersionState::Enabled
-                } as i32,
-                envelope,
-                ..Default::default()
-            };
-            w.insert(keys::version(name, version), Some(v.encode_to_vec()));
-        }
-        w.insert(keys::secret("acme/z"), Some(pb::Secret::default().encode_to_vec()));
-        w
-    }
-
-    /// Wrapped keys per live version, paged by `scan` 2 versions at a time.
-    fn paged_wraps(view: &dyn KvView, wraps_only: bool) -> Vec<Vec<pb::WrappedKey>> {
-        let mut out = Vec::new();
-        let mut after = None;
-        loop {
-            let next = if wraps_only {
-                live_version_wraps_page(view, after.as_ref(), 2, &mut |w| out.push(w.to_vec())).unwrap()
-            } else {
-                let (page, next) = live_versions_page(view, after.as_ref(), 2).unwrap();
-                out.extend(page.into_iter().map(|v| v.envelope.unwrap().wrapped_keys));
-                next
-            };
-            match next {
-                Some(n) => after = Some(n),
-                None => return out,
-            }
-        }
-    }
-
-    #[test]
-    fn the_wraps_scan_sees_what_the_full_scan_sees_on_both_backends() {
-        let mem = MemSmBackend::new();
-        mem.commit(versions()).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let (_log, rocks) = crate::rocks::open(dir.path()).unwrap();
-        rocks.commit(versions()).unwrap();
-        for backend in [&mem as &dyn SmBackend, &rocks] {
-            let view = backend.view();
-            let full = paged_wraps(&*view, false);
-            assert_eq!(full.len(), 4, "four live versions, the destroyed one left out");
-            assert_eq!(full.iter().map(Vec::len).collect::<Vec<_>>(), [1, 3, 1, 1]);
-            assert_eq!(paged_wraps(&*view, true), full);
-        }
     }
 
     #[test]

@@ -1,16 +1,66 @@
 //! A state machine for unit tests: commands applied one per log index over memory storage,
 //! with the proposer's clock under the test's control.
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::io;
+
+use coffer_kv::KvView;
+use coffer_kv::Overlay;
+use coffer_kv::WriteSet;
+
 use crate::apply::apply;
+use crate::error::ModelError;
 use crate::keys;
-use crate::mem::MemSmBackend;
-use crate::model_error::ModelError;
 use crate::pb;
-use crate::storage::Overlay;
-use crate::storage::SmBackend;
+
+/// The key space in memory, with the read-a-view, commit-a-batch shape of a storage backend.
+#[derive(Default)]
+pub(crate) struct MemState(RefCell<BTreeMap<Vec<u8>, Vec<u8>>>);
+
+impl MemState {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn view(&self) -> Box<dyn KvView + '_> {
+        Box::new(MemView(self.0.borrow()))
+    }
+
+    pub fn commit(&self, writes: WriteSet) -> io::Result<()> {
+        coffer_kv::commit_to(&mut self.0.borrow_mut(), writes);
+        Ok(())
+    }
+}
+
+struct MemView<'a>(std::cell::Ref<'a, BTreeMap<Vec<u8>, Vec<u8>>>);
+
+impl KvView for MemView<'_> {
+    fn get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        KvView::get(&*self.0, key)
+    }
+
+    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.0.scan(prefix, start, limit)
+    }
+
+    fn for_each(&self, f: &mut coffer_kv::PairVisitor<'_>) -> io::Result<()> {
+        self.0.for_each(f)
+    }
+
+    fn scan_each(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+        f: &mut coffer_kv::PairVisitor<'_>,
+    ) -> io::Result<usize> {
+        self.0.scan_each(prefix, start, limit, f)
+    }
+}
 
 pub(crate) struct Sm {
-    pub backend: MemSmBackend,
+    pub backend: MemState,
     /// Index of the last applied entry.
     pub index: u64,
     /// The log index the last command's result reported.
@@ -73,7 +123,7 @@ impl Sm {
     /// An empty state machine, not bootstrapped.
     pub fn empty() -> Self {
         Sm {
-            backend: MemSmBackend::new(),
+            backend: MemState::new(),
             index: 0,
             reply_index: 0,
             replayed: false,

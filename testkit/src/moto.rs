@@ -35,7 +35,7 @@ impl MotoServer {
              Python venv (or set COFFER_MOTO_SERVER)",
             bin.display()
         );
-        let port = super::free_port();
+        let port = crate::free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let child = Command::new(&bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -50,7 +50,7 @@ impl MotoServer {
             if let Ok(Some(status)) = moto.child.try_wait() {
                 panic!("moto_server exited at start ({status})");
             }
-            if super::http_get(addr, "/moto-api/").await.is_ok() {
+            if crate::http_get(addr, "/moto-api/").await.is_ok() {
                 return moto;
             }
             assert!(

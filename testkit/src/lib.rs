@@ -5,7 +5,8 @@
 //! i reaches node j through its own [`DelayProxy`] (configured with
 //! `network.peer_addr_override`), so each direction of each link has its own latency and can
 //! be cut. The kit picks free ports, writes configs and keyrings into a temporary folder, and
-//! kills every node when dropped. Used by `tests/` and `benches/`; not by the server.
+//! kills every node when dropped. Used by `tests/` and `benches/` (dev-dependency only): never
+//! linked into the server.
 
 pub mod moto;
 pub mod proxy;
@@ -21,10 +22,10 @@ use std::time::Instant;
 
 pub use proxy::DelayProxy;
 
-use crate::client::Client;
-use crate::dev::ClusterFile;
-use crate::dev::DevNode;
-use crate::pb;
+use coffer::client::Client;
+use coffer::dev::ClusterFile;
+use coffer::dev::DevNode;
+use coffer::pb;
 
 /// Raft settings for tests: fast elections on loopback.
 pub const FAST_RAFT: &str = "heartbeat_ms = 50\nelection_timeout_min_ms = 400\nelection_timeout_max_ms = 800\n";
@@ -43,14 +44,14 @@ pub struct ClusterSpec {
     /// Extra lines for every node's `[cluster]` section.
     pub cluster_extra: String,
     /// The KMS of every region.
-    pub kms: crate::dev::DevKmsConfig,
+    pub kms: coffer::dev::DevKmsConfig,
     /// Extra lines for every node's `[kms]` section, and for single nodes' (by index).
     pub kms_extra: String,
     pub node_kms_extra: BTreeMap<usize, String>,
     /// Give every node a Prometheus metrics listener ([`TestCluster::metrics`]).
     pub metrics: bool,
     /// Serve TLS (mutual TLS between nodes) with certificates from a throwaway CA made in
-    /// `<dir>/tls` (see [`crate::dev::ensure_dev_tls`]); the kit's clients then trust that CA.
+    /// `<dir>/tls` (see [`coffer::dev::ensure_dev_tls`]); the kit's clients then trust that CA.
     pub tls: bool,
     /// Extra config sections for single nodes (by index), appended to their config file,
     /// e.g. an `[audit]` section.
@@ -67,7 +68,7 @@ impl ClusterSpec {
             raft: raft.to_string(),
             rtt_ms: None,
             cluster_extra: String::new(),
-            kms: crate::dev::DevKmsConfig::Local,
+            kms: coffer::dev::DevKmsConfig::Local,
             kms_extra: String::new(),
             node_kms_extra: BTreeMap::new(),
             metrics: false,
@@ -93,7 +94,8 @@ pub struct TempDir(PathBuf);
 
 impl TempDir {
     pub fn new() -> std::io::Result<Self> {
-        let suffix = hex::encode(crate::crypto::random_bytes::<6>().map_err(|e| std::io::Error::other(e.to_string()))?);
+        let suffix =
+            hex::encode(coffer::crypto::random_bytes::<6>().map_err(|e| std::io::Error::other(e.to_string()))?);
         let p = std::env::temp_dir().join(format!("coffer-test-{suffix}"));
         std::fs::create_dir_all(&p)?;
         Ok(Self(p))
@@ -227,7 +229,7 @@ impl TestCluster {
             .collect();
         let mut members = ClusterFile {
             cluster_id: "test-cluster".into(),
-            root_token: crate::authz::new_token().unwrap(),
+            root_token: coffer::authz::new_token().unwrap(),
             nodes: nodes[..spec.regions.len()].to_vec(),
             ca_cert: None,
         };
@@ -237,7 +239,7 @@ impl TestCluster {
                 nodes: nodes.clone(),
                 ..members.clone()
             };
-            let ca = crate::dev::ensure_dev_tls(dir.path(), &all).expect("test certificates");
+            let ca = coffer::dev::ensure_dev_tls(dir.path(), &all).expect("test certificates");
             members.ca_cert = Some(ca.display().to_string());
         }
         let mut proxies = BTreeMap::new();
@@ -258,13 +260,13 @@ impl TestCluster {
         let mut regions_seen = std::collections::BTreeSet::new();
         for n in &nodes {
             if regions_seen.insert(n.region.clone()) {
-                crate::crypto::kms::local::create_keyring(&dir.path().join("keyring"), &n.region).unwrap();
+                coffer::crypto::kms::local::create_keyring(&dir.path().join("keyring"), &n.region).unwrap();
             }
         }
         for (i, n) in nodes.iter().enumerate() {
             let node_dir = dir.path().join(&n.name);
             std::fs::create_dir_all(&node_dir).unwrap();
-            let mut cfg = crate::dev::node_config(&members, n, dir.path(), &spec.raft, &spec.kms);
+            let mut cfg = coffer::dev::node_config(&members, n, dir.path(), &spec.raft, &spec.kms);
             let kms_extra = format!(
                 "{}\n{}\n",
                 spec.kms_extra,
@@ -284,7 +286,7 @@ impl TestCluster {
             for r in regions_seen.iter().filter(|r| !known.contains(&r.as_str())) {
                 cfg = cfg.replacen(
                     "[kms]",
-                    &format!("{}[kms]", crate::dev::region_section(r, &spec.kms)),
+                    &format!("{}[kms]", coffer::dev::region_section(r, &spec.kms)),
                     1,
                 );
             }
@@ -403,15 +405,15 @@ impl TestCluster {
         &self.file.root_token
     }
 
-    /// The folder of a TLS cluster's certificates (see [`crate::dev::tls_dir`]).
+    /// The folder of a TLS cluster's certificates (see [`coffer::dev::tls_dir`]).
     pub fn tls_dir(&self) -> PathBuf {
-        crate::dev::tls_dir(self.dir.path())
+        coffer::dev::tls_dir(self.dir.path())
     }
 
     /// What the kit's clients use with TLS on: trust the cluster CA (no client certificate).
-    pub fn client_tls(&self) -> Option<crate::client::ClientTls> {
+    pub fn client_tls(&self) -> Option<coffer::client::ClientTls> {
         let ca = self.file.ca_cert.as_ref()?;
-        Some(crate::client::ClientTls::new(
+        Some(coffer::client::ClientTls::new(
             std::fs::read(ca).expect("read the test CA"),
         ))
     }
