@@ -131,7 +131,7 @@ fn policy_check(c: &mut Criterion) {
 // audit_append
 // ---------------------------------------------------------------------------------------------
 
-/// The record of an allowed read, as `Access` writes it (no secret data in audit events).
+/// The record of an allowed read, as `Seam` writes it (no secret data in audit events).
 fn audit_event(i: u64) -> pb::AuditEvent {
     pb::AuditEvent {
         time_ms: 1_700_000_000_000 + i,

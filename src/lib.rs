@@ -1,12 +1,16 @@
 //! Coffer: a replicated, multi-region secrets store.
 //!
-//! The service layer over the replicated core (docs/architecture.md: Layers): `api` (the public
-//! gRPC handlers: decode, call the domain, encode), `authz` (principals, policies and the one
-//! authorization seam), `audit` (the audit hook and the hash-chained file), `crypto` (envelope
-//! encryption, DEK cache, KMS providers), `rewrap`, `tokens`, `request_ids`, `error` (API
-//! errors and their codes), `config` and `tls` (a node's settings), `node` (wires Raft and the
-//! services), `client` (the Rust SDK), `cli` and `dev` (the command line). The multi-process
-//! test harness is the `coffer-testkit` crate, a dev-dependency only.
+//! The service layer over the replicated core (docs/architecture.md: Layers):
+//! - `api`: the public gRPC handlers: decode, call the service, encode;
+//! - `service`: the operations they call: the one read path, the one write path, puts that
+//!   race for version numbers;
+//! - `authz` (principals, policies and the one authorization seam), `audit` (the audit hook
+//!   and the hash-chained file), `crypto` (envelope encryption, DEK cache, KMS providers),
+//!   `rewrap`, `tokens`, `request_ids`, `error` (API errors and their codes), `time`;
+//! - `config` and `tls` (a node's settings), `node` (wires Raft and the services);
+//! - `client` (the Rust SDK), `cli` and `dev` (the command line).
+//!
+//! The multi-process test harness is the `coffer-testkit` crate, a dev-dependency only.
 
 pub mod api;
 pub mod audit;
@@ -20,6 +24,7 @@ pub mod error;
 pub mod node;
 pub mod request_ids;
 pub mod rewrap;
+pub mod service;
 pub mod time;
 pub mod tls;
 pub mod tokens;

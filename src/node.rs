@@ -28,11 +28,12 @@ use crate::api::access::AccessApi;
 use crate::api::cluster::ClusterApi;
 use crate::api::kms::KmsApi;
 use crate::api::secrets::SecretsApi;
-use crate::api::Core;
+use crate::service::Service;
+
 use crate::audit::file::AuditFile;
 use crate::audit::file::AuditOptions;
 use crate::audit::AuditSink;
-use crate::authz::Access;
+use crate::authz::Seam;
 use crate::config::ServerConfig;
 use crate::crypto::kms::aws::AwsKms;
 use crate::crypto::kms::local::LocalKms;
@@ -245,8 +246,8 @@ where
     .await?;
     export_batch_stats(raft.clone());
 
-    let core = Arc::new(Core {
-        access: Access::new(raft.reader().clone(), audit.clone(), me.name.clone(), me.region.clone()),
+    let service = Arc::new(Service {
+        seam: Seam::new(raft.reader().clone(), audit.clone(), me.name.clone(), me.region.clone()),
         audit,
         vault: Vault::new(
             kms,
@@ -279,12 +280,12 @@ where
         with_tls(Server::builder(), api_tls, "API")?
             .timeout(Duration::from_secs(60))
             .add_service(
-                pb::secrets_server::SecretsServer::new(SecretsApi::new(core.clone()))
+                pb::secrets_server::SecretsServer::new(SecretsApi::new(service.clone()))
                     .max_decoding_message_size(MAX_API_MESSAGE_BYTES),
             )
-            .add_service(pb::cluster_server::ClusterServer::new(ClusterApi::new(core.clone())))
-            .add_service(pb::kms_server::KmsServer::new(KmsApi::new(core.clone())))
-            .add_service(pb::access_server::AccessServer::new(AccessApi::new(core.clone())))
+            .add_service(pb::cluster_server::ClusterServer::new(ClusterApi::new(service.clone())))
+            .add_service(pb::kms_server::KmsServer::new(KmsApi::new(service.clone())))
+            .add_service(pb::access_server::AccessServer::new(AccessApi::new(service.clone())))
             .serve_with_incoming_shutdown(api_incoming, stopped(stop_rx.clone())),
     );
 
@@ -297,10 +298,10 @@ where
         }
         tokio::spawn(bootstrap(raft.clone(), cfg.clone()));
     }
-    tokio::spawn(ensure_token_key(core.clone(), stop_rx.clone()));
+    tokio::spawn(ensure_token_key(service.clone(), stop_rx.clone()));
     tokio::spawn(crate::rewrap::run_job(
         raft.clone(),
-        core.clone(),
+        service.clone(),
         Duration::from_millis(cfg.kms.rewrap_interval_ms),
         stop_rx.clone(),
     ));
@@ -334,7 +335,7 @@ where
     }
     raft.shutdown().await;
     sm.flush_at_shutdown().context("flushing storage at shutdown")?;
-    drop(core);
+    drop(service);
     drop(raft);
     tracing::info!("stopped");
     Ok(())
@@ -400,26 +401,26 @@ async fn bootstrap(raft: RaftNode, cfg: ServerConfig) {
 
 /// Makes sure the cluster has a token key: the leader seals a fresh one (wrapped for every
 /// region) and proposes it once the cluster is bootstrapped. The first proposal wins.
-async fn ensure_token_key(core: Arc<Core>, mut stop: tokio::sync::watch::Receiver<bool>) {
+async fn ensure_token_key(service: Arc<Service>, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
         let info = {
-            let view = core.raft.reader().view();
+            let view = service.raft.reader().view();
             coffer_model::query::cluster_info(&*view).ok().flatten()
         };
         match info {
             Some(i) if i.token_key.is_some() => return,
-            Some(_) if core.raft.status().role == coffer_raft::node::Role::Leader => {}
+            Some(_) if service.raft.status().role == coffer_raft::node::Role::Leader => {}
             _ => continue,
         }
         let sealed = async {
             let key = crate::crypto::SecretValue::new(
                 crate::crypto::random_bytes::<32>().map_err(|e| e.to_string())?.to_vec(),
             );
-            let sealer = core
+            let sealer = service
                 .vault
                 .prepare(crate::tokens::TOKEN_KEY_NAME)
                 .await
@@ -446,7 +447,7 @@ async fn ensure_token_key(core: Arc<Core>, mut stop: tokio::sync::watch::Receive
             request_id,
             op: Some(pb::command::Op::SetTokenKey(pb::SetTokenKey { key: Some(envelope) })),
         };
-        if let Err(e) = core.raft.propose(cmd, Duration::from_secs(5)).await {
+        if let Err(e) = service.raft.propose(cmd, Duration::from_secs(5)).await {
             tracing::info!("token key not stored yet: {e}");
         }
     }

@@ -327,7 +327,7 @@ async fn propose(raft: &RaftNode, batch: Batch, report: &mut PassReport) {
 /// on the leader, repairs missing wraps of regions whose KMS answers.
 pub async fn run_job(
     raft: RaftNode,
-    core: std::sync::Arc<crate::api::Core>,
+    core: std::sync::Arc<crate::service::Service>,
     interval: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {

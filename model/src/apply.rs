@@ -5,7 +5,7 @@
 //! A command that fails a check returns an error result and leaves the state unchanged: its
 //! writes go through a [`Txn`] that is committed only on success.
 
-use crate::access;
+use crate::access_records;
 use crate::cluster_records;
 use crate::error::fail;
 use crate::error::ApplyError;
@@ -101,10 +101,10 @@ fn apply_op(tx: &mut Txn<'_, '_>, cmd: &pb::Command, log_index: u64) -> Result<p
         Op::Bootstrap(_) => unreachable!("handled above"),
         Op::SetTokenKey(k) => return cluster_records::set_token_key(tx, k),
         Op::SetWraps(w) => return cluster_records::set_wraps(tx, w),
-        Op::PutPolicy(c) => return access::put_policy(tx, c, now, &cmd.principal),
-        Op::DeletePolicy(c) => return access::delete_policy(tx, c),
-        Op::CreateToken(c) => return access::create_token(tx, c),
-        Op::RevokeToken(c) => return access::revoke_token(tx, c, now),
+        Op::PutPolicy(c) => return access_records::put_policy(tx, c, now, &cmd.principal),
+        Op::DeletePolicy(c) => return access_records::delete_policy(tx, c),
+        Op::CreateToken(c) => return access_records::create_token(tx, c),
+        Op::RevokeToken(c) => return access_records::revoke_token(tx, c, now),
         Op::CreateSecret(c) => &c.name,
         Op::AddVersion(c) => &c.name,
         Op::MoveAlias(c) => &c.name,

@@ -3,12 +3,12 @@
 //! the replicated key space only through `coffer-kv`, and never names Raft.
 //!
 //! - [`apply`]: the one entry point of a command: the request table ([`requests`]), then the
-//!   command's operation on [`secrets`], [`access`] records or [`cluster_records`];
+//!   command's operation on [`secrets`], [`access_records`] or [`cluster_records`];
 //! - [`query`]: the read side; [`keys`]: the key layout; [`names`]: name rules;
 //! - [`error`]: a refused command ([`error::ModelError`]) and a storage failure under it;
 //! - [`app`]: [`app::SecretsModel`], the [`coffer_kv::Application`] every node runs.
 
-pub mod access;
+pub mod access_records;
 pub mod app;
 pub mod apply;
 pub mod cluster_records;

@@ -493,7 +493,7 @@ mod tests {
         };
         let (first, sm) = retried(&[], put("acme/a/*"), &[put("acme/b/*")]);
         assert!(first.is_ok());
-        let p = crate::access::policy(&*sm.backend.view(), "acme-read")
+        let p = crate::access_records::policy(&*sm.backend.view(), "acme-read")
             .unwrap()
             .unwrap();
         assert_eq!(p.statements[0].resources, ["acme/b/*"], "the later put stands");
@@ -512,7 +512,7 @@ mod tests {
         });
         let (first, sm) = retried(std::slice::from_ref(&put), del, &[other]);
         assert!(first.is_ok());
-        assert!(crate::access::policy(&*sm.backend.view(), "acme-read")
+        assert!(crate::access_records::policy(&*sm.backend.view(), "acme-read")
             .unwrap()
             .is_none());
     }
@@ -528,7 +528,9 @@ mod tests {
         });
         let (first, sm) = retried(&[], create, &[revoke]);
         assert!(first.is_ok());
-        let t = crate::access::token(&*sm.backend.view(), "aa01").unwrap().unwrap();
+        let t = crate::access_records::token(&*sm.backend.view(), "aa01")
+            .unwrap()
+            .unwrap();
         assert!(t.revoked_at_ms > 0, "the retry did not bring back a revoked token");
     }
 
@@ -547,7 +549,9 @@ mod tests {
         });
         let (first, sm) = retried(std::slice::from_ref(&create), revoke, &[other]);
         assert!(first.is_ok());
-        let t = crate::access::token(&*sm.backend.view(), "aa01").unwrap().unwrap();
+        let t = crate::access_records::token(&*sm.backend.view(), "aa01")
+            .unwrap()
+            .unwrap();
         // Bootstrap at 1000 ms, the create at 1001, the revoke at 1002: not the retry's time.
         assert_eq!(t.revoked_at_ms, 1002, "revoked at the first application's time");
     }

@@ -308,7 +308,7 @@ pub(crate) fn destroy_version(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access;
+    use crate::access_records;
 
     use crate::test_sm::add;
     use crate::test_sm::sealed_for;
@@ -694,11 +694,11 @@ mod tests {
         }
         {
             let view = sm.backend.view();
-            let t = access::token_by_hash(&*view, &[7; 32]).unwrap().unwrap();
+            let t = access_records::token_by_hash(&*view, &[7; 32]).unwrap().unwrap();
             assert_eq!((t.accessor.as_str(), t.revoked_at_ms), ("aa01", 0));
-            assert!(access::token_by_hash(&*view, &[8; 32]).unwrap().is_none());
-            assert_eq!(access::policies(&*view).unwrap().len(), 1);
-            assert_eq!(access::tokens(&*view).unwrap().len(), 1);
+            assert!(access_records::token_by_hash(&*view, &[8; 32]).unwrap().is_none());
+            assert_eq!(access_records::policies(&*view).unwrap().len(), 1);
+            assert_eq!(access_records::tokens(&*view).unwrap().len(), 1);
         }
         let revoke = |a: &str| pb::command::Op::RevokeToken(pb::RevokeToken { accessor: a.into() });
         sm.run(revoke("aa01")).unwrap();
@@ -706,14 +706,20 @@ mod tests {
         assert_eq!(sm.run(revoke("ffff")).unwrap_err().code, ErrorCode::NotFound);
         sm.run(revoke("root")).unwrap();
         let view = sm.backend.view();
-        assert!(access::token_by_hash(&*view, &[7; 32]).unwrap().unwrap().revoked_at_ms > 0);
+        assert!(
+            access_records::token_by_hash(&*view, &[7; 32])
+                .unwrap()
+                .unwrap()
+                .revoked_at_ms
+                > 0
+        );
         let info = crate::query::cluster_info(&*view).unwrap().unwrap();
         assert!(info.root_revoked_at_ms > 0);
         drop(view);
         let del = |n: &str| pb::command::Op::DeletePolicy(pb::DeletePolicy { name: n.into() });
         sm.run(del("acme-read")).unwrap();
         assert_eq!(sm.run(del("acme-read")).unwrap_err().code, ErrorCode::NotFound);
-        assert!(access::policies(&*sm.backend.view()).unwrap().is_empty());
+        assert!(access_records::policies(&*sm.backend.view()).unwrap().is_empty());
     }
 
     #[test]

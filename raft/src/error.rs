@@ -20,3 +20,34 @@ pub enum StartError {
     #[error("raft: {0}")]
     Raft(String),
 }
+
+/// A call to a peer that did not give an answer to act on: the gRPC class of the failure and
+/// what happened, in words for the operator. Forwarded writes and reads, read-index rounds and
+/// membership changes all fail with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct PeerError {
+    pub code: tonic::Code,
+    pub message: String,
+}
+
+impl PeerError {
+    pub fn new(code: tonic::Code, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<tonic::Status> for PeerError {
+    fn from(s: tonic::Status) -> Self {
+        Self::new(s.code(), s.message())
+    }
+}
+
+impl From<PeerError> for tonic::Status {
+    fn from(e: PeerError) -> Self {
+        tonic::Status::new(e.code, e.message)
+    }
+}

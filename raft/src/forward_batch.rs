@@ -30,6 +30,7 @@ use tokio::sync::oneshot;
 
 use tokio::time::Instant;
 
+use crate::error::PeerError;
 use crate::pb;
 use crate::NodeId;
 
@@ -44,7 +45,7 @@ pub const MAX_IN_FLIGHT: usize = 2;
 
 /// What a forwarded command came to: the leader's answer, or a transport or leader error as
 /// `(code, message)`.
-pub(crate) type Outcome = Result<pb::propose_response::Result, (tonic::Code, String)>;
+pub(crate) type Outcome = Result<pb::propose_response::Result, PeerError>;
 
 struct Pending {
     leader: pb::NodeInfo,
@@ -86,7 +87,7 @@ pub(crate) trait ForwardTarget: Clone + Send + Sync + 'static {
         leader: &pb::NodeInfo,
         commands: Vec<pb::Command>,
         deadline: Instant,
-    ) -> impl Future<Output = Result<Vec<Outcome>, (tonic::Code, String)>> + Send;
+    ) -> impl Future<Output = Result<Vec<Outcome>, PeerError>> + Send;
 
     /// Sends one write to `leader` in a unary `Propose` call (a leader without `ProposeBatch`).
     fn propose_remote(
@@ -138,8 +139,14 @@ impl ForwardBatcher {
         }
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(outcome)) => outcome,
-            Ok(Err(_)) => Err((tonic::Code::Unavailable, "the forwarding call was dropped".into())),
-            Err(_) => Err((tonic::Code::DeadlineExceeded, format!("{name} did not answer in time"))),
+            Ok(Err(_)) => Err(PeerError::new(
+                tonic::Code::Unavailable,
+                "the forwarding call was dropped",
+            )),
+            Err(_) => Err(PeerError::new(
+                tonic::Code::DeadlineExceeded,
+                format!("{name} did not answer in time"),
+            )),
         }
     }
 
@@ -167,13 +174,16 @@ impl ForwardBatcher {
             let n = commands.len();
             let outcomes = match node.propose_batch_remote(&leader, commands, deadline).await {
                 Ok(outcomes) => outcomes,
-                Err((tonic::Code::Unimplemented, _)) => {
+                Err(PeerError {
+                    code: tonic::Code::Unimplemented,
+                    ..
+                }) => {
                     self.unbatched
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(leader.id);
                     let msg = format!("{} does not take batched writes; retrying one by one", leader.name);
-                    vec![Err((tonic::Code::Unavailable, msg)); n]
+                    vec![Err(PeerError::new(tonic::Code::Unavailable, msg)); n]
                 }
                 Err(e) => vec![Err(e); n],
             };
@@ -222,7 +232,7 @@ pub(crate) fn outcomes_from_reply(leader: &pb::NodeInfo, n: usize, reply: pb::Pr
             leader.name,
             reply.outcomes.len()
         );
-        return vec![Err((tonic::Code::Internal, msg)); n];
+        return vec![Err(PeerError::new(tonic::Code::Internal, msg)); n];
     }
     reply
         .outcomes
@@ -230,8 +240,14 @@ pub(crate) fn outcomes_from_reply(leader: &pb::NodeInfo, n: usize, reply: pb::Pr
         .map(|o| match o.result {
             Some(O::Applied(a)) => Ok(R::Applied(a)),
             Some(O::NotLeader(nl)) => Ok(R::NotLeader(nl)),
-            Some(O::Error(e)) => Err((tonic::Code::from(e.code), format!("{}: {}", leader.name, e.message))),
-            None => Err((tonic::Code::Internal, format!("{}: an empty outcome", leader.name))),
+            Some(O::Error(e)) => Err(PeerError::new(
+                tonic::Code::from(e.code),
+                format!("{}: {}", leader.name, e.message),
+            )),
+            None => Err(PeerError::new(
+                tonic::Code::Internal,
+                format!("{}: an empty outcome", leader.name),
+            )),
         })
         .collect()
 }
@@ -338,14 +354,23 @@ mod tests {
         };
         let out = outcomes_from_reply(&node(1), 4, reply.clone());
         assert!(matches!(&out[0], Ok(R::Applied(a)) if a.log_index == 7));
-        assert_eq!(out[1], Err((tonic::Code::Aborted, "node-1: leader changed".into())));
-        assert!(matches!(&out[2], Err((tonic::Code::Internal, _))));
+        assert_eq!(
+            out[1],
+            Err(PeerError::new(tonic::Code::Aborted, "node-1: leader changed"))
+        );
+        assert!(matches!(
+            &out[2],
+            Err(PeerError {
+                code: tonic::Code::Internal,
+                ..
+            })
+        ));
         assert!(matches!(&out[3], Ok(R::Applied(a)) if a.log_index == 9));
 
         let out = outcomes_from_reply(&node(1), 5, reply);
         assert_eq!(out.len(), 5);
         assert!(out
             .iter()
-            .all(|o| matches!(o, Err((tonic::Code::Internal, m)) if m.contains("4 outcomes for 5"))));
+            .all(|o| matches!(o, Err(PeerError { code: tonic::Code::Internal, message }) if message.contains("4 outcomes for 5"))));
     }
 }

@@ -20,6 +20,7 @@ use coffer_kv::AnswerError;
 use coffer_kv::Application;
 use coffer_kv::Overlay;
 
+use crate::error::PeerError;
 use crate::error::ProposeError;
 use crate::error::StartError;
 use crate::forward_batch::ForwardBatcher;
@@ -105,7 +106,7 @@ impl Role {
 
 /// Whether this node belongs to the cluster it knows of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Membership {
+pub enum MemberState {
     /// Pristine: never part of a cluster (e.g. a new node waiting to be added).
     NotJoined,
     Member,
@@ -118,7 +119,7 @@ pub enum Membership {
 pub struct RaftStatus {
     pub id: NodeId,
     pub role: Role,
-    pub membership: Membership,
+    pub membership: MemberState,
     pub term: u64,
     pub leader: Option<NodeId>,
     pub committed: u64,
@@ -159,7 +160,7 @@ pub enum Routed<T> {
     NotLeader(Option<pb::NodeInfo>),
 }
 
-type Attempt<'a, T> = Pin<Box<dyn Future<Output = Result<Routed<T>, (tonic::Code, String)>> + Send + 'a>>;
+type Attempt<'a, T> = Pin<Box<dyn Future<Output = Result<Routed<T>, PeerError>> + Send + 'a>>;
 
 #[derive(Clone)]
 pub struct RaftNode {
@@ -242,8 +243,8 @@ impl RaftNode {
                 let Some(inner) = weak.upgrade() else { return };
                 let node = RaftNode { inner };
                 match node.role_and_membership() {
-                    (Role::Shutdown, _) | (_, Membership::Removed) => return,
-                    (Role::Leader, _) | (_, Membership::NotJoined) => continue,
+                    (Role::Shutdown, _) | (_, MemberState::Removed) => return,
+                    (Role::Leader, _) | (_, MemberState::NotJoined) => continue,
                     _ => {}
                 }
                 let sent = Instant::now();
@@ -343,22 +344,22 @@ impl RaftNode {
     }
 
     /// Whether this node is a member, from metrics it only borrows.
-    fn membership_in(&self, m: &crate::RaftMetrics) -> Membership {
+    fn membership_in(&self, m: &crate::RaftMetrics) -> MemberState {
         let mut nodes = m.membership_config.membership().nodes().peekable();
         if self.is_removed() {
-            Membership::Removed
+            MemberState::Removed
         } else if nodes.peek().is_none() {
-            Membership::NotJoined
+            MemberState::NotJoined
         } else if nodes.any(|(id, _)| *id == m.id) {
-            Membership::Member
+            MemberState::Member
         } else {
-            Membership::Removed
+            MemberState::Removed
         }
     }
 
     /// This node's role and membership without copying the metrics (every read checks them;
     /// [`RaftNode::status`] builds the whole picture).
-    pub fn role_and_membership(&self) -> (Role, Membership) {
+    pub fn role_and_membership(&self) -> (Role, MemberState) {
         let rx = self.inner.raft.metrics();
         let m = rx.borrow_watched();
         (role_of(m.state), self.membership_in(&m))
@@ -432,7 +433,7 @@ impl RaftNode {
         let known_commit = self.inner.contact.announced_commit().max(s.committed);
         pb::LocalStatus {
             node_id: s.id,
-            state: if s.membership == Membership::Removed {
+            state: if s.membership == MemberState::Removed {
                 "removed".into()
             } else {
                 s.role.as_str().into()
@@ -457,9 +458,11 @@ impl RaftNode {
             return Ok(self.local_status());
         }
         let deadline = Instant::now() + timeout;
-        let mut c = self.peer(node).map_err(|e| e.1)?;
+        let mut c = self.peer(node).map_err(|e| e.message)?;
         let req = with_deadline(pb::LocalStatusRequest {}, deadline);
-        unary(node, c.get_local_status(req), deadline).await.map_err(|e| e.1)
+        unary(node, c.get_local_status(req), deadline)
+            .await
+            .map_err(|e| e.message)
     }
 
     /// Waits until some node is known as leader, up to `timeout`.
@@ -504,7 +507,7 @@ impl RaftNode {
             let tried = target.as_ref().map(|n| n.id).or_else(|| self.status().leader);
             let outcome = match target {
                 Some(node) => attempt(node).await,
-                None => Err((tonic::Code::Unavailable, "no leader is known".to_string())),
+                None => Err(PeerError::new(tonic::Code::Unavailable, "no leader is known")),
             };
             match outcome {
                 Ok(Routed::Done(v)) => return Ok(v),
@@ -512,7 +515,7 @@ impl RaftNode {
                     last_error = "the node asked was not the leader".to_string();
                     hint = h;
                 }
-                Err((code, msg)) => {
+                Err(PeerError { code, message: msg }) => {
                     if matches!(code, tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument) {
                         return Err(ProposeError::Rejected(msg));
                     }
@@ -554,11 +557,11 @@ impl RaftNode {
     fn peer(
         &self,
         node: &pb::NodeInfo,
-    ) -> Result<pb::raft_peer_client::RaftPeerClient<tonic::transport::Channel>, (tonic::Code, String)> {
+    ) -> Result<pb::raft_peer_client::RaftPeerClient<tonic::transport::Channel>, PeerError> {
         self.inner
             .channels
             .client(node.id, &node.raft_addr)
-            .map_err(|e| (tonic::Code::Unavailable, e))
+            .map_err(|e| PeerError::new(tonic::Code::Unavailable, e))
     }
 
     /// Proposes `cmd` through the leader, waiting up to `timeout`.
@@ -607,7 +610,7 @@ impl RaftNode {
                 let r = if leader.id == self.id() {
                     crate::local_propose::propose_locally(&self.inner.raft, cmd)
                         .await
-                        .map_err(|s| (s.code(), s.message().to_string()))?
+                        .map_err(PeerError::from)?
                 } else {
                     self.inner.forward.forward(self, leader.clone(), cmd, deadline).await?
                 };
@@ -705,13 +708,9 @@ impl RaftNode {
         &self,
         query: &pb::ReadQuery,
         timeout: Duration,
-    ) -> Result<pb::FetchResponse, (tonic::Code, String)> {
+    ) -> Result<pb::FetchResponse, PeerError> {
         let started = Instant::now();
-        let index = match self
-            .lease_or_read_index()
-            .await
-            .map_err(|s| (s.code(), s.message().to_string()))?
-        {
+        let index = match self.lease_or_read_index().await.map_err(PeerError::from)? {
             Routed::Done(i) => i,
             Routed::NotLeader(leader) => {
                 return Ok(pb::FetchResponse {
@@ -724,7 +723,7 @@ impl RaftNode {
             }
         };
         if !self.inner.reader.wait_applied(index, timeout).await {
-            return Err((
+            return Err(PeerError::new(
                 tonic::Code::DeadlineExceeded,
                 format!("the leader did not apply its read index {index} in time"),
             ));
@@ -733,7 +732,7 @@ impl RaftNode {
         // The index of exactly the state the answer comes from.
         let applied_index = match applied_index_in(&*view) {
             Ok(i) => i,
-            Err(e) => return Err((tonic::Code::Internal, format!("leader storage: {e}"))),
+            Err(e) => return Err(PeerError::new(tonic::Code::Internal, format!("leader storage: {e}"))),
         };
         let result = match self.inner.reader.app().answer(&*view, query) {
             Ok(a) => pb::fetch_response::Result::Answer(a),
@@ -771,7 +770,9 @@ impl RaftNode {
                 match r.result {
                     Some(pb::admin_response::Result::Done(d)) => Ok(Routed::Done(d)),
                     Some(pb::admin_response::Result::NotLeader(nl)) => Ok(Routed::NotLeader(nl.leader)),
-                    Some(pb::admin_response::Result::Refused(why)) => Err((tonic::Code::FailedPrecondition, why)),
+                    Some(pb::admin_response::Result::Refused(why)) => {
+                        Err(PeerError::new(tonic::Code::FailedPrecondition, why))
+                    }
                     None => Err(empty_reply()),
                 }
             })
@@ -957,7 +958,7 @@ impl ForwardTarget for RaftNode {
         leader: &pb::NodeInfo,
         commands: Vec<pb::Command>,
         deadline: Instant,
-    ) -> Result<Vec<Outcome>, (tonic::Code, String)> {
+    ) -> Result<Vec<Outcome>, PeerError> {
         let n = commands.len();
         let mut c = self.peer(leader)?;
         let req = with_deadline(pb::ProposeBatchRequest { commands }, deadline);
@@ -989,10 +990,7 @@ impl ReadIndexSource for RaftNode {
         self.on_leader(timeout, "read-index request", |leader| {
             Box::pin(async move {
                 if leader.id == self.id() {
-                    return self
-                        .read_index_locally()
-                        .await
-                        .map_err(|s| (s.code(), s.message().to_string()));
+                    return self.read_index_locally().await.map_err(PeerError::from);
                 }
                 let mut c = self.peer(&leader)?;
                 let req = with_deadline(pb::ReadIndexRequest {}, deadline);
@@ -1076,8 +1074,8 @@ enum MembershipOp {
     Transfer(NodeId),
 }
 
-fn empty_reply() -> (tonic::Code, String) {
-    (tonic::Code::Internal, "empty reply from a peer".to_string())
+fn empty_reply() -> PeerError {
+    PeerError::new(tonic::Code::Internal, "empty reply from a peer")
 }
 
 fn with_deadline<T>(msg: T, deadline: Instant) -> tonic::Request<T> {
@@ -1099,13 +1097,13 @@ async fn unary<T>(
     node: &pb::NodeInfo,
     call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     deadline: Instant,
-) -> Result<T, (tonic::Code, String)> {
+) -> Result<T, PeerError> {
     match tokio::time::timeout(remaining(deadline), call).await {
-        Err(_) => Err((
+        Err(_) => Err(PeerError::new(
             tonic::Code::DeadlineExceeded,
             format!("{} did not answer in time", node.name),
         )),
-        Ok(Err(s)) => Err((s.code(), format!("{}: {}", node.name, s.message()))),
+        Ok(Err(s)) => Err(PeerError::new(s.code(), format!("{}: {}", node.name, s.message()))),
         Ok(Ok(r)) => Ok(r.into_inner()),
     }
 }

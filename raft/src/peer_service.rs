@@ -229,7 +229,7 @@ impl RaftPeer for PeerService {
         // The caller holds its own deadline; this bounds the leader's wait to apply its read index.
         match self.node.fetch_locally(request.get_ref(), FETCH_APPLY_WAIT).await {
             Ok(r) => Ok(Response::new(r)),
-            Err((code, msg)) => Err(Status::new(code, msg)),
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -392,10 +392,10 @@ pub fn run(opts: &Options) -> Report {
             let view = coffer_raft::storage::SmBackend::view(&st.sm);
             let access = crate::history::FinalAccess {
                 index: coffer_raft::state_machine::applied_index_in(&*view).unwrap_or(0),
-                policies: coffer_model::access::policies(&*view)
+                policies: coffer_model::access_records::policies(&*view)
                     .map(|ps| ps.into_iter().map(|p| p.name).collect())
                     .unwrap_or_default(),
-                tokens: coffer_model::access::tokens(&*view)
+                tokens: coffer_model::access_records::tokens(&*view)
                     .map(|ts| ts.into_iter().map(|t| (t.principal, t.revoked_at_ms > 0)).collect())
                     .unwrap_or_default(),
             };

@@ -8,14 +8,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use coffer_model::access;
+use coffer_model::access_records;
 use prost::Message;
 use tonic::Request;
 use tonic::Response;
 use tonic::Status;
 
-use super::Committed;
-use super::Core;
 use crate::authz::policy;
 use crate::authz::Action;
 use crate::authz::Grant;
@@ -23,6 +21,8 @@ use crate::crypto::SecretValue;
 use crate::error::ApiError;
 use crate::pb;
 use crate::pb::command::Op;
+use crate::service::write::Committed;
+use crate::service::Service;
 
 const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
 const MAX_TTL: Duration = Duration::from_secs(366 * 24 * 3600);
@@ -34,22 +34,22 @@ const TOKEN_REPLY_NAME: &str = "_cluster/token-reply/";
 const MAX_POLICY_DOCUMENT: usize = 64 * 1024;
 
 pub struct AccessApi {
-    core: Arc<Core>,
+    service: Arc<Service>,
 }
 
 impl AccessApi {
-    pub fn new(core: Arc<Core>) -> Self {
-        Self { core }
+    pub fn new(service: Arc<Service>) -> Self {
+        Self { service }
     }
 
     /// Proposes `op` and turns a model failure into an API error.
     async fn commit(&self, grant: &Grant, op: Op) -> Result<Committed, ApiError> {
-        self.core.propose(grant, op).await?.map_err(ApiError::from)
+        self.service.propose(grant, op).await?.map_err(ApiError::from)
     }
 
     async fn create_token(&self, req: Request<pb::CreateTokenRequest>) -> Result<pb::CreateTokenResponse, ApiError> {
         let resource = format!("token/{}", req.get_ref().principal);
-        let grant = self.core.grant(&req, Action::PolicyAdmin, &resource).await?;
+        let grant = self.service.grant(&req, Action::PolicyAdmin, &resource).await?;
         let r = req.into_inner();
         let id =
             policy::parse_principal(&r.principal).map_err(|e| ApiError::invalid(format!("invalid principal: {e}")))?;
@@ -95,8 +95,8 @@ impl AccessApi {
         }
         for p in &r.policies {
             if self
-                .core
-                .find_fresh(|view| Ok(access::policy(view, p)?))
+                .service
+                .find_fresh(|view| Ok(access_records::policy(view, p)?))
                 .await?
                 .is_none()
             {
@@ -142,7 +142,7 @@ impl AccessApi {
         // could not be answered.
         let reply_name = format!("{TOKEN_REPLY_NAME}{}", grant.request_id());
         let sealed = self
-            .core
+            .service
             .vault
             .prepare(&reply_name)
             .await?
@@ -163,27 +163,29 @@ impl AccessApi {
         let first =
             c.ok.reply
                 .ok_or_else(|| ApiError::internal("a replayed token request has no reply to repeat"))?;
-        let opened = self.core.vault.open_envelope(&reply_name, 1, &first).await?;
+        let opened = self.service.vault.open_envelope(&reply_name, 1, &first).await?;
         pb::CreateTokenResponse::decode(opened.expose())
             .map_err(|e| ApiError::internal(format!("the first reply to this token request does not decode: {e}")))
     }
 
     async fn revoke_token(&self, req: Request<pb::RevokeTokenRequest>) -> Result<pb::RevokeTokenResponse, ApiError> {
         let accessor = req.get_ref().accessor.trim().to_ascii_lowercase();
-        let target = if accessor == access::ROOT_ACCESSOR {
+        let target = if accessor == access_records::ROOT_ACCESSOR {
             None
         } else {
-            self.core.find_fresh(|view| Ok(access::token(view, &accessor)?)).await?
+            self.service
+                .find_fresh(|view| Ok(access_records::token(view, &accessor)?))
+                .await?
         };
         let resource = match &target {
             Some(t) => format!("token/{}", t.principal),
-            None if accessor == access::ROOT_ACCESSOR => "token/root".to_string(),
+            None if accessor == access_records::ROOT_ACCESSOR => "token/root".to_string(),
             // Unknown accessor: decided like a listing, so the caller learns "not found" only
             // if it may see every token anyway.
             None => "token/*".to_string(),
         };
-        let grant = self.core.grant(&req, Action::PolicyAdmin, &resource).await?;
-        if accessor == access::ROOT_ACCESSOR {
+        let grant = self.service.grant(&req, Action::PolicyAdmin, &resource).await?;
+        if accessor == access_records::ROOT_ACCESSOR {
             self.require_another_admin()?;
         } else if target.is_none() {
             return Err(ApiError::NotFound(format!(
@@ -206,10 +208,10 @@ impl AccessApi {
     /// The root token may be revoked only once another live token could have revoked it: an
     /// administrator with `policy:admin` on `token/root` exists.
     fn require_another_admin(&self) -> Result<(), ApiError> {
-        let view = self.core.raft.reader().view();
+        let view = self.service.raft.reader().view();
         let now = crate::time::now_ms();
-        let policies = access::policies(&*view)?;
-        let tokens = access::tokens(&*view)?;
+        let policies = access_records::policies(&*view)?;
+        let tokens = access_records::tokens(&*view)?;
         let admin = tokens
             .iter()
             .filter(|t| t.revoked_at_ms == 0 && t.expires_at_ms > now)
@@ -227,7 +229,7 @@ impl AccessApi {
                 let q = policy::Query {
                     action: Action::PolicyAdmin,
                     resource: "token/root",
-                    region: self.core.access.region(),
+                    region: self.service.seam.region(),
                     now_ms: now,
                 };
                 policy::decide(&held, &caller, &q).allowed
@@ -244,9 +246,9 @@ impl AccessApi {
     }
 
     async fn list_tokens(&self, req: Request<pb::ListTokensRequest>) -> Result<pb::ListTokensResponse, ApiError> {
-        self.core.grant(&req, Action::PolicyAdmin, "token/*").await?;
-        let view = self.core.raft.reader().view();
-        let tokens = access::tokens(&*view)?
+        self.service.grant(&req, Action::PolicyAdmin, "token/*").await?;
+        let view = self.service.raft.reader().view();
+        let tokens = access_records::tokens(&*view)?
             .into_iter()
             .map(|t| pb::TokenInfo {
                 accessor: t.accessor,
@@ -271,7 +273,7 @@ impl AccessApi {
             .and_then(|v| v.get("name").and_then(|n| n.as_str()).map(str::to_string))
             .unwrap_or_default();
         let grant = self
-            .core
+            .service
             .grant(&req, Action::PolicyAdmin, &format!("policy/{name}"))
             .await?;
         let doc = req.into_inner().document;
@@ -292,11 +294,11 @@ impl AccessApi {
 
     async fn get_policy(&self, req: Request<pb::GetPolicyRequest>) -> Result<pb::GetPolicyResponse, ApiError> {
         let name = req.get_ref().name.clone();
-        self.core
+        self.service
             .grant(&req, Action::PolicyAdmin, &format!("policy/{name}"))
             .await?;
-        let view = self.core.raft.reader().view();
-        let p = access::policy(&*view, &name)?
+        let view = self.service.raft.reader().view();
+        let p = access_records::policy(&*view, &name)?
             .ok_or_else(|| ApiError::NotFound(format!("policy {name} not found; `coffer policy list` shows them")))?;
         Ok(pb::GetPolicyResponse {
             document: policy::to_document(&p),
@@ -306,33 +308,33 @@ impl AccessApi {
     }
 
     async fn list_policies(&self, req: Request<pb::ListPoliciesRequest>) -> Result<pb::ListPoliciesResponse, ApiError> {
-        self.core.grant(&req, Action::PolicyAdmin, "policy/*").await?;
-        let view = self.core.raft.reader().view();
-        let names = access::policies(&*view)?.into_iter().map(|p| p.name).collect();
+        self.service.grant(&req, Action::PolicyAdmin, "policy/*").await?;
+        let view = self.service.raft.reader().view();
+        let names = access_records::policies(&*view)?.into_iter().map(|p| p.name).collect();
         Ok(pb::ListPoliciesResponse { names })
     }
 
     async fn delete_policy(&self, req: Request<pb::DeletePolicyRequest>) -> Result<pb::DeletePolicyResponse, ApiError> {
         let name = req.get_ref().name.clone();
         let grant = self
-            .core
+            .service
             .grant(&req, Action::PolicyAdmin, &format!("policy/{name}"))
             .await?;
-        access::validate_policy_name(&name).map_err(ApiError::invalid)?;
+        access_records::validate_policy_name(&name).map_err(ApiError::invalid)?;
         self.commit(&grant, Op::DeletePolicy(pb::DeletePolicy { name: name.clone() }))
             .await?;
         Ok(pb::DeletePolicyResponse { name })
     }
 
     async fn check_policy(&self, req: Request<pb::CheckPolicyRequest>) -> Result<pb::CheckPolicyResponse, ApiError> {
-        self.core.grant(&req, Action::PolicyAdmin, "policy/*").await?;
+        self.service.grant(&req, Action::PolicyAdmin, "policy/*").await?;
         let r = req.into_inner();
         policy::parse_principal(&r.principal).map_err(|e| ApiError::invalid(format!("invalid principal: {e}")))?;
         let action = policy::parse_action(&r.action).map_err(|e| ApiError::invalid(e.to_string()))?;
-        let view = self.core.raft.reader().view();
-        let policies = access::policies(&*view)?;
+        let view = self.service.raft.reader().view();
+        let policies = access_records::policies(&*view)?;
         let region = if r.region.is_empty() {
-            self.core.access.region().to_string()
+            self.service.seam.region().to_string()
         } else {
             r.region
         };
@@ -359,13 +361,13 @@ impl AccessApi {
     }
 
     async fn audit_tail(&self, req: Request<pb::AuditTailRequest>) -> Result<pb::AuditTailResponse, ApiError> {
-        self.core.grant(&req, Action::AuditRead, "audit").await?;
+        self.service.grant(&req, Action::AuditRead, "audit").await?;
         let count = match req.get_ref().count {
             0 => 20,
             n => (n as usize).min(10_000),
         };
         let entries = self
-            .core
+            .service
             .audit
             .tail(count)
             .map_err(|e| ApiError::Unavailable(format!("reading the audit log: {e}")))?
@@ -378,13 +380,16 @@ impl AccessApi {
             .collect();
         Ok(pb::AuditTailResponse {
             entries,
-            served_by: Some(self.core.served_by(self.core.raft.role_and_membership().0.as_str())),
+            served_by: Some(
+                self.service
+                    .served_by(self.service.raft.role_and_membership().0.as_str()),
+            ),
         })
     }
 
     async fn audit_verify(&self, req: Request<pb::AuditVerifyRequest>) -> Result<pb::AuditVerifyResponse, ApiError> {
-        self.core.grant(&req, Action::AuditRead, "audit").await?;
-        let audit = self.core.audit.clone();
+        self.service.grant(&req, Action::AuditRead, "audit").await?;
+        let audit = self.service.audit.clone();
         let report = tokio::task::spawn_blocking(move || audit.verify())
             .await
             .map_err(ApiError::internal)?
@@ -398,7 +403,10 @@ impl AccessApi {
             records: report.records,
             first_broken,
             problem,
-            served_by: Some(self.core.served_by(self.core.raft.role_and_membership().0.as_str())),
+            served_by: Some(
+                self.service
+                    .served_by(self.service.raft.role_and_membership().0.as_str()),
+            ),
         })
     }
 }

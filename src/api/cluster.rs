@@ -5,15 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coffer_raft::error::ProposeError;
-use coffer_raft::node::Membership;
+use coffer_raft::node::MemberState;
 use tonic::Request;
 use tonic::Response;
 use tonic::Status;
 
-use super::Core;
 use crate::authz::Action;
 use crate::error::ApiError;
 use crate::pb;
+use crate::service::Service;
 
 /// How long status waits for each node's own report.
 const NODE_STATUS_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -21,12 +21,12 @@ const NODE_STATUS_TIMEOUT: Duration = Duration::from_millis(1500);
 const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct ClusterApi {
-    core: Arc<Core>,
+    service: Arc<Service>,
 }
 
 impl ClusterApi {
-    pub fn new(core: Arc<Core>) -> Self {
-        Self { core }
+    pub fn new(service: Arc<Service>) -> Self {
+        Self { service }
     }
 }
 
@@ -36,8 +36,8 @@ impl pb::cluster_server::Cluster for ClusterApi {
         &self,
         req: Request<pb::ClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
-        self.core.grant(&req, Action::ClusterAdmin, "cluster").await?;
-        let raft = &self.core.raft;
+        self.service.grant(&req, Action::ClusterAdmin, "cluster").await?;
+        let raft = &self.service.raft;
         let s = raft.status();
         let cluster = {
             let view = raft.reader().view();
@@ -84,30 +84,30 @@ impl pb::cluster_server::Cluster for ClusterApi {
             commit_index: s.committed,
             applied_index: raft.reader().applied_index(),
             nodes,
-            served_by: Some(self.core.served_by(s.role.as_str())),
+            served_by: Some(self.service.served_by(s.role.as_str())),
             regions: cluster.regions,
             tolerance: Some(s.tolerance()),
         }))
     }
 
     async fn health(&self, req: Request<pb::HealthRequest>) -> Result<Response<pb::HealthResponse>, Status> {
-        self.core.grant(&req, Action::Health, "node").await?;
-        let raft = &self.core.raft;
+        self.service.grant(&req, Action::Health, "node").await?;
+        let raft = &self.service.raft;
         let s = raft.status();
         let bootstrapped = {
             let view = raft.reader().view();
             matches!(coffer_model::query::cluster_info(&*view), Ok(Some(_)))
         };
         let status = match s.membership {
-            Membership::Removed => "removed",
-            Membership::NotJoined => "not_joined",
-            Membership::Member if !bootstrapped => "not_bootstrapped",
-            Membership::Member if s.leader.is_none() => "no_leader",
-            Membership::Member => "serving",
+            MemberState::Removed => "removed",
+            MemberState::NotJoined => "not_joined",
+            MemberState::Member if !bootstrapped => "not_bootstrapped",
+            MemberState::Member if s.leader.is_none() => "no_leader",
+            MemberState::Member => "serving",
         };
         Ok(Response::new(pb::HealthResponse {
             status: status.to_string(),
-            node: Some(self.core.me.clone()),
+            node: Some(self.service.me.clone()),
             local: Some(raft.local_status()),
         }))
     }
@@ -116,9 +116,9 @@ impl pb::cluster_server::Cluster for ClusterApi {
         &self,
         req: Request<pb::MembershipChangeRequest>,
     ) -> Result<Response<pb::MembershipChangeResponse>, Status> {
-        self.core.grant(&req, Action::ClusterAdmin, "cluster").await?;
+        self.service.grant(&req, Action::ClusterAdmin, "cluster").await?;
         let r = self
-            .core
+            .service
             .raft
             .change_membership(req.into_inner(), MEMBERSHIP_TIMEOUT)
             .await

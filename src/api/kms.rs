@@ -8,27 +8,27 @@ use tonic::Request;
 use tonic::Response;
 use tonic::Status;
 
-use super::Core;
 use crate::authz::Action;
 use crate::crypto::kms::KeyRef;
 use crate::error::ApiError;
 use crate::pb;
 use crate::rewrap;
+use crate::service::Service;
 
 pub struct KmsApi {
-    core: Arc<Core>,
+    service: Arc<Service>,
 }
 
 impl KmsApi {
-    pub fn new(core: Arc<Core>) -> Self {
-        Self { core }
+    pub fn new(service: Arc<Service>) -> Self {
+        Self { service }
     }
 
     /// Probes every region's KMS (so health is current) and counts, from this node's replica,
     /// versions missing each region's wrap and wraps under a key other than the region's
     /// current one (known only for regions whose KMS answered the probe).
     async fn regions(&self) -> (Vec<pb::KmsRegionStatus>, BTreeMap<String, rewrap::RegionCensus>) {
-        let kms = self.core.vault.kms();
+        let kms = self.service.vault.kms();
         let current: BTreeMap<String, KeyRef> = kms
             .probe_all()
             .await
@@ -36,7 +36,7 @@ impl KmsApi {
             .filter_map(|(r, k)| Some((r, k.ok()?)))
             .collect();
         let names: Vec<String> = kms.region_names().map(str::to_string).collect();
-        let counts = rewrap::census(&self.core.raft, &names, &current).await;
+        let counts = rewrap::census(&self.service.raft, &names, &current).await;
         let regions = kms
             .health()
             .into_iter()
@@ -57,17 +57,20 @@ impl KmsApi {
 #[tonic::async_trait]
 impl pb::kms_server::Kms for KmsApi {
     async fn status(&self, req: Request<pb::KmsStatusRequest>) -> Result<Response<pb::KmsStatusResponse>, Status> {
-        self.core.grant(&req, Action::ClusterAdmin, "cluster").await?;
+        self.service.grant(&req, Action::ClusterAdmin, "cluster").await?;
         Ok(Response::new(pb::KmsStatusResponse {
             regions: self.regions().await.0,
-            served_by: Some(self.core.served_by(self.core.raft.role_and_membership().0.as_str())),
+            served_by: Some(
+                self.service
+                    .served_by(self.service.raft.role_and_membership().0.as_str()),
+            ),
         }))
     }
 
     async fn rewrap(&self, req: Request<pb::RewrapRequest>) -> Result<Response<pb::RewrapResponse>, Status> {
-        self.core.grant(&req, Action::ClusterAdmin, "cluster").await?;
+        self.service.grant(&req, Action::ClusterAdmin, "cluster").await?;
         let region = req.into_inner().region;
-        let kms = self.core.vault.kms();
+        let kms = self.service.vault.kms();
         if !region.is_empty() && !kms.contains(&region) {
             let known: Vec<&str> = kms.region_names().collect();
             return Err(ApiError::invalid(format!(
@@ -80,7 +83,7 @@ impl pb::kms_server::Kms for KmsApi {
             regions: (!region.is_empty()).then(|| vec![region.clone()]),
             replace_stale: true,
         };
-        let report = rewrap::pass(&self.core.raft, &self.core.vault, &opts).await;
+        let report = rewrap::pass(&self.service.raft, &self.service.vault, &opts).await;
         let (regions, counts) = self.regions().await;
         // Wraps left under an older key, in the regions this rewrap covered.
         let stale_after = counts

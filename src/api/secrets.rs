@@ -3,15 +3,12 @@
 use std::sync::Arc;
 
 use coffer_model::names;
-use coffer_model::query;
 use coffer_model::query::aliases_of;
 use coffer_model::secrets::MAX_VALUE_BYTES;
 use tonic::Request;
 use tonic::Response;
 use tonic::Status;
 
-use super::consistency_label;
-use super::Core;
 use crate::authz::Action;
 use crate::authz::Ask;
 use crate::authz::BreakGlass;
@@ -20,17 +17,18 @@ use crate::crypto::SecretValue;
 use crate::error::ApiError;
 use crate::pb;
 use crate::pb::command::Op;
-
-/// How many times a put re-seals for a newer version number after losing a race.
-pub const MAX_VERSION_RACES: usize = 8;
+use crate::service::put::PutValue;
+use crate::service::read::consistency_label;
+use crate::service::read::VersionRead;
+use crate::service::Service;
 
 pub struct SecretsApi {
-    core: Arc<Core>,
+    service: Arc<Service>,
 }
 
 impl SecretsApi {
-    pub fn new(core: Arc<Core>) -> Self {
-        Self { core }
+    pub fn new(service: Arc<Service>) -> Self {
+        Self { service }
     }
 }
 
@@ -47,10 +45,6 @@ fn valid_name(name: &str) -> Result<(), ApiError> {
     names::validate_name(name).map_err(|e| ApiError::invalid(format!("invalid secret name: {e}")))
 }
 
-fn query(q: pb::read_query::Query) -> pb::ReadQuery {
-    pb::ReadQuery { query: Some(q) }
-}
-
 impl SecretsApi {
     /// The seam for a request on one version (recorded in the audit event).
     async fn grant_on_version<T>(
@@ -62,13 +56,13 @@ impl SecretsApi {
     ) -> Result<Grant, ApiError> {
         let mut ask = Ask::new(std::slice::from_ref(&action), name);
         ask.version = version;
-        self.core.grant_ask(req, ask).await
+        self.service.grant_ask(req, ask).await
     }
 
     /// Proposes a write on `name` for an already granted request and shapes the reply.
     async fn submit(&self, grant: &Grant, name: &str, op: Op) -> Result<pb::WriteResponse, ApiError> {
         valid_name(name)?;
-        let c = self.core.propose(grant, op).await?.map_err(ApiError::from)?;
+        let c = self.service.propose(grant, op).await?.map_err(ApiError::from)?;
         self.reply(name, c.ok, c.index).await
     }
 
@@ -79,12 +73,15 @@ impl SecretsApi {
             etag: ok.etag,
             aliases: ok.aliases,
             log_index: index,
-            token: self.core.mint(index).await?,
+            token: self.service.mint(index).await?,
         })
     }
 
     async fn put(&self, req: Request<pb::PutSecretValueRequest>) -> Result<pb::WriteResponse, ApiError> {
-        let grant = self.core.grant(&req, Action::SecretsWrite, &req.get_ref().name).await?;
+        let grant = self
+            .service
+            .grant(&req, Action::SecretsWrite, &req.get_ref().name)
+            .await?;
         let r = req.into_inner();
         let name = r.name;
         let value = SecretValue::new(r.value);
@@ -109,69 +106,19 @@ impl SecretsApi {
                 a
             }
         };
-        let mut version = {
-            let view = self.core.raft.reader().view();
-            match query::secret(&*view, &name) {
-                Ok(s) => s.next_version,
-                Err(query::QueryError::Model(e)) if e.code == pb::ErrorCode::NotFound => 1,
-                Err(e) => return Err(e.into()),
-            }
-        };
-        let sealer = self.core.vault.prepare(&name).await?;
-        let crc = crc32c::crc32c(value.expose());
-        for attempt in 0..MAX_VERSION_RACES {
-            let seal = |v: u64| sealer.seal(&value, v).map_err(|e| ApiError::Unavailable(e.to_string()));
-            let envelope = seal(version)?;
-            // After a lost race, also seal for the next few versions (the others' writes land
-            // while ours travels to the leader), so a far writer is not starved by a near one.
-            let spare = match attempt {
-                0 => 0,
-                1 => 3,
-                _ => 7,
-            };
-            let also_for = (1..=spare)
-                .map(|k| {
-                    seal(version + k).map(|e| pb::SealedFor {
-                        version: version + k,
-                        nonce: e.nonce,
-                        ciphertext: e.ciphertext,
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            // Which nonce sealed which version, to cache the DEK of the one that lands.
-            let nonces: Vec<(u64, Vec<u8>)> = std::iter::once((version, envelope.nonce.clone()))
-                .chain(also_for.iter().map(|s| (s.version, s.nonce.clone())))
-                .collect();
-            let op = Op::AddVersion(pb::AddVersion {
-                name: name.clone(),
-                version,
-                envelope: Some(envelope),
-                crc32c: crc,
-                size: value.len() as u32,
-                alias: alias.clone(),
-                create_if_missing: (!r.must_exist).then(pb::SecretSpec::default),
-                expires_at_ms: 0,
-                also_for,
-            });
-            let id = crate::request_ids::attempt(grant.request_id(), attempt);
-            match self.core.propose_as(&grant, &id, op).await? {
-                Ok(c) => {
-                    // A replay answers for an earlier attempt's sealing, not this one's DEK.
-                    if !c.replayed {
-                        if let Some((v, nonce)) = nonces.iter().find(|(v, _)| *v == c.ok.version) {
-                            self.core.vault.remember(&sealer, *v, nonce);
-                        }
-                    }
-                    return self.reply(&name, c.ok, c.index).await;
-                }
-                // Lost a race for the version number: re-seal for the one the leader expects.
-                Err(e) if e.code == pb::ErrorCode::VersionConflict => version = e.next_version,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(ApiError::VersionRace(format!(
-            "{name} is being written concurrently; gave up after {MAX_VERSION_RACES} version races, retry"
-        )))
+        let c = self
+            .service
+            .put_value(
+                &grant,
+                PutValue {
+                    name: name.clone(),
+                    value,
+                    alias,
+                    must_exist: r.must_exist,
+                },
+            )
+            .await?;
+        self.reply(&name, c.ok, c.index).await
     }
 
     async fn get(&self, req: Request<pb::GetSecretValueRequest>) -> Result<pb::GetSecretValueResponse, ApiError> {
@@ -197,7 +144,7 @@ impl SecretsApi {
             reason: &b.reason,
             ticket: &b.ticket,
         });
-        self.core.grant_ask(&req, ask).await?;
+        self.service.grant_ask(&req, ask).await?;
         let r = req.into_inner();
         let selector = match r.selector {
             Some(pb::get_secret_value_request::Selector::Version(0)) => {
@@ -207,25 +154,15 @@ impl SecretsApi {
             Some(pb::get_secret_value_request::Selector::Alias(a)) => Some(pb::get_query::Selector::Alias(a)),
             None => None,
         };
-        let q = query(pb::read_query::Query::Get(pb::GetQuery {
-            name: r.name.clone(),
-            selector,
-        }));
-        let out = self.core.read(&r.consistency, q).await?;
-        let secret = out.answer.secret.unwrap_or_default();
-        let version = out
-            .answer
-            .versions
-            .into_iter()
-            .next()
-            .ok_or_else(|| ApiError::internal("a read answered without the version"))?;
-        let value = self.core.vault.open(&version).await?;
+        let read = self.service.get_version(&r.consistency, &r.name, selector).await?;
+        let VersionRead { secret, version } = read.value;
+        let value = self.service.vault.open(&version).await?;
         Ok(pb::GetSecretValueResponse {
             name: r.name,
             version: version.version,
             value: value.expose().to_vec(),
             aliases: aliases_of(&secret, version.version),
-            read: Some(out.meta),
+            read: Some(read.meta),
             created_at_ms: version.created_at_ms,
         })
     }
@@ -233,16 +170,11 @@ impl SecretsApi {
     async fn versions(&self, req: Request<pb::ListVersionsRequest>) -> Result<pb::ListVersionsResponse, ApiError> {
         let mut ask = Ask::new(METADATA_READERS, &req.get_ref().name);
         ask.consistency = consistency_label(&req.get_ref().consistency);
-        self.core.grant_ask(&req, ask).await?;
+        self.service.grant_ask(&req, ask).await?;
         let r = req.into_inner();
-        let out = self
-            .core
-            .read(&r.consistency, query(pb::read_query::Query::Versions(r.name.clone())))
-            .await?;
-        let secret = out.answer.secret.unwrap_or_default();
-        let versions = out
-            .answer
-            .versions
+        let read = self.service.versions(&r.consistency, &r.name).await?;
+        let (secret, versions) = read.value;
+        let versions = versions
             .into_iter()
             .map(|v| pb::VersionInfo {
                 version: v.version,
@@ -262,20 +194,17 @@ impl SecretsApi {
         Ok(pb::ListVersionsResponse {
             name: r.name,
             versions,
-            read: Some(out.meta),
+            read: Some(read.meta),
         })
     }
 
     async fn describe(&self, req: Request<pb::DescribeSecretRequest>) -> Result<pb::DescribeSecretResponse, ApiError> {
         let mut ask = Ask::new(METADATA_READERS, &req.get_ref().name);
         ask.consistency = consistency_label(&req.get_ref().consistency);
-        self.core.grant_ask(&req, ask).await?;
+        self.service.grant_ask(&req, ask).await?;
         let r = req.into_inner();
-        let out = self
-            .core
-            .read(&r.consistency, query(pb::read_query::Query::Describe(r.name.clone())))
-            .await?;
-        let s = out.answer.secret.unwrap_or_default();
+        let read = self.service.describe(&r.consistency, &r.name).await?;
+        let s = read.value;
         Ok(pb::DescribeSecretResponse {
             secret: Some(pb::SecretInfo {
                 name: s.name,
@@ -291,7 +220,7 @@ impl SecretsApi {
                 created_by: s.created_by,
                 rotation: s.rotation,
             }),
-            read: Some(out.meta),
+            read: Some(read.meta),
         })
     }
 
@@ -301,7 +230,7 @@ impl SecretsApi {
         let resource = format!("{}/", req.get_ref().prefix.trim_end_matches('/'));
         let mut ask = Ask::new(METADATA_READERS, &resource);
         ask.consistency = consistency_label(&req.get_ref().consistency);
-        self.core.grant_ask(&req, ask).await?;
+        self.service.grant_ask(&req, ask).await?;
         let r = req.into_inner();
         let limit = match r.limit {
             0 => 100,
@@ -311,18 +240,18 @@ impl SecretsApi {
         if !r.page_token.is_empty() && !r.page_token.starts_with(&resource) {
             return Err(ApiError::invalid("page_token does not belong to this prefix"));
         }
-        let q = query(pb::read_query::Query::List(pb::ListQuery {
+        let page = pb::ListQuery {
             // Whole folders only: exactly what was authorized (`acme/ap` lists `acme/ap/…`,
             // never `acme/app/…`).
             prefix: resource,
             after: r.page_token,
             limit,
-        }));
-        let out = self.core.read(&r.consistency, q).await?;
+        };
+        let read = self.service.list(&r.consistency, page).await?;
         Ok(pb::ListSecretsResponse {
-            names: out.answer.names,
-            next_page_token: out.answer.next_page_token,
-            read: Some(out.meta),
+            names: read.value.names,
+            next_page_token: read.value.next_page_token,
+            read: Some(read.meta),
         })
     }
 }
@@ -333,7 +262,10 @@ impl pb::secrets_server::Secrets for SecretsApi {
         &self,
         req: Request<pb::CreateSecretRequest>,
     ) -> Result<Response<pb::WriteResponse>, Status> {
-        let grant = self.core.grant(&req, Action::SecretsWrite, &req.get_ref().name).await?;
+        let grant = self
+            .service
+            .grant(&req, Action::SecretsWrite, &req.get_ref().name)
+            .await?;
         let r = req.into_inner();
         let op = Op::CreateSecret(pb::CreateSecret {
             name: r.name.clone(),
@@ -390,11 +322,13 @@ impl pb::secrets_server::Secrets for SecretsApi {
         let expected = match r.expected_version {
             Some(e) => e,
             // The serving replica's view; the move still fails if another one commits first.
-            None => {
-                let view = self.core.raft.reader().view();
-                let s = query::secret(&*view, &r.name).map_err(ApiError::from)?;
-                s.aliases.get(&alias).copied().unwrap_or(0)
-            }
+            None => self
+                .service
+                .secret_here(&r.name)?
+                .aliases
+                .get(&alias)
+                .copied()
+                .unwrap_or(0),
         };
         let op = Op::MoveAlias(pb::MoveAlias {
             name: r.name.clone(),
@@ -439,7 +373,7 @@ impl pb::secrets_server::Secrets for SecretsApi {
             version: r.version,
         });
         let reply = self.submit(&grant, &r.name, op).await?;
-        self.core.vault.forget(&r.name, r.version);
+        self.service.vault.forget(&r.name, r.version);
         Ok(Response::new(reply))
     }
 }

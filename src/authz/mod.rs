@@ -1,7 +1,7 @@
 //! Identities and the one authorization seam.
 //!
-//! Every API call goes through [`Access::check`]: it resolves the principal from the bearer
-//! token, decides with [`Access::authorize`], and emits one audit event, allowed or denied.
+//! Every API call goes through [`Seam::check`]: it resolves the principal from the bearer
+//! token, decides with [`Seam::authorize`], and emits one audit event, allowed or denied.
 //! Handlers can only reach the secrets model with the [`Grant`] it returns, and a `Grant` cannot
 //! be built anywhere else, so no call path bypasses the seam.
 //!
@@ -21,7 +21,7 @@ use sha2::Digest;
 use sha2::Sha256;
 use tonic::metadata::MetadataMap;
 
-use coffer_model::access;
+use coffer_model::access_records;
 use coffer_model::names;
 
 use crate::audit::AuditSink;
@@ -177,7 +177,7 @@ struct Allowed {
     statement: String,
 }
 
-pub struct Access {
+pub struct Seam {
     state: StateReader,
     audit: Arc<dyn AuditSink>,
     node: String,
@@ -185,7 +185,7 @@ pub struct Access {
     cache: std::sync::Mutex<AccessCache>,
 }
 
-impl Access {
+impl Seam {
     pub fn new(state: StateReader, audit: Arc<dyn AuditSink>, node: String, region: String) -> Self {
         Self {
             state,
@@ -349,11 +349,11 @@ impl Access {
             Some(g) => Some(g),
             None => {
                 let view = self.state.view();
-                match access::token_by_hash(&*view, &hash)? {
+                match access_records::token_by_hash(&*view, &hash)? {
                     Some(record) => {
                         let mut policies = Vec::new();
                         for name in &record.policies {
-                            if let Some(p) = access::policy(&*view, name)? {
+                            if let Some(p) = access_records::policy(&*view, name)? {
                                 policies.push(p);
                             }
                         }
@@ -437,7 +437,7 @@ impl Access {
                     Some(ps) => ps,
                     None => {
                         let view = self.state.view();
-                        let ps = Arc::new(access::policies(&*view)?);
+                        let ps = Arc::new(access_records::policies(&*view)?);
                         self.with_cache(epoch, |c| c.all_policies = Some(ps.clone()));
                         ps
                     }

@@ -71,7 +71,7 @@ pub fn describe(r: &pb::RequestRecord) -> String {
 fn logged_ids(op: &Op) -> Vec<String> {
     let base = logged_request_id(&op.request_id);
     match op.kind {
-        Kind::Put { .. } => (0..coffer::api::secrets::MAX_VERSION_RACES)
+        Kind::Put { .. } => (0..coffer::service::put::MAX_VERSION_RACES)
             .map(|n| coffer::request_ids::attempt(&base, n))
             .collect(),
         _ => vec![base],

@@ -14,7 +14,7 @@ use super::error::*;
 use super::principal::*;
 use super::resource::*;
 use crate::authz::action::Action;
-use crate::model::access::validate_policy_name;
+use crate::model::access_records::validate_policy_name;
 use crate::pb;
 
 /// Largest policy document `parse_document` accepts.

@@ -6,7 +6,7 @@ use super::error::*;
 use super::glob::glob_match;
 use super::principal::*;
 use crate::authz::action::Action;
-use crate::model::access::validate_policy_name;
+use crate::model::access_records::validate_policy_name;
 use crate::model::names;
 
 /// Longest resource glob.

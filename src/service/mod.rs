@@ -1,0 +1,116 @@
+//! The service layer's domain operations (docs/architecture.md: Layers). The gRPC handlers in
+//! `crate::api` decode a request, call one operation here, and encode its result; retries,
+//! races, consistency modes and the authorization seam live here, not in the handlers.
+//!
+//! - [`Service`]: what every handler holds, with the seam ([`Service::grant`]);
+//! - [`read`]: the one read path: a query answered with a consistency mode, typed per query;
+//! - [`write`]: the one write path: a command proposed to the leader, applied once;
+//! - [`put`]: a new secret version, re-sealed for the next number when writers race.
+
+pub mod put;
+pub mod read;
+pub mod write;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use coffer_model::query;
+use coffer_raft::node::MemberState;
+use coffer_raft::node::RaftNode;
+use tokio::sync::OnceCell;
+
+use crate::audit::AuditSink;
+use crate::authz::Action;
+use crate::authz::Ask;
+use crate::authz::Grant;
+use crate::authz::RequestInfo;
+use crate::authz::Seam;
+use crate::crypto::vault::Vault;
+use crate::error::ApiError;
+use crate::pb;
+use crate::tokens::TokenKey;
+
+/// The node's secrets service as every handler sees it: the authorization seam, the Raft node
+/// with its one read path ([`read`]) and one write path ([`write`]), and the vault.
+pub struct Service {
+    pub raft: RaftNode,
+    pub seam: Seam,
+    /// This node's audit sink (the same one `access` records to), for tail and verify.
+    pub audit: Arc<dyn AuditSink>,
+    pub vault: Vault,
+    pub me: pb::NodeInfo,
+    pub write_timeout: Duration,
+    /// The cluster's token key, unwrapped once it exists.
+    pub token_key: OnceCell<TokenKey>,
+}
+
+impl Service {
+    /// Passes the request through the authorization seam for one action on `resource`.
+    pub async fn grant<T>(&self, req: &tonic::Request<T>, action: Action, resource: &str) -> Result<Grant, ApiError> {
+        self.grant_ask(req, Ask::new(&[action], resource)).await
+    }
+
+    /// Passes the request through the authorization seam (see [`Ask`]).
+    pub async fn grant_ask<T>(&self, req: &tonic::Request<T>, ask: Ask<'_>) -> Result<Grant, ApiError> {
+        let info = RequestInfo {
+            source: req.remote_addr().map(|a| a.to_string()).unwrap_or_default(),
+            client_cert: req
+                .peer_certs()
+                .and_then(|certs| certs.first().map(|c| c.as_ref().to_vec())),
+        };
+        self.seam.check(req.metadata(), &info, ask).await
+    }
+
+    pub fn served_by(&self, role: &str) -> pb::ServedBy {
+        pb::ServedBy {
+            node_id: self.me.id,
+            node: self.me.name.clone(),
+            region: self.me.region.clone(),
+            role: role.to_string(),
+        }
+    }
+
+    /// The cluster's token key, unwrapped with the local KMS on first use. `None` until the
+    /// leader has created it (right after bootstrap).
+    pub async fn token_key(&self) -> Result<Option<&TokenKey>, ApiError> {
+        if let Some(k) = self.token_key.get() {
+            return Ok(Some(k));
+        }
+        let info = {
+            let view = self.raft.reader().view();
+            query::cluster_info(&*view)?
+        };
+        let Some((cluster_id, env)) = info.and_then(|i| i.token_key.map(|k| (i.cluster_id, k))) else {
+            return Ok(None);
+        };
+        let key = self
+            .vault
+            .open_envelope(crate::tokens::TOKEN_KEY_NAME, 1, &env)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Some(
+            self.token_key
+                .get_or_init(|| async { TokenKey::new(&cluster_id, key) })
+                .await,
+        ))
+    }
+
+    /// A token for `index`, or empty while the cluster has no token key yet.
+    pub async fn mint(&self, index: u64) -> Result<String, ApiError> {
+        Ok(self.token_key().await?.map(|k| k.mint(index)).unwrap_or_default())
+    }
+
+    /// Refuses reads on a node that is not (or no longer) a member.
+    pub(crate) fn check_member(&self) -> Result<(), ApiError> {
+        match self.raft.role_and_membership().1 {
+            MemberState::Member => Ok(()),
+            MemberState::NotJoined => Err(ApiError::NotAMember(
+                "this node has not joined a cluster yet; read from a member node".into(),
+            )),
+            MemberState::Removed => Err(ApiError::NodeRemoved(
+                "this node was removed from the cluster and its data is no longer current; read from a member node"
+                    .into(),
+            )),
+        }
+    }
+}
