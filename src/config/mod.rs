@@ -1,0 +1,284 @@
+//! Server configuration (`coffer server --config FILE`, TOML).
+//!
+//! Every field is validated at load, with an error that names the field and says what to do.
+//! See deploy/ for complete examples.
+//!
+//! One file per section: `node` (`[node]`, `[network]`, `[audit]`), `cluster`, `kms`
+//! (`[[regions]]`, `[kms]`) and `raft` (`[raft]`, `[limits]`); this file holds the whole
+//! config, its loading and the checks that span sections.
+
+mod cluster;
+mod kms;
+mod node;
+mod raft;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::pb;
+use crate::tls::TlsConfig;
+
+pub use cluster::{ClusterConfig, Member};
+pub use kms::{ConfigSecret, KmsConfig, RegionKms};
+pub use node::{AuditConfig, NetworkConfig, NodeConfig};
+pub use raft::{Limits, RaftConfig};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub node: NodeConfig,
+    pub cluster: ClusterConfig,
+    /// Every region of the cluster and the KMS key that wraps data keys for it.
+    pub regions: Vec<RegionKms>,
+    #[serde(default)]
+    pub kms: KmsConfig,
+    #[serde(default)]
+    pub raft: RaftConfig,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub network: NetworkConfig,
+    /// TLS on the API and peer ports; required unless `network.plaintext = true`.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("config {path}: {message}")]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl ServerConfig {
+    pub fn audit_path(&self) -> PathBuf {
+        self.audit
+            .path
+            .clone()
+            .unwrap_or_else(|| self.node.data_dir.join("audit.log"))
+    }
+
+    pub fn audit_write_timeout(&self) -> Duration {
+        Duration::from_millis(self.audit.write_timeout_ms.unwrap_or(2000))
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let err = |message: String| ConfigError {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        let cfg: ServerConfig = toml::from_str(&text).map_err(|e| err(e.to_string().trim().replace('\n', " ")))?;
+        cfg.validate().map_err(err)?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let n = &self.node;
+        if n.id == 0 {
+            return Err("node.id must be a positive number".into());
+        }
+        for (field, v) in [("node.name", &n.name), ("node.region", &n.region)] {
+            if !coffer_model::names::is_valid_segment(v) {
+                return Err(format!("{field} {v:?} must match [a-z0-9][a-z0-9._-]{{0,62}}"));
+            }
+        }
+        if self.cluster.id.is_empty() {
+            return Err("cluster.id must not be empty".into());
+        }
+        let mut seen = BTreeSet::new();
+        for r in &self.regions {
+            if !coffer_model::names::is_valid_segment(&r.name) {
+                return Err(format!(
+                    "region name {:?} must match [a-z0-9][a-z0-9._-]{{0,62}}",
+                    r.name
+                ));
+            }
+            if !seen.insert(r.name.clone()) {
+                return Err(format!("region {} is listed twice", r.name));
+            }
+            r.validate()?;
+        }
+        if let Some(t) = self.audit.write_timeout_ms {
+            if !(10..=60_000).contains(&t) {
+                return Err(format!("audit.write_timeout_ms {t} must be between 10 and 60000"));
+            }
+        }
+        if self
+            .audit
+            .path
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty() || p.is_dir())
+        {
+            return Err("audit.path must name a file (not empty, not a directory)".into());
+        }
+        let k = &self.kms;
+        if k.fallback != "allow" && k.fallback != "deny" {
+            return Err(format!("kms.fallback {:?} must be \"deny\" or \"allow\"", k.fallback));
+        }
+        for (field, v, min) in [
+            ("kms.call_timeout_ms", k.call_timeout_ms, 50),
+            ("kms.rewrap_interval_ms", k.rewrap_interval_ms, 100),
+        ] {
+            if v < min {
+                return Err(format!("{field} must be at least {min}"));
+            }
+        }
+        if !seen.contains(&n.region) {
+            return Err(format!(
+                "node.region {} has no [[regions]] entry with its KMS key",
+                n.region
+            ));
+        }
+        if self.regions.iter().any(|r| r.kms_provider == "local") && self.kms.local_keyring_dir.is_none() {
+            return Err("kms.local_keyring_dir is required for the local KMS provider".into());
+        }
+        for (k, v) in &self.network.peer_addr_override {
+            if k.parse::<u64>().map_or(true, |id| id == 0) {
+                return Err(format!("network.peer_addr_override key {k:?} must be a node id"));
+            }
+            if v.is_empty() {
+                return Err(format!("network.peer_addr_override for node {k} is empty"));
+            }
+        }
+        self.validate_transport()?;
+        for r in &self.cluster.preferred_regions {
+            if !seen.contains(r) {
+                return Err(format!(
+                    "cluster.preferred_regions names {r}, which has no [[regions]] entry"
+                ));
+            }
+        }
+        if let Some(ms) = self.cluster.request_retention_ms {
+            let (min, max) = (
+                coffer_model::requests::MIN_RETENTION_MS,
+                coffer_model::requests::MAX_RETENTION_MS,
+            );
+            if !(min..=max).contains(&ms) {
+                return Err(format!(
+                    "cluster.request_retention_ms {ms} must be between {min} (30 s) and {max} (24 h)"
+                ));
+            }
+        }
+        if !(100..=120_000).contains(&self.limits.write_timeout_ms) {
+            return Err(format!(
+                "limits.write_timeout_ms {} must be between 100 and 120000",
+                self.limits.write_timeout_ms
+            ));
+        }
+        let r = &self.raft;
+        if r.heartbeat_ms == 0 || r.election_timeout_min_ms <= r.heartbeat_ms {
+            return Err("raft.election_timeout_min_ms must exceed raft.heartbeat_ms (> 0)".into());
+        }
+        if r.election_timeout_max_ms <= r.election_timeout_min_ms {
+            return Err("raft.election_timeout_max_ms must exceed raft.election_timeout_min_ms".into());
+        }
+        if self.cluster.bootstrap {
+            let hash = self.cluster.root_token_sha256.as_deref().unwrap_or("");
+            if hex::decode(hash).map(|b| b.len()) != Ok(32) {
+                return Err("cluster.root_token_sha256 must be 64 hex characters when bootstrap = true".into());
+            }
+            if hash.bytes().all(|b| b == b'0') {
+                return Err(
+                    "cluster.root_token_sha256 is the all-zero placeholder; put your root token's hash there".into(),
+                );
+            }
+            if !self.cluster.members.iter().any(|m| m.id == n.id) {
+                return Err("cluster.members must include this node when bootstrap = true".into());
+            }
+            let mut ids = BTreeSet::new();
+            for m in &self.cluster.members {
+                if !ids.insert(m.id) {
+                    return Err(format!("cluster.members lists node id {} twice", m.id));
+                }
+                if !seen.contains(&m.region) {
+                    return Err(format!(
+                        "member {} is in region {} which has no [[regions]] entry",
+                        m.name, m.region
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Exactly one of `[tls]` and `network.plaintext = true`; the TLS files load and fit.
+    fn validate_transport(&self) -> Result<(), String> {
+        match (&self.tls, self.network.plaintext) {
+            (Some(_), true) => Err("network.plaintext = true and [tls] are both set; remove one".into()),
+            (None, false) => Err(
+                "no [tls] section: add [tls] with ca_cert, cert and key (see deploy/README.md), \
+                 or set network.plaintext = true (coffer dev and tests on loopback only)"
+                    .into(),
+            ),
+            (Some(_), false) => self.tls_material().map(drop).map_err(|e| e.to_string()),
+            (None, true) => Ok(()),
+        }
+    }
+
+    /// This node's TLS material (None with plaintext transport).
+    pub fn tls_material(&self) -> Result<Option<crate::tls::TlsMaterial>, crate::tls::TlsError> {
+        self.tls
+            .as_ref()
+            .map(|t| crate::tls::TlsMaterial::load(t, &self.node.name))
+            .transpose()
+    }
+
+    /// This node's identity as replicated in the membership.
+    pub fn node_info(&self) -> pb::NodeInfo {
+        let n = &self.node;
+        pb::NodeInfo {
+            id: n.id,
+            name: n.name.clone(),
+            region: n.region.clone(),
+            zone: n.zone.clone(),
+            raft_addr: n.advertise_raft_addr.clone().unwrap_or_else(|| n.raft_addr.to_string()),
+            api_addr: n.advertise_api_addr.clone().unwrap_or_else(|| n.api_addr.to_string()),
+        }
+    }
+
+    pub fn region_configs(&self) -> Vec<pb::RegionConfig> {
+        self.regions
+            .iter()
+            .map(|r| pb::RegionConfig {
+                region: r.name.clone(),
+                kms_provider: r.kms_provider.clone(),
+                key_id: r
+                    .key_id
+                    .clone()
+                    .unwrap_or_else(|| crate::crypto::kms::local::key_id(&r.name)),
+            })
+            .collect()
+    }
+
+    pub fn raft_settings(&self) -> coffer_raft::node::RaftSettings {
+        let r = &self.raft;
+        coffer_raft::node::RaftSettings {
+            cluster_name: self.cluster.id.clone(),
+            heartbeat_ms: r.heartbeat_ms,
+            election_timeout_min_ms: r.election_timeout_min_ms,
+            election_timeout_max_ms: r.election_timeout_max_ms,
+            snapshot_every_entries: r.snapshot_every_entries,
+            keep_logs_after_snapshot: r.keep_logs_after_snapshot,
+            snapshot_chunk_bytes: r.snapshot_chunk_bytes,
+            // Validated at load: every key is a node id.
+            peer_addr_override: self
+                .network
+                .peer_addr_override
+                .iter()
+                .filter_map(|(k, v)| k.parse().ok().map(|id| (id, v.clone())))
+                .collect(),
+            min_voters: self.cluster.min_voters,
+        }
+    }
+
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.limits.write_timeout_ms.max(1))
+    }
+}

@@ -1,0 +1,55 @@
+//! `[node]`, `[network]` and `[audit]`: who this node is, how it listens, where it audits.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The node-local audit log. Sinks are set here only, never through the API.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Hash-chained audit file (default: `<node.data_dir>/audit.log`).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// A request whose audit record is not durable within this bound fails (default 2000 ms).
+    #[serde(default)]
+    pub write_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Reach a peer (by node id) at another address than the one in the membership: a tunnel,
+    /// a sidecar, or a fault-injecting proxy in tests.
+    #[serde(default)]
+    pub peer_addr_override: std::collections::BTreeMap<String, String>,
+    /// Serve and dial without TLS: for coffer dev and tests on loopback only. A config must
+    /// either set this or have a `[tls]` section.
+    #[serde(default)]
+    pub plaintext: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub id: u64,
+    pub name: String,
+    pub region: String,
+    #[serde(default)]
+    pub zone: String,
+    pub data_dir: PathBuf,
+    /// Listen address of the public API.
+    pub api_addr: SocketAddr,
+    /// Listen address of the peer (Raft) service.
+    pub raft_addr: SocketAddr,
+    /// Address other nodes and clients use to reach this node's API (default: `api_addr`).
+    #[serde(default)]
+    pub advertise_api_addr: Option<String>,
+    /// Address peers use to reach this node's Raft service (default: `raft_addr`).
+    #[serde(default)]
+    pub advertise_raft_addr: Option<String>,
+    /// Serve Prometheus metrics at `http://<metrics_addr>/metrics` (off when unset).
+    #[serde(default)]
+    pub metrics_addr: Option<SocketAddr>,
+}
