@@ -186,7 +186,7 @@ impl AccessApi {
         };
         let grant = self.service.grant(&req, Action::PolicyAdmin, &resource).await?;
         if accessor == access_records::ROOT_ACCESSOR {
-            self.require_another_admin()?;
+            self.service.require_another_admin()?;
         } else if target.is_none() {
             return Err(ApiError::NotFound(format!(
                 "no token has accessor {accessor:?}; `coffer token list` shows them"
@@ -205,50 +205,11 @@ impl AccessApi {
         })
     }
 
-    /// The root token may be revoked only once another live token could have revoked it: an
-    /// administrator with `policy:admin` on `token/root` exists.
-    fn require_another_admin(&self) -> Result<(), ApiError> {
-        let view = self.service.raft.reader().view();
-        let now = crate::time::now_ms();
-        let policies = access_records::policies(&*view)?;
-        let tokens = access_records::tokens(&*view)?;
-        let admin = tokens
-            .iter()
-            .filter(|t| t.revoked_at_ms == 0 && t.expires_at_ms > now)
-            .any(|t| {
-                let held: Vec<pb::Policy> = policies
-                    .iter()
-                    .filter(|p| t.policies.contains(&p.name))
-                    .cloned()
-                    .collect();
-                let caller = policy::Caller {
-                    principal: &t.principal,
-                    groups: &t.groups,
-                    token_lifetime_ms: Some(t.expires_at_ms.saturating_sub(t.created_at_ms)),
-                };
-                let q = policy::Query {
-                    action: Action::PolicyAdmin,
-                    resource: "token/root",
-                    region: self.service.seam.region(),
-                    now_ms: now,
-                };
-                policy::decide(&held, &caller, &q).allowed
-            });
-        if admin {
-            Ok(())
-        } else {
-            Err(ApiError::FailedPrecondition(
-                "no other live token holds policy:admin on token/root; create an administrator's token first, \
-                 then revoke the root token with it"
-                    .into(),
-            ))
-        }
-    }
-
     async fn list_tokens(&self, req: Request<pb::ListTokensRequest>) -> Result<pb::ListTokensResponse, ApiError> {
         self.service.grant(&req, Action::PolicyAdmin, "token/*").await?;
-        let view = self.service.raft.reader().view();
-        let tokens = access_records::tokens(&*view)?
+        let tokens = self
+            .service
+            .tokens_here()?
             .into_iter()
             .map(|t| pb::TokenInfo {
                 accessor: t.accessor,
@@ -297,8 +258,9 @@ impl AccessApi {
         self.service
             .grant(&req, Action::PolicyAdmin, &format!("policy/{name}"))
             .await?;
-        let view = self.service.raft.reader().view();
-        let p = access_records::policy(&*view, &name)?
+        let p = self
+            .service
+            .policy_here(&name)?
             .ok_or_else(|| ApiError::NotFound(format!("policy {name} not found; `coffer policy list` shows them")))?;
         Ok(pb::GetPolicyResponse {
             document: policy::to_document(&p),
@@ -309,8 +271,7 @@ impl AccessApi {
 
     async fn list_policies(&self, req: Request<pb::ListPoliciesRequest>) -> Result<pb::ListPoliciesResponse, ApiError> {
         self.service.grant(&req, Action::PolicyAdmin, "policy/*").await?;
-        let view = self.service.raft.reader().view();
-        let names = access_records::policies(&*view)?.into_iter().map(|p| p.name).collect();
+        let names = self.service.policies_here()?.into_iter().map(|p| p.name).collect();
         Ok(pb::ListPoliciesResponse { names })
     }
 
@@ -331,8 +292,7 @@ impl AccessApi {
         let r = req.into_inner();
         policy::parse_principal(&r.principal).map_err(|e| ApiError::invalid(format!("invalid principal: {e}")))?;
         let action = policy::parse_action(&r.action).map_err(|e| ApiError::invalid(e.to_string()))?;
-        let view = self.service.raft.reader().view();
-        let policies = access_records::policies(&*view)?;
+        let policies = self.service.policies_here()?;
         let region = if r.region.is_empty() {
             self.service.seam.region().to_string()
         } else {

@@ -39,11 +39,7 @@ impl pb::cluster_server::Cluster for ClusterApi {
         self.service.grant(&req, Action::ClusterAdmin, "cluster").await?;
         let raft = &self.service.raft;
         let s = raft.status();
-        let cluster = {
-            let view = raft.reader().view();
-            coffer_model::query::cluster_info(&*view).map_err(ApiError::from)?
-        }
-        .unwrap_or_default();
+        let cluster = self.service.cluster_here()?.unwrap_or_default();
         let members: Vec<(pb::NodeInfo, bool)> = s
             .voters
             .iter()
@@ -94,10 +90,7 @@ impl pb::cluster_server::Cluster for ClusterApi {
         self.service.grant(&req, Action::Health, "node").await?;
         let raft = &self.service.raft;
         let s = raft.status();
-        let bootstrapped = {
-            let view = raft.reader().view();
-            matches!(coffer_model::query::cluster_info(&*view), Ok(Some(_)))
-        };
+        let bootstrapped = matches!(self.service.cluster_here(), Ok(Some(_)));
         let status = match s.membership {
             MemberState::Removed => "removed",
             MemberState::NotJoined => "not_joined",

@@ -5,8 +5,10 @@
 //! - [`Service`]: what every handler holds, with the seam ([`Service::grant`]);
 //! - [`read`]: the one read path: a query answered with a consistency mode, typed per query;
 //! - [`write`]: the one write path: a command proposed to the leader, applied once;
-//! - [`put`]: a new secret version, re-sealed for the next number when writers race.
+//! - [`put`]: a new secret version, re-sealed for the next number when writers race;
+//! - [`access`]: policies and tokens as this replica holds them, and the root-revocation check.
 
+pub mod access;
 pub mod put;
 pub mod read;
 pub mod write;
@@ -14,7 +16,6 @@ pub mod write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use coffer_model::query;
 use coffer_raft::node::MemberState;
 use coffer_raft::node::RaftNode;
 use tokio::sync::OnceCell;
@@ -76,10 +77,7 @@ impl Service {
         if let Some(k) = self.token_key.get() {
             return Ok(Some(k));
         }
-        let info = {
-            let view = self.raft.reader().view();
-            query::cluster_info(&*view)?
-        };
+        let info = self.cluster_here()?;
         let Some((cluster_id, env)) = info.and_then(|i| i.token_key.map(|k| (i.cluster_id, k))) else {
             return Ok(None);
         };

@@ -281,6 +281,12 @@ impl Service {
         })
     }
 
+    /// The cluster record (id, root token hash, token key, regions) as this replica has it;
+    /// `None` before the bootstrap is applied here.
+    pub fn cluster_here(&self) -> Result<Option<pb::ClusterInfo>, ApiError> {
+        Ok(query::cluster_info(&*self.raft.reader().view())?)
+    }
+
     /// The secret as this replica has it now, with no consistency wait: what a write expects
     /// (the next version number, where an alias points) before the leader checks it again.
     pub fn secret_here(&self, name: &str) -> Result<pb::Secret, ApiError> {
