@@ -21,6 +21,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use coffer_raft::error::AddressError;
 use coffer_raft::network::Connector;
 use serde::Deserialize;
 use tonic::service::Interceptor;
@@ -280,10 +281,13 @@ impl std::fmt::Debug for TlsConnector {
 }
 
 impl Connector for TlsConnector {
-    fn channel(&self, addr: &str) -> Result<Channel, String> {
+    fn channel(&self, addr: &str) -> Result<Channel, AddressError> {
         let ep = coffer_raft::network::peer_endpoint("https", addr, self.connect_timeout)?
             .tls_config(self.tls.clone())
-            .map_err(|e| format!("TLS settings for peer {addr}: {e}"))?;
+            .map_err(|e| AddressError {
+                addr: addr.to_string(),
+                reason: format!("TLS settings: {e}"),
+            })?;
         Ok(ep.connect_lazy())
     }
 }

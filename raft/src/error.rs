@@ -51,3 +51,27 @@ impl From<PeerError> for tonic::Status {
         tonic::Status::new(e.code, e.message)
     }
 }
+
+/// An operation of the Raft core that it refused or could not run (forming the cluster,
+/// handing over leadership), or a peer that did not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    /// openraft's own error, in its words.
+    #[error("raft: {0}")]
+    Core(String),
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+}
+
+/// A peer address that cannot be dialled as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad peer address {addr}: {reason}")]
+pub struct AddressError {
+    pub addr: String,
+    pub reason: String,
+}
+
+/// A membership change the failure-tolerance rules refuse (the reason, for the operator).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ToleranceError(pub String);

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::error::ToleranceError;
 use crate::pb;
 
 /// Tolerance of `voters` (and the learners beside them).
@@ -44,18 +45,20 @@ pub fn tolerance(voters: &[pb::NodeInfo], learners: &[pb::NodeInfo]) -> pb::Tole
 }
 
 /// Checks a change from `before` to `after`. `Err` says why it is refused.
-pub fn check_change(before: &pb::Tolerance, after: &pb::Tolerance, min_voters: u32) -> Result<(), String> {
+pub fn check_change(before: &pb::Tolerance, after: &pb::Tolerance, min_voters: u32) -> Result<(), ToleranceError> {
     if after.voters == 0 {
-        return Err("the change would leave no voters".into());
+        return Err(ToleranceError("the change would leave no voters".into()));
     }
     if after.regions == 0 && before.regions > 0 {
-        return Err("after it the cluster cannot survive the loss of a region".into());
+        return Err(ToleranceError(
+            "after it the cluster cannot survive the loss of a region".into(),
+        ));
     }
     if after.voters < min_voters && after.voters < before.voters {
-        return Err(format!(
+        return Err(ToleranceError(format!(
             "after it the cluster has {} voters, fewer than the minimum of {min_voters}",
             after.voters
-        ));
+        )));
     }
     Ok(())
 }

@@ -37,6 +37,7 @@ use tonic::transport::Channel;
 use tonic::transport::Endpoint;
 
 use crate::codec;
+use crate::error::AddressError;
 use crate::pb;
 use crate::pb::raft_peer_client::RaftPeerClient;
 use crate::state_machine::Snapshot;
@@ -54,7 +55,7 @@ pub const DEFAULT_SNAPSHOT_CHUNK: usize = 1024 * 1024;
 /// Makes channels to peer addresses. Production uses [`TcpConnector`].
 pub trait Connector: Send + Sync + 'static {
     /// A channel to `addr` (`host:port`) that connects lazily on first use.
-    fn channel(&self, addr: &str) -> Result<Channel, String>;
+    fn channel(&self, addr: &str) -> Result<Channel, AddressError>;
 }
 
 /// Plain TCP (HTTP/2 without TLS) with a connect timeout and keepalives.
@@ -72,16 +73,19 @@ impl Default for TcpConnector {
 }
 
 impl Connector for TcpConnector {
-    fn channel(&self, addr: &str) -> Result<Channel, String> {
+    fn channel(&self, addr: &str) -> Result<Channel, AddressError> {
         Ok(peer_endpoint("http", addr, self.connect_timeout)?.connect_lazy())
     }
 }
 
 /// The endpoint settings every peer channel shares (connect timeout, no Nagle, HTTP/2
 /// keepalives), for `scheme://addr`; connectors add their transport (e.g. TLS) on top.
-pub fn peer_endpoint(scheme: &str, addr: &str, connect_timeout: Duration) -> Result<Endpoint, String> {
+pub fn peer_endpoint(scheme: &str, addr: &str, connect_timeout: Duration) -> Result<Endpoint, AddressError> {
     Ok(Endpoint::from_shared(format!("{scheme}://{addr}"))
-        .map_err(|e| format!("bad peer address {addr}: {e}"))?
+        .map_err(|e| AddressError {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        })?
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(5))
@@ -106,7 +110,7 @@ impl PeerChannels {
         }
     }
 
-    pub fn client(&self, id: NodeId, addr: &str) -> Result<RaftPeerClient<Channel>, String> {
+    pub fn client(&self, id: NodeId, addr: &str) -> Result<RaftPeerClient<Channel>, AddressError> {
         let addr = self.overrides.get(&id).map(String::as_str).unwrap_or(addr);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         let channel = match cache.get(&id) {

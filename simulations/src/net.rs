@@ -9,6 +9,7 @@ use std::task::Context;
 use std::task::Poll;
 use std::time::Duration;
 
+use coffer_raft::error::AddressError;
 use coffer_raft::network::Connector;
 use futures::Stream;
 use hyper_util::rt::TokioIo;
@@ -107,10 +108,13 @@ pub fn incoming(
 }
 
 /// A tonic channel to `addr` over turmoil TCP that connects lazily.
-pub fn channel(addr: &str, tap: Option<(Arc<Leaks>, String)>) -> Result<Channel, String> {
+pub fn channel(addr: &str, tap: Option<(Arc<Leaks>, String)>) -> Result<Channel, AddressError> {
     let target = addr.to_string();
     let ep = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| format!("bad address {addr}: {e}"))?
+        .map_err(|e| AddressError {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        })?
         .connect_timeout(Duration::from_secs(2))
         // A partition drops segments and turmoil TCP does not retransmit, so a connection cut
         // mid-stream stays dead: keepalives notice and the channel reconnects (as in production).
@@ -134,7 +138,7 @@ pub struct SimConnector {
 }
 
 impl Connector for SimConnector {
-    fn channel(&self, addr: &str) -> Result<Channel, String> {
+    fn channel(&self, addr: &str) -> Result<Channel, AddressError> {
         channel(addr, Some((self.leaks.clone(), format!("{} -> {addr}", self.from))))
     }
 }

@@ -62,7 +62,7 @@ impl pb::cluster_server::Cluster for ClusterApi {
                 };
                 let (local, unreachable) = match report {
                     Ok(l) => (Some(l), String::new()),
-                    Err(e) => (None, e),
+                    Err(e) => (None, e.to_string()),
                 };
                 pb::NodeStatus {
                     role: role.to_string(),

@@ -61,7 +61,7 @@ impl RaftNode {
         app: Arc<dyn Application>,
         connector: Arc<dyn Connector>,
     ) -> Result<Self, StartError> {
-        let config = Arc::new(settings.to_openraft().map_err(StartError::Settings)?);
+        let config = Arc::new(settings.to_openraft()?);
         let mut sm = StateMachineStore::new(sm, app)?;
         let snapshot_points = sm.schedule_snapshots(SnapshotSchedule::new(id, settings.snapshot_every_entries));
         let reader = sm.reader();

@@ -8,6 +8,7 @@ use std::time::Duration;
 use openraft::ChangeMembers;
 use tokio::time::Instant;
 
+use crate::error::NodeError;
 use crate::error::PeerError;
 use crate::error::ProposeError;
 use crate::membership;
@@ -21,16 +22,20 @@ use super::state::*;
 impl RaftNode {
     /// Forms a new cluster with `members` as voters if this node's storage is pristine.
     /// Returns whether it initialized.
-    pub async fn initialize(&self, members: Vec<pb::NodeInfo>) -> Result<bool, String> {
+    pub async fn initialize(&self, members: Vec<pb::NodeInfo>) -> Result<bool, NodeError> {
         let raft = &self.inner.raft;
-        if raft.is_initialized().await.map_err(|e| e.to_string())? {
+        if raft
+            .is_initialized()
+            .await
+            .map_err(|e| NodeError::Core(e.to_string()))?
+        {
             return Ok(false);
         }
         let nodes: BTreeMap<NodeId, pb::NodeInfo> = members.into_iter().map(|n| (n.id, n)).collect();
         match raft.initialize(nodes).await {
             Ok(()) => Ok(true),
             Err(openraft::error::RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(false),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(NodeError::Core(e.to_string())),
         }
     }
 
@@ -266,13 +271,13 @@ impl RaftNode {
     }
 
     /// Asks `to` to take over leadership (used by leader placement).
-    pub async fn transfer_leader(&self, to: NodeId) -> Result<(), String> {
+    pub async fn transfer_leader(&self, to: NodeId) -> Result<(), NodeError> {
         self.inner
             .raft
             .trigger()
             .transfer_leader(to)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| NodeError::Core(e.to_string()))
     }
 }
 

@@ -121,7 +121,7 @@ impl RaftNode {
         self.inner
             .channels
             .client(node.id, &node.raft_addr)
-            .map_err(|e| PeerError::new(tonic::Code::Unavailable, e))
+            .map_err(|e| PeerError::new(tonic::Code::Unavailable, e.to_string()))
     }
 }
 

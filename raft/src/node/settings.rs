@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::error::StartError;
 use crate::NodeId;
 
 /// Raft timing and log-compaction settings.
@@ -22,7 +23,7 @@ pub struct RaftSettings {
 }
 
 impl RaftSettings {
-    pub(super) fn to_openraft(&self) -> Result<openraft::Config, String> {
+    pub(super) fn to_openraft(&self) -> Result<openraft::Config, StartError> {
         let cfg = openraft::Config {
             cluster_name: self.cluster_name.clone(),
             heartbeat_interval: self.heartbeat_ms,
@@ -37,6 +38,6 @@ impl RaftSettings {
             enable_pre_vote: Some(true),
             ..Default::default()
         };
-        cfg.validate().map_err(|e| e.to_string())
+        cfg.validate().map_err(|e| StartError::Settings(e.to_string()))
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use openraft::async_runtime::watch::WatchReceiver;
 use tokio::time::Instant;
 
+use crate::error::PeerError;
 use crate::pb;
 use crate::NodeId;
 
@@ -105,15 +106,13 @@ impl RaftNode {
     }
 
     /// `node`'s own status report (this node's, or a peer's over peer RPC).
-    pub async fn node_status(&self, node: &pb::NodeInfo, timeout: Duration) -> Result<pb::LocalStatus, String> {
+    pub async fn node_status(&self, node: &pb::NodeInfo, timeout: Duration) -> Result<pb::LocalStatus, PeerError> {
         if node.id == self.id() {
             return Ok(self.local_status());
         }
         let deadline = Instant::now() + timeout;
-        let mut c = self.peer(node).map_err(|e| e.message)?;
+        let mut c = self.peer(node)?;
         let req = with_deadline(pb::LocalStatusRequest {}, deadline);
-        unary(node, c.get_local_status(req), deadline)
-            .await
-            .map_err(|e| e.message)
+        unary(node, c.get_local_status(req), deadline).await
     }
 }
