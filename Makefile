@@ -123,11 +123,13 @@ etcd:
 	$(ETCD_DIR)/usr/bin/etcd --version | head -1
 
 ## Coffer beside etcd and a bare tonic echo on this machine: writes benches/results/<date>.{json,md}.
+## It measures the release build (target/release, beside the dev build: the first run compiles
+## RocksDB's C++ again, about 30 minutes here; `make test` never pays for it).
 bench-compare: deps etcd
-	$(CARGO) build --workspace --all-targets
+	$(CARGO) build --release -p coffer --bin coffer -p coffer-bench --bin coffer-loadgen
 	@mkdir -p $(BENCH_TMP)
 	@etcd_bin=$$(command -v etcd >/dev/null && etcd --version 2>/dev/null | grep -q 'etcd Version: 3\.4\.' && command -v etcd || echo $(ETCD_DIR)/usr/bin/etcd); \
-	TMPDIR=$(BENCH_TMP) $(CARGO_TARGET_DIR)/debug/coffer-loadgen compare --etcd $$etcd_bin --out benches/results $(BENCH_ARGS)
+	TMPDIR=$(BENCH_TMP) $(CARGO_TARGET_DIR)/release/coffer-loadgen compare --etcd $$etcd_bin --out benches/results $(BENCH_ARGS)
 
 fmt:
 	$(CARGO) fmt --all

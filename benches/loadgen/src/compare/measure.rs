@@ -1,0 +1,49 @@
+//! What every measured run uses: connections to a system, the load average, and the check
+//! that a run served something.
+
+use crate::load::Outcome;
+use crate::systems;
+use crate::target::Conn;
+use crate::target::System;
+
+pub fn loadavg() -> [f64; 3] {
+    let s = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut it = s.split_whitespace().map(|x| x.parse().unwrap_or(f64::NAN));
+    [
+        it.next().unwrap_or(f64::NAN),
+        it.next().unwrap_or(f64::NAN),
+        it.next().unwrap_or(f64::NAN),
+    ]
+}
+
+/// A system that completed no request in a measured run has stopped (a full disk stops a
+/// node's Raft core); a row of zeros would read as a measurement, so the comparison ends there.
+pub(super) fn ensure_served(s: System, o: &Outcome, what: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        o.ops > 0,
+        "{s} completed no request in {what} ({} errors{}): it has stopped. See its nodes' logs, \
+         and check free disk space",
+        o.errors,
+        o.first_error
+            .as_deref()
+            .map(|e| format!(", first: {e}"))
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// `n` connections to `system`, spread round-robin over its members.
+pub(super) async fn conns(
+    system: System,
+    n: usize,
+    coffer: &systems::Coffer,
+    etcd: &systems::Etcd,
+    echo: &systems::EchoServer,
+) -> anyhow::Result<Vec<Conn>> {
+    systems::connect(n, async |i| match system {
+        System::Coffer => Conn::coffer(&coffer.apis[i % coffer.apis.len()], &coffer.token).await,
+        System::Etcd => Conn::etcd(&etcd.client_urls[i % etcd.client_urls.len()]).await,
+        System::Echo => Conn::echo(&echo.addr).await,
+    })
+    .await
+}

@@ -1,0 +1,194 @@
+//! The Markdown tables and the run's provenance (machine, commit).
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::plan::Plan;
+use super::summary::median;
+use super::summary::Medians;
+use super::summary::SummaryKey;
+use super::summary::TARGETS;
+use crate::target::System;
+
+pub(super) fn machine() -> serde_json::Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string());
+    json!({
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu_model": model,
+        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        "temp_dir": std::env::temp_dir(),
+    })
+}
+
+pub(super) fn git_commit() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn fmt_ops(x: f64) -> String {
+    if x.is_nan() {
+        "-".into()
+    } else {
+        format!("{x:.0}")
+    }
+}
+
+fn fmt_ms(us: f64) -> String {
+    format!("{:.2}", us / 1000.0)
+}
+
+pub(super) fn markdown(
+    doc: &serde_json::Value,
+    s: &BTreeMap<SummaryKey, Medians>,
+    levels: &[(usize, usize)],
+    plan: &Plan,
+) -> String {
+    use std::fmt::Write;
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "Run {} on {} CPUs ({}), etcd {}, coffer {}; {} runs per cell of {} s after {} s warm-up, medians; \
+         `make bench-compare`.\n",
+        doc["date"].as_str().unwrap_or(""),
+        doc["machine"]["cpus"],
+        doc["machine"]["cpu_model"].as_str().unwrap_or("?"),
+        doc["versions"]["etcd"].as_str().unwrap_or("?"),
+        doc["versions"]["coffer_commit"].as_str().unwrap_or("?"),
+        plan.runs,
+        plan.secs,
+        plan.warmup_secs,
+    );
+    let _ = writeln!(
+        md,
+        "| ratio (10x10, {} B, medians) | measured | target | met |",
+        doc["ratios"]["value_bytes"]
+    );
+    let _ = writeln!(md, "|---|---|---|---|");
+    for (name, t) in TARGETS {
+        let got = doc["ratios"][name].as_f64();
+        let _ = writeln!(
+            md,
+            "| `{name}` | {} | >= {t} | {} |",
+            got.map(|g| format!("{g:.2}x")).unwrap_or("-".into()),
+            match got {
+                Some(g) if g >= t => "yes",
+                Some(_) => "**no**",
+                None => "-",
+            }
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n| workload (coffer / etcd) | value | conns x in flight | coffer ops/s | etcd ops/s | coffer/etcd | coffer p50 / p99 ms | etcd p50 / p99 ms | server CPU µs/op coffer / etcd | echo ops/s | coffer/echo |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
+    for &w in &plan.workloads {
+        for &size in &plan.sizes {
+            for &(c, i) in levels {
+                let get = |sys| s.get(&(sys, w, size, c, i)).copied();
+                let (Some(a), Some(b)) = (get(System::Coffer), get(System::Etcd)) else {
+                    continue;
+                };
+                let echo = get(System::Echo);
+                let errs = if a.errors + b.errors > 0 {
+                    format!(" (errors: coffer {}, etcd {})", a.errors, b.errors)
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(
+                    md,
+                    "| {} / {}{errs} | {size} B | {c}x{i} | {} | {} | {:.2}x | {} / {} | {} / {} | {:.0} / {:.0} | {} | {} |",
+                    w.label(System::Coffer),
+                    w.label(System::Etcd),
+                    fmt_ops(a.ops),
+                    fmt_ops(b.ops),
+                    a.ops / b.ops,
+                    fmt_ms(a.p50),
+                    fmt_ms(a.p99),
+                    fmt_ms(b.p50),
+                    fmt_ms(b.p99),
+                    a.cpu_us_per_op,
+                    b.cpu_us_per_op,
+                    echo.map(|e| fmt_ops(e.ops)).unwrap_or("".into()),
+                    echo.map(|e| format!("{:.2}x", a.ops / e.ops)).unwrap_or("".into()),
+                );
+            }
+        }
+    }
+    if let Some(open) = doc["open_loop"].as_array().filter(|a| !a.is_empty()) {
+        let _ = writeln!(
+            md,
+            "\nOpen loop (fixed arrival rate, latency from each request's intended start), medians over runs:\n"
+        );
+        let _ = writeln!(
+            md,
+            "| workload | value | rate/s | system | p50 ms | p99 ms | p99.9 ms | max ms | shed |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+        let mut groups: BTreeMap<(String, String), Vec<&serde_json::Value>> = BTreeMap::new();
+        for r in open {
+            groups
+                .entry((r["workload"].to_string(), r["system"].to_string()))
+                .or_default()
+                .push(r);
+        }
+        for ((w, sys), rs) in groups {
+            let q = |k: &str| {
+                median(
+                    rs.iter()
+                        .filter_map(|r| r["outcome"]["latency_us"][k].as_f64())
+                        .collect(),
+                )
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} B | {} | {} | {} | {} | {} | {} | {} |",
+                w.trim_matches('"'),
+                rs[0]["value_bytes"],
+                rs[0]["outcome"]["target_rate"],
+                sys.trim_matches('"'),
+                fmt_ms(q("p50")),
+                fmt_ms(q("p99")),
+                fmt_ms(q("p999")),
+                fmt_ms(q("max")),
+                rs.iter().filter_map(|r| r["outcome"]["shed"].as_u64()).sum::<u64>(),
+            );
+        }
+    }
+    if let Some(group) = doc["group_commit"].as_array().filter(|a| !a.is_empty()) {
+        let _ = writeln!(
+            md,
+            "\nGroup commit (leader, {} B writes, 3 s):\n",
+            plan.sizes.first().unwrap_or(&256)
+        );
+        let _ = writeln!(
+            md,
+            "| writers | system | writes/s | Raft entries | WAL fsyncs | entries per fsync |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|---|");
+        for g in group {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} |",
+                g["writers"],
+                g["system"].as_str().unwrap_or("?"),
+                fmt_ops(g["writes_per_sec"].as_f64().unwrap_or(f64::NAN)),
+                fmt_ops(g["leader_entries"].as_f64().unwrap_or(f64::NAN)),
+                fmt_ops(g["leader_wal_fsyncs"].as_f64().unwrap_or(f64::NAN)),
+                g["entries_per_fsync"],
+            );
+        }
+    }
+    md
+}

@@ -1,0 +1,118 @@
+//! Medians of the runs of each cell, the ratios between systems and the targets they meet.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::plan::Run;
+use crate::target::System;
+use crate::target::Workload;
+
+pub(super) fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Medians of one (system, workload, size, connections, in-flight) over its runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Medians {
+    pub ops: f64,
+    pub p50: f64,
+    pub p99: f64,
+    pub cpu_us_per_op: f64,
+    pub errors: u64,
+}
+
+pub(super) type SummaryKey = (System, Workload, usize, usize, usize);
+
+pub(super) fn summarize(runs: &[Run]) -> BTreeMap<SummaryKey, Medians> {
+    let mut groups: BTreeMap<SummaryKey, Vec<&Run>> = BTreeMap::new();
+    for r in runs {
+        groups
+            .entry((r.system, r.workload, r.value_bytes, r.connections, r.in_flight))
+            .or_default()
+            .push(r);
+    }
+    groups
+        .into_iter()
+        .map(|(k, rs)| {
+            let m = Medians {
+                ops: median(rs.iter().map(|r| r.outcome.ops_per_sec).collect()),
+                p50: median(rs.iter().map(|r| r.outcome.latency_us.p50 as f64).collect()),
+                p99: median(rs.iter().map(|r| r.outcome.latency_us.p99 as f64).collect()),
+                cpu_us_per_op: median(rs.iter().map(|r| r.server_cpu_us_per_op).collect()),
+                errors: rs.iter().map(|r| r.outcome.errors).sum(),
+            };
+            (k, m)
+        })
+        .collect()
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Ratios {
+    pub local_read_vs_etcd_serializable: Option<f64>,
+    pub linearizable_read_vs_etcd_linearizable: Option<f64>,
+    pub write_vs_etcd_put: Option<f64>,
+    pub local_read_vs_bare_echo: Option<f64>,
+}
+
+/// Throughput ratios of the medians at 10 connections x 10 in flight.
+pub(super) fn ratios_of(s: &BTreeMap<SummaryKey, Medians>, size: usize) -> Ratios {
+    let at = |sys, w| s.get(&(sys, w, size, 10, 10)).map(|m| m.ops);
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some((a / b * 100.0).round() / 100.0),
+        _ => None,
+    };
+    Ratios {
+        local_read_vs_etcd_serializable: ratio(
+            at(System::Coffer, Workload::LocalRead),
+            at(System::Etcd, Workload::LocalRead),
+        ),
+        linearizable_read_vs_etcd_linearizable: ratio(
+            at(System::Coffer, Workload::LinearizableRead),
+            at(System::Etcd, Workload::LinearizableRead),
+        ),
+        write_vs_etcd_put: ratio(at(System::Coffer, Workload::Write), at(System::Etcd, Workload::Write)),
+        local_read_vs_bare_echo: ratio(
+            at(System::Coffer, Workload::LocalRead),
+            at(System::Echo, Workload::LocalRead),
+        ),
+    }
+}
+
+pub(super) fn ratios(s: &BTreeMap<SummaryKey, Medians>, size: usize) -> serde_json::Value {
+    let mut v = serde_json::to_value(ratios_of(s, size)).unwrap();
+    v["value_bytes"] = json!(size);
+    v["at"] = json!("10x10 (connections x in flight), medians");
+    v
+}
+
+pub(super) const TARGETS: [(&str, f64); 4] = [
+    ("local_read_vs_etcd_serializable", 1.5),
+    ("linearizable_read_vs_etcd_linearizable", 1.0),
+    ("write_vs_etcd_put", 1.0),
+    ("local_read_vs_bare_echo", 0.7),
+];
+
+pub(super) fn targets(ratios: &serde_json::Value) -> serde_json::Value {
+    TARGETS
+        .iter()
+        .map(|(name, target)| {
+            let got = ratios[name].as_f64();
+            (
+                name.to_string(),
+                json!({"target": target, "measured": got, "met": got.map(|g| g >= *target)}),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}

@@ -1,0 +1,50 @@
+//! The `coffer` binary run against one node.
+
+use std::process::Command;
+use std::process::Stdio;
+
+use super::TestCluster;
+
+impl TestCluster {
+    /// Runs the `coffer` CLI against node `via`; returns (exit code, stdout, stderr).
+    pub fn cli(&self, via: usize, args: &[&str]) -> (i32, String, String) {
+        self.cli_env(via, args, &[])
+    }
+
+    /// Like [`TestCluster::cli`], with environment changes applied last (`None` removes the
+    /// variable). With TLS on, `COFFER_CACERT` is the cluster's CA unless changed here.
+    pub fn cli_env(&self, via: usize, args: &[&str], env: &[(&str, Option<&str>)]) -> (i32, String, String) {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(args)
+            .env("COFFER_ADDR", &self.file.nodes[via].api)
+            .env("COFFER_TOKEN", self.token())
+            .env_remove("COFFER_CACERT")
+            .env_remove("COFFER_CLIENT_CERT")
+            .env_remove("COFFER_CLIENT_KEY")
+            .stdin(Stdio::null());
+        if let Some(ca) = &self.file.ca_cert {
+            cmd.env("COFFER_CACERT", ca);
+        }
+        for (k, v) in env {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        let out = cmd.output().expect("run coffer");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `coffer ARGS --output json` against node `via`, which must succeed.
+    pub fn cli_json(&self, via: usize, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["--output", "json"]);
+        let (code, out, err) = self.cli(via, &all);
+        assert_eq!(code, 0, "coffer {all:?} failed: {err}{out}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("coffer {all:?} printed no JSON ({e}): {out}"))
+    }
+}
