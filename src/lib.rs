@@ -22,6 +22,7 @@ pub mod crypto;
 pub mod dev;
 pub mod error;
 pub mod node;
+pub mod peer_guard;
 pub mod request_ids;
 pub mod rewrap;
 pub mod service;

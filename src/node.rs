@@ -12,6 +12,8 @@ use anyhow::Context;
 use coffer_raft::network::Connector;
 use coffer_raft::network::TcpConnector;
 use coffer_raft::node::RaftNode;
+use coffer_raft::peer_auth::ClusterKey;
+use coffer_raft::peer_auth::PeerCredential;
 use coffer_raft::storage::LogBackend;
 use coffer_raft::storage::SmBackend;
 use futures::Stream;
@@ -41,6 +43,8 @@ use crate::crypto::kms::Kms;
 use crate::crypto::kms::KmsSet;
 use crate::crypto::vault::Vault;
 use crate::pb;
+use crate::peer_guard::PeerGuard;
+use crate::peer_guard::PeerSecurity;
 
 /// Largest public API request (a 64 KiB value plus envelope overhead fits easily).
 const MAX_API_MESSAGE_BYTES: usize = 1024 * 1024;
@@ -57,9 +61,9 @@ pub struct NodeParts {
     pub audit: Arc<dyn AuditSink>,
     /// TLS of the API port; `None` = plaintext.
     pub api_tls: Option<ServerTlsConfig>,
-    /// TLS of the peer port; `None` = plaintext. When set, peer RPCs are admitted only from
-    /// node certificates ([`crate::tls::NodeCertGuard`]).
-    pub peer_tls: Option<ServerTlsConfig>,
+    /// How the peer port admits callers: node certificates (TLS) or proofs under the cluster
+    /// key (plaintext). There is no open peer port.
+    pub peer: PeerSecurity,
     /// Called once the node is up, with its Raft handle (simulations observe nodes through it).
     pub on_start: Option<OnStart>,
 }
@@ -76,9 +80,18 @@ impl NodeParts {
             .with_context(|| format!("cannot open storage in {}", cfg.node.data_dir.display()))?;
         export_log_stats(log.stats());
         let tls = cfg.tls_material()?;
-        let connector: Arc<dyn Connector> = match &tls {
-            Some(m) => Arc::new(m.connector()),
-            None => Arc::new(TcpConnector::default()),
+        let (connector, peer): (Arc<dyn Connector>, _) = match &tls {
+            Some(m) => (Arc::new(m.connector()), PeerSecurity::Tls(m.peer_server())),
+            None => {
+                let path = cfg
+                    .network
+                    .peer_key_file
+                    .as_deref()
+                    .context("network.plaintext = true needs network.peer_key_file (coffer dev writes one)")?;
+                let key = Arc::new(ClusterKey::load(path)?);
+                let credential = PeerCredential::cluster_key(&key, cfg.node.id);
+                (Arc::new(TcpConnector::new(credential)), PeerSecurity::ClusterKey(key))
+            }
         };
         Ok(Self {
             log: Arc::new(log),
@@ -86,7 +99,7 @@ impl NodeParts {
             kms,
             connector,
             api_tls: tls.as_ref().map(|m| m.api_server()),
-            peer_tls: tls.as_ref().map(|m| m.peer_server()),
+            peer,
             audit: Arc::new(AuditFile::open(
                 cfg.audit_path(),
                 AuditOptions {
@@ -149,12 +162,12 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
             .await
             .with_context(|| format!("cannot listen on {addr} (is another node using it?)"))
     };
+    refuse_exposed_plaintext(&cfg)?;
     let api = bind(cfg.node.api_addr).await?;
     let raft = bind(cfg.node.raft_addr).await?;
     if let Some(addr) = cfg.node.metrics_addr {
         start_metrics(addr)?;
     }
-    warn_if_exposed_plaintext(&cfg);
     let parts = NodeParts::from_config(&cfg).await?;
     serve(
         cfg,
@@ -168,19 +181,20 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
     .await
 }
 
-/// Plaintext is meant for loopback (`coffer dev`, tests); say so loudly anywhere else.
-fn warn_if_exposed_plaintext(cfg: &ServerConfig) {
+/// Plaintext is for loopback only (`coffer dev`, tests): anywhere else anyone on the network
+/// could read and forge the traffic, so the node refuses to start.
+fn refuse_exposed_plaintext(cfg: &ServerConfig) -> anyhow::Result<()> {
     if !cfg.network.plaintext {
-        return;
+        return Ok(());
     }
-    for (what, addr) in [("API", cfg.node.api_addr), ("peer", cfg.node.raft_addr)] {
-        if !addr.ip().is_loopback() {
-            tracing::warn!(
-                "the {what} port listens on {addr} WITHOUT TLS (network.plaintext = true): anyone on that network \
-                 can read and forge its traffic; use [tls] outside loopback"
-            );
-        }
+    for (what, addr) in [("api_addr", cfg.node.api_addr), ("raft_addr", cfg.node.raft_addr)] {
+        anyhow::ensure!(
+            addr.ip().is_loopback(),
+            "network.plaintext = true is for loopback only, but node.{what} is {addr}: \
+             configure [tls] (see deploy/README.md) or listen on 127.0.0.1"
+        );
     }
+    Ok(())
 }
 
 async fn build_kms(cfg: &ServerConfig) -> anyhow::Result<Vec<Arc<dyn Kms>>> {
@@ -231,7 +245,7 @@ where
         connector,
         audit,
         api_tls,
-        peer_tls,
+        peer,
         on_start,
     } = parts;
     let kms = Arc::new(KmsSet::new(&cfg.node.region, kms, cfg.kms.policy())?);
@@ -264,9 +278,10 @@ where
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let peer_guard = match peer_tls {
-        Some(_) => crate::tls::NodeCertGuard::node_certs_only(),
-        None => crate::tls::NodeCertGuard::open(),
+    let peer_guard = PeerGuard::for_security(&peer);
+    let peer_tls = match peer {
+        PeerSecurity::Tls(t) => Some(t),
+        PeerSecurity::ClusterKey(_) => None,
     };
     let peer_server = tokio::spawn(
         with_tls(Server::builder(), peer_tls, "peer")?

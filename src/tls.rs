@@ -290,6 +290,11 @@ impl Connector for TlsConnector {
             })?;
         Ok(ep.connect_lazy())
     }
+
+    fn credential(&self) -> coffer_raft::peer_auth::PeerCredential {
+        // The client certificate proves membership (see NodeCertGuard).
+        coffer_raft::peer_auth::PeerCredential::none()
+    }
 }
 
 /// The name of the node whose certificate sent a peer request (a request extension set by
@@ -297,38 +302,17 @@ impl Connector for TlsConnector {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerNode(pub String);
 
-/// Interceptor of the peer (Raft) service. With TLS on it admits only requests whose verified
-/// client certificate is a node certificate; with plaintext (dev, tests, simulations) it
-/// admits everything, since there is no certificate to look at.
+/// Interceptor of the peer (Raft) service with TLS on: it admits only requests whose verified
+/// client certificate is a node certificate (plaintext peers prove membership with the
+/// cluster's peer key instead: see the `peer_guard` module).
 ///
 /// It reads the certificate through [`tonic::Request::peer_certs`], which sees connections
 /// accepted by tonic's TLS over TCP streams (what [`crate::node::run`] serves).
-#[derive(Debug, Clone, Copy)]
-pub struct NodeCertGuard {
-    require_node_cert: bool,
-}
-
-impl NodeCertGuard {
-    /// Admits every request (plaintext transport).
-    pub fn open() -> Self {
-        Self {
-            require_node_cert: false,
-        }
-    }
-
-    /// Admits requests over a connection whose client certificate names a node.
-    pub fn node_certs_only() -> Self {
-        Self {
-            require_node_cert: true,
-        }
-    }
-}
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NodeCertGuard;
 
 impl Interceptor for NodeCertGuard {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        if !self.require_node_cert {
-            return Ok(req);
-        }
         let leaf = req.peer_certs().and_then(|c| c.first().map(|d| d.as_ref().to_vec()));
         let Some(leaf) = leaf else {
             metrics::counter!("coffer_peer_rpc_refused_total", "reason" => "no_certificate").increment(1);

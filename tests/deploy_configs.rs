@@ -84,6 +84,13 @@ fn bad_configs_name_the_field() {
         "{err}"
     );
     std::fs::write(&p, format!("{no_tls}\n[network]\nplaintext = true\n")).unwrap();
+    let err = ServerConfig::load(&p).unwrap_err().to_string();
+    assert!(err.contains("needs network.peer_key_file"), "{err}");
+    std::fs::write(
+        &p,
+        format!("{no_tls}\n[network]\nplaintext = true\npeer_key_file = \"/etc/coffer/peer.key\"\n"),
+    )
+    .unwrap();
     ServerConfig::load(&p).unwrap();
     for (from, to, needle) in [
         (
@@ -114,6 +121,11 @@ fn bad_configs_name_the_field() {
             "limits.write_timeout_ms",
         ),
         ("[kms]", "[network]\nplaintext = true\n\n[kms]", "both set"),
+        (
+            "[kms]",
+            "[network]\npeer_key_file = \"/etc/coffer/peer.key\"\n\n[kms]",
+            "peer_key_file is for plaintext",
+        ),
         ("[tls]", "[tls]\nbogus = 1", "bogus"),
         ("/node.pem\"", "/missing.pem\"", "tls.cert"),
         (cert_from.as_str(), cert_to.as_str(), "is issued by CN=deploy test CA"),

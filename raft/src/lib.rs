@@ -10,7 +10,8 @@
 //!   ([`local_propose`]) and the followers' batching of forwarded writes and read-index rounds
 //!   ([`forward_batch`], [`read_batch`]), the freshness proofs of the staleness bound
 //!   ([`leader_contact`]);
-//! - peer RPC over tonic ([`network`] client side, [`peer_service`] server side).
+//! - peer RPC over tonic ([`network`] client side, [`peer_service`] server side) and the
+//!   membership proof plaintext peers attach to it ([`peer_auth`]).
 
 pub mod codec;
 pub mod error;
@@ -22,6 +23,7 @@ pub mod mem;
 pub mod membership;
 pub mod network;
 pub mod node;
+pub mod peer_auth;
 pub mod peer_service;
 pub mod placement;
 pub mod read_batch;

@@ -33,6 +33,7 @@ use openraft::raft::VoteResponse;
 use openraft::RPCTypes;
 use openraft::RaftNetworkFactory;
 use openraft::RaftNetworkV2;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::transport::Endpoint;
 
@@ -40,6 +41,7 @@ use crate::codec;
 use crate::error::AddressError;
 use crate::pb;
 use crate::pb::raft_peer_client::RaftPeerClient;
+use crate::peer_auth::PeerCredential;
 use crate::state_machine::Snapshot;
 use crate::state_machine::SnapshotData;
 use crate::NodeId;
@@ -52,22 +54,30 @@ pub const MIN_APPEND_TTL: Duration = Duration::from_secs(2);
 /// Snapshot chunk size when openraft does not set one.
 pub const DEFAULT_SNAPSHOT_CHUNK: usize = 1024 * 1024;
 
-/// Makes channels to peer addresses. Production uses [`TcpConnector`].
+/// Makes channels to peer addresses, and says how this node proves its membership on them.
+/// Production uses [`TcpConnector`] (plaintext, loopback) or mutual TLS.
 pub trait Connector: Send + Sync + 'static {
     /// A channel to `addr` (`host:port`) that connects lazily on first use.
     fn channel(&self, addr: &str) -> Result<Channel, AddressError>;
+
+    /// What every request on these channels carries to prove membership: a proof under the
+    /// cluster key on plaintext, nothing where the transport authenticates (mutual TLS).
+    fn credential(&self) -> PeerCredential;
 }
 
-/// Plain TCP (HTTP/2 without TLS) with a connect timeout and keepalives.
+/// Plain TCP (HTTP/2 without TLS) with a connect timeout and keepalives; requests carry this
+/// node's proof under the cluster key.
 #[derive(Debug, Clone)]
 pub struct TcpConnector {
     pub connect_timeout: Duration,
+    pub credential: PeerCredential,
 }
 
-impl Default for TcpConnector {
-    fn default() -> Self {
+impl TcpConnector {
+    pub fn new(credential: PeerCredential) -> Self {
         Self {
             connect_timeout: Duration::from_secs(2),
+            credential,
         }
     }
 }
@@ -76,7 +86,14 @@ impl Connector for TcpConnector {
     fn channel(&self, addr: &str) -> Result<Channel, AddressError> {
         Ok(peer_endpoint("http", addr, self.connect_timeout)?.connect_lazy())
     }
+
+    fn credential(&self) -> PeerCredential {
+        self.credential.clone()
+    }
 }
+
+/// A peer client whose every request carries the node's [`PeerCredential`].
+pub type PeerRpcClient = RaftPeerClient<InterceptedService<Channel, PeerCredential>>;
 
 /// The endpoint settings every peer channel shares (connect timeout, no Nagle, HTTP/2
 /// keepalives), for `scheme://addr`; connectors add their transport (e.g. TLS) on top.
@@ -110,7 +127,7 @@ impl PeerChannels {
         }
     }
 
-    pub fn client(&self, id: NodeId, addr: &str) -> Result<RaftPeerClient<Channel>, AddressError> {
+    pub fn client(&self, id: NodeId, addr: &str) -> Result<PeerRpcClient, AddressError> {
         let addr = self.overrides.get(&id).map(String::as_str).unwrap_or(addr);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         let channel = match cache.get(&id) {
@@ -121,7 +138,7 @@ impl PeerChannels {
                 ch
             }
         };
-        Ok(RaftPeerClient::new(channel)
+        Ok(RaftPeerClient::with_interceptor(channel, self.connector.credential())
             .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES))
     }
@@ -157,7 +174,7 @@ pub struct PeerClient {
 type RpcResult<T> = Result<T, RPCError<TypeConfig>>;
 
 impl PeerClient {
-    fn client(&self) -> RpcResult<RaftPeerClient<Channel>> {
+    fn client(&self) -> RpcResult<PeerRpcClient> {
         self.channels
             .client(self.target, &self.addr)
             .map_err(|e| RPCError::Unreachable(Unreachable::from_string(e)))
@@ -175,7 +192,7 @@ impl PeerClient {
     /// Runs one unary call with the deadline applied on the wire and locally.
     async fn call<T, F, Fut>(&self, action: RPCTypes, ttl: Duration, f: F) -> RpcResult<T>
     where
-        F: FnOnce(RaftPeerClient<Channel>, Duration) -> Fut,
+        F: FnOnce(PeerRpcClient, Duration) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let client = self.client()?;

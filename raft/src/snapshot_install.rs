@@ -119,7 +119,7 @@ mod tests {
             Arc::new(MemLogBackend::new()),
             Arc::new(MemSmBackend::new()),
             Arc::new(coffer_model::app::SecretsModel),
-            Arc::new(TcpConnector::default()),
+            Arc::new(TcpConnector::new(crate::peer_auth::PeerCredential::none())),
         )
         .await
         .unwrap()

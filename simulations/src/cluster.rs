@@ -11,10 +11,13 @@ use std::time::Duration;
 use coffer::config::ServerConfig;
 use coffer::crypto::kms::Kms;
 use coffer::node::NodeParts;
+use coffer::peer_guard::PeerSecurity;
 use coffer_raft::mem::MemLogBackend;
 use coffer_raft::mem::MemSmBackend;
 use coffer_raft::node::RaftNode;
 use coffer_raft::node::Role;
+use coffer_raft::peer_auth::ClusterKey;
+use coffer_raft::peer_auth::PeerCredential;
 use sha2::Digest;
 
 use crate::history::History;
@@ -50,6 +53,12 @@ pub type Slot = Arc<Mutex<Option<RaftNode>>>;
 
 pub fn addr(sim: &turmoil::Sim<'_>, host: &str, port: u16) -> String {
     format!("{}:{port}", sim.lookup(host))
+}
+
+/// The simulated cluster's peer key (an obviously fake value): nodes prove membership with it
+/// on every peer request, as plaintext production nodes do.
+fn sim_peer_key() -> ClusterKey {
+    ClusterKey::from_bytes([0x5a; 32])
 }
 
 /// The node's config, as an operator would write it.
@@ -90,7 +99,7 @@ pub fn node_config(sim: &turmoil::Sim<'_>, shape: &Shape, node: &SimNode) -> Ser
          [raft]\nheartbeat_ms = {hb}\nelection_timeout_min_ms = {emin}\nelection_timeout_max_ms = {emax}\n\
          snapshot_every_entries = {snap}\nkeep_logs_after_snapshot = 5\n\n\
          [limits]\nwrite_timeout_ms = 6000\n\n\
-         [network]\nplaintext = true\n",
+         [network]\nplaintext = true\npeer_key_file = \"/sim/peer.key\"\n",
         id = node.id,
         region = shape.regions[node.region],
         api = addr(sim, host, API_PORT),
@@ -150,10 +159,11 @@ pub fn add_node(
                 connector: Arc::new(SimConnector {
                     leaks: leaks.clone(),
                     from: name.clone(),
+                    credential: PeerCredential::cluster_key(&sim_peer_key(), id),
                 }),
                 audit: Arc::new(coffer::audit::TracingSink),
                 api_tls: None,
-                peer_tls: None,
+                peer: PeerSecurity::ClusterKey(Arc::new(sim_peer_key())),
                 on_start: Some(Box::new(move |r: &RaftNode| {
                     *on_start_slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(r.clone());
                 })),

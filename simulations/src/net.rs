@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use coffer_raft::error::AddressError;
 use coffer_raft::network::Connector;
+use coffer_raft::peer_auth::PeerCredential;
 use futures::Stream;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncRead;
@@ -131,14 +132,20 @@ pub fn channel(addr: &str, tap: Option<(Arc<Leaks>, String)>) -> Result<Channel,
     })))
 }
 
-/// The peer connector of a simulated node: turmoil TCP, tapped.
+/// The peer connector of a simulated node: turmoil TCP, tapped; requests carry the node's
+/// proof under the cluster key, as production plaintext peers do.
 pub struct SimConnector {
     pub leaks: Arc<Leaks>,
     pub from: String,
+    pub credential: PeerCredential,
 }
 
 impl Connector for SimConnector {
     fn channel(&self, addr: &str) -> Result<Channel, AddressError> {
         channel(addr, Some((self.leaks.clone(), format!("{} -> {addr}", self.from))))
+    }
+
+    fn credential(&self) -> PeerCredential {
+        self.credential.clone()
     }
 }

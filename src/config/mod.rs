@@ -209,7 +209,12 @@ impl ServerConfig {
     }
 
     /// Exactly one of `[tls]` and `network.plaintext = true`; the TLS files load and fit.
+    /// With plaintext, a peer key file too; with TLS, no peer key (certificates prove membership).
     fn validate_transport(&self) -> Result<(), String> {
+        let key = self.network.peer_key_file.as_ref();
+        if key.is_some_and(|p| p.as_os_str().is_empty()) {
+            return Err("network.peer_key_file must not be empty".into());
+        }
         match (&self.tls, self.network.plaintext) {
             (Some(_), true) => Err("network.plaintext = true and [tls] are both set; remove one".into()),
             (None, false) => Err(
@@ -217,7 +222,15 @@ impl ServerConfig {
                  or set network.plaintext = true (coffer dev and tests on loopback only)"
                     .into(),
             ),
+            (Some(_), false) if key.is_some() => Err(
+                "network.peer_key_file is for plaintext transport; with [tls], node certificates prove membership: remove it"
+                    .into(),
+            ),
             (Some(_), false) => self.tls_material().map(drop).map_err(|e| e.to_string()),
+            (None, true) if key.is_none() => Err(
+                "network.plaintext = true needs network.peer_key_file (64 hex characters, mode 0600, the same on every member; coffer dev writes one)"
+                    .into(),
+            ),
             (None, true) => Ok(()),
         }
     }

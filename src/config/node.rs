@@ -24,10 +24,16 @@ pub struct NetworkConfig {
     /// a sidecar, or a fault-injecting proxy in tests.
     #[serde(default)]
     pub peer_addr_override: std::collections::BTreeMap<String, String>,
-    /// Serve and dial without TLS: for coffer dev and tests on loopback only. A config must
-    /// either set this or have a `[tls]` section.
+    /// Serve and dial without TLS: for coffer dev and tests on loopback only (a node refuses
+    /// to start plaintext on any other address). A config must either set this or have a
+    /// `[tls]` section.
     #[serde(default)]
     pub plaintext: bool,
+    /// With plaintext: the cluster's peer key (64 hex characters, mode 0600), the same file on
+    /// every member. Each peer request carries a proof under it; callers without it are
+    /// refused. `coffer dev` writes one.
+    #[serde(default)]
+    pub peer_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -105,7 +105,10 @@ pub fn node_config(file: &ClusterFile, node: &DevNode, dir: &Path, raft: &str, k
         }
         None => (
             "Plaintext transport on loopback: for local use only.",
-            "[network]\nplaintext = true\n".to_string(),
+            format!(
+                "[network]\nplaintext = true\npeer_key_file = \"{}\"\n",
+                peer_key_path(dir).display()
+            ),
         ),
     };
     format!(

@@ -2,7 +2,8 @@
 //! loopback, using the local KMS and plaintext transport, or TLS with `--tls`.
 //!
 //! DIR holds everything: `cluster.json` (cluster id, root token, nodes, CA path with TLS; mode
-//! 0600), `env` (shell exports), `keyring/` (one local KMS keyring per region), `tls/` (with
+//! 0600), `env` (shell exports), `keyring/` (one local KMS keyring per region), `peer.key`
+//! (without `--tls`: the key plaintext peers prove membership with; 0600), `tls/` (with
 //! `--tls`: a throwaway CA, one certificate per node, one client certificate; keys 0600) and
 //! one folder per node with its config, data and log. Running again with the same DIR reuses
 //! it: same cluster, token, data and certificates. Ctrl-C stops every node.
@@ -25,7 +26,7 @@ use crate::cli::DevArgs;
 use crate::crypto::kms::local;
 
 pub use configs::{dev_alias, dev_aws_region, node_config, region_section, AwsDev, DevKmsConfig};
-pub use plan::{plan, ClusterFile, DevNode, LOOPBACK_RAFT};
+pub use plan::{ensure_peer_key, peer_key_path, plan, ClusterFile, DevNode, LOOPBACK_RAFT};
 pub use tls::{ensure_dev_tls, tls_dir, DEV_CLIENT_PRINCIPAL};
 
 use configs::dev_kms;
@@ -39,7 +40,10 @@ pub async fn run(args: DevArgs) -> Result<(), CliError> {
     let mut file = plan(&args, &dir)?;
     file.ca_cert = match args.tls {
         true => Some(ensure_dev_tls(&dir, &file).map_err(err)?.display().to_string()),
-        false => None,
+        false => {
+            ensure_peer_key(&dir)?;
+            None
+        }
     };
     let kms = dev_kms(&args, &dir).await?;
     for n in &file.nodes {

@@ -52,6 +52,23 @@ pub(super) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Where a plaintext dev or test cluster keeps its peer key.
+pub fn peer_key_path(dir: &Path) -> std::path::PathBuf {
+    dir.join("peer.key")
+}
+
+/// DIR/peer.key: 32 random bytes in hex, mode 0600, made once and reused (every member of a
+/// plaintext cluster proves membership with it).
+pub fn ensure_peer_key(dir: &Path) -> Result<std::path::PathBuf, CliError> {
+    let path = peer_key_path(dir);
+    if !path.exists() {
+        let key = crate::crypto::random_bytes::<{ coffer_raft::peer_auth::PEER_KEY_BYTES }>()
+            .map_err(|e| err(format!("cannot make a peer key: {e}")))?;
+        write_private(&path, format!("{}\n", hex::encode(key)).as_bytes())?;
+    }
+    Ok(path)
+}
+
 /// Loads DIR/cluster.json or makes a new cluster description.
 pub fn plan(args: &DevArgs, dir: &Path) -> Result<ClusterFile, CliError> {
     if args.regions.is_empty() {

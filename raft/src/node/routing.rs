@@ -114,10 +114,7 @@ impl RaftNode {
         }
     }
 
-    pub(super) fn peer(
-        &self,
-        node: &pb::NodeInfo,
-    ) -> Result<pb::raft_peer_client::RaftPeerClient<tonic::transport::Channel>, PeerError> {
+    pub(super) fn peer(&self, node: &pb::NodeInfo) -> Result<crate::network::PeerRpcClient, PeerError> {
         self.inner
             .channels
             .client(node.id, &node.raft_addr)

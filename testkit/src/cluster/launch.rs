@@ -56,6 +56,8 @@ impl TestCluster {
             };
             let ca = coffer::dev::ensure_dev_tls(dir.path(), &all).expect("test certificates");
             members.ca_cert = Some(ca.display().to_string());
+        } else {
+            coffer::dev::ensure_peer_key(dir.path()).expect("the cluster's peer key");
         }
         let mut proxies = BTreeMap::new();
         if let Some(rtt) = spec.rtt_ms {
