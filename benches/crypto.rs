@@ -61,10 +61,11 @@ fn vault_open_cached(c: &mut Criterion) {
             crc32c: crc32c::crc32c(value.expose()),
             ..Default::default()
         };
-        rt.block_on(vault.open(&version)).unwrap(); // warm the DEK cache
+        rt.block_on(vault.open(&version.name, version.version, &version))
+            .unwrap(); // warm the DEK cache
         g.throughput(Throughput::Bytes(size as u64));
         g.bench_with_input(BenchmarkId::from_parameter(size), &version, |b, v| {
-            b.iter(|| rt.block_on(vault.open(black_box(v))).unwrap())
+            b.iter(|| rt.block_on(vault.open(&v.name, v.version, black_box(v))).unwrap())
         });
     }
     g.finish();

@@ -31,6 +31,10 @@ const POLICIES: &[&str] = &[
         "actions":["secrets:read-break-glass"],"resources":["*"],"conditions":{"max_token_ttl":"1h"}}]}"#,
     r#"{"name":"platform-admin","statements":[{"sid":"admins","effect":"allow","principals":["user:admin"],
         "actions":["policy:admin","cluster:admin","audit:read","drill:run"],"resources":["*"]}]}"#,
+    r#"{"name":"cluster-operator","statements":[{"effect":"allow","principals":["user:clusterop"],
+        "actions":["cluster:admin"],"resources":["cluster"]}]}"#,
+    r#"{"name":"kms-operator","statements":[{"effect":"allow","principals":["user:kmsop"],
+        "actions":["cluster:admin"],"resources":["kms"]}]}"#,
     r#"{"name":"eu-only","statements":[{"effect":"allow","principals":["service:acme:eu"],
         "actions":["secrets:read"],"resources":["acme/*"],"conditions":{"regions":["eu-west"]}}]}"#,
 ];
@@ -59,7 +63,10 @@ enum Op {
     Describe(&'static str),
     List(&'static str),
     PolicyAdmin,
+    /// Cluster status: `cluster:admin` on `cluster`.
     ClusterAdmin,
+    /// KMS status: `cluster:admin` on `kms`.
+    KmsAdmin,
     AuditRead,
 }
 
@@ -160,6 +167,13 @@ async fn run(c: &Client, op: &Op) -> Result<(), (Code, String)> {
             .map(|_| ())
             .or_else(refused),
         Op::ClusterAdmin => c
+            .cluster
+            .clone()
+            .status(pb::ClusterStatusRequest {})
+            .await
+            .map(|_| ())
+            .or_else(refused),
+        Op::KmsAdmin => c
             .kms
             .clone()
             .status(pb::KmsStatusRequest {})
@@ -240,6 +254,8 @@ async fn the_authorization_matrix_holds_on_every_node() {
         ),
         ("oncall-long", "user:oncall", &[], &["break-glass"], day),
         ("admin", "user:admin", &[], &["platform-admin"], day),
+        ("clusterop", "user:clusterop", &[], &["cluster-operator"], day),
+        ("kmsop", "user:kmsop", &[], &["kms-operator"], day),
         ("eu", "service:acme:eu", &[], &["eu-only"], day),
         (
             "expired",
@@ -380,6 +396,7 @@ async fn the_authorization_matrix_holds_on_every_node() {
         ("greedy", Read("shared/certs/ca"), n),
         ("greedy", PolicyAdmin, n),
         ("greedy", ClusterAdmin, n),
+        ("greedy", KmsAdmin, n),
         ("greedy", AuditRead, n),
         ("greedy", BreakGlass("acme/app/db", "incident in progress", "INC-3"), n),
         // The other tenant.
@@ -417,6 +434,12 @@ async fn the_authorization_matrix_holds_on_every_node() {
         // The platform admin administers but reads no secret.
         ("admin", PolicyAdmin, y),
         ("admin", ClusterAdmin, y),
+        ("admin", KmsAdmin, y),
+        // The KMS RPCs are on the `kms` resource, the cluster's on `cluster`.
+        ("clusterop", ClusterAdmin, y),
+        ("clusterop", KmsAdmin, n),
+        ("kmsop", KmsAdmin, y),
+        ("kmsop", ClusterAdmin, n),
         ("admin", AuditRead, y),
         ("admin", Read("acme/app/db"), n),
         ("admin", Write("acme/app/db"), n),

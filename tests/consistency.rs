@@ -55,6 +55,24 @@ async fn a_cut_off_follower_reports_a_growing_bound_and_bounded_reads_fail_or_fo
         .await
         .unwrap();
     assert_eq!(meta(&ok).consistency, "bounded");
+    // A wait above the cap, or an unknown on_unmet, is refused at once, even with the bound met.
+    for (mode, needle) in [
+        (bounded(1000, "explode", 2000), "must be \"fail\" or \"forward\""),
+        (bounded(1000, "fail", u64::MAX), "above the limit of 30000 ms"),
+        (
+            Mode::AtLeast(pb::AtLeastRead {
+                token: String::new(),
+                max_wait_ms: 30_001,
+            }),
+            "above the limit of 30000 ms",
+        ),
+    ] {
+        let started = Instant::now();
+        let e = get_with(&fc, "acme/db", None, Some(mode)).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains(needle), "{}", e.message());
+        assert!(started.elapsed() < Duration::from_secs(2), "refused without waiting");
+    }
 
     // The leader can no longer reach the follower (the follower can still reach it).
     cluster.cut(leader, f);

@@ -67,6 +67,12 @@ pub fn version(name: &str, version: u64) -> Vec<u8> {
     k
 }
 
+/// The version number in a version key of `name` (`None` for any other key).
+pub fn version_number(key: &[u8], name: &str) -> Option<u64> {
+    let rest = key.strip_prefix(versions_of(name).as_slice())?;
+    Some(u64::from_be_bytes(rest.try_into().ok()?))
+}
+
 /// The secret name in an `s/` key.
 pub fn secret_name(key: &[u8]) -> Option<&str> {
     key.strip_prefix(SECRET_PREFIX)
@@ -84,5 +90,8 @@ mod tests {
         assert!(version("a/b", 1).starts_with(&versions_of("a/b")));
         assert!(!version("a/bc", 1).starts_with(&versions_of("a/b")));
         assert_eq!(secret_name(&secret("acme/x")), Some("acme/x"));
+        assert_eq!(version_number(&version("a/b", 7), "a/b"), Some(7));
+        assert_eq!(version_number(&version("a/b", 7), "a/c"), None);
+        assert_eq!(version_number(&versions_of("a/b"), "a/b"), None);
     }
 }

@@ -32,17 +32,46 @@ pub fn cluster_info(view: &dyn KvView) -> Result<Option<pb::ClusterInfo>> {
     view.get(keys::CLUSTER)?.map(|b| decode(&b)).transpose()
 }
 
+/// A record whose self-description is not the key it was read from was copied or corrupted:
+/// never served as the secret asked for (another tenant's record would otherwise answer).
+fn misplaced(found: String, asked: String) -> QueryError {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("the record stored as {asked} describes {found}; refusing it (copied or corrupted)"),
+    )
+    .into()
+}
+
 pub fn secret(view: &dyn KvView, name: &str) -> Result<pb::Secret> {
     names::validate_name(name).map_err(ModelError::from)?;
     match view.get(&keys::secret(name))? {
-        Some(b) => decode(&b),
+        Some(b) => {
+            let s: pb::Secret = decode(&b)?;
+            if s.name != name {
+                return Err(misplaced(format!("secret {}", s.name), format!("secret {name}")));
+            }
+            Ok(s)
+        }
         None => Err(not_found(format!("secret {name} not found"))),
     }
 }
 
+/// Decodes the record stored as version `version` of `name`; refuses one that describes
+/// another place.
+fn version_record(bytes: &[u8], name: &str, version: u64) -> Result<pb::SecretVersion> {
+    let v: pb::SecretVersion = decode(bytes)?;
+    if v.name != name || v.version != version {
+        return Err(misplaced(
+            format!("version {} of {}", v.version, v.name),
+            format!("version {version} of {name}"),
+        ));
+    }
+    Ok(v)
+}
+
 pub fn version(view: &dyn KvView, name: &str, version: u64) -> Result<pb::SecretVersion> {
     match view.get(&keys::version(name, version))? {
-        Some(b) => decode(&b),
+        Some(b) => version_record(&b, name, version),
         None => Err(not_found(format!("secret {name} has no version {version}"))),
     }
 }
@@ -104,7 +133,10 @@ pub fn versions(view: &dyn KvView, name: &str) -> Result<Vec<pb::SecretVersion>>
     let prefix = keys::versions_of(name);
     view.scan(&prefix, &prefix, usize::MAX)?
         .into_iter()
-        .map(|(_, v)| decode(&v))
+        .map(|(k, v)| {
+            let number = keys::version_number(&k, name).ok_or_else(|| misplaced("a key".into(), "a version".into()))?;
+            version_record(&v, name, number)
+        })
         .collect()
 }
 
@@ -275,6 +307,39 @@ mod tests {
         }
         b.commit(w).unwrap();
         b
+    }
+
+    #[test]
+    fn a_record_copied_to_another_secrets_or_versions_key_is_refused() {
+        let b = with_secrets(&["acme/a", "other/b"]);
+        let a1 = pb::SecretVersion {
+            name: "acme/a".into(),
+            version: 1,
+            ..Default::default()
+        };
+        let mut w = coffer_kv::WriteSet::new();
+        w.insert(keys::version("acme/a", 1), Some(a1.encode_to_vec()));
+        // Copies: to another tenant's secret, to another version of the same secret; and the
+        // secret record itself under another name.
+        w.insert(keys::version("other/b", 1), Some(a1.encode_to_vec()));
+        w.insert(keys::version("acme/a", 2), Some(a1.encode_to_vec()));
+        let a = pb::Secret {
+            name: "acme/a".into(),
+            ..Default::default()
+        };
+        w.insert(keys::secret("other/c"), Some(a.encode_to_vec()));
+        b.commit(w).unwrap();
+        let view = b.view();
+        assert_eq!(version(&*view, "acme/a", 1).unwrap(), a1);
+        for (name, n) in [("other/b", 1), ("acme/a", 2)] {
+            let e = version(&*view, name, n).unwrap_err().to_string();
+            assert!(e.contains("refusing it"), "{e}");
+            assert!(versions(&*view, name).is_err());
+        }
+        assert!(secret(&*view, "other/c")
+            .unwrap_err()
+            .to_string()
+            .contains("describes secret acme/a"));
     }
 
     #[test]

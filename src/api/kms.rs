@@ -57,7 +57,7 @@ impl KmsApi {
 #[tonic::async_trait]
 impl pb::kms_server::Kms for KmsApi {
     async fn status(&self, req: Request<pb::KmsStatusRequest>) -> Result<Response<pb::KmsStatusResponse>, Status> {
-        self.service.grant(&req, Action::ClusterAdmin, "cluster").await?;
+        self.service.grant(&req, Action::ClusterAdmin, "kms").await?;
         Ok(Response::new(pb::KmsStatusResponse {
             regions: self.regions().await.0,
             served_by: Some(
@@ -68,7 +68,7 @@ impl pb::kms_server::Kms for KmsApi {
     }
 
     async fn rewrap(&self, req: Request<pb::RewrapRequest>) -> Result<Response<pb::RewrapResponse>, Status> {
-        self.service.grant(&req, Action::ClusterAdmin, "cluster").await?;
+        self.service.grant(&req, Action::ClusterAdmin, "kms").await?;
         let region = req.into_inner().region;
         let kms = self.service.vault.kms();
         if !region.is_empty() && !kms.contains(&region) {

@@ -156,7 +156,7 @@ impl SecretsApi {
         };
         let read = self.service.get_version(&r.consistency, &r.name, selector).await?;
         let VersionRead { secret, version } = read.value;
-        let value = self.service.vault.open(&version).await?;
+        let value = self.service.vault.open(&r.name, version.version, &version).await?;
         Ok(pb::GetSecretValueResponse {
             name: r.name,
             version: version.version,

@@ -92,6 +92,8 @@ pub enum CryptoError {
     Decrypt,
     #[error("the decrypted value fails its crc32c check")]
     Checksum,
+    #[error("the stored record names another secret or version than the one read; refusing to open it")]
+    Misplaced,
     #[error("encryption failed")]
     Encrypt,
 }

@@ -5,7 +5,8 @@
 //! for another number after a version race needs no KMS call); once the write commits,
 //! [`Vault::remember`] caches the DEK so reads on the writing node need no KMS call either.
 //! Read: [`Vault::open`] takes the DEK from the cache or unwraps it (local region's KMS, then the
-//! fallback if allowed), decrypts, and checks the crc32c. Never fails open: without the DEK
+//! fallback if allowed), decrypts under the name and version the read asked for, and checks the
+//! crc32c. Never fails open: without the DEK
 //! there is no value.
 
 use std::sync::Arc;
@@ -110,10 +111,16 @@ impl Vault {
         self.kms.unwrap_any(env, &KeyContext::for_secret(name)).await
     }
 
-    /// Decrypts a stored version and checks its crc32c.
-    pub async fn open(&self, v: &pb::SecretVersion) -> Result<SecretValue, VaultError> {
+    /// Decrypts the stored record of version `version` of `name`, the version a read asked
+    /// for, and checks its crc32c. The envelope opens under the requested name and version
+    /// only (its AAD and the data key's KMS context bind them), never under what the record
+    /// says about itself: a record copied to another secret's or version's key is refused.
+    pub async fn open(&self, name: &str, version: u64, v: &pb::SecretVersion) -> Result<SecretValue, VaultError> {
+        if v.name != name || v.version != version {
+            return Err(CryptoError::Misplaced.into());
+        }
         let env = v.envelope.as_ref().ok_or(CryptoError::Decrypt)?;
-        let value = self.open_envelope(&v.name, v.version, env).await?;
+        let value = self.open_envelope(name, version, env).await?;
         if crc32c::crc32c(value.expose()) != v.crc32c {
             return Err(CryptoError::Checksum.into());
         }
@@ -137,5 +144,52 @@ impl Vault {
     /// Drops a cached DEK (after a version is destroyed).
     pub fn forget(&self, name: &str, version: u64) {
         self.cache.remove(name, version);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::kms::fake::FakeKms;
+    use crate::crypto::kms::Kms;
+    use crate::crypto::kms::KmsPolicy;
+
+    fn vault() -> Vault {
+        let kms = FakeKms::new("us");
+        let set = KmsSet::new("us", vec![kms as Arc<dyn Kms>], KmsPolicy::default()).unwrap();
+        Vault::new(Arc::new(set), Duration::from_secs(60), 100)
+    }
+
+    async fn record(v: &Vault, name: &str, version: u64, value: &[u8]) -> pb::SecretVersion {
+        let sealer = v.prepare(name).await.unwrap();
+        let value = SecretValue::new(value.to_vec());
+        pb::SecretVersion {
+            name: name.into(),
+            version,
+            envelope: Some(sealer.seal(&value, version).unwrap()),
+            crc32c: crc32c::crc32c(value.expose()),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_record_opens_only_as_the_name_and_version_it_was_sealed_for() {
+        let v = vault();
+        let a1 = record(&v, "acme/a", 1, b"fake-a1").await;
+        assert_eq!(v.open("acme/a", 1, &a1).await.unwrap().expose(), b"fake-a1");
+
+        // The record copied to another tenant's key, or to another version of the same secret.
+        for (name, version) in [("other/b", 1), ("acme/a", 2)] {
+            let e = v.open(name, version, &a1).await.unwrap_err();
+            assert!(matches!(e, VaultError::Crypto(CryptoError::Misplaced)), "{e}");
+            // Its self-description edited to match: the AAD still binds the original place.
+            let edited = pb::SecretVersion {
+                name: name.into(),
+                version,
+                ..a1.clone()
+            };
+            let e = vault().open(name, version, &edited).await.unwrap_err();
+            assert!(matches!(e, VaultError::Crypto(CryptoError::Decrypt)), "{e}");
+        }
     }
 }

@@ -19,6 +19,41 @@ const BOUNDED_WAIT: Duration = Duration::from_millis(1000);
 const AT_LEAST_WAIT: Duration = Duration::from_millis(5000);
 const LINEARIZABLE_WAIT: Duration = Duration::from_millis(5000);
 
+/// Longest wait a client may ask a read for (well under the API's 60 s request timeout): a
+/// longer one would hold the request until the client gives up.
+pub const MAX_READ_WAIT: Duration = Duration::from_millis(30_000);
+
+/// Refuses a consistency request the read would not honour as asked: a wait above
+/// [`MAX_READ_WAIT`], an `on_unmet` other than `fail` or `forward` (even when the bound is
+/// met, so a typo never passes silently).
+pub fn check_consistency(c: &Option<pb::ReadConsistency>) -> Result<(), ApiError> {
+    use pb::read_consistency::Mode;
+    let check_wait = |what: &str, ms: u64| {
+        if ms > MAX_READ_WAIT.as_millis() as u64 {
+            return Err(ApiError::invalid(format!(
+                "{what}.max_wait_ms {ms} is above the limit of {} ms",
+                MAX_READ_WAIT.as_millis()
+            )));
+        }
+        Ok(())
+    };
+    match c.as_ref().and_then(|c| c.mode.as_ref()) {
+        Some(Mode::Bounded(b)) => {
+            check_wait("bounded", b.max_wait_ms)?;
+            if !matches!(b.on_unmet.as_str(), "" | "fail" | "forward") {
+                // Shown escaped ({:?}) and cut short: it comes from the client.
+                let shown: String = b.on_unmet.chars().take(32).collect();
+                return Err(ApiError::invalid(format!(
+                    "bounded.on_unmet {shown:?} must be \"fail\" or \"forward\""
+                )));
+            }
+            Ok(())
+        }
+        Some(Mode::AtLeast(a)) => check_wait("at_least", a.max_wait_ms),
+        None | Some(Mode::Local(_)) | Some(Mode::Linearizable(_)) => Ok(()),
+    }
+}
+
 /// The consistency mode's name, as read replies and audit records report it.
 pub fn consistency_label(c: &Option<pb::ReadConsistency>) -> &'static str {
     use pb::read_consistency::Mode;
@@ -54,6 +89,7 @@ impl Service {
         query: pb::ReadQuery,
     ) -> Result<ReadOutcome, ApiError> {
         use pb::read_consistency::Mode;
+        check_consistency(consistency)?;
         self.check_member()?;
         let reader = self.raft.reader();
         let wait = |ms: u64, default: Duration| if ms == 0 { default } else { Duration::from_millis(ms) };
@@ -101,7 +137,7 @@ impl Service {
                             b.max_staleness_ms,
                             max_wait.as_millis()
                         ))),
-                        other => Err(ApiError::invalid(format!("on_unmet {other:?} must be fail or forward"))),
+                        _ => Err(ApiError::invalid("bounded.on_unmet must be \"fail\" or \"forward\"")),
                     };
                 }
             }
