@@ -31,6 +31,8 @@ const POLICIES: &[&str] = &[
         "actions":["secrets:read-break-glass"],"resources":["*"],"conditions":{"max_token_ttl":"1h"}}]}"#,
     r#"{"name":"platform-admin","statements":[{"sid":"admins","effect":"allow","principals":["user:admin"],
         "actions":["policy:admin","cluster:admin","audit:read","drill:run"],"resources":["*"]}]}"#,
+    r#"{"name":"acme-delegate","statements":[{"effect":"allow","principals":["user:delegate"],
+        "actions":["policy:admin"],"resources":["policy/acme-*","token/service:acme:*","token/user:*"]}]}"#,
     r#"{"name":"cluster-operator","statements":[{"effect":"allow","principals":["user:clusterop"],
         "actions":["cluster:admin"],"resources":["cluster"]}]}"#,
     r#"{"name":"kms-operator","statements":[{"effect":"allow","principals":["user:kmsop"],
@@ -255,6 +257,7 @@ async fn the_authorization_matrix_holds_on_every_node() {
         ("oncall-long", "user:oncall", &[], &["break-glass"], day),
         ("admin", "user:admin", &[], &["platform-admin"], day),
         ("clusterop", "user:clusterop", &[], &["cluster-operator"], day),
+        ("delegate", "user:delegate", &[], &["acme-delegate"], day),
         ("kmsop", "user:kmsop", &[], &["kms-operator"], day),
         ("eu", "service:acme:eu", &[], &["eu-only"], day),
         (
@@ -498,6 +501,62 @@ async fn the_authorization_matrix_holds_on_every_node() {
         "{} cases failed:\n{}",
         failures.len(),
         failures.join("\n")
+    );
+
+    // policy:admin on some policies is not root: a delegated administrator may not write or
+    // delete a policy (a document can grant anything), may attach only policies it
+    // administers, and `token/user:*` names platform users only, part by part.
+    let delegate = cluster.client_with(0, Some(&tokens["delegate"])).await;
+    let evil = r#"{"name":"acme-evil","statements":[{"effect":"allow","principals":["*"],
+        "actions":["*"],"resources":["*"]}]}"#;
+    let e = delegate
+        .access
+        .clone()
+        .put_policy(pb::PutPolicyRequest { document: evil.into() })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("policy:admin on every policy"), "{}", e.message());
+    let e = delegate
+        .access
+        .clone()
+        .delete_policy(pb::DeletePolicyRequest {
+            name: "acme-app".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    let mint = |principal: &'static str, policies: &[&str]| {
+        let mut a = delegate.access.clone();
+        let policies = policies.iter().map(|p| p.to_string()).collect();
+        async move {
+            a.create_token(pb::CreateTokenRequest {
+                principal: principal.into(),
+                policies,
+                ..Default::default()
+            })
+            .await
+        }
+    };
+    let ok = mint("service:acme:api", &["acme-app"]).await.unwrap().into_inner();
+    assert!(ok.token.starts_with("cft_"));
+    for (principal, policies) in [
+        ("service:acme:api", &["acme-app", "platform-admin"][..]),
+        ("service:acme:api", &["globex-app"][..]),
+    ] {
+        let e = mint(principal, policies).await.unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{policies:?}: {e:?}");
+        assert!(
+            e.message().contains("only policies its creator administers"),
+            "{}",
+            e.message()
+        );
+    }
+    let e = mint("user:acme:dana", &["acme-app"]).await.unwrap_err();
+    assert_eq!(
+        e.code(),
+        Code::PermissionDenied,
+        "token/user:* is not user:acme:dana: {e:?}"
     );
 
     // `policy check` explains decisions, drill:run included (no drill RPC exists yet).

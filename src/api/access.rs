@@ -16,6 +16,7 @@ use tonic::Status;
 
 use crate::authz::policy;
 use crate::authz::Action;
+use crate::authz::Ask;
 use crate::authz::Grant;
 use crate::crypto::SecretValue;
 use crate::error::ApiError;
@@ -37,6 +38,22 @@ pub struct AccessApi {
     service: Arc<Service>,
 }
 
+/// `policy:admin` on every policy.
+static EVERY_POLICY_ADMIN: std::sync::LazyLock<Vec<(Action, String)>> =
+    std::sync::LazyLock::new(|| vec![(Action::PolicyAdmin, "policy/*".to_string())]);
+
+/// Writing or deleting a policy: `policy:admin` on it, and on every policy (`policy/*`): a
+/// document can grant anything, so only callers who administer every policy (platform
+/// administrators) write them; delegated administrators (`policy/acme-*`) read them and mint
+/// tokens that carry them.
+fn writes_policies(resource: &str) -> Ask<'_> {
+    let mut ask = Ask::new(&[Action::PolicyAdmin], resource);
+    ask.also = EVERY_POLICY_ADMIN.as_slice();
+    ask.also_why =
+        "a policy document can grant anything, so writing or deleting one needs policy:admin on every policy";
+    ask
+}
+
 impl AccessApi {
     pub fn new(service: Arc<Service>) -> Self {
         Self { service }
@@ -49,7 +66,19 @@ impl AccessApi {
 
     async fn create_token(&self, req: Request<pb::CreateTokenRequest>) -> Result<pb::CreateTokenResponse, ApiError> {
         let resource = format!("token/{}", req.get_ref().principal);
-        let grant = self.service.grant(&req, Action::PolicyAdmin, &resource).await?;
+        // A token may carry only policies its creator administers: attaching one is granting
+        // what it says (an over-long list is refused below, after authorization).
+        let attached: Vec<(Action, String)> = req
+            .get_ref()
+            .policies
+            .iter()
+            .take(MAX_TOKEN_LIST)
+            .map(|p| (Action::PolicyAdmin, format!("policy/{p}")))
+            .collect();
+        let mut ask = Ask::new(&[Action::PolicyAdmin], &resource);
+        ask.also = &attached;
+        ask.also_why = "a token may carry only policies its creator administers";
+        let grant = self.service.grant_ask(&req, ask).await?;
         let r = req.into_inner();
         let id =
             policy::parse_principal(&r.principal).map_err(|e| ApiError::invalid(format!("invalid principal: {e}")))?;
@@ -233,10 +262,8 @@ impl AccessApi {
             .ok()
             .and_then(|v| v.get("name").and_then(|n| n.as_str()).map(str::to_string))
             .unwrap_or_default();
-        let grant = self
-            .service
-            .grant(&req, Action::PolicyAdmin, &format!("policy/{name}"))
-            .await?;
+        let resource = format!("policy/{name}");
+        let grant = self.service.grant_ask(&req, writes_policies(&resource)).await?;
         let doc = req.into_inner().document;
         if doc.len() > MAX_POLICY_DOCUMENT {
             return Err(ApiError::invalid(format!(
@@ -277,10 +304,8 @@ impl AccessApi {
 
     async fn delete_policy(&self, req: Request<pb::DeletePolicyRequest>) -> Result<pb::DeletePolicyResponse, ApiError> {
         let name = req.get_ref().name.clone();
-        let grant = self
-            .service
-            .grant(&req, Action::PolicyAdmin, &format!("policy/{name}"))
-            .await?;
+        let resource = format!("policy/{name}");
+        let grant = self.service.grant_ask(&req, writes_policies(&resource)).await?;
         access_records::validate_policy_name(&name).map_err(ApiError::invalid)?;
         self.commit(&grant, Op::DeletePolicy(pb::DeletePolicy { name: name.clone() }))
             .await?;

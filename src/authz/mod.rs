@@ -101,6 +101,10 @@ pub struct Ask<'a> {
     /// Read consistency mode, for the audit record.
     pub consistency: &'a str,
     pub break_glass: Option<BreakGlass<'a>>,
+    /// Grants the caller must hold as well (every one), and why, for requests whose effect
+    /// reaches past their resource (a policy document, the policies a token carries).
+    pub also: &'a [(Action, String)],
+    pub also_why: &'a str,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -117,6 +121,8 @@ impl<'a> Ask<'a> {
             version: 0,
             consistency: "",
             break_glass: None,
+            also: &[],
+            also_why: "",
         }
     }
 }
@@ -450,27 +456,44 @@ impl Seam {
             groups: caller_groups,
             token_lifetime_ms: lifetime,
         };
-        let mut first_denial = None;
-        for &action in ask.actions {
-            let d = policy::decide(
+        let decide = |action: Action, resource: &str| {
+            policy::decide(
                 policies,
                 &caller,
                 &policy::Query {
                     action,
-                    resource: ask.resource,
+                    resource,
                     region: &self.region,
                     now_ms: now,
                 },
-            );
+            )
+        };
+        let mut first_denial = None;
+        let mut allowed = None;
+        for &action in ask.actions {
+            let d = decide(action, ask.resource);
             if d.allowed {
-                return Ok(Allowed {
+                allowed = Some(Allowed {
                     action,
                     statement: d.statement.map(|s| s.to_string()).unwrap_or_default(),
                 });
+                break;
             }
             first_denial.get_or_insert(d.explanation);
         }
-        Err(ApiError::PermissionDenied(first_denial.unwrap_or_default()))
+        let allowed = allowed.ok_or_else(|| ApiError::PermissionDenied(first_denial.unwrap_or_default()))?;
+        for (action, resource) in ask.also {
+            let d = decide(*action, resource);
+            if !d.allowed {
+                return Err(ApiError::PermissionDenied(format!(
+                    "{}: {} on {resource} is needed as well; {}",
+                    ask.also_why,
+                    action.as_str(),
+                    d.explanation
+                )));
+            }
+        }
+        Ok(allowed)
     }
 }
 

@@ -163,6 +163,11 @@ pub(super) fn resource_matches(glob: &str, target: &Target<'_>, shared_needs_lit
     match target {
         Target::Name(n) => literal_shared_ok(names::tenant(n)) && glob_match(glob, n),
         Target::Listing(p) => literal_shared_ok(names::tenant(p)) && glob.ends_with('*') && glob_match(glob, p),
-        Target::Platform(r) => glob_match(glob, r),
+        // A token's principal matches part by part: `token/user:*` names platform users, never
+        // `token/user:acme:dana`.
+        Target::Platform(r) => match (glob.strip_prefix("token/"), r.strip_prefix("token/")) {
+            (Some(g), Some(p)) => principal_matches(g, p),
+            _ => glob_match(glob, r),
+        },
     }
 }
