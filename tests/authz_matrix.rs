@@ -33,6 +33,9 @@ const POLICIES: &[&str] = &[
         "actions":["policy:admin","cluster:admin","audit:read","drill:run"],"resources":["*"]}]}"#,
     r#"{"name":"acme-delegate","statements":[{"effect":"allow","principals":["user:delegate"],
         "actions":["policy:admin"],"resources":["policy/acme-*","token/service:acme:*","token/user:*"]}]}"#,
+    r#"{"name":"acme-lister","statements":[
+        {"effect":"allow","principals":["service:acme:lister"],"actions":["secrets:read"],"resources":["acme/*"]},
+        {"effect":"deny","principals":["service:acme:lister"],"actions":["secrets:*"],"resources":["acme/prod/*"]}]}"#,
     r#"{"name":"cluster-operator","statements":[{"effect":"allow","principals":["user:clusterop"],
         "actions":["cluster:admin"],"resources":["cluster"]}]}"#,
     r#"{"name":"kms-operator","statements":[{"effect":"allow","principals":["user:kmsop"],
@@ -44,6 +47,7 @@ const POLICIES: &[&str] = &[
 const SECRETS: &[&str] = &[
     "acme/app/db",
     "acme/other/x",
+    "acme/prod/db",
     "acmecorp/app/db",
     "globex/app/db",
     "shared/certs/ca",
@@ -192,6 +196,20 @@ async fn run(c: &Client, op: &Op) -> Result<(), (Code, String)> {
     }
 }
 
+/// The first page of names a listing of `prefix` shows this client.
+async fn list_names(c: &Client, prefix: &str) -> Vec<String> {
+    c.secrets
+        .clone()
+        .list_secrets(pb::ListSecretsRequest {
+            prefix: prefix.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .names
+}
+
 async fn create_token(
     root: &Client,
     principal: &str,
@@ -257,6 +275,7 @@ async fn the_authorization_matrix_holds_on_every_node() {
         ("oncall-long", "user:oncall", &[], &["break-glass"], day),
         ("admin", "user:admin", &[], &["platform-admin"], day),
         ("clusterop", "user:clusterop", &[], &["cluster-operator"], day),
+        ("lister", "service:acme:lister", &[], &["acme-lister"], day),
         ("delegate", "user:delegate", &[], &["acme-delegate"], day),
         ("kmsop", "user:kmsop", &[], &["kms-operator"], day),
         ("eu", "service:acme:eu", &[], &["eu-only"], day),
@@ -502,6 +521,18 @@ async fn the_authorization_matrix_holds_on_every_node() {
         failures.len(),
         failures.join("\n")
     );
+
+    // A listing shows only the names the caller may see one by one: a denied sub-folder
+    // stays hidden from a listing of its parent.
+    let lister = cluster.client_with(1, Some(&tokens["lister"])).await;
+    let listed = list_names(&lister, "acme").await;
+    assert!(
+        listed.contains(&"acme/app/db".to_string()) && !listed.iter().any(|n| n.starts_with("acme/prod/")),
+        "acme/prod/db is denied: {listed:?}"
+    );
+    let root_listing = list_names(&root, "acme").await;
+    assert!(root_listing.contains(&"acme/prod/db".to_string()), "{root_listing:?}");
+    assert_eq!(root_listing.len(), listed.len() + 1, "only acme/prod/db is hidden");
 
     // policy:admin on some policies is not root: a delegated administrator may not write or
     // delete a policy (a document can grant anything), may attach only policies it

@@ -1,7 +1,8 @@
-//! The peer (Raft) port of a plaintext cluster admits members only: every request must carry a
-//! proof under the cluster's peer key. A local caller without the key is refused on every RPC
-//! before any handler runs; a node refuses to start plaintext off loopback, or with a peer key
-//! file others can read.
+//! What a stranger learns from a node: the peer (Raft) port of a plaintext cluster admits
+//! members only (every request must carry a proof under the cluster's peer key; a local caller
+//! without the key is refused on every RPC before any handler runs), anonymous health is the
+//! status alone, and a node refuses to start plaintext off loopback, or with a peer key file
+//! others can read.
 
 mod common;
 
@@ -88,6 +89,30 @@ async fn the_plaintext_peer_port_refuses_callers_without_the_cluster_key() {
         .unwrap()
         .into_inner();
     assert_eq!(status.node_id, leader as u64 + 1);
+
+    // Nor does the API tell a stranger about the cluster: anonymous health is the status
+    // alone; the node and its Raft state (term, leader) need an identity.
+    let api = cluster.node(leader).api.clone();
+    let health = |token: Option<String>| {
+        let api = api.clone();
+        async move {
+            let c = coffer::client::Client::connect_with(&api, token.as_deref(), None)
+                .await
+                .unwrap();
+            c.cluster
+                .clone()
+                .health(pb::HealthRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let anonymous = health(None).await;
+    assert_eq!(anonymous.status, "serving");
+    assert!(anonymous.node.is_none() && anonymous.local.is_none(), "{anonymous:?}");
+    let known = health(Some(cluster.token().to_string())).await;
+    assert_eq!(known.node.unwrap().raft_addr, raft_addr);
+    assert_eq!(known.local.unwrap().node_id, leader as u64 + 1);
 
     // The cluster itself, whose nodes all prove membership, still replicates writes.
     let lc = cluster.client(leader).await;

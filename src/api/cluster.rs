@@ -98,10 +98,14 @@ impl pb::cluster_server::Cluster for ClusterApi {
             MemberState::Member if s.leader.is_none() => "no_leader",
             MemberState::Member => "serving",
         };
+        // Anonymous callers learn live/ready only; who this node is and its Raft state (term,
+        // leader, peers' view) need a valid identity, except on a node that has not joined:
+        // it holds nothing, and `coffer cluster add-learner` reads its identity to add it.
+        let details = status == "not_joined" || self.service.authenticated(&req);
         Ok(Response::new(pb::HealthResponse {
             status: status.to_string(),
-            node: Some(self.service.me.clone()),
-            local: Some(raft.local_status()),
+            node: details.then(|| self.service.me.clone()),
+            local: details.then(|| raft.local_status()),
         }))
     }
 

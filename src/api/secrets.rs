@@ -231,7 +231,7 @@ impl SecretsApi {
         let mut ask = Ask::new(METADATA_READERS, &resource);
         ask.consistency = consistency_label(&req.get_ref().consistency);
         self.service.grant_ask(&req, ask).await?;
-        let r = req.into_inner();
+        let r = req.get_ref().clone();
         let limit = match r.limit {
             0 => 100,
             n if n > 1000 => return Err(ApiError::invalid("limit must be at most 1000")),
@@ -248,8 +248,11 @@ impl SecretsApi {
             limit,
         };
         let read = self.service.list(&r.consistency, page).await?;
+        // Only names the caller may see one by one (a denied sub-folder stays hidden); a page
+        // may hold fewer than `limit` names, and the page token still moves on.
+        let names = self.service.visible(&req, METADATA_READERS, read.value.names);
         Ok(pb::ListSecretsResponse {
-            names: read.value.names,
+            names,
             next_page_token: read.value.next_page_token,
             read: Some(read.meta),
         })

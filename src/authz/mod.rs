@@ -301,6 +301,34 @@ impl Seam {
         })
     }
 
+    /// The names of `names` the caller may see under one of `actions` (a listing shows only
+    /// what each name's own decision allows, so a denied sub-folder stays hidden). Not audited:
+    /// the listing itself was. An unauthenticated caller sees nothing.
+    pub fn visible(
+        &self,
+        meta: &MetadataMap,
+        info: &RequestInfo,
+        actions: &[Action],
+        names: Vec<String>,
+    ) -> Vec<String> {
+        let Some(&first) = actions.first() else {
+            return vec![];
+        };
+        let now = crate::time::now_ms();
+        let Ok(identity) = self.authenticate(meta, info, now) else {
+            return vec![];
+        };
+        names
+            .into_iter()
+            .filter(|n| self.authorize(&identity, &Ask::new(actions, n), first, now).is_ok())
+            .collect()
+    }
+
+    /// Whether the request carries a valid identity (token or client certificate). Not audited.
+    pub fn authenticated(&self, meta: &MetadataMap, info: &RequestInfo) -> bool {
+        self.authenticate(meta, info, crate::time::now_ms()).is_ok()
+    }
+
     fn authenticate(&self, meta: &MetadataMap, info: &RequestInfo, now: u64) -> Result<Identity, ApiError> {
         let Some(header) = meta.get("authorization") else {
             if let Some(der) = &info.client_cert {

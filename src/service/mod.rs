@@ -45,6 +45,16 @@ pub struct Service {
     pub token_key: OnceCell<TokenKey>,
 }
 
+/// Where a request came from, for the seam.
+fn request_info<T>(req: &tonic::Request<T>) -> RequestInfo {
+    RequestInfo {
+        source: req.remote_addr().map(|a| a.to_string()).unwrap_or_default(),
+        client_cert: req
+            .peer_certs()
+            .and_then(|certs| certs.first().map(|c| c.as_ref().to_vec())),
+    }
+}
+
 impl Service {
     /// Passes the request through the authorization seam for one action on `resource`.
     pub async fn grant<T>(&self, req: &tonic::Request<T>, action: Action, resource: &str) -> Result<Grant, ApiError> {
@@ -53,13 +63,17 @@ impl Service {
 
     /// Passes the request through the authorization seam (see [`Ask`]).
     pub async fn grant_ask<T>(&self, req: &tonic::Request<T>, ask: Ask<'_>) -> Result<Grant, ApiError> {
-        let info = RequestInfo {
-            source: req.remote_addr().map(|a| a.to_string()).unwrap_or_default(),
-            client_cert: req
-                .peer_certs()
-                .and_then(|certs| certs.first().map(|c| c.as_ref().to_vec())),
-        };
-        self.seam.check(req.metadata(), &info, ask).await
+        self.seam.check(req.metadata(), &request_info(req), ask).await
+    }
+
+    /// The names of `names` the request's caller may see under one of `actions`.
+    pub fn visible<T>(&self, req: &tonic::Request<T>, actions: &[Action], names: Vec<String>) -> Vec<String> {
+        self.seam.visible(req.metadata(), &request_info(req), actions, names)
+    }
+
+    /// Whether the request carries a valid token or client certificate.
+    pub fn authenticated<T>(&self, req: &tonic::Request<T>) -> bool {
+        self.seam.authenticated(req.metadata(), &request_info(req))
     }
 
     pub fn served_by(&self, role: &str) -> pb::ServedBy {

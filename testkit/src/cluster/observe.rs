@@ -33,9 +33,10 @@ impl TestCluster {
         }
     }
 
-    /// Node `i`'s health report (no token needed), if it answers.
+    /// Node `i`'s health report, if it answers. Asked with the root token, so a member's report
+    /// carries the node and its Raft state (anonymous callers get the status alone).
     pub async fn health(&self, i: usize) -> Option<pb::HealthResponse> {
-        let c = Client::connect_with(&self.file.nodes[i].api, None, self.client_tls().as_ref())
+        let c = Client::connect_with(&self.file.nodes[i].api, Some(self.token()), self.client_tls().as_ref())
             .await
             .ok()?;
         c.cluster
