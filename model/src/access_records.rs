@@ -18,7 +18,8 @@ use crate::query;
 use coffer_kv::KvView;
 use coffer_kv::Txn;
 
-/// Most policies (and, separately, tokens) a listing returns.
+/// Most policies (and, separately, token records) a listing or a decision works from; past it,
+/// reads of the whole set fail instead of cutting it short.
 pub const MAX_LISTED: usize = 10_000;
 
 /// The accessor that names the bootstrap root token.
@@ -138,13 +139,26 @@ pub fn policy(view: &dyn KvView, name: &str) -> query::Result<Option<pb::Policy>
     Ok(view.get(&keys::policy(name))?.map(|b| decode(&b)).transpose()?)
 }
 
-/// Every policy, in name order.
-pub fn policies(view: &dyn KvView) -> query::Result<Vec<pb::Policy>> {
-    let pairs = view.scan(keys::POLICY_PREFIX, keys::POLICY_PREFIX, MAX_LISTED)?;
+/// Every record under `prefix`, decoded; an error, never a silent cut, when there are more
+/// than [`MAX_LISTED`]: a decision over a partial list of policies could miss a deny.
+fn all_records<M: Message + Default>(view: &dyn KvView, prefix: &[u8], what: &str) -> query::Result<Vec<M>> {
+    let pairs = view.scan(prefix, prefix, MAX_LISTED + 1)?;
+    if pairs.len() > MAX_LISTED {
+        return Err(ModelError::new(
+            ErrorCode::FailedPrecondition,
+            format!("more than {MAX_LISTED} {what} are stored; refusing to work from a partial list (delete some)"),
+        )
+        .into());
+    }
     Ok(pairs
         .into_iter()
         .map(|(_, v)| decode(&v))
         .collect::<std::io::Result<_>>()?)
+}
+
+/// Every policy, in name order.
+pub fn policies(view: &dyn KvView) -> query::Result<Vec<pb::Policy>> {
+    all_records(view, keys::POLICY_PREFIX, "policies")
 }
 
 /// The token whose SHA-256 is `sha256`, revoked and expired ones included.
@@ -162,9 +176,37 @@ pub fn token(view: &dyn KvView, accessor: &str) -> query::Result<Option<pb::Toke
 
 /// Every token record, in accessor order.
 pub fn tokens(view: &dyn KvView) -> query::Result<Vec<pb::TokenRecord>> {
-    let pairs = view.scan(keys::TOKEN_PREFIX, keys::TOKEN_PREFIX, MAX_LISTED)?;
-    Ok(pairs
-        .into_iter()
-        .map(|(_, v)| decode(&v))
-        .collect::<std::io::Result<_>>()?)
+    all_records(view, keys::TOKEN_PREFIX, "token records")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_sm::MemState;
+
+    #[test]
+    fn a_set_past_the_limit_is_an_error_never_a_partial_list() {
+        let state = MemState::new();
+        let mut w = coffer_kv::WriteSet::new();
+        for i in 0..MAX_LISTED {
+            let p = pb::Policy {
+                name: format!("p-{i:05}"),
+                ..Default::default()
+            };
+            w.insert(keys::policy(&p.name), Some(p.encode_to_vec()));
+        }
+        state.commit(w).unwrap();
+        assert_eq!(policies(&*state.view()).unwrap().len(), MAX_LISTED);
+        // One more, sorting last (a deny there would have been cut off before).
+        let mut w = coffer_kv::WriteSet::new();
+        let last = pb::Policy {
+            name: "zz-deny".into(),
+            ..Default::default()
+        };
+        w.insert(keys::policy(&last.name), Some(last.encode_to_vec()));
+        state.commit(w).unwrap();
+        let e = policies(&*state.view()).unwrap_err().to_string();
+        assert!(e.contains("more than 10000 policies"), "{e}");
+        assert!(tokens(&*state.view()).unwrap().is_empty());
+    }
 }
