@@ -87,7 +87,7 @@ impl pb::cluster_server::Cluster for ClusterApi {
     }
 
     async fn health(&self, req: Request<pb::HealthRequest>) -> Result<Response<pb::HealthResponse>, Status> {
-        self.service.grant(&req, Action::Health, "node").await?;
+        let grant = self.service.grant(&req, Action::Health, "node").await?;
         let raft = &self.service.raft;
         let s = raft.status();
         let bootstrapped = matches!(self.service.cluster_here(), Ok(Some(_)));
@@ -101,7 +101,7 @@ impl pb::cluster_server::Cluster for ClusterApi {
         // Anonymous callers learn live/ready only; who this node is and its Raft state (term,
         // leader, peers' view) need a valid identity, except on a node that has not joined:
         // it holds nothing, and `coffer cluster add-learner` reads its identity to add it.
-        let details = status == "not_joined" || self.service.authenticated(&req);
+        let details = status == "not_joined" || grant.authenticated();
         Ok(Response::new(pb::HealthResponse {
             status: status.to_string(),
             node: details.then(|| self.service.me.clone()),

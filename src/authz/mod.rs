@@ -48,9 +48,15 @@ pub struct Grant {
     action: Action,
     resource: String,
     request_id: String,
+    /// The request carried a valid token or client certificate (an open action such as
+    /// health is granted to anonymous callers too).
+    authenticated: bool,
 }
 
 impl Grant {
+    pub fn authenticated(&self) -> bool {
+        self.authenticated
+    }
     pub fn principal(&self) -> &Principal {
         &self.principal
     }
@@ -298,6 +304,7 @@ impl Seam {
             action: allowed.action,
             resource: ask.resource.to_string(),
             request_id,
+            authenticated: !matches!(identity, Identity::Anonymous),
         })
     }
 
@@ -322,11 +329,6 @@ impl Seam {
             .into_iter()
             .filter(|n| self.authorize(&identity, &Ask::new(actions, n), first, now).is_ok())
             .collect()
-    }
-
-    /// Whether the request carries a valid identity (token or client certificate). Not audited.
-    pub fn authenticated(&self, meta: &MetadataMap, info: &RequestInfo) -> bool {
-        self.authenticate(meta, info, crate::time::now_ms()).is_ok()
     }
 
     fn authenticate(&self, meta: &MetadataMap, info: &RequestInfo, now: u64) -> Result<Identity, ApiError> {

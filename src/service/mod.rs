@@ -71,11 +71,6 @@ impl Service {
         self.seam.visible(req.metadata(), &request_info(req), actions, names)
     }
 
-    /// Whether the request carries a valid token or client certificate.
-    pub fn authenticated<T>(&self, req: &tonic::Request<T>) -> bool {
-        self.seam.authenticated(req.metadata(), &request_info(req))
-    }
-
     pub fn served_by(&self, role: &str) -> pb::ServedBy {
         pb::ServedBy {
             node_id: self.me.id,

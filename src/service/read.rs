@@ -129,16 +129,16 @@ impl Service {
                     bound = self.raft.staleness_bound_ms();
                 }
                 if bound > b.max_staleness_ms {
-                    return match b.on_unmet.as_str() {
-                        "forward" => self.read_from_leader(query).await,
-                        "" | "fail" => Err(ApiError::StalenessUnmet(format!(
-                            "this replica's staleness bound is {bound} ms, above the requested {} ms, after waiting \
-                             {} ms; retry, read elsewhere, or pass on_unmet=forward",
-                            b.max_staleness_ms,
-                            max_wait.as_millis()
-                        ))),
-                        _ => Err(ApiError::invalid("bounded.on_unmet must be \"fail\" or \"forward\"")),
-                    };
+                    // `check_consistency` admitted only "", "fail" and "forward".
+                    if b.on_unmet == "forward" {
+                        return self.read_from_leader(query).await;
+                    }
+                    return Err(ApiError::StalenessUnmet(format!(
+                        "this replica's staleness bound is {bound} ms, above the requested {} ms, after waiting \
+                         {} ms; retry, read elsewhere, or pass on_unmet=forward",
+                        b.max_staleness_ms,
+                        max_wait.as_millis()
+                    )));
                 }
             }
         }

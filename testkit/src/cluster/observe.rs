@@ -33,13 +33,20 @@ impl TestCluster {
         }
     }
 
+    /// A root-token client of node `i`, if it accepts a connection now (no retries: callers
+    /// poll).
+    async fn root_client_once(&self, i: usize) -> Option<Client> {
+        Client::connect_with(&self.file.nodes[i].api, Some(self.token()), self.client_tls().as_ref())
+            .await
+            .ok()
+    }
+
     /// Node `i`'s health report, if it answers. Asked with the root token, so a member's report
     /// carries the node and its Raft state (anonymous callers get the status alone).
     pub async fn health(&self, i: usize) -> Option<pb::HealthResponse> {
-        let c = Client::connect_with(&self.file.nodes[i].api, Some(self.token()), self.client_tls().as_ref())
-            .await
-            .ok()?;
-        c.cluster
+        self.root_client_once(i)
+            .await?
+            .cluster
             .clone()
             .health(pb::HealthRequest {})
             .await
@@ -49,10 +56,9 @@ impl TestCluster {
 
     /// Cluster status as seen by node `i`, if it answers.
     pub async fn status(&self, i: usize) -> Option<pb::ClusterStatusResponse> {
-        let c = Client::connect_with(&self.file.nodes[i].api, Some(self.token()), self.client_tls().as_ref())
-            .await
-            .ok()?;
-        c.cluster
+        self.root_client_once(i)
+            .await?
+            .cluster
             .clone()
             .status(pb::ClusterStatusRequest {})
             .await
