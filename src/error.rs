@@ -67,6 +67,9 @@ pub enum ApiError {
     /// This node was removed from the cluster.
     #[error("{0}")]
     NodeRemoved(String),
+    /// A source without credentials sent more requests than its limit allows.
+    #[error("{0}")]
+    RateLimited(String),
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -165,6 +168,11 @@ pub const CODES: &[(&str, Code, &str)] = &[
         Code::FailedPrecondition,
         "this node was removed from the cluster",
     ),
+    (
+        "rate_limited",
+        Code::ResourceExhausted,
+        "too many unauthenticated requests from one address; retry later or authenticate",
+    ),
     ("unavailable", Code::Unavailable, "a dependency is down; retry"),
     (
         "deadline_exceeded",
@@ -205,6 +213,7 @@ impl ApiError {
             ApiError::NotCaughtUp(_) => "not_caught_up",
             ApiError::NotAMember(_) => "not_a_member",
             ApiError::NodeRemoved(_) => "node_removed",
+            ApiError::RateLimited(_) => "rate_limited",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::DeadlineExceeded(_) => "deadline_exceeded",
             ApiError::Unimplemented(_) => "unimplemented",
@@ -300,6 +309,7 @@ mod tests {
             ApiError::NotCaughtUp(m()),
             ApiError::NotAMember(m()),
             ApiError::NodeRemoved(m()),
+            ApiError::RateLimited(m()),
             ApiError::Unavailable(m()),
             ApiError::DeadlineExceeded(m()),
             ApiError::Unimplemented(m()),

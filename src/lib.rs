@@ -25,6 +25,7 @@ pub mod node;
 pub mod peer_guard;
 pub mod request_ids;
 pub mod rewrap;
+pub mod safe_text;
 pub mod service;
 pub mod time;
 pub mod tls;

@@ -35,6 +35,7 @@ use crate::service::Service;
 use crate::audit::file::AuditFile;
 use crate::audit::file::AuditOptions;
 use crate::audit::AuditSink;
+use crate::authz::AnonymousLimit;
 use crate::authz::Seam;
 use crate::config::ServerConfig;
 use crate::crypto::kms::aws::AwsKms;
@@ -46,7 +47,8 @@ use crate::pb;
 use crate::peer_guard::PeerGuard;
 use crate::peer_guard::PeerSecurity;
 
-/// Largest public API request (a 64 KiB value plus envelope overhead fits easily).
+/// Largest request any public service accepts (a 64 KiB value with its metadata, or a 64 KiB
+/// policy document, fits easily); larger ones fail with `OUT_OF_RANGE` before they are decoded.
 const MAX_API_MESSAGE_BYTES: usize = 1024 * 1024;
 
 /// What a node is built from besides its config: storage, KMS providers, peer transport and
@@ -261,7 +263,9 @@ where
     export_batch_stats(raft.clone());
 
     let service = Arc::new(Service {
-        seam: Seam::new(raft.reader().clone(), audit.clone(), me.name.clone(), me.region.clone()),
+        seam: Seam::new(raft.reader().clone(), audit.clone(), me.name.clone(), me.region.clone()).with_anonymous_limit(
+            AnonymousLimit::new(cfg.limits.anonymous_requests_per_sec, cfg.limits.anonymous_burst),
+        ),
         audit,
         vault: Vault::new(
             kms,
@@ -298,9 +302,18 @@ where
                 pb::secrets_server::SecretsServer::new(SecretsApi::new(service.clone()))
                     .max_decoding_message_size(MAX_API_MESSAGE_BYTES),
             )
-            .add_service(pb::cluster_server::ClusterServer::new(ClusterApi::new(service.clone())))
-            .add_service(pb::kms_server::KmsServer::new(KmsApi::new(service.clone())))
-            .add_service(pb::access_server::AccessServer::new(AccessApi::new(service.clone())))
+            .add_service(
+                pb::cluster_server::ClusterServer::new(ClusterApi::new(service.clone()))
+                    .max_decoding_message_size(MAX_API_MESSAGE_BYTES),
+            )
+            .add_service(
+                pb::kms_server::KmsServer::new(KmsApi::new(service.clone()))
+                    .max_decoding_message_size(MAX_API_MESSAGE_BYTES),
+            )
+            .add_service(
+                pb::access_server::AccessServer::new(AccessApi::new(service.clone()))
+                    .max_decoding_message_size(MAX_API_MESSAGE_BYTES),
+            )
             .serve_with_incoming_shutdown(api_incoming, stopped(stop_rx.clone())),
     );
 

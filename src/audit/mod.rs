@@ -2,11 +2,13 @@
 //!
 //! Events never carry secret values. Sinks are chosen in the server config only: production
 //! nodes write the hash-chained [`file::AuditFile`] (its record format and reader: [`chain`]);
-//! simulations log to `tracing`. A request
-//! waits until its event is recorded and fails when it cannot be (fail closed).
+//! simulations log to `tracing`. Every event is bounded and escaped first ([`bounds`]). A
+//! request waits until its event is recorded and fails when it cannot be (fail closed).
 
+pub mod bounds;
 pub mod chain;
 pub mod file;
 pub mod sink;
 
+pub use bounds::bound;
 pub use sink::{AuditError, AuditSink, MemorySink, TracingSink};

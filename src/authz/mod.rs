@@ -11,9 +11,13 @@
 //! Decisions come from [`policy`] over the replicated policies, on this node, with no network.
 
 pub mod action;
+pub mod anonymous;
 pub mod policy;
 
 pub use action::Action;
+pub use anonymous::AnonymousLimit;
+
+use anonymous::Verdict;
 
 use std::sync::Arc;
 
@@ -195,6 +199,7 @@ pub struct Seam {
     node: String,
     region: String,
     cache: std::sync::Mutex<AccessCache>,
+    anonymous: AnonymousLimit,
 }
 
 impl Seam {
@@ -205,6 +210,15 @@ impl Seam {
             node,
             region,
             cache: Default::default(),
+            anonymous: AnonymousLimit::new(anonymous::DEFAULT_PER_SEC, anonymous::DEFAULT_BURST),
+        }
+    }
+
+    /// Limits unauthenticated requests per source to `limit` (default: [`anonymous`]'s).
+    pub fn with_anonymous_limit(self, limit: AnonymousLimit) -> Self {
+        Self {
+            anonymous: limit,
+            ..self
         }
     }
 
@@ -235,19 +249,40 @@ impl Seam {
         let Some(&first) = ask.actions.first() else {
             return Err(ApiError::internal("a request asked for no action"));
         };
-        let (identity, decision) = match self.authenticate(meta, info, now) {
-            Ok(id) => {
+        let authenticated = self.authenticate(meta, info, now);
+        // A caller without credentials spends a bounded rate of audit records per source; past
+        // it, only the first refusal is recorded (see [`anonymous`]).
+        let limited = match &authenticated {
+            Ok(_) => None,
+            Err(_) => match self.anonymous.charge(&info.source, tokio::time::Instant::now()) {
+                Verdict::Admit => None,
+                Verdict::Refuse { first, retry_after } => {
+                    metrics::counter!("coffer_anonymous_rate_limited_total").increment(1);
+                    let e = ApiError::RateLimited(format!(
+                        "too many unauthenticated requests from this address; retry in {} ms or authenticate",
+                        retry_after.as_millis().max(1)
+                    ));
+                    if !first {
+                        return Err(e);
+                    }
+                    Some(e)
+                }
+            },
+        };
+        let (identity, decision) = match (limited, authenticated) {
+            (Some(e), _) => (Identity::Anonymous, Err(e)),
+            (None, Ok(id)) => {
                 let d = self.authorize(&id, &ask, first, now);
                 (id, d)
             }
-            Err(_) if first == Action::Health => (
+            (None, Err(_)) if first == Action::Health => (
                 Identity::Anonymous,
                 Ok(Allowed {
                     action: Action::Health,
                     statement: "health is open to everyone".into(),
                 }),
             ),
-            Err(e) => (Identity::Anonymous, Err(e)),
+            (None, Err(e)) => (Identity::Anonymous, Err(e)),
         };
         // A malformed request id is refused like any bad input (and audited as such); a good
         // one is scoped by the principal that sent it.
@@ -261,7 +296,7 @@ impl Seam {
             Ok(a) => (a.action, "allow", a.statement.clone()),
             Err(e) => (first, "deny", e.to_string()),
         };
-        let event = pb::AuditEvent {
+        let event = crate::audit::bound(pb::AuditEvent {
             time_ms: now,
             node: self.node.clone(),
             region: self.region.clone(),
@@ -279,7 +314,7 @@ impl Seam {
             ticket: ask.break_glass.map(|b| b.ticket.to_string()).unwrap_or_default(),
             severity: if break_glass { "critical" } else { "info" }.to_string(),
             credential: identity.credential(),
-        };
+        });
         if break_glass {
             tracing::warn!(
                 principal = %event.principal,

@@ -118,7 +118,7 @@ fn print_verify(
             "problem": (!ok).then_some(problem),
             "source": source,
         })),
-        Output::Table if ok => println!("ok: {records} records verified ({source})"),
+        Output::Table if ok => output::say(format!("ok: {records} records verified ({source})")),
         Output::Table => {}
     }
     if ok {

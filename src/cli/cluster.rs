@@ -140,9 +140,9 @@ pub async fn run(g: &Global, cmd: ClusterCmd) -> Result<(), CliError> {
             "after": tolerance_json(&after),
         })),
         Output::Table => {
-            println!("before: {}", tolerance_line(&before));
-            println!("after:  {}", tolerance_line(&after));
-            println!("{}", r.summary);
+            output::say(format!("before: {}", tolerance_line(&before)));
+            output::say(format!("after:  {}", tolerance_line(&after)));
+            output::say(r.summary);
         }
     }
     Ok(())
@@ -182,7 +182,7 @@ fn print_status(g: &Global, r: &pb::ClusterStatusResponse) {
             }).collect::<Vec<_>>(),
         })),
         Output::Table => {
-            println!(
+            output::say(format!(
                 "cluster {}  leader {}  term {}  commit {}  (answered by {})",
                 r.cluster_id,
                 leader
@@ -191,8 +191,8 @@ fn print_status(g: &Global, r: &pb::ClusterStatusResponse) {
                 r.term,
                 r.commit_index,
                 r.served_by.as_ref().map(|s| s.node.clone()).unwrap_or_default(),
-            );
-            println!("tolerance: {}\n", tolerance_line(&tolerance));
+            ));
+            output::say(format!("tolerance: {}\n", tolerance_line(&tolerance)));
             output::print_table(
                 &[
                     "ID",

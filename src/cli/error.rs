@@ -30,9 +30,11 @@ impl CliError {
     /// with `--output json` one JSON object `{"error": {"code": …, "message": …}}`.
     pub fn render(&self, json: bool) -> String {
         if json {
-            return serde_json::json!({"error": {"code": self.kind, "message": self.message}}).to_string();
+            return super::output::json_escape(
+                serde_json::json!({"error": {"code": self.kind, "message": self.message}}).to_string(),
+            );
         }
-        let message = self.message.replace('\n', "\n  ");
+        let message = crate::safe_text::text(&self.message).replace('\n', "\n  ");
         match &self.kind {
             Some(kind) => format!("error[{kind}]: {message}"),
             None => format!("error: {message}"),

@@ -96,9 +96,9 @@ pub async fn run(g: &Global, cmd: KmsCmd) -> Result<(), CliError> {
                 .map_err(|e| CliError::new(e.to_string()))?;
             match g.output {
                 Output::Json => output::print_json(&json!({"region": region, "key_version": v})),
-                Output::Table => println!(
+                Output::Table => output::say(format!(
                     "{region}: key version {v} is now current; run `coffer kms rewrap --region {region}` to move existing wraps to it"
-                ),
+                )),
             }
             Ok(())
         }
@@ -136,12 +136,12 @@ pub async fn run(g: &Global, cmd: KmsCmd) -> Result<(), CliError> {
                     "regions": r.regions.iter().map(region_json).collect::<Vec<_>>(),
                 })),
                 Output::Table => {
-                    println!(
+                    output::say(format!(
                         "checked {} data keys: {} wraps added, {} re-wrapped under the current key; {} still under an older key",
                         r.checked, r.added, r.replaced, r.stale_after
-                    );
+                    ));
                     for f in &r.failures {
-                        println!("failed: {f}");
+                        output::say(format!("failed: {f}"));
                     }
                     print_regions(&r.regions);
                 }

@@ -1,4 +1,6 @@
-//! Rendering results as tables (for people) or JSON (for scripts).
+//! Rendering results as tables (for people) or JSON (for scripts). Everything printed passes
+//! through [`crate::safe_text`]: text from a server or another client (names, messages, audit
+//! fields) never reaches the terminal as a control sequence.
 
 use std::io::Write;
 
@@ -8,13 +10,63 @@ use serde_json::Value;
 use crate::pb;
 
 pub fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    println!("{}", json_text(v));
 }
 
-/// Prints rows as aligned columns under a header.
+/// `v` as pretty JSON, safe on a terminal ([`json_escape`]).
+pub fn json_text(v: &Value) -> String {
+    json_escape(serde_json::to_string_pretty(v).unwrap_or_default())
+}
+
+/// Serialized JSON with every terminal control written as a `\uXXXX` escape (serde_json
+/// escapes only C0 controls): the same JSON value, safe on a terminal. Outside strings JSON
+/// holds only ASCII punctuation, letters, digits and whitespace, so every escaped character is
+/// inside a string, where `\uXXXX` means the same character.
+pub fn json_escape(s: String) -> String {
+    use std::borrow::Cow;
+    if matches!(crate::safe_text::text(&s), Cow::Borrowed(_)) {
+        return s;
+    }
+    s.chars()
+        .map(|c| match crate::safe_text::text(c.encode_utf8(&mut [0; 4])) {
+            Cow::Borrowed(_) => c.to_string(),
+            Cow::Owned(_) => c
+                .encode_utf16(&mut [0; 2])
+                .iter()
+                .map(|u| format!("\\u{u:04x}"))
+                .collect(),
+        })
+        .collect()
+}
+
+/// Prints `s` (our own words around a server's or client's text) on stdout with every
+/// terminal control escaped; newlines and tabs stay.
+pub fn say(s: impl AsRef<str>) {
+    println!("{}", crate::safe_text::text(s.as_ref()));
+}
+
+/// Writes a secret's value as it is to a pipe or file (scripts get the exact bytes); on a
+/// terminal, as text with its terminal controls escaped, so a value cannot drive the terminal.
+pub fn write_value(out: &mut impl Write, value: &[u8], terminal: bool) -> std::io::Result<()> {
+    if !terminal {
+        return out.write_all(value);
+    }
+    let text = String::from_utf8_lossy(value);
+    out.write_all(crate::safe_text::text(&text).as_bytes())?;
+    if !value.ends_with(b"\n") {
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// Prints rows as aligned columns under a header; each cell is one line, its controls escaped.
 pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| crate::safe_text::line(c).into_owned()).collect())
+        .collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in rows {
+    for r in &rows {
         for (i, c) in r.iter().enumerate() {
             if i < widths.len() {
                 widths[i] = widths[i].max(c.chars().count());
@@ -34,7 +86,7 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
         s.trim_end().to_string()
     };
     let _ = writeln!(out, "{}", line(header.to_vec()));
-    for r in rows {
+    for r in &rows {
         let _ = writeln!(out, "{}", line(r.iter().map(String::as_str).collect()));
     }
 }
@@ -92,6 +144,37 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn json_output_escapes_terminal_controls_and_means_the_same() {
+        let v = json!({"name": "a\u{1b}[2J\u{9b}b\u{202e}c", "n": 1, "plain": "héllo"});
+        let s = super::json_text(&v);
+        assert!(
+            !s.chars().any(|c| c == '\u{1b}' || c == '\u{9b}' || c == '\u{202e}'),
+            "{s}"
+        );
+        assert!(
+            s.contains("\\u009b") && s.contains("\\u202e") && s.contains("héllo"),
+            "{s}"
+        );
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&s).unwrap(), v);
+    }
+
+    #[test]
+    fn a_value_is_exact_in_a_pipe_and_escaped_on_a_terminal() {
+        let value = b"pass\x1b]0;pwned\x07word\r\n".to_vec();
+        let mut piped = Vec::new();
+        super::write_value(&mut piped, &value, false).unwrap();
+        assert_eq!(piped, value);
+        let mut shown = Vec::new();
+        super::write_value(&mut shown, &value, true).unwrap();
+        assert_eq!(
+            String::from_utf8(shown).unwrap(),
+            "pass\\u{1b}]0;pwned\\u{7}word\\u{d}\n"
+        );
+    }
+
     #[test]
     fn formats_times() {
         assert_eq!(super::time(0), "-");

@@ -70,26 +70,26 @@ pub async fn run(g: &Global, cmd: PolicyCmd) -> Result<(), CliError> {
                 .into_inner();
             match g.output {
                 Output::Json => output::print_json(&json!({"name": r.name, "log_index": r.log_index})),
-                Output::Table => println!("stored policy {}", r.name),
+                Output::Table => output::say(format!("stored policy {}", r.name)),
             }
         }
         PolicyCmd::Get { name } => {
             let r = a.get_policy(pb::GetPolicyRequest { name }).await?.into_inner();
             // The document is JSON already, in both output modes.
-            println!("{}", r.document.trim_end());
+            output::say(r.document.trim_end());
         }
         PolicyCmd::List => {
             let r = a.list_policies(pb::ListPoliciesRequest {}).await?.into_inner();
             match g.output {
                 Output::Json => output::print_json(&json!(r.names)),
-                Output::Table => r.names.iter().for_each(|n| println!("{n}")),
+                Output::Table => r.names.iter().for_each(output::say),
             }
         }
         PolicyCmd::Delete { name } => {
             let r = a.delete_policy(pb::DeletePolicyRequest { name }).await?.into_inner();
             match g.output {
                 Output::Json => output::print_json(&json!({"name": r.name, "deleted": true})),
-                Output::Table => println!("deleted policy {}", r.name),
+                Output::Table => output::say(format!("deleted policy {}", r.name)),
             }
         }
         PolicyCmd::Check {
@@ -116,8 +116,8 @@ pub async fn run(g: &Global, cmd: PolicyCmd) -> Result<(), CliError> {
                     "explanation": r.explanation,
                 })),
                 Output::Table => {
-                    println!("{}", if r.allowed { "ALLOW" } else { "DENY" });
-                    println!("{}", r.explanation);
+                    output::say(if r.allowed { "ALLOW" } else { "DENY" });
+                    output::say(r.explanation);
                 }
             }
         }

@@ -2,7 +2,6 @@
 
 use std::io::IsTerminal;
 use std::io::Read;
-use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Subcommand;
@@ -229,17 +228,17 @@ fn print_write(g: &Global, what: &str, r: &pb::WriteResponse) {
         })),
         Output::Table => {
             let aliases: Vec<String> = r.aliases.iter().map(|(a, v)| format!("{a}={v}")).collect();
-            println!(
+            output::say(format!(
                 "{what} {} version {} (aliases: {})",
                 r.name,
                 r.version,
                 aliases.join(" ")
-            );
+            ));
             if !r.token.is_empty() {
-                println!(
+                output::say(format!(
                     "token {}  (read it anywhere with --consistency at-least=TOKEN)",
                     r.token
-                );
+                ));
             }
         }
     }
@@ -325,11 +324,8 @@ pub async fn run(g: &Global, cmd: SecretCmd) -> Result<(), CliError> {
                     output::print_json(&v);
                 }
                 Output::Table => {
-                    let mut out = std::io::stdout().lock();
-                    out.write_all(&r.value)?;
-                    if std::io::stdout().is_terminal() && !r.value.ends_with(b"\n") {
-                        out.write_all(b"\n")?;
-                    }
+                    let terminal = std::io::stdout().is_terminal();
+                    output::write_value(&mut std::io::stdout().lock(), &r.value, terminal)?;
                 }
             }
         }
@@ -437,7 +433,7 @@ pub async fn run(g: &Global, cmd: SecretCmd) -> Result<(), CliError> {
                 Output::Json => output::print_json(&json!({ "prefix": prefix, "names": names })),
                 Output::Table => {
                     for n in names {
-                        println!("{n}");
+                        output::say(n);
                     }
                 }
             }

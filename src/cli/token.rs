@@ -80,11 +80,11 @@ pub async fn run(g: &Global, cmd: TokenCmd) -> Result<(), CliError> {
                     "principal": r.principal,
                 })),
                 Output::Table => {
-                    println!("token:      {}", r.token);
-                    println!("accessor:   {}", r.accessor);
-                    println!("principal:  {}", r.principal);
-                    println!("expires at: {}", when(r.expires_at_ms));
-                    println!("The token is shown once; store it now (the cluster keeps only its hash).");
+                    output::say(format!("token:      {}", r.token));
+                    output::say(format!("accessor:   {}", r.accessor));
+                    output::say(format!("principal:  {}", r.principal));
+                    output::say(format!("expires at: {}", when(r.expires_at_ms)));
+                    output::say("The token is shown once; store it now (the cluster keeps only its hash).");
                 }
             }
         }
@@ -95,7 +95,7 @@ pub async fn run(g: &Global, cmd: TokenCmd) -> Result<(), CliError> {
                     "accessor": r.accessor,
                     "revoked_at": when(r.revoked_at_ms),
                 })),
-                Output::Table => println!("revoked {}", r.accessor),
+                Output::Table => output::say(format!("revoked {}", r.accessor)),
             }
         }
         TokenCmd::List => {

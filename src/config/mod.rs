@@ -105,6 +105,18 @@ impl ServerConfig {
             }
             r.validate()?;
         }
+        for (field, v, max) in [
+            (
+                "limits.anonymous_requests_per_sec",
+                self.limits.anonymous_requests_per_sec,
+                100_000,
+            ),
+            ("limits.anonymous_burst", self.limits.anonymous_burst, 1_000_000),
+        ] {
+            if !(1..=max).contains(&v) {
+                return Err(format!("{field} {v} must be between 1 and {max}"));
+            }
+        }
         if let Some(t) = self.audit.write_timeout_ms {
             if !(10..=60_000).contains(&t) {
                 return Err(format!("audit.write_timeout_ms {t} must be between 10 and 60000"));

@@ -67,14 +67,30 @@ pub struct Limits {
     /// How long a write may wait for the leader before failing with UNAVAILABLE.
     #[serde(default = "default_write_timeout")]
     pub write_timeout_ms: u64,
+    /// Requests a second one source address may send without credentials (each one costs an
+    /// audit record); past it they fail with `rate_limited`.
+    #[serde(default = "default_anonymous_rate")]
+    pub anonymous_requests_per_sec: u32,
+    /// How many of them may come at once.
+    #[serde(default = "default_anonymous_burst")]
+    pub anonymous_burst: u32,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             write_timeout_ms: default_write_timeout(),
+            anonymous_requests_per_sec: default_anonymous_rate(),
+            anonymous_burst: default_anonymous_burst(),
         }
     }
+}
+
+fn default_anonymous_rate() -> u32 {
+    crate::authz::anonymous::DEFAULT_PER_SEC
+}
+fn default_anonymous_burst() -> u32 {
+    crate::authz::anonymous::DEFAULT_BURST
 }
 
 fn default_write_timeout() -> u64 {
