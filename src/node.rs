@@ -106,6 +106,14 @@ impl NodeParts {
                 cfg.audit_path(),
                 AuditOptions {
                     write_timeout: cfg.audit_write_timeout(),
+                    max_file_bytes: cfg
+                        .audit
+                        .max_file_bytes
+                        .unwrap_or(crate::audit::file::DEFAULT_MAX_FILE_BYTES),
+                    retain_files: cfg
+                        .audit
+                        .retain_files
+                        .unwrap_or(crate::audit::file::DEFAULT_RETAIN_FILES),
                     ..AuditOptions::default()
                 },
             )),

@@ -17,7 +17,7 @@ use tonic::Code;
 
 /// The newest record of the audit log at `path` (its `seq` is the number of records).
 fn newest(path: &Path) -> coffer::audit::chain::TailEntry {
-    coffer::audit::chain::tail(path, 1)
+    coffer::audit::rotation::tail_log(path, 1)
         .expect("read the audit log")
         .pop()
         .expect("a record")

@@ -251,3 +251,71 @@ async fn audit_verify_catches_a_swapped_pair() {
         "must name the first record out of place: {out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_log_rotates_keeps_its_newest_files_and_verifies_across_them() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new().unwrap();
+    let log = dir.path().join("audit.log");
+    let mut spec = ClusterSpec::new(&["us-east"], FAST_RAFT);
+    spec.node_extra.insert(
+        0,
+        format!(
+            "[audit]\npath = \"{}\"\nmax_file_bytes = 8192\nretain_files = 2\n",
+            log.display()
+        ),
+    );
+    let mut cluster = TestCluster::launch(BIN, spec).await;
+    let c = cluster.client(0).await;
+    wait_token_key(&c).await;
+    // About 300 bytes a record: several rotations.
+    for _ in 0..150 {
+        get(&c, "acme/audit/none", None).await.unwrap_err();
+    }
+    let rotated = |dir: &Path| {
+        let mut r: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("audit.log."))
+            .collect();
+        r.sort();
+        r
+    };
+    let files = rotated(dir.path());
+    assert_eq!(files.len(), 2, "retention keeps the newest two: {files:?}");
+    for f in &files {
+        let meta = std::fs::metadata(f).unwrap();
+        assert!(meta.len() >= 8192, "{} rotated early", f.display());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{}", f.display());
+    }
+    // The node verifies its own log across the files; the tail spans them.
+    let (code, out, err) = cluster.cli(0, &["audit", "verify", "--output", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((v["ok"].as_bool(), v["files"].as_u64()), (Some(true), Some(3)), "{out}");
+    assert!(
+        v["first_seq"].as_u64().unwrap() > 1,
+        "older records were removed: {out}"
+    );
+    let (code, out, err) = cluster.cli(0, &["audit", "tail", "--count", "60", "--output", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let seqs: Vec<u64> = serde_json::from_str::<serde_json::Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs.len(), 60);
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+
+    // Offline: the set verifies; without its newest rotated file, it does not.
+    cluster.stop(0);
+    let (code, out) = verify_file(&log);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("in 3 file(s)"), "{out}");
+    std::fs::remove_file(&files[1]).unwrap();
+    let (code, out) = verify_file(&log);
+    assert_eq!(code, 2, "a deleted rotated file must fail verification: {out}");
+    assert!(out.contains("audit.log:"), "names the file: {out}");
+}

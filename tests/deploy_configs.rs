@@ -123,6 +123,21 @@ fn bad_configs_name_the_field() {
         ("[kms]", "[network]\nplaintext = true\n\n[kms]", "both set"),
         (
             "[kms]",
+            "[limits]\nanonymous_requests_per_sec = 0\n\n[kms]",
+            "limits.anonymous_requests_per_sec 0 must be between 1",
+        ),
+        (
+            "[kms]",
+            "[audit]\nmax_file_bytes = 10\n\n[kms]",
+            "audit.max_file_bytes 10 must be between 4096",
+        ),
+        (
+            "[kms]",
+            "[audit]\nretain_files = 0\n\n[kms]",
+            "audit.retain_files 0 must be between 1",
+        ),
+        (
+            "[kms]",
             "[network]\npeer_key_file = \"/etc/coffer/peer.key\"\n\n[kms]",
             "peer_key_file is for plaintext",
         ),

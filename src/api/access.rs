@@ -351,10 +351,11 @@ impl AccessApi {
             0 => 20,
             n => (n as usize).min(10_000),
         };
-        let entries = self
-            .service
-            .audit
-            .tail(count)
+        // Reading the files blocks: off the runtime's workers.
+        let audit = self.service.audit.clone();
+        let entries = tokio::task::spawn_blocking(move || audit.tail(count))
+            .await
+            .map_err(ApiError::internal)?
             .map_err(|e| ApiError::Unavailable(format!("reading the audit log: {e}")))?
             .into_iter()
             .map(|e| pb::AuditEntry {
@@ -388,6 +389,8 @@ impl AccessApi {
             records: report.records,
             first_broken,
             problem,
+            first_seq: report.first_seq,
+            files: report.files as u32,
             served_by: Some(
                 self.service
                     .served_by(self.service.raft.role_and_membership().0.as_str()),

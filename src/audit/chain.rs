@@ -1,11 +1,8 @@
 //! The audit record chain: its format, its hash and reading it back (`coffer audit verify`,
 //! `coffer audit tail`). The writer is [`super::file::AuditFile`]; the format is documented there.
 
-use std::collections::VecDeque;
 use std::fmt;
-use std::fs::File;
-use std::io::{self, BufReader, Read};
-use std::path::Path;
+use std::io::{self, Read};
 
 use prost::Message;
 use sha2::{Digest, Sha256};
@@ -18,13 +15,17 @@ pub(super) const FORMAT: u32 = 1;
 const DOMAIN: &[u8] = b"coffer-audit-v1";
 /// A length prefix above this is damage, not a record (events are a few hundred bytes).
 const MAX_RECORD: u64 = 16 << 20;
-/// The outcome of [`verify_file`].
+/// The outcome of [`verify_file`](super::rotation::verify_file).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
     /// Records verified before the first broken one (all of them when `broken` is `None`).
     pub records: u64,
     /// The first problem found; verification stops there.
     pub broken: Option<Broken>,
+    /// The sequence number verification started at: 1, or the first record retention kept.
+    pub first_seq: u64,
+    /// Files of the log (rotated ones and the live one).
+    pub files: usize,
 }
 
 impl VerifyReport {
@@ -37,7 +38,7 @@ impl VerifyReport {
 /// Where and how the chain is broken.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Broken {
-    /// 1-based position of the broken record in the file.
+    /// The sequence number the broken record should carry (its 1-based position in the chain).
     pub position: u64,
     /// Offset of the broken record's length prefix.
     pub byte_offset: u64,
@@ -221,45 +222,70 @@ impl<R: Read> Frames<R> {
     }
 }
 
-/// Verifies the whole chain of the audit log at `path` (`coffer audit verify --file`). Stops
-/// at the first problem. A tail cut exactly at a record boundary cannot be detected from the
-/// file alone.
-pub fn verify_file(path: &Path) -> io::Result<VerifyReport> {
-    let file = File::open(path)?;
-    let len = file.metadata()?.len();
-    verify_reader(BufReader::new(file), len, false)
+/// Where one file's part of the chain starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Start {
+    /// At record 1, whose `prev_hash` is 32 zero bytes: the first file of a log.
+    Genesis,
+    /// Right after the record `seq` whose hash is `hash`: the previous file ended there.
+    After { seq: u64, hash: [u8; 32] },
+    /// At record `seq`, after whatever hash it names: the oldest file left by retention.
+    Anchored { seq: u64 },
 }
 
-pub(super) fn verify_reader(r: impl Read, limit: u64, live: bool) -> io::Result<VerifyReport> {
+/// What [`verify_reader`] found in one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct FileReport {
+    /// Records verified before the first broken one.
+    pub records: u64,
+    /// The first problem, with its position counted in this file.
+    pub broken: Option<Broken>,
+    /// The last verified record's seq and hash (`None`: none verified).
+    pub last: Option<(u64, [u8; 32])>,
+}
+
+/// Verifies one file's records as the part of the chain that begins at `start`. `live`: the
+/// file is being written, so a cut last record is not a problem.
+pub(super) fn verify_reader(r: impl Read, limit: u64, live: bool, start: Start) -> io::Result<FileReport> {
     let mut frames = Frames::new(r, limit);
-    let mut prev = [0u8; 32];
+    let (mut prev, base) = match start {
+        Start::Genesis => ([0u8; 32], 0),
+        Start::After { seq, hash } => (hash, seq),
+        Start::Anchored { seq } => ([0u8; 32], seq.saturating_sub(1)),
+    };
     let mut position = 0u64;
+    let mut last = None;
     loop {
         let frame = frames.next()?;
         position += 1;
         let n = position;
+        // The sequence number this record must carry.
+        let e = base + n;
         let broken = |offset: u64, problem: String| {
-            Ok(VerifyReport {
+            Ok(FileReport {
                 records: n - 1,
                 broken: Some(Broken {
                     position: n,
                     byte_offset: offset,
                     problem,
                 }),
+                last,
             })
         };
         let (offset, body) = match frame {
             Frame::End => {
-                return Ok(VerifyReport {
+                return Ok(FileReport {
                     records: n - 1,
                     broken: None,
+                    last,
                 })
             }
             Frame::Cut { .. } if live => {
                 // A record being written while we read: not a problem of the file.
-                return Ok(VerifyReport {
+                return Ok(FileReport {
                     records: n - 1,
                     broken: None,
+                    last,
                 });
             }
             Frame::Cut { offset, missing } => {
@@ -269,7 +295,7 @@ pub(super) fn verify_reader(r: impl Read, limit: u64, live: bool) -> io::Result<
                 };
                 return broken(
                     offset,
-                    format!("record {n} (byte {offset}): {what} (truncated, garbage appended, or its length prefix edited?)"),
+                    format!("record {e} (byte {offset}): {what} (truncated, garbage appended, or its length prefix edited?)"),
                 );
             }
             Frame::BadLength { offset, len } => {
@@ -279,18 +305,18 @@ pub(super) fn verify_reader(r: impl Read, limit: u64, live: bool) -> io::Result<
                 };
                 return broken(
                     offset,
-                    format!("record {n} (byte {offset}): {what} (edited or garbage?)"),
+                    format!("record {e} (byte {offset}): {what} (edited or garbage?)"),
                 );
             }
             Frame::Whole { offset, body } => (offset, body),
         };
         let record = match pb::AuditRecord::decode(body.as_slice()) {
             Ok(r) => r,
-            Err(e) => {
+            Err(err) => {
                 return broken(
                     offset,
                     format!(
-                        "record {n} (byte {offset}): does not decode as an audit record ({e}) (edited or garbage?)"
+                        "record {e} (byte {offset}): does not decode as an audit record ({err}) (edited or garbage?)"
                     ),
                 );
             }
@@ -299,29 +325,38 @@ pub(super) fn verify_reader(r: impl Read, limit: u64, live: bool) -> io::Result<
             return broken(
                 offset,
                 format!(
-                    "record {n} (byte {offset}): format {}, expected {FORMAT} (edited, garbage, or written by a newer \
+                    "record {e} (byte {offset}): format {}, expected {FORMAT} (edited, garbage, or written by a newer \
                      version?)",
                     record.format
                 ),
             );
         }
-        if record.seq != n {
+        if record.seq != e {
             return broken(
                 offset,
                 format!(
-                    "record {n}: sequence number {}, expected {n} (a record was deleted or moved)",
+                    "record {e}: sequence number {}, expected {e} (a record was deleted or moved)",
                     record.seq
                 ),
             );
         }
+        if n == 1 && matches!(start, Start::Anchored { .. }) && record.prev_hash.len() == 32 {
+            prev.copy_from_slice(&record.prev_hash);
+        }
         if record.prev_hash != prev {
-            let problem = if n == 1 {
-                "record 1: prev_hash is not 32 zero bytes (records deleted at the start, or edited)".to_string()
-            } else {
-                format!(
-                    "record {n}: prev_hash does not match record {}'s hash (records deleted, inserted or reordered)",
-                    n - 1
-                )
+            let problem = match start {
+                Start::Genesis if n == 1 => {
+                    "record 1: prev_hash is not 32 zero bytes (records deleted at the start, or edited)".to_string()
+                }
+                Start::After { .. } if n == 1 => format!(
+                    "record {e}: prev_hash does not match record {}'s hash, the last of the previous file (a file \
+                     replaced, or records deleted or inserted)",
+                    e - 1
+                ),
+                _ => format!(
+                    "record {e}: prev_hash does not match record {}'s hash (records deleted, inserted or reordered)",
+                    e - 1
+                ),
             };
             return broken(offset, problem);
         }
@@ -330,48 +365,20 @@ pub(super) fn verify_reader(r: impl Read, limit: u64, live: bool) -> io::Result<
         if record.hash != hash {
             let also = match event {
                 Ok(_) => String::new(),
-                Err(e) => format!("; its event does not decode either ({e})"),
+                Err(err) => format!("; its event does not decode either ({err})"),
             };
             return broken(
                 offset,
-                format!("record {n} (byte {offset}): hash does not match its contents (edited?){also}"),
+                format!("record {e} (byte {offset}): hash does not match its contents (edited?){also}"),
             );
         }
-        if let Err(e) = event {
+        if let Err(err) = event {
             return broken(
                 offset,
-                format!("record {n} (byte {offset}): its event does not decode ({e}), though its hash matches"),
+                format!("record {e} (byte {offset}): its event does not decode ({err}), though its hash matches"),
             );
         }
         prev = hash;
+        last = Some((record.seq, hash));
     }
-}
-
-/// The newest `count` records of the audit log at `path` that decode, oldest first (`coffer
-/// audit tail`). Does not verify the chain.
-pub fn tail(path: &Path, count: usize) -> io::Result<Vec<TailEntry>> {
-    let file = File::open(path)?;
-    let len = file.metadata()?.len();
-    let mut frames = Frames::new(BufReader::new(file), len);
-    let mut newest = VecDeque::with_capacity(count.min(4096));
-    if count == 0 {
-        return Ok(Vec::new());
-    }
-    while let Frame::Whole { body, .. } = frames.next()? {
-        let Ok(record) = pb::AuditRecord::decode(body.as_slice()) else {
-            continue;
-        };
-        let Ok(event) = pb::AuditEvent::decode(record.event.as_slice()) else {
-            continue;
-        };
-        if newest.len() == count {
-            newest.pop_front();
-        }
-        newest.push_back(TailEntry {
-            seq: record.seq,
-            event,
-            hash: hex::encode(&record.hash),
-        });
-    }
-    Ok(newest.into())
 }

@@ -16,7 +16,14 @@
 //! On (re)open the writer recovers the chain tail from the file. A torn last record (a crash in
 //! the middle of a write, never acknowledged) is truncated away; corruption before the end is
 //! never rewritten: the chain continues after the last record that decodes, and
-//! [`verify_file`](super::chain::verify_file) (`coffer audit verify`) reports the damage.
+//! [`verify_file`](super::rotation::verify_file) (`coffer audit verify`) reports the damage.
+//!
+//! Before a batch, a live file of `max_file_bytes` or more is rotated: renamed for its first
+//! record's sequence number, the directory synced, a new live file created, and rotated files
+//! past the newest `retain_files` removed ([`super::rotation`]). The chain runs on across
+//! files; a failed rotation is logged and the live file keeps growing (a record is never
+//! refused for want of rotation). When the live file holds no record (just rotated, or a crash
+//! right after the rename), the chain continues after the newest rotated file's last record.
 //!
 //! Events carry metadata only, never secret values; nothing here logs event contents.
 
@@ -32,12 +39,18 @@ use std::time::Duration;
 use prost::Message;
 use tokio::sync::oneshot;
 
-use super::chain::{chain_hash, contains_record, tail, verify_reader, Frame, Frames, TailEntry, VerifyReport, FORMAT};
+use super::chain::{chain_hash, contains_record, Frame, Frames, TailEntry, VerifyReport, FORMAT};
+use super::rotation;
 use super::sink::{AuditError, AuditSink};
 use crate::pb;
 
 /// Recovery only considers truncating a damaged tail shorter than this.
 const MAX_TORN: u64 = 64 << 20;
+
+/// Default size at which the live file is rotated.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 256 << 20;
+/// Default number of rotated files kept.
+pub const DEFAULT_RETAIN_FILES: usize = 16;
 
 /// Tuning of [`AuditFile`].
 #[derive(Debug, Clone)]
@@ -48,6 +61,10 @@ pub struct AuditOptions {
     pub max_batch: usize,
     /// Most events waiting for the writer; beyond it requests fail at once (default 8192).
     pub queue: usize,
+    /// The live file is rotated once it holds this many bytes (default 256 MiB).
+    pub max_file_bytes: u64,
+    /// Rotated files kept; older ones are removed (default 16, at least 1).
+    pub retain_files: usize,
 }
 
 impl Default for AuditOptions {
@@ -56,6 +73,8 @@ impl Default for AuditOptions {
             write_timeout: Duration::from_secs(2),
             max_batch: 512,
             queue: 8192,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            retain_files: DEFAULT_RETAIN_FILES,
         }
     }
 }
@@ -93,6 +112,7 @@ impl AuditFile {
         let opts = AuditOptions {
             max_batch: opts.max_batch.max(1),
             queue: opts.queue.max(1),
+            retain_files: opts.retain_files.max(1),
             ..opts
         };
         let (tx, rx) = mpsc::sync_channel(opts.queue);
@@ -105,6 +125,9 @@ impl AuditFile {
             truncate_to: None,
             need_dir_sync: false,
             failing: false,
+            max_file_bytes: opts.max_file_bytes,
+            retain_files: opts.retain_files,
+            rotation_failing: false,
             shared: shared.clone(),
         };
         let max_batch = opts.max_batch;
@@ -166,12 +189,10 @@ impl AuditFile {
         }
     }
 
-    /// Verifies the live file up to its length when called (records being written at the same
-    /// time may be cut at that length; a cut last record is not reported).
+    /// Verifies the log across its files, the live one up to its length when read (a record
+    /// being written at the same time may be cut there; a cut last record is not reported).
     pub fn verify(&self) -> io::Result<VerifyReport> {
-        let file = File::open(&self.path)?;
-        let len = file.metadata()?.len();
-        verify_reader(BufReader::new(file), len, true)
+        rotation::verify_log(&self.path, true)
     }
 
     fn refused(&self, what: &str) -> AuditError {
@@ -204,7 +225,7 @@ impl AuditSink for AuditFile {
     }
 
     fn tail(&self, count: usize) -> io::Result<Vec<TailEntry>> {
-        tail(&self.path, count)
+        rotation::tail_log(&self.path, count)
     }
 
     fn verify(&self) -> io::Result<VerifyReport> {
@@ -247,6 +268,10 @@ struct Writer {
     need_dir_sync: bool,
     /// The last batch failed (errors are logged once per outage, not once per batch).
     failing: bool,
+    max_file_bytes: u64,
+    retain_files: usize,
+    /// The last rotation failed (logged once until one succeeds).
+    rotation_failing: bool,
     shared: Arc<Shared>,
 }
 
@@ -324,8 +349,12 @@ impl Writer {
                 }
                 self.truncate_to = None;
             }
-            let recovered =
+            let mut recovered =
                 recover(&file, &self.path).map_err(|e| format!("cannot read it to recover the chain: {e}"))?;
+            if recovered == Tail::first() {
+                recovered = rotated_tail(&self.path)
+                    .map_err(|e| format!("cannot read the newest rotated file to recover the chain: {e}"))?;
+            }
             self.tail = recovered;
         }
         if self.need_dir_sync {
@@ -338,6 +367,8 @@ impl Writer {
 
     /// Writes `events` as the next records with one `write_all` and one `sync_data`.
     fn write_batch(&mut self, events: Vec<Vec<u8>>) -> Result<(), String> {
+        self.ensure_open()?;
+        self.rotate_if_full();
         self.ensure_open()?;
         let Some(open) = self.file.as_mut() else {
             return Err("cannot open".into());
@@ -389,6 +420,101 @@ impl Writer {
             }
         }
     }
+}
+
+impl Writer {
+    /// Rotates the live file when it has reached `max_file_bytes` (see the module
+    /// documentation); a failure is logged once and writing goes on in the live file.
+    fn rotate_if_full(&mut self) {
+        let Some(open) = &self.file else { return };
+        if !open.regular || self.tail.seq == 0 {
+            return;
+        }
+        match open.file.metadata() {
+            Ok(m) if m.len() >= self.max_file_bytes => {}
+            _ => return,
+        }
+        match self.rotate() {
+            Ok((to, removed)) => {
+                self.rotation_failing = false;
+                tracing::info!(
+                    path = %self.path.display(),
+                    "audit log rotated to {}; {removed} old file(s) removed past the newest {}",
+                    to.display(),
+                    self.retain_files
+                );
+            }
+            Err(e) if !self.rotation_failing => {
+                self.rotation_failing = true;
+                tracing::error!(
+                    path = %self.path.display(),
+                    "audit log {} cannot be rotated: {e}; records go on into the live file",
+                    self.path.display()
+                );
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Renames the live file for its first record, starts a new one, and applies retention.
+    fn rotate(&mut self) -> io::Result<(PathBuf, usize)> {
+        let first = first_seq(&self.path)?;
+        let to = rotation::rotated_path(&self.path, first);
+        if fs::symlink_metadata(&to).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} already exists", to.display()),
+            ));
+        }
+        fs::rename(&self.path, &to)?;
+        // The live name is free: whatever happens next, the next record starts a new file, and
+        // a reopen finds the chain's tail in the file just rotated.
+        self.file = None;
+        self.need_dir_sync = true;
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&self.path)?;
+        sync_parent(&self.path)?;
+        self.need_dir_sync = false;
+        self.file = Some(OpenFile { file, regular: true });
+        let removed = rotation::prune(&self.path, self.retain_files)?;
+        if removed > 0 {
+            sync_parent(&self.path)?;
+        }
+        Ok((to, removed))
+    }
+}
+
+/// The sequence number of the first record of the file at `path`.
+fn first_seq(path: &Path) -> io::Result<u64> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    match Frames::new(BufReader::new(file), len).next()? {
+        Frame::Whole { body, .. } => pb::AuditRecord::decode(body.as_slice())
+            .map(|r| r.seq)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("its first record: {e}"))),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "its first record cannot be read",
+        )),
+    }
+}
+
+/// The chain tail in the newest rotated file of `live` (the first tail when there is none).
+fn rotated_tail(live: &Path) -> io::Result<Tail> {
+    let Some((_, newest)) = rotation::rotated_files(live)?.pop() else {
+        return Ok(Tail::first());
+    };
+    let Some(last) = rotation::tail_file(&newest, 1)?.pop_back() else {
+        return Ok(Tail::first());
+    };
+    let mut hash = [0; 32];
+    hex::decode_to_slice(&last.hash, &mut hash)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", newest.display())))?;
+    Ok(Tail { seq: last.seq, hash })
 }
 
 /// Makes a newly created file's directory entry durable.
@@ -484,7 +610,8 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::audit::chain::{read_varint, verify_file, Broken};
+    use crate::audit::chain::{read_varint, Broken};
+    use crate::audit::rotation::{tail_log as tail, verify_file};
 
     fn event(i: usize) -> pb::AuditEvent {
         pb::AuditEvent {
@@ -558,7 +685,9 @@ mod tests {
             report,
             VerifyReport {
                 records: 200,
-                broken: None
+                broken: None,
+                first_seq: 1,
+                files: 1,
             }
         );
         assert_eq!(log.verify().unwrap(), report);
@@ -596,7 +725,9 @@ mod tests {
             verify_file(&path).unwrap(),
             VerifyReport {
                 records: 205,
-                broken: None
+                broken: None,
+                first_seq: 1,
+                files: 1,
             }
         );
     }
@@ -671,7 +802,9 @@ mod tests {
             verify_file(&path).unwrap(),
             VerifyReport {
                 records: 4,
-                broken: None
+                broken: None,
+                first_seq: 1,
+                files: 1,
             }
         );
 
@@ -686,7 +819,9 @@ mod tests {
             verify_file(&path).unwrap(),
             VerifyReport {
                 records: 4,
-                broken: None
+                broken: None,
+                first_seq: 1,
+                files: 1,
             }
         );
         assert_eq!(tail(&path, 1).unwrap()[0].event, event(5));
@@ -704,7 +839,9 @@ mod tests {
             verify_file(&path).unwrap(),
             VerifyReport {
                 records: 5,
-                broken: None
+                broken: None,
+                first_seq: 1,
+                files: 1,
             }
         );
     }
@@ -758,7 +895,9 @@ mod tests {
             verify_file(&path).unwrap(),
             VerifyReport {
                 records: 8,
-                broken: None
+                broken: None,
+                first_seq: 1,
+                files: 1,
             }
         );
         let check = |bytes: &[u8], position: u64, contains: &str| {
@@ -910,7 +1049,9 @@ mod tests {
             verify_file(&path).unwrap(),
             VerifyReport {
                 records: 1,
-                broken: None
+                broken: None,
+                first_seq: 1,
+                files: 1,
             }
         );
     }
@@ -1020,7 +1161,9 @@ mod tests {
             verify_file(&path).unwrap(),
             VerifyReport {
                 records: 5,
-                broken: None
+                broken: None,
+                first_seq: 1,
+                files: 1,
             }
         );
     }
@@ -1036,7 +1179,9 @@ mod tests {
             sink.verify().unwrap(),
             VerifyReport {
                 records: 2,
-                broken: None
+                broken: None,
+                first_seq: 1,
+                files: 1,
             }
         );
         assert_eq!(sink.tail(1).unwrap()[0].seq, 2);

@@ -1,13 +1,15 @@
 //! The audit hook: every API request, allowed or denied, produces one [`crate::pb::AuditEvent`].
 //!
 //! Events never carry secret values. Sinks are chosen in the server config only: production
-//! nodes write the hash-chained [`file::AuditFile`] (its record format and reader: [`chain`]);
+//! nodes write the hash-chained [`file::AuditFile`] (its record format and reader: [`chain`]; its
+//! files, rotated by size and kept by count: [`rotation`]);
 //! simulations log to `tracing`. Every event is bounded and escaped first ([`bounds`]). A
 //! request waits until its event is recorded and fails when it cannot be (fail closed).
 
 pub mod bounds;
 pub mod chain;
 pub mod file;
+pub mod rotation;
 pub mod sink;
 
 pub use bounds::bound;

@@ -14,7 +14,7 @@ use super::global::connect;
 use super::global::Global;
 use super::global::Output;
 use super::output;
-use crate::audit::chain;
+use crate::audit::rotation;
 use crate::pb;
 
 #[derive(Debug, Subcommand)]
@@ -102,23 +102,39 @@ fn print_entries(g: &Global, entries: Vec<(u64, pb::AuditEvent, String)>) {
     }
 }
 
-fn print_verify(
-    g: &Global,
+/// What `audit verify` found, wherever it was checked.
+struct Verified<'a> {
     ok: bool,
     records: u64,
     first_broken: u64,
-    problem: &str,
-    source: &str,
-) -> Result<(), CliError> {
+    problem: &'a str,
+    first_seq: u64,
+    files: u64,
+}
+
+fn print_verify(g: &Global, v: Verified<'_>, source: &str) -> Result<(), CliError> {
+    let Verified {
+        ok,
+        records,
+        first_broken,
+        problem,
+        first_seq,
+        files,
+    } = v;
+    let last = (first_seq + records).saturating_sub(1);
     match g.output {
         Output::Json => output::print_json(&json!({
             "ok": ok,
             "records": records,
             "first_broken": (!ok).then_some(first_broken),
             "problem": (!ok).then_some(problem),
+            "first_seq": first_seq,
+            "files": files,
             "source": source,
         })),
-        Output::Table if ok => output::say(format!("ok: {records} records verified ({source})")),
+        Output::Table if ok => output::say(format!(
+            "ok: {records} records verified (records {first_seq}..{last} in {files} file(s); {source})"
+        )),
         Output::Table => {}
     }
     if ok {
@@ -138,7 +154,7 @@ pub async fn run(g: &Global, cmd: AuditCmd) -> Result<(), CliError> {
             count,
             file: Some(path),
         } => {
-            let entries = chain::tail(&path, count as usize)
+            let entries = rotation::tail_log(&path, count as usize)
                 .map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?;
             print_entries(g, entries.into_iter().map(|t| (t.seq, t.event, t.hash)).collect());
             Ok(())
@@ -161,20 +177,21 @@ pub async fn run(g: &Global, cmd: AuditCmd) -> Result<(), CliError> {
             Ok(())
         }
         AuditCmd::Verify { file: Some(path) } => {
-            let report =
-                chain::verify_file(&path).map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?;
+            let report = rotation::verify_file(&path)
+                .map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?;
             let (first, problem) = report
                 .broken
                 .map(|b| (b.position, b.problem))
                 .unwrap_or((0, String::new()));
-            print_verify(
-                g,
-                first == 0,
-                report.records,
-                first,
-                &problem,
-                &path.display().to_string(),
-            )
+            let v = Verified {
+                ok: first == 0,
+                records: report.records,
+                first_broken: first,
+                problem: &problem,
+                first_seq: report.first_seq,
+                files: report.files as u64,
+            };
+            print_verify(g, v, &path.display().to_string())
         }
         AuditCmd::Verify { file: None } => {
             let client = connect(g).await?;
@@ -185,7 +202,15 @@ pub async fn run(g: &Global, cmd: AuditCmd) -> Result<(), CliError> {
                 .await?
                 .into_inner();
             let node = r.served_by.map(|s| format!("node {}", s.node)).unwrap_or_default();
-            print_verify(g, r.ok, r.records, r.first_broken, &r.problem, &node)
+            let v = Verified {
+                ok: r.ok,
+                records: r.records,
+                first_broken: r.first_broken,
+                problem: &r.problem,
+                first_seq: r.first_seq.max(1),
+                files: u64::from(r.files),
+            };
+            print_verify(g, v, &node)
         }
     }
 }

@@ -117,6 +117,18 @@ impl ServerConfig {
                 return Err(format!("{field} {v} must be between 1 and {max}"));
             }
         }
+        if let Some(b) = self.audit.max_file_bytes {
+            if !(4096..=1 << 40).contains(&b) {
+                return Err(format!(
+                    "audit.max_file_bytes {b} must be between 4096 and 1099511627776"
+                ));
+            }
+        }
+        if let Some(n) = self.audit.retain_files {
+            if !(1..=100_000).contains(&n) {
+                return Err(format!("audit.retain_files {n} must be between 1 and 100000"));
+            }
+        }
         if let Some(t) = self.audit.write_timeout_ms {
             if !(10..=60_000).contains(&t) {
                 return Err(format!("audit.write_timeout_ms {t} must be between 10 and 60000"));

@@ -15,6 +15,13 @@ pub struct AuditConfig {
     /// A request whose audit record is not durable within this bound fails (default 2000 ms).
     #[serde(default)]
     pub write_timeout_ms: Option<u64>,
+    /// The live file is rotated at this size (default 256 MiB, at least 4096).
+    #[serde(default)]
+    pub max_file_bytes: Option<u64>,
+    /// Rotated files kept; older ones are removed (default 16, at least 1). Ship them elsewhere
+    /// before they age out if they must be kept longer.
+    #[serde(default)]
+    pub retain_files: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
