@@ -241,7 +241,7 @@ fn put_secret_value(i: u64) -> pb::Command {
                     blob: vec![0x5a; 60],
                 }],
             }),
-            crc32c: crc32c::crc32c(&[0x5a; VALUE_BYTES]),
+            value_mac: vec![0x5a; 32],
             size: VALUE_BYTES as u32,
             alias: "CURRENT".into(),
             create_if_missing: Some(pb::SecretSpec {

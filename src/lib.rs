@@ -23,6 +23,7 @@ pub mod dev;
 pub mod error;
 pub mod node;
 pub mod peer_guard;
+pub mod private_files;
 pub mod request_ids;
 pub mod rewrap;
 pub mod safe_text;

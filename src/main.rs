@@ -62,6 +62,10 @@ fn block_sigpipe() {
 fn main() {
     let cli = Cli::parse();
     let client_command = !matches!(cli.command, Command::Dev(_) | Command::Server { .. });
+    if matches!(cli.command, Command::Server { .. }) {
+        // Before any thread: everything the node creates is its user's alone.
+        coffer::private_files::restrict_umask();
+    }
     if client_command {
         // Client commands end quietly when their reader goes away (`coffer … | head`), like
         // any Unix tool, instead of panicking on a failed print.

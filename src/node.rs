@@ -173,6 +173,14 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
             .with_context(|| format!("cannot listen on {addr} (is another node using it?)"))
     };
     refuse_exposed_plaintext(&cfg)?;
+    let tightened = crate::private_files::make_private(&cfg.node.data_dir)
+        .with_context(|| format!("cannot make {} private (mode 0700)", cfg.node.data_dir.display()))?;
+    if tightened > 0 {
+        tracing::warn!(
+            "took group and other permissions off {tightened} file(s) and directories under {}",
+            cfg.node.data_dir.display()
+        );
+    }
     let api = bind(cfg.node.api_addr).await?;
     let raft = bind(cfg.node.raft_addr).await?;
     if let Some(addr) = cfg.node.metrics_addr {
@@ -335,6 +343,10 @@ where
         tokio::spawn(bootstrap(raft.clone(), cfg.clone()));
     }
     tokio::spawn(ensure_token_key(service.clone(), stop_rx.clone()));
+    tokio::spawn(crate::service::destroyed::forget_destroyed_keys(
+        service.clone(),
+        stop_rx.clone(),
+    ));
     tokio::spawn(crate::rewrap::run_job(
         raft.clone(),
         service.clone(),

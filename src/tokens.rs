@@ -46,6 +46,19 @@ impl TokenKey {
         out
     }
 
+    /// HMAC-SHA256 of a value written to `name` under a key of its own (domain-separated from
+    /// consistency tokens): the request table compares it between attempts of one request id
+    /// ([`pb::AddVersion::value_mac`]).
+    pub fn value_mac(&self, name: &str, value: &[u8]) -> Vec<u8> {
+        // HMAC takes keys of any length; new_from_slice cannot fail.
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(self.key.expose()).expect("hmac key");
+        m.update(b"coffer/request-value/v1\0");
+        m.update(name.as_bytes());
+        m.update(b"\0");
+        m.update(value);
+        m.finalize().into_bytes().to_vec()
+    }
+
     pub fn mint(&self, index: u64) -> String {
         let t = pb::ConsistencyToken {
             cluster_id: self.cluster_id.clone(),

@@ -1,12 +1,28 @@
 //! The Raft log, RocksDB (SST, WAL, MANIFEST) and snapshots hold only ciphertext: after writing
-//! known values, no file under any node's data folder contains their bytes. Node logs don't
-//! either.
+//! known values, no file under any node's data folder contains their bytes, nor a checksum of
+//! them (an offline guessing oracle), and every file there is the node user's alone. Node logs
+//! don't hold the values either.
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use common::*;
+
+/// How a crc32c of a value would be stored: as `SecretVersion.crc32c` (field 5) or
+/// `AddVersion.crc32c` (field 4), a varint after its tag.
+fn crc_needles(value: &[u8]) -> Vec<Vec<u8>> {
+    let crc = crc32c::crc32c(value);
+    [0x28u8, 0x20]
+        .iter()
+        .map(|tag| {
+            let mut n = vec![*tag];
+            prost::encoding::encode_varint(u64::from(crc), &mut n);
+            n
+        })
+        .collect()
+}
 
 const RAFT: &str = "heartbeat_ms = 50\nelection_timeout_min_ms = 400\nelection_timeout_max_ms = 800\n\
                     snapshot_every_entries = 5\nkeep_logs_after_snapshot = 2\n";
@@ -59,9 +75,22 @@ async fn no_plaintext_in_any_file_of_any_node() {
                     f.display()
                 );
             }
+            for needle in canaries.iter().flat_map(|c| crc_needles(c.as_bytes())) {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle),
+                    "a checksum of a value found in {}",
+                    f.display()
+                );
+            }
+            let mode = std::fs::metadata(&f).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{} is mode {mode:o}", f.display());
         }
         let log = cluster.log(i);
         assert!(!log.contains("PLAINTEXT-CANARY"), "plaintext in node {i}'s log");
+    }
+    for i in 0..3 {
+        let mode = std::fs::metadata(cluster.data_dir(i)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "node {i}'s data dir is mode {mode:o}");
     }
     assert!(scanned > 10, "scanned the RocksDB files ({scanned})");
     assert!(snapshots >= 1, "at least one snapshot file was scanned");
@@ -70,4 +99,14 @@ async fn no_plaintext_in_any_file_of_any_node() {
     std::fs::write(&control, format!("xx{canary}yy")).unwrap();
     let bytes = std::fs::read(&control).unwrap();
     assert!(bytes.windows(canary.len()).any(|w| w == canary.as_bytes()));
+    // So does the checksum scan in a record that carries one.
+    let legacy = coffer::pb::SecretVersion {
+        name: "acme/canary".into(),
+        version: 1,
+        crc32c: crc32c::crc32c(canary.as_bytes()),
+        ..Default::default()
+    };
+    let bytes = prost::Message::encode_to_vec(&legacy);
+    let needle = &crc_needles(canary.as_bytes())[0];
+    assert!(bytes.windows(needle.len()).any(|w| w == needle.as_slice()));
 }

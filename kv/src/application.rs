@@ -35,4 +35,12 @@ pub trait Application: Send + Sync + 'static {
 
     /// Answers `query` from `view` alone (a leader serving a follower's forwarded read).
     fn answer(&self, view: &dyn KvView, query: &pb::ReadQuery) -> Result<pb::ReadAnswer, AnswerError>;
+
+    /// Whether applying `cmd` with `result` left bytes that must not outlive it on any disk
+    /// (a destroyed version's ciphertext and wrapped keys, still in the log, older storage
+    /// files and the last snapshot): the node then rewrites its storage without them. Pure,
+    /// like `apply`.
+    fn shreds(&self, _cmd: &pb::Command, _result: &pb::CommandResult) -> bool {
+        false
+    }
 }

@@ -30,6 +30,13 @@ impl Application for SecretsModel {
             || k.starts_with(keys::TOKEN_HASH_PREFIX)
     }
 
+    /// A version destroyed by this command (not a replay of an earlier one).
+    fn shreds(&self, cmd: &pb::Command, result: &pb::CommandResult) -> bool {
+        matches!(cmd.op, Some(pb::command::Op::DestroyVersion(_)))
+            && !result.replayed
+            && matches!(result.outcome, Some(pb::command_result::Outcome::Ok(_)))
+    }
+
     fn answer(&self, view: &dyn KvView, q: &pb::ReadQuery) -> Result<pb::ReadAnswer, AnswerError> {
         query::answer(view, q).map_err(|e| match e {
             QueryError::Model(e) => AnswerError::Refused(e.to_pb()),

@@ -53,6 +53,8 @@ pub struct Fingerprint {
     pub target: String,
     /// SHA-256 of [`stable_params`].
     pub params: Vec<u8>,
+    /// An AddVersion's `value_mac` (empty: none), compared only when both sides have one.
+    pub value_mac: Vec<u8>,
 }
 
 impl Fingerprint {
@@ -74,9 +76,14 @@ impl Fingerprint {
             Some(Op::CreateToken(c)) => ("create_token", c.token.as_ref().map_or("", |t| t.principal.as_str())),
             Some(Op::RevokeToken(c)) => ("revoke_token", &c.accessor),
         };
+        let value_mac = match &cmd.op {
+            Some(Op::AddVersion(c)) => c.value_mac.clone(),
+            _ => Vec::new(),
+        };
         Fingerprint {
             op,
             target: target.to_string(),
+            value_mac,
             params: stable_params(cmd).map_or_else(Vec::new, |op| {
                 use sha2::Digest;
                 sha2::Sha256::digest(
@@ -109,6 +116,9 @@ fn stable_params(cmd: &pb::Command) -> Option<pb::command::Op> {
             c.also_for.clear();
             c.expires_at_ms = 0;
             c.create_if_missing = None;
+            // Compared on its own (`Fingerprint::value_mac`): an attempt made before the token
+            // key existed has none.
+            c.value_mac.clear();
         }
         Op::MoveAlias(c) => c.expected_version = 0,
         Op::PutPolicy(c) => {
@@ -187,6 +197,16 @@ pub fn lookup(ov: &Overlay<'_>, cmd: &pb::Command, fp: &Fingerprint) -> std::io:
             ),
         )));
     }
+    if !rec.value_mac.is_empty() && !fp.value_mac.is_empty() && rec.value_mac != fp.value_mac {
+        return Ok(Lookup::Reused(ModelError::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "this request id was already used for a different {} of {:?} (another value); give each \
+                 request its own id",
+                rec.op, rec.target
+            ),
+        )));
+    }
     let mut result = rec.result.unwrap_or_default();
     result.replayed = true;
     Ok(Lookup::Replay(result))
@@ -260,6 +280,7 @@ pub fn advance(
             target: fp.target.clone(),
             applied_at_ms: m.clock_ms,
             params_sha256: fp.params.clone(),
+            value_mac: fp.value_mac.clone(),
         };
         ov.put(keys::request(id), rec.encode_to_vec());
         let entry = pb::RequestQueueEntry {
@@ -612,10 +633,18 @@ mod tests {
         assert_eq!(sm.reply_index, first_at, "the first record is still there");
     }
 
-    /// `op` as an AddVersion with another value (its crc32c).
+    /// `op` as an AddVersion with another value (its MAC).
     fn other_value(mut op: Op) -> Op {
         if let Op::AddVersion(c) = &mut op {
-            c.crc32c = 0xfeed;
+            c.value_mac = vec![0xfe; 32];
+        }
+        op
+    }
+
+    /// `op` as an AddVersion whose proposer had no token key (no MAC).
+    fn no_mac(mut op: Op) -> Op {
+        if let Op::AddVersion(c) = &mut op {
+            c.value_mac.clear();
         }
         op
     }
@@ -627,9 +656,15 @@ mod tests {
         sm.run(add("acme/s0", 2, "CURRENT")).unwrap();
         let e = sm.run_as(other_value(add("acme/s0", 3, "CURRENT")), "put").unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidArgument);
-        assert!(e.message.contains("different add_version"), "{e}");
+        assert!(
+            e.message.contains("different add_version") && e.message.contains("(another value)"),
+            "{e}"
+        );
         // The same value proposed again for the version its proposer now sees is a retry.
         assert_eq!(sm.run_as(add("acme/s0", 3, "CURRENT"), "put").unwrap(), first);
+        assert!(sm.replayed);
+        // An attempt without a MAC (no token key yet) is judged on the rest.
+        assert_eq!(sm.run_as(no_mac(add("acme/s0", 3, "CURRENT")), "put").unwrap(), first);
         assert!(sm.replayed);
 
         let moved = sm.run_as(promote("acme/s0", 1, 2), "promote").unwrap();

@@ -102,6 +102,8 @@ pub(crate) fn add(name: &str, version: u64, alias: &str) -> pb::command::Op {
         create_if_missing: Some(pb::SecretSpec::default()),
         expires_at_ms: 0,
         also_for: vec![],
+        // What the proposer's token key makes of the value (any fixed bytes here).
+        value_mac: vec![0xaa; 32],
     })
 }
 

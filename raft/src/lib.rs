@@ -29,6 +29,8 @@ pub mod placement;
 pub mod read_batch;
 pub mod rocks;
 pub mod runtime;
+pub mod shred_signals;
+pub mod shredder;
 pub mod snapshot_install;
 pub mod snapshot_schedule;
 pub mod state_machine;

@@ -277,12 +277,25 @@ impl RocksSmBackend {
         Ok(())
     }
 
-    /// Compacts the state machine and log key spaces, rewriting SST files without deleted
-    /// values (used after destroying versions).
-    pub fn compact(&self) {
+    /// Flushes every memtable (the WAL files that held their writes become obsolete), then
+    /// rewrites the log and state key spaces down to the last level, dropping what was deleted
+    /// or overwritten, and removes the files this made obsolete. See [`SmBackend::shred`].
+    fn shred_files(&self) -> io::Result<()> {
+        let all: Vec<&ColumnFamily> = [CF_LOG, CF_RAFT_META, CF_SM].iter().map(|n| cf(&self.db, n)).collect();
+        let mut flush = rocksdb::FlushOptions::default();
+        flush.set_wait(true);
+        self.db.flush_wal(true).map_err(rerr)?;
+        self.db.flush_cfs_opt(&all, &flush).map_err(rerr)?;
+        let mut compact = rocksdb::CompactOptions::default();
+        compact.set_exclusive_manual_compaction(true);
+        compact.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
         for name in [CF_LOG, CF_SM] {
-            self.db.compact_range_cf::<&[u8], &[u8]>(cf(&self.db, name), None, None);
+            self.db
+                .compact_range_cf_opt::<&[u8], &[u8]>(cf(&self.db, name), None, None, &compact);
         }
+        // A compaction deletes its inputs in the background; ask for it now.
+        self.db.flush_cfs_opt(&all, &flush).map_err(rerr)?;
+        Ok(())
     }
 }
 
@@ -355,6 +368,10 @@ impl KvView for RocksView<'_> {
 impl SmBackend for RocksSmBackend {
     fn flush_at_shutdown(&self) -> io::Result<()> {
         self.flush()
+    }
+
+    fn shred(&self) -> io::Result<()> {
+        self.shred_files()
     }
 
     fn waits_on_disk(&self) -> bool {

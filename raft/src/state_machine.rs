@@ -34,6 +34,8 @@ use coffer_kv::Overlay;
 
 use crate::codec;
 use crate::pb;
+use crate::shred_signals::ShredEvent;
+use crate::shred_signals::Shredding;
 use crate::snapshot_schedule::SnapshotSchedule;
 use crate::storage::SmBackend;
 use crate::LogId;
@@ -95,6 +97,7 @@ pub struct StateReader {
     app: Arc<dyn Application>,
     applied: watch::Receiver<u64>,
     access_epoch: Arc<AtomicU64>,
+    shredding: Shredding,
 }
 
 impl StateReader {
@@ -118,6 +121,11 @@ impl StateReader {
     /// least as new as `e`: caches of access data keyed by the epoch are never staler than it.
     pub fn access_epoch(&self) -> u64 {
         self.access_epoch.load(Ordering::Acquire)
+    }
+
+    /// Shredding requests made by applies and installs, and how far this node got with them.
+    pub fn shredding(&self) -> &Shredding {
+        &self.shredding
     }
 
     /// A receiver that changes whenever the applied index moves.
@@ -144,6 +152,8 @@ pub struct StateMachineStore {
     snapshots: Option<(SnapshotSchedule, mpsc::Sender<()>)>,
     /// Held by whoever stores a snapshot (see [`SnapshotWrites`]).
     snapshot_writes: SnapshotWrites,
+    /// Where applies and installs ask for shredding ([`crate::shredder`]).
+    shredding: Shredding,
 }
 
 /// One snapshot write at a time: a build (openraft runs it as a task of its own) and an
@@ -170,6 +180,7 @@ impl StateMachineStore {
             access_epoch: Arc::new(AtomicU64::new(0)),
             snapshots: None,
             snapshot_writes: SnapshotWrites::default(),
+            shredding: Shredding::default(),
         })
     }
 
@@ -181,12 +192,18 @@ impl StateMachineStore {
         rx
     }
 
+    /// Where this state machine asks for shredding ([`crate::shredder::spawn`] serves it).
+    pub fn shredding(&self) -> Shredding {
+        self.shredding.clone()
+    }
+
     pub fn reader(&self) -> StateReader {
         StateReader {
             backend: self.backend.clone(),
             app: self.app.clone(),
             applied: self.applied.subscribe(),
             access_epoch: self.access_epoch.clone(),
+            shredding: self.shredding.clone(),
         }
     }
 
@@ -244,6 +261,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             return Ok(());
         }
         let mut replies = Vec::with_capacity(batch.len());
+        let mut shreds = Vec::new();
         let mut last_index = 0;
         let writes = {
             let view = self.backend.view();
@@ -256,7 +274,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         log_index: log_id.index,
                         ..Default::default()
                     },
-                    EntryPayload::Normal(cmd) => self.app.apply(&mut ov, cmd, log_id.index)?,
+                    EntryPayload::Normal(cmd) => {
+                        let result = self.app.apply(&mut ov, cmd, log_id.index)?;
+                        if self.app.shreds(cmd, &result) {
+                            shreds.push(ShredEvent::Applied {
+                                index: log_id.index,
+                                cmd: Arc::new(cmd.clone()),
+                            });
+                        }
+                        result
+                    }
                     EntryPayload::Membership(m) => {
                         let stored = StoredMembership::new(Some(log_id), m.clone());
                         ov.put(
@@ -281,6 +308,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }
         let before = *self.applied.borrow();
         self.publish_applied(last_index);
+        // After the commit: the state already lacks what the requests are about.
+        for event in shreds {
+            self.shredding.request(event);
+        }
         if let Some((schedule, tx)) = &self.snapshots {
             if schedule.crosses(before, last_index) {
                 let _ = tx.try_send(());
@@ -310,7 +341,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         })
         .await?;
         self.access_changed();
-        self.publish_applied(meta.last_log_id.map(|l| l.index).unwrap_or(0));
+        let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
+        self.publish_applied(index);
+        // The replaced state may have held what a destroy removed: shred after installs too.
+        self.shredding.request(ShredEvent::Installed { index });
         Ok(())
     }
 

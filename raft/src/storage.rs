@@ -67,4 +67,13 @@ pub trait SmBackend: Send + Sync + 'static {
     fn waits_on_disk(&self) -> bool {
         false
     }
+
+    /// Rewrites the stored files so that nothing deleted or overwritten before this call (log
+    /// entries purged, state values replaced) survives in any of them: memtables flushed, the
+    /// log and the state compacted to the last level, WAL and SST files they made obsolete
+    /// removed. Called by [`crate::shredder`] after the log is purged through a destroy.
+    /// Nothing to do in memory.
+    fn shred(&self) -> io::Result<()> {
+        Ok(())
+    }
 }

@@ -131,6 +131,7 @@ mod tests {
             target: "acme/a".into(),
             applied_at_ms,
             params_sha256: Vec::new(),
+            value_mac: Vec::new(),
         }
     }
 

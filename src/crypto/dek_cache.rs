@@ -123,6 +123,13 @@ impl DekCache {
         self.lock().entries.remove(&(name.to_string(), version));
     }
 
+    /// Drops every key.
+    pub fn clear(&self) {
+        let mut inner = self.lock();
+        inner.entries.clear();
+        inner.queue.clear();
+    }
+
     pub fn len(&self) -> usize {
         self.lock().entries.len()
     }

@@ -5,9 +5,9 @@
 //! for another number after a version race needs no KMS call); once the write commits,
 //! [`Vault::remember`] caches the DEK so reads on the writing node need no KMS call either.
 //! Read: [`Vault::open`] takes the DEK from the cache or unwraps it (local region's KMS, then the
-//! fallback if allowed), decrypts under the name and version the read asked for, and checks the
-//! crc32c. Never fails open: without the DEK
-//! there is no value.
+//! fallback if allowed) and decrypts under the name and version the read asked for (GCM
+//! authenticates the value; a legacy record's crc32c is checked too). Never fails open: without
+//! the DEK there is no value.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,7 +112,7 @@ impl Vault {
     }
 
     /// Decrypts the stored record of version `version` of `name`, the version a read asked
-    /// for, and checks its crc32c. The envelope opens under the requested name and version
+    /// for (and checks the crc32c of a legacy record that has one). The envelope opens under the requested name and version
     /// only (its AAD and the data key's KMS context bind them), never under what the record
     /// says about itself: a record copied to another secret's or version's key is refused.
     pub async fn open(&self, name: &str, version: u64, v: &pb::SecretVersion) -> Result<SecretValue, VaultError> {
@@ -121,7 +121,7 @@ impl Vault {
         }
         let env = v.envelope.as_ref().ok_or(CryptoError::Decrypt)?;
         let value = self.open_envelope(name, version, env).await?;
-        if crc32c::crc32c(value.expose()) != v.crc32c {
+        if v.crc32c != 0 && crc32c::crc32c(value.expose()) != v.crc32c {
             return Err(CryptoError::Checksum.into());
         }
         Ok(value)
@@ -145,6 +145,16 @@ impl Vault {
     pub fn forget(&self, name: &str, version: u64) {
         self.cache.remove(name, version);
     }
+
+    /// Drops every cached DEK (when this node cannot tell which versions were destroyed).
+    pub fn forget_all(&self) {
+        self.cache.clear();
+    }
+
+    /// How many DEKs are cached.
+    pub fn cached_keys(&self) -> usize {
+        self.cache.len()
+    }
 }
 
 #[cfg(test)]
@@ -167,7 +177,6 @@ mod tests {
             name: name.into(),
             version,
             envelope: Some(sealer.seal(&value, version).unwrap()),
-            crc32c: crc32c::crc32c(value.expose()),
             ..Default::default()
         }
     }

@@ -6,9 +6,11 @@
 //! - [`read`]: the one read path: a query answered with a consistency mode, typed per query;
 //! - [`write`]: the one write path: a command proposed to the leader, applied once;
 //! - [`put`]: a new secret version, re-sealed for the next number when writers race;
-//! - [`access`]: policies and tokens as this replica holds them, and the root-revocation check.
+//! - [`access`]: policies and tokens as this replica holds them, and the root-revocation check;
+//! - [`destroyed`]: every node drops the data keys of destroyed versions.
 
 pub mod access;
+pub mod destroyed;
 pub mod put;
 pub mod read;
 pub mod write;

@@ -45,7 +45,11 @@ impl Service {
             Err(e) => return Err(e),
         };
         let sealer = self.vault.prepare(&name).await?;
-        let crc = crc32c::crc32c(value.expose());
+        // The same for every attempt of this request; none before the token key exists.
+        let value_mac = match self.token_key().await {
+            Ok(Some(k)) => k.value_mac(&name, value.expose()),
+            _ => Vec::new(),
+        };
         for attempt in 0..MAX_VERSION_RACES {
             let seal = |v: u64| sealer.seal(&value, v).map_err(|e| ApiError::Unavailable(e.to_string()));
             let envelope = seal(version)?;
@@ -73,12 +77,13 @@ impl Service {
                 name: name.clone(),
                 version,
                 envelope: Some(envelope),
-                crc32c: crc,
+                crc32c: 0,
                 size: value.len() as u32,
                 alias: alias.clone(),
                 create_if_missing: (!must_exist).then(pb::SecretSpec::default),
                 expires_at_ms: 0,
                 also_for,
+                value_mac: value_mac.clone(),
             });
             let id = crate::request_ids::attempt(grant.request_id(), attempt);
             match self.propose_as(grant, &id, op).await? {

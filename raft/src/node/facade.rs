@@ -62,7 +62,9 @@ impl RaftNode {
         connector: Arc<dyn Connector>,
     ) -> Result<Self, StartError> {
         let config = Arc::new(settings.to_openraft()?);
+        let sm_backend = sm.clone();
         let mut sm = StateMachineStore::new(sm, app)?;
+        let shredding = sm.shredding();
         let snapshot_points = sm.schedule_snapshots(SnapshotSchedule::new(id, settings.snapshot_every_entries));
         let reader = sm.reader();
         let channels = Arc::new(PeerChannels::new(connector, settings.peer_addr_override.clone()));
@@ -78,7 +80,10 @@ impl RaftNode {
             // A removed node keeps its data for inspection but takes no part in Raft.
             let _ = raft.shutdown().await;
         }
-        spawn_snapshot_trigger(raft.clone(), snapshot_points);
+        // Scheduled snapshot builds and shredding passes take turns (see `SnapshotGate`).
+        let gate = crate::shredder::SnapshotGate::default();
+        spawn_snapshot_trigger(raft.clone(), snapshot_points, gate.clone(), reader.clone());
+        crate::shredder::spawn(raft.clone(), sm_backend, shredding, gate);
         let node = Self {
             inner: Arc::new(Inner {
                 id,
@@ -130,15 +135,24 @@ impl RaftNode {
     }
 }
 
-/// Asks openraft for a snapshot at each of this node's snapshot points. Ends when the state
-/// machine is dropped (the channel closes) or Raft has stopped.
-fn spawn_snapshot_trigger(raft: Raft, mut points: tokio::sync::mpsc::Receiver<()>) {
+/// Asks openraft for a snapshot at each of this node's snapshot points, and waits for it to be
+/// built before the next turn of the gate. Ends when the state machine is dropped (the channel
+/// closes) or Raft has stopped.
+fn spawn_snapshot_trigger(
+    raft: Raft,
+    mut points: tokio::sync::mpsc::Receiver<()>,
+    gate: crate::shredder::SnapshotGate,
+    reader: StateReader,
+) {
     tokio::spawn(async move {
         while points.recv().await.is_some() {
+            let _turn = gate.turn().await;
+            let target = reader.applied_index();
             if let Err(e) = raft.trigger().snapshot().await {
                 tracing::debug!(error = %e, "snapshot trigger stops: Raft has stopped");
                 return;
             }
+            crate::shredder::wait_snapshot(&raft, target).await;
         }
     });
 }

@@ -102,6 +102,8 @@ impl RaftNode {
             },
             staleness_upper_bound_ms: self.staleness_bound_ms(),
             lag: known_commit.saturating_sub(applied),
+            shredded_through: self.inner.reader.shredding().through(),
+            shred_requested: self.inner.reader.shredding().requested(),
         }
     }
 

@@ -1,0 +1,31 @@
+//! Every node drops the data key of a version as soon as it applies that version's destroy
+//! (not only the node that served the request), and all of them after a snapshot install or
+//! when it fell behind the events, since it cannot tell then which versions went.
+
+use std::sync::Arc;
+
+use coffer_raft::shred_signals::ShredEvent;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::Service;
+use crate::pb;
+
+/// Follows this node's shred events until `stop` is set or Raft goes away.
+pub async fn forget_destroyed_keys(service: Arc<Service>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut events = service.raft.reader().shredding().events();
+    loop {
+        let event = tokio::select! {
+            e = events.recv() => e,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match event {
+            Ok(ShredEvent::Applied { cmd, .. }) => {
+                if let Some(pb::command::Op::DestroyVersion(d)) = &cmd.op {
+                    service.vault.forget(&d.name, d.version);
+                }
+            }
+            Ok(ShredEvent::Installed { .. }) | Err(RecvError::Lagged(_)) => service.vault.forget_all(),
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
