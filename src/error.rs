@@ -239,9 +239,16 @@ impl ApiError {
     }
 }
 
+/// The longest status message sent: a message may quote a client's input, and a header of
+/// tens of KiB breaks the HTTP/2 connection instead of carrying an error.
+pub const MAX_STATUS_MESSAGE_BYTES: usize = 2048;
+
 impl From<ApiError> for Status {
+    /// The status a client gets: its message one line of bounded size, with any terminal
+    /// control it quotes escaped ([`crate::safe_text::message`]).
     fn from(e: ApiError) -> Status {
-        let mut status = Status::new(e.grpc_code(), e.to_string());
+        let message = crate::safe_text::message(&e.to_string(), MAX_STATUS_MESSAGE_BYTES);
+        let mut status = Status::new(e.grpc_code(), message);
         if let Ok(v) = e.code().parse() {
             status.metadata_mut().insert(ERROR_CODE_KEY, v);
         }

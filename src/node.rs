@@ -51,6 +51,10 @@ use crate::peer_guard::PeerSecurity;
 /// policy document, fits easily); larger ones fail with `OUT_OF_RANGE` before they are decoded.
 const MAX_API_MESSAGE_BYTES: usize = 1024 * 1024;
 
+/// Largest header list of a public request (its token, request id and consistency token
+/// included); larger ones are refused by HTTP/2 with status 431 before any handler runs.
+const MAX_API_HEADER_BYTES: u32 = 64 * 1024;
+
 /// What a node is built from besides its config: storage, KMS providers, peer transport and
 /// audit sink. Production takes them from the config ([`NodeParts::from_config`]); simulations
 /// pass memory storage, simulated KMS hosts and turmoil sockets.
@@ -314,6 +318,7 @@ where
     let api_server = tokio::spawn(
         with_tls(Server::builder(), api_tls, "API")?
             .timeout(Duration::from_secs(60))
+            .http2_max_header_list_size(MAX_API_HEADER_BYTES)
             .add_service(
                 pb::secrets_server::SecretsServer::new(SecretsApi::new(service.clone()))
                     .max_decoding_message_size(MAX_API_MESSAGE_BYTES),

@@ -66,6 +66,21 @@ pub fn text(s: &str) -> Cow<'_, str> {
     )
 }
 
+/// `s` as one line (every unsafe character escaped, like [`line`]) of at most `max` bytes, cut at
+/// a character boundary and ending with `…[+N bytes]` when it was cut: for messages that quote
+/// what a client sent (an error status), which must stay one readable line of bounded size.
+pub fn message(s: &str, max: usize) -> String {
+    let escaped = line(s);
+    if escaped.len() <= max {
+        return escaped.into_owned();
+    }
+    let mut cut = max.saturating_sub(24);
+    while !escaped.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…[+{} bytes]", &escaped[..cut], escaped.len() - cut)
+}
+
 /// `s` for a record (an audit event): every unsafe character and `\` escaped, so the record
 /// reads unambiguously, then cut at a character boundary to at most `max` bytes, ending with
 /// `…[+N bytes]` (N counts the original's bytes left out) when it was cut.
@@ -120,6 +135,19 @@ mod tests {
         assert_eq!(line("nul\0"), "nul\\u{0}");
         // Printable non-ASCII stays as it is.
         assert_eq!(line("héllo/名前"), "héllo/名前");
+    }
+
+    #[test]
+    fn messages_are_one_bounded_line() {
+        assert_eq!(message("no such policy", 100), "no such policy");
+        assert_eq!(message("a\nb\0", 100), "a\\u{a}b\\u{0}");
+        let m = message(&format!("policy {} not found", "a/".repeat(10_000)), 2048);
+        assert!(
+            m.len() <= 2048 && m.ends_with(" bytes]") && m.starts_with("policy a/a/"),
+            "{}",
+            m.len()
+        );
+        assert!(message(&"é".repeat(3000), 101).len() <= 101);
     }
 
     #[test]

@@ -26,7 +26,7 @@ async fn snapshot_of(c: &coffer::client::Client, name: &str) -> (String, usize) 
         .clone()
         .list_versions(pb::ListVersionsRequest {
             name: name.into(),
-            consistency: None,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -123,6 +123,36 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
 
+    // Metadata past its bounds, and bad page tokens and limits.
+    let e = s
+        .create_secret(pb::CreateSecretRequest {
+            name: "acme/app/meta".into(),
+            spec: Some(pb::SecretSpec {
+                description: "d".repeat(600 * 1024),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(
+        e.message().contains("description") && e.message().len() < 300,
+        "{}",
+        e.message()
+    );
+    for (page_token, limit) in [("not-a-number", 0), ("", 5000)] {
+        let e = s
+            .list_versions(pb::ListVersionsRequest {
+                name: "acme/app/key".into(),
+                page_token: page_token.into(),
+                limit,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{page_token:?} {limit}: {e:?}");
+    }
+
     // Nothing changed.
     assert_eq!(snapshot_of(&c, "acme/app/key").await, before);
     assert_eq!(get(&c, "acme/app/key", None).await.unwrap().value, b"fake-original");
@@ -177,7 +207,7 @@ async fn every_rpc_refuses_missing_or_wrong_tokens() {
                 "ListVersions",
                 s.list_versions(pb::ListVersionsRequest {
                     name: name(),
-                    consistency: None,
+                    ..Default::default()
                 })
                 .await
                 .map(|_| ()),

@@ -52,6 +52,7 @@ async fn versions(c: &Client, name: &str) -> Vec<u64> {
         consistency: Some(pb::ReadConsistency {
             mode: Some(pb::read_consistency::Mode::Linearizable(pb::LinearizableRead {})),
         }),
+        ..Default::default()
     };
     let r = c.secrets.clone().list_versions(req).await.unwrap().into_inner();
     r.versions.into_iter().map(|v| v.version).collect()

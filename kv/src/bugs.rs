@@ -16,14 +16,17 @@ pub enum Bug {
     CasIgnore,
     /// Skip the request-table lookup: a retried command is evaluated (and applied) again.
     ReplayForgets,
+    /// Report a shredding pass done without purging the log through the destroy.
+    ShredSkipsPurge,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 4] = [
+    pub const ALL: [Bug; 5] = [
         Bug::StaleLinearizable,
         Bug::EarlyAck,
         Bug::CasIgnore,
         Bug::ReplayForgets,
+        Bug::ShredSkipsPurge,
     ];
 
     /// The command-line name (`--inject-bug NAME`).
@@ -33,6 +36,7 @@ impl Bug {
             Bug::EarlyAck => "early-ack",
             Bug::CasIgnore => "cas-ignore",
             Bug::ReplayForgets => "replay-forgets",
+            Bug::ShredSkipsPurge => "shred-skips-purge",
         }
     }
 

@@ -18,6 +18,7 @@ pub mod names;
 pub mod query;
 pub mod requests;
 pub mod secrets;
+pub mod spec;
 #[cfg(test)]
 mod test_sm;
 

@@ -127,17 +127,31 @@ pub fn resolve(view: &dyn KvView, name: &str, selector: &Selector) -> Result<(pb
     }
 }
 
-/// Every version of `name`, oldest first.
-pub fn versions(view: &dyn KvView, name: &str) -> Result<Vec<pb::SecretVersion>> {
+/// Most versions one page lists.
+pub const MAX_VERSIONS_PAGE: usize = 1000;
+
+/// Up to `limit` (at most [`MAX_VERSIONS_PAGE`]) versions of `name` numbered above `after`,
+/// oldest first, and the number to resume after (0 on the last page).
+pub fn versions(view: &dyn KvView, name: &str, after: u64, limit: usize) -> Result<(Vec<pb::SecretVersion>, u64)> {
     secret(view, name)?;
+    let limit = limit.clamp(1, MAX_VERSIONS_PAGE);
     let prefix = keys::versions_of(name);
-    view.scan(&prefix, &prefix, usize::MAX)?
+    let start = keys::version(name, after.saturating_add(1));
+    let mut out = view
+        .scan(&prefix, &start, limit + 1)?
         .into_iter()
         .map(|(k, v)| {
             let number = keys::version_number(&k, name).ok_or_else(|| misplaced("a key".into(), "a version".into()))?;
             version_record(&v, name, number)
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    let next = if out.len() > limit {
+        out.truncate(limit);
+        out.last().map_or(0, |v| v.version)
+    } else {
+        0
+    };
+    Ok((out, next))
 }
 
 /// Where a scan over every version stopped: (secret name, version).
@@ -237,6 +251,28 @@ pub fn list(view: &dyn KvView, prefix: &str, after: &str, limit: usize) -> Resul
     Ok((out, next))
 }
 
+/// A page of versions for a listing: the secret, and each version without its ciphertext,
+/// nonce or wrapped-key blobs (a listing needs the regions only).
+fn versions_answer(view: &dyn KvView, name: &str, after: u64, limit: usize) -> Result<pb::ReadAnswer> {
+    let s = secret(view, name)?;
+    let (mut vs, next) = versions(view, name, after, limit)?;
+    for v in &mut vs {
+        if let Some(e) = &mut v.envelope {
+            e.ciphertext.clear();
+            e.nonce.clear();
+            for w in &mut e.wrapped_keys {
+                w.blob.clear();
+            }
+        }
+    }
+    Ok(pb::ReadAnswer {
+        secret: Some(s),
+        versions: vs,
+        next_page_token: if next == 0 { String::new() } else { next.to_string() },
+        ..Default::default()
+    })
+}
+
 /// Answers a read from records alone (never plaintext): what the API needs to build a reply.
 /// Used on the local replica, and on the leader for forwarded reads.
 pub fn answer(view: &dyn KvView, q: &pb::ReadQuery) -> Result<pb::ReadAnswer> {
@@ -259,25 +295,8 @@ pub fn answer(view: &dyn KvView, q: &pb::ReadQuery) -> Result<pb::ReadAnswer> {
             secret: Some(secret(view, name)?),
             ..Default::default()
         }),
-        Some(Query::Versions(name)) => {
-            let s = secret(view, name)?;
-            let mut vs = versions(view, name)?;
-            for v in &mut vs {
-                // Listing versions needs their wrapped regions, not their ciphertext.
-                if let Some(e) = &mut v.envelope {
-                    e.ciphertext.clear();
-                    e.nonce.clear();
-                    for w in &mut e.wrapped_keys {
-                        w.blob.clear();
-                    }
-                }
-            }
-            Ok(pb::ReadAnswer {
-                secret: Some(s),
-                versions: vs,
-                ..Default::default()
-            })
-        }
+        Some(Query::Versions(name)) => versions_answer(view, name, 0, MAX_VERSIONS_PAGE),
+        Some(Query::VersionsPage(q)) => versions_answer(view, &q.name, q.after, q.limit as usize),
         Some(Query::List(l)) => {
             let (names, next) = list(view, &l.prefix, &l.after, l.limit as usize)?;
             Ok(pb::ReadAnswer {
@@ -334,12 +353,56 @@ mod tests {
         for (name, n) in [("other/b", 1), ("acme/a", 2)] {
             let e = version(&*view, name, n).unwrap_err().to_string();
             assert!(e.contains("refusing it"), "{e}");
-            assert!(versions(&*view, name).is_err());
+            assert!(versions(&*view, name, 0, 10).is_err());
         }
         assert!(secret(&*view, "other/c")
             .unwrap_err()
             .to_string()
             .contains("describes secret acme/a"));
+    }
+
+    #[test]
+    fn versions_come_in_pages_oldest_first_and_the_legacy_query_is_bounded() {
+        let b = with_secrets(&["acme/a", "acme/ab"]);
+        let mut w = coffer_kv::WriteSet::new();
+        for (name, n) in (1..=2_500u64).map(|n| ("acme/a", n)).chain([("acme/ab", 1)]) {
+            let v = pb::SecretVersion {
+                name: name.into(),
+                version: n,
+                ..Default::default()
+            };
+            w.insert(keys::version(name, n), Some(v.encode_to_vec()));
+        }
+        b.commit(w).unwrap();
+        let view = b.view();
+        let mut after = 0;
+        let mut seen = vec![];
+        loop {
+            let (page, next) = versions(&*view, "acme/a", after, 700).unwrap();
+            assert!(page.len() <= 700);
+            seen.extend(page.iter().map(|v| v.version));
+            if next == 0 {
+                break;
+            }
+            after = next;
+        }
+        assert_eq!(
+            seen,
+            (1..=2_500).collect::<Vec<_>>(),
+            "every version once, in order, no other secret's"
+        );
+        // A limit past the page bound is cut to it; the legacy query answers one bounded page.
+        assert_eq!(
+            versions(&*view, "acme/a", 0, usize::MAX).unwrap().0.len(),
+            MAX_VERSIONS_PAGE
+        );
+        let q = pb::ReadQuery {
+            query: Some(pb::read_query::Query::Versions("acme/a".into())),
+        };
+        let a = answer(&*view, &q).unwrap();
+        assert_eq!(a.versions.len(), MAX_VERSIONS_PAGE);
+        assert_eq!(a.next_page_token, MAX_VERSIONS_PAGE.to_string());
+        assert_eq!(versions(&*view, "acme/a", u64::MAX, 10).unwrap().0.len(), 0);
     }
 
     #[test]

@@ -89,7 +89,9 @@ pub(crate) fn create_secret(
     if existing.is_some() {
         return fail(ErrorCode::AlreadyExists, format!("secret {} already exists", c.name));
     }
-    let mut s = new_secret(&c.name, &c.spec.clone().unwrap_or_default(), at.principal, at.now);
+    let spec = c.spec.clone().unwrap_or_default();
+    crate::spec::validate(&spec)?;
+    let mut s = new_secret(&c.name, &spec, at.principal, at.now);
     save_secret(tx, &mut s, at);
     Ok(ok(&s, 0))
 }
@@ -126,7 +128,10 @@ pub(crate) fn add_version(
     };
     let mut secret = match (existing, &c.create_if_missing) {
         (Some(s), _) => s,
-        (None, Some(spec)) => new_secret(&c.name, spec, at.principal, at.now),
+        (None, Some(spec)) => {
+            crate::spec::validate(spec)?;
+            new_secret(&c.name, spec, at.principal, at.now)
+        }
         (None, None) => return fail(ErrorCode::NotFound, format!("secret {} not found", c.name)),
     };
     let version = secret.next_version;

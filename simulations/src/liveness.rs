@@ -1,6 +1,7 @@
 //! Setup before the safety phase and the liveness phase after it: with every fault healed,
-//! every node serves reads again, every version gets its missing KMS wraps, all replicas
-//! converge; then each node's final records are read for the durability check.
+//! every node serves reads again, every version gets its missing KMS wraps, every node shreds
+//! its storage through the last destroy it applied, all replicas converge; then each node's
+//! final records are read for the durability check.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -120,15 +121,36 @@ async fn kms_settled(addr: &str) -> bool {
     }
 }
 
+/// Whether the node's storage is shredded through the last destroy (or install) it applied.
+async fn shredded(addr: &str) -> bool {
+    let Ok(ch) = crate::net::channel(addr, None) else {
+        return false;
+    };
+    match ClusterClient::new(ch).health(request(pb::HealthRequest {})).await {
+        Ok(r) => r
+            .into_inner()
+            .local
+            .is_some_and(|l| l.shredded_through >= l.shred_requested),
+        Err(_) => false,
+    }
+}
+
 async fn final_secret(addr: &str, name: &str) -> Result<FinalSecret, String> {
     let mut c = secret_client(addr);
     let req = pb::ListVersionsRequest {
         name: name.into(),
         consistency: Some(pb::ReadConsistency { mode: Some(local()) }),
+        limit: 1000,
+        ..Default::default()
     };
     let (versions, index) = match c.list_versions(request(req)).await {
         Ok(r) => {
             let r = r.into_inner();
+            if !r.next_page_token.is_empty() {
+                return Err(format!(
+                    "{name} has more than 1000 versions: the checker reads one page"
+                ));
+            }
             (r.versions, r.read.map_or(0, |m| m.applied_index))
         }
         Err(s) if s.code() == tonic::Code::NotFound => return Ok(FinalSecret::default()),
@@ -203,6 +225,11 @@ pub async fn check(
         if !until(deadline, || kms_settled(addr)).await {
             fail(format!(
                 "{node} still reports versions missing a KMS wrap after healing"
+            ));
+        }
+        if !until(deadline, || shredded(addr)).await {
+            fail(format!(
+                "{node} did not shred its storage through the last destroy it applied after healing"
             ));
         }
     }

@@ -414,12 +414,30 @@ pub fn run(opts: &Options) -> Report {
             .liveness
             .push("no request record expired: the scenario did not exercise expiry".into());
     }
+    let shreds = shape
+        .nodes
+        .iter()
+        .filter_map(|n| {
+            let raft = slots.get(&n.id)?.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
+            let st = storage.get(&n.name)?;
+            let shredding = raft.reader().shredding();
+            Some(invariants::evidence::NodeShred {
+                node: n.name.clone(),
+                requested: shredding.requested(),
+                through: shredding.through(),
+                first_log_index: coffer_raft::storage::LogBackend::range(&st.log, 0, u64::MAX)
+                    .ok()
+                    .and_then(|entries| entries.first().map(|(i, _)| *i)),
+            })
+        })
+        .collect();
     let h = history.borrow();
     let violations = invariants::check_all(&invariants::Evidence {
         history: &h,
         storage: dump,
         tables,
         leaks: leaks_seen,
+        shreds,
     });
     if let Ok(secret) = std::env::var("COFFER_SIM_DUMP") {
         for o in h.on(&secret) {

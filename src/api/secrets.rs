@@ -172,8 +172,19 @@ impl SecretsApi {
         ask.consistency = consistency_label(&req.get_ref().consistency);
         self.service.grant_ask(&req, ask).await?;
         let r = req.into_inner();
-        let read = self.service.versions(&r.consistency, &r.name).await?;
-        let (secret, versions) = read.value;
+        let limit = match r.limit {
+            0 => 100,
+            n if n > 1000 => return Err(ApiError::invalid("limit must be at most 1000")),
+            n => n,
+        };
+        let after = match r.page_token.as_str() {
+            "" => 0,
+            t => t.parse::<u64>().map_err(|_| {
+                ApiError::invalid("page_token must be a next_page_token from an earlier page of this listing")
+            })?,
+        };
+        let read = self.service.versions(&r.consistency, &r.name, after, limit).await?;
+        let (secret, versions, next_page_token) = read.value;
         let versions = versions
             .into_iter()
             .map(|v| pb::VersionInfo {
@@ -195,6 +206,7 @@ impl SecretsApi {
             name: r.name,
             versions,
             read: Some(read.meta),
+            next_page_token,
         })
     }
 

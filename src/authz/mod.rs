@@ -331,7 +331,7 @@ impl Seam {
             .record(event)
             .await
             .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
-        let allowed = decision?;
+        let allowed = decision.map_err(|e| terse_denial(e, identity.principal(), action, &ask, &request_id))?;
         Ok(Grant {
             principal: Principal {
                 id: identity.principal().to_string(),
@@ -562,9 +562,71 @@ impl Seam {
     }
 }
 
+/// What a denied caller is told: that it was denied, for which action (and secret), what else
+/// the request needed if that was what it lacked ([`Ask::also_why`]), and which request to ask
+/// an administrator about. Which policy or statement decided, and whose a token is, stay in the
+/// audit record (its `statement`), never in the answer.
+fn terse_denial(e: ApiError, principal: &str, action: Action, ask: &Ask<'_>, request_id: &str) -> ApiError {
+    let ApiError::PermissionDenied(detail) = &e else {
+        return e;
+    };
+    let what = if action.on_secrets() {
+        format!("{} on {}", action.as_str(), ask.resource)
+    } else {
+        action.as_str().to_string()
+    };
+    // A missing `also` grant: its reason and the grant it needs (no policy internals), kept.
+    let needs = match detail.split_once("; ") {
+        Some((head, _)) if !ask.also_why.is_empty() && head.starts_with(ask.also_why) => format!(" ({head})"),
+        _ => String::new(),
+    };
+    ApiError::PermissionDenied(format!(
+        "{principal} may not {what}{needs}; an administrator can see why in the audit record of request {request_id}"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn denials_say_what_was_denied_and_where_to_look_but_not_why() {
+        let read = Ask::new(&[Action::SecretsAdmin], "acme/app/db");
+        let detail = ApiError::PermissionDenied(
+            "denied by acme-ops#1 (no-app-destroy); token tok-1 belongs to user:alice".into(),
+        );
+        let m = terse_denial(detail, "group:acme:ops", Action::SecretsAdmin, &read, "req-1").to_string();
+        assert!(m.contains("secrets:admin on acme/app/db") && m.contains("req-1"), "{m}");
+        for secret in ["acme-ops", "#1", "no-app-destroy", "alice", "tok-1"] {
+            assert!(!m.contains(secret), "{m}");
+        }
+        let token = Ask::new(&[Action::PolicyAdmin], "token/user:alice");
+        let detail = ApiError::PermissionDenied("token/user:alice is held by user:alice".into());
+        let m = terse_denial(detail, "user:bob", Action::PolicyAdmin, &token, "req-2").to_string();
+        assert!(!m.contains("alice"), "a non-secret resource is not echoed: {m}");
+        // What else the request needed is said; the policy that failed to grant it is not.
+        let mut write = Ask::new(&[Action::PolicyAdmin], "policy/acme-evil");
+        write.also_why = "writing a policy needs policy:admin on every policy";
+        let detail = ApiError::PermissionDenied(
+            "writing a policy needs policy:admin on every policy: policy:admin on policy/* is needed as well; \
+             delegates#0 grants policy/acme-*"
+                .into(),
+        );
+        let m = terse_denial(detail, "user:delegate", Action::PolicyAdmin, &write, "req-3").to_string();
+        assert!(
+            m.contains("policy:admin on every policy") && !m.contains("delegates#0"),
+            "{m}"
+        );
+        // Other errors pass through unchanged.
+        let e = terse_denial(
+            ApiError::invalid("bad name"),
+            "user:bob",
+            Action::SecretsRead,
+            &read,
+            "r",
+        );
+        assert_eq!(e.to_string(), "bad name");
+    }
 
     #[test]
     fn tokens_look_right_and_hash_stably() {

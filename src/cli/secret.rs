@@ -330,13 +330,27 @@ pub async fn run(g: &Global, cmd: SecretCmd) -> Result<(), CliError> {
             }
         }
         SecretCmd::Versions { name, .. } => {
-            let r = s
-                .list_versions(pb::ListVersionsRequest {
-                    name,
-                    consistency: read_consistency,
-                })
-                .await?
-                .into_inner();
+            // Every page, in order; the read metadata is the last page's.
+            let mut r = pb::ListVersionsResponse::default();
+            let mut page_token = String::new();
+            loop {
+                let page = s
+                    .list_versions(pb::ListVersionsRequest {
+                        name: name.clone(),
+                        consistency: read_consistency.clone(),
+                        page_token,
+                        limit: 1000,
+                    })
+                    .await?
+                    .into_inner();
+                r.name = page.name;
+                r.versions.extend(page.versions);
+                r.read = page.read;
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
             match g.output {
                 Output::Json => output::print_json(&json!({
                     "name": r.name,

@@ -266,21 +266,27 @@ impl Service {
         })
     }
 
-    /// The secret and every version of it that is not destroyed (records only).
+    /// The secret and a page of its versions numbered above `after` (records without
+    /// ciphertext), with the page token of the next page (empty on the last).
     pub async fn versions(
         &self,
         consistency: &Option<pb::ReadConsistency>,
         name: &str,
-    ) -> Result<Read<(pb::Secret, Vec<pb::SecretVersion>)>, ApiError> {
-        let out = self
-            .read(consistency, ask(pb::read_query::Query::Versions(name.to_string())))
-            .await?;
+        after: u64,
+        limit: u32,
+    ) -> Result<Read<(pb::Secret, Vec<pb::SecretVersion>, String)>, ApiError> {
+        let q = pb::read_query::Query::VersionsPage(pb::VersionsQuery {
+            name: name.to_string(),
+            after,
+            limit,
+        });
+        let out = self.read(consistency, ask(q)).await?;
         let secret = out
             .answer
             .secret
             .ok_or_else(|| malformed("a versions read", "the secret"))?;
         Ok(Read {
-            value: (secret, out.answer.versions),
+            value: (secret, out.answer.versions, out.answer.next_page_token),
             meta: out.meta,
         })
     }

@@ -26,4 +26,17 @@ pub struct Evidence<'a> {
     pub tables: Vec<crate::cluster::RequestTable>,
     /// Plaintext seen in peer traffic.
     pub leaks: Vec<String>,
+    /// Each running node's shredding at the end.
+    pub shreds: Vec<NodeShred>,
+}
+
+/// How far a node got shredding its storage, and what its log still holds.
+#[derive(Debug, Clone)]
+pub struct NodeShred {
+    pub node: String,
+    /// The last destroy (or snapshot install) it applied, and how far its shredding got.
+    pub requested: u64,
+    pub through: u64,
+    /// The first entry its log store holds (`None`: empty).
+    pub first_log_index: Option<u64>,
 }

@@ -5,6 +5,7 @@ pub mod acked_not_lost;
 pub mod alias_cas;
 pub mod at_least;
 pub mod bounded;
+pub mod destroyed_gone;
 pub mod election_safety;
 pub mod evidence;
 pub mod exactly_once;
@@ -28,6 +29,7 @@ pub fn check_all(e: &Evidence<'_>) -> Vec<Violation> {
     v.extend(versions::check(h));
     v.extend(alias_cas::check(h));
     v.extend(no_plaintext::check(e));
+    v.extend(destroyed_gone::check(e));
     v.extend(election_safety::check(h));
     v.extend(h.liveness.iter().map(|l| Violation::new("liveness", l.clone())));
     v
