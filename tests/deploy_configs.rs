@@ -116,6 +116,11 @@ fn bad_configs_name_the_field() {
             "cluster.request_retention_ms 1000 must be between 30000",
         ),
         (
+            "[cluster]\nid = \"prod-1\"",
+            "[cluster]\nid = \"prod-1\"\ndefault_max_versions = 0",
+            "cluster.default_max_versions 0 must be between 1 and 10000",
+        ),
+        (
             "[kms]",
             "[limits]\nwrite_timeout_ms = 0\n\n[kms]",
             "limits.write_timeout_ms",

@@ -1,8 +1,8 @@
 //! Destroyed means gone: within a bound after a destroy, no file under any node's data folder
 //! (RocksDB's SST, WAL and MANIFEST files, the Raft log, the snapshot) holds the destroyed
 //! version's ciphertext or any of its wrapped data keys, while the live version's bytes are
-//! still there. The same scan finds the destroyed bytes on every node before the destroy, so
-//! the test can fail.
+//! still there. The same holds for a version `max_versions` pruned. The same scan finds the
+//! doomed bytes on every node before, so the test can fail.
 
 mod common;
 
@@ -14,6 +14,8 @@ use common::*;
 use prost::Message;
 
 const NAME: &str = "acme/shred/db";
+/// A secret that keeps one version (and what an alias points at).
+const CAPPED: &str = "acme/shred/capped";
 
 /// The bytes of a version that must not outlive its destroy: ciphertext and wrapped keys.
 fn needles(e: &pb::Envelope) -> Vec<Vec<u8>> {
@@ -50,27 +52,43 @@ async fn a_destroyed_version_is_gone_from_every_file_of_every_node() {
     put(&c, NAME, b"fake-doomed-value-1").await.unwrap();
     let kept = put(&c, NAME, b"fake-kept-value-2").await.unwrap();
     assert_eq!(kept.version, 2);
+    c.secrets
+        .clone()
+        .create_secret(pb::CreateSecretRequest {
+            name: CAPPED.into(),
+            spec: Some(pb::SecretSpec {
+                max_versions: 1,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    put(&c, CAPPED, b"fake-capped-value-1").await.unwrap();
+    put(&c, CAPPED, b"fake-capped-value-2").await.unwrap();
+    // Version 1 is PREVIOUS now, so the cap of one keeps it for the moment.
 
-    // Both versions' bytes, as a follower stored them (read with the node stopped).
+    // The doomed and live versions' bytes, as a follower stored them (read with the node stopped).
     let f = (leader + 1) % 3;
     let fc = cluster.client(f).await;
-    eventually(Duration::from_secs(10), "the follower to apply version 2", || {
+    eventually(Duration::from_secs(10), "the follower to apply the last put", || {
         let c = fc.clone();
-        async move { get(&c, NAME, Some(2)).await.ok() }
+        async move { get(&c, CAPPED, Some(2)).await.ok() }
     })
     .await;
     cluster.stop(f);
     let (doomed, live) = {
         let (_log, sm) = coffer_raft::rocks::open_for_node(&cluster.data_dir(f), 1).unwrap();
         let view = coffer_raft::storage::SmBackend::view(&sm);
-        let read = |v: u64| {
+        let read = |name: &str, v: u64| {
             let bytes = view
-                .get(&coffer_model::keys::version(NAME, v))
+                .get(&coffer_model::keys::version(name, v))
                 .unwrap()
                 .expect("the version is stored");
             pb::SecretVersion::decode(bytes.as_slice()).unwrap().envelope.unwrap()
         };
-        (needles(&read(1)), needles(&read(2)))
+        let mut doomed = needles(&read(NAME, 1));
+        doomed.extend(needles(&read(CAPPED, 1)));
+        (doomed, needles(&read(NAME, 2)))
     };
     cluster.restart(f);
 
@@ -93,11 +111,16 @@ async fn a_destroyed_version_is_gone_from_every_file_of_every_node() {
         .unwrap()
         .into_inner();
 
-    // Within the bound every node reports its storage shredded through the destroy.
+    // The third version moves PREVIOUS off version 1, which the cap then prunes.
+    let third = put(&c, CAPPED, b"fake-capped-value-3").await.unwrap();
+    assert_eq!(third.version, 3);
+    let through = destroyed.log_index.max(third.log_index);
+
+    // Within the bound every node reports its storage shredded through both.
     for i in 0..3 {
         eventually(Duration::from_secs(60), "the node to shred its storage", || async {
             let local = cluster.health(i).await?.local?;
-            (local.shredded_through >= destroyed.log_index).then_some(())
+            (local.shredded_through >= through).then_some(())
         })
         .await;
     }
@@ -131,5 +154,8 @@ async fn a_destroyed_version_is_gone_from_every_file_of_every_node() {
         let e = get(&c, NAME, Some(1)).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
         assert!(e.message().contains("destroyed"), "{}", e.message());
+        let e = get(&c, CAPPED, Some(1)).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+        assert_eq!(get(&c, CAPPED, Some(2)).await.unwrap().value, b"fake-capped-value-2");
     }
 }

@@ -18,15 +18,18 @@ pub enum Bug {
     ReplayForgets,
     /// Report a shredding pass done without purging the log through the destroy.
     ShredSkipsPurge,
+    /// Prune versions past `max_versions` even when an alias points at them.
+    PruneAliased,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 5] = [
+    pub const ALL: [Bug; 6] = [
         Bug::StaleLinearizable,
         Bug::EarlyAck,
         Bug::CasIgnore,
         Bug::ReplayForgets,
         Bug::ShredSkipsPurge,
+        Bug::PruneAliased,
     ];
 
     /// The command-line name (`--inject-bug NAME`).
@@ -37,6 +40,7 @@ impl Bug {
             Bug::CasIgnore => "cas-ignore",
             Bug::ReplayForgets => "replay-forgets",
             Bug::ShredSkipsPurge => "shred-skips-purge",
+            Bug::PruneAliased => "prune-aliased",
         }
     }
 

@@ -21,5 +21,6 @@ pub mod secrets;
 pub mod spec;
 #[cfg(test)]
 mod test_sm;
+pub mod version_cap;
 
 pub use coffer_proto as pb;

@@ -11,6 +11,7 @@ use crate::keys;
 use crate::names;
 use crate::pb;
 use crate::pb::ErrorCode;
+use crate::version_cap;
 use coffer_kv::Txn;
 
 /// Largest plaintext value accepted (64 KiB).
@@ -61,6 +62,8 @@ fn new_secret(name: &str, spec: &pb::SecretSpec, principal: &str, now: u64) -> p
         max_versions: spec.max_versions,
         etag: String::new(),
         created_by: principal.to_string(),
+        pruned_below: 0,
+        held: vec![],
     }
 }
 
@@ -89,8 +92,9 @@ pub(crate) fn create_secret(
     if existing.is_some() {
         return fail(ErrorCode::AlreadyExists, format!("secret {} already exists", c.name));
     }
-    let spec = c.spec.clone().unwrap_or_default();
+    let mut spec = c.spec.clone().unwrap_or_default();
     crate::spec::validate(&spec)?;
+    spec.max_versions = version_cap::cap_for_new(tx, &spec)?;
     let mut s = new_secret(&c.name, &spec, at.principal, at.now);
     save_secret(tx, &mut s, at);
     Ok(ok(&s, 0))
@@ -130,7 +134,11 @@ pub(crate) fn add_version(
         (Some(s), _) => s,
         (None, Some(spec)) => {
             crate::spec::validate(spec)?;
-            new_secret(&c.name, spec, at.principal, at.now)
+            let spec = pb::SecretSpec {
+                max_versions: version_cap::cap_for_new(tx, spec)?,
+                ..spec.clone()
+            };
+            new_secret(&c.name, &spec, at.principal, at.now)
         }
         (None, None) => return fail(ErrorCode::NotFound, format!("secret {} not found", c.name)),
     };
@@ -171,13 +179,20 @@ pub(crate) fn add_version(
         request_id: at.request_id.to_string(),
         created_index: at.log_index,
     };
+    if let Some(a) = &alias {
+        version_cap::check_alias_room(&secret, a)?;
+    }
     tx.put(keys::version(&c.name, version), record.encode_to_vec());
     secret.next_version += 1;
     if let Some(a) = alias {
         point_alias(&mut secret, &a, version);
     }
+    let pruned = version_cap::prune(tx, &mut secret)?;
     save_secret(tx, &mut secret, at);
-    Ok(ok(&secret, version))
+    Ok(pb::CommandOk {
+        pruned,
+        ..ok(&secret, version)
+    })
 }
 
 /// Points `alias` at `version`. Moving CURRENT moves PREVIOUS to the old CURRENT, and a PENDING
@@ -236,9 +251,14 @@ pub(crate) fn move_alias(
     if actual == c.version {
         return Ok(ok(&secret, c.version));
     }
+    version_cap::check_alias_room(&secret, &alias)?;
     point_alias(&mut secret, &alias, c.version);
+    let pruned = version_cap::prune(tx, &mut secret)?;
     save_secret(tx, &mut secret, at);
-    Ok(ok(&secret, c.version))
+    Ok(pb::CommandOk {
+        pruned,
+        ..ok(&secret, c.version)
+    })
 }
 
 pub(crate) fn set_version_state(
@@ -306,8 +326,12 @@ pub(crate) fn destroy_version(
     for a in crate::query::aliases_of(&secret, c.version) {
         secret.aliases.remove(&a);
     }
+    let pruned = version_cap::prune(tx, &mut secret)?;
     save_secret(tx, &mut secret, at);
-    Ok(ok(&secret, c.version))
+    Ok(pb::CommandOk {
+        pruned,
+        ..ok(&secret, c.version)
+    })
 }
 
 #[cfg(test)]

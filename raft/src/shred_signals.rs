@@ -12,8 +12,12 @@ use crate::pb;
 /// What the state machine tells the layers above about data that must go.
 #[derive(Debug, Clone)]
 pub enum ShredEvent {
-    /// A shredding command was applied at `index`.
-    Applied { index: u64, cmd: Arc<pb::Command> },
+    /// A shredding command was applied at `index`, with this result.
+    Applied {
+        index: u64,
+        cmd: Arc<pb::Command>,
+        result: Arc<pb::CommandResult>,
+    },
     /// A snapshot through `index` replaced the whole state.
     Installed { index: u64 },
 }

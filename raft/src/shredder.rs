@@ -91,14 +91,16 @@ async fn pass(raft: &Raft, backend: &Arc<dyn SmBackend>, want: u64, gate: &Snaps
         raft.trigger().snapshot().await.map_err(|_| Stop::Raft)?;
         wait(raft, |m| snapshot_at(m) >= want, "a snapshot through the destroy").await?;
     }
-    let snapshot = snapshot_at(&raft.metrics().borrow_watched());
     if coffer_kv::bugs::active(coffer_kv::bugs::Bug::ShredSkipsPurge) {
         return Ok(());
     }
-    // Keep the turn until the purge is done, however long a replication stream holds it up:
-    // a snapshot built while it is pending would break openraft's purge order.
+    // Purge through `want`, not through the snapshot: the pass then waits for exactly what it
+    // asked, so no purge of ours is pending when the turn ends (an earlier purge may already
+    // have passed `want` while a purge through the snapshot still waited on a replication
+    // stream). Keep the turn until it is done, however long a stream holds it up: a snapshot
+    // built while it is pending would break openraft's purge order.
     loop {
-        raft.trigger().purge_log(snapshot).await.map_err(|_| Stop::Raft)?;
+        raft.trigger().purge_log(want).await.map_err(|_| Stop::Raft)?;
         match wait(
             raft,
             |m| m.purged.map_or(0, |l| l.index) >= want,

@@ -280,6 +280,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                             shreds.push(ShredEvent::Applied {
                                 index: log_id.index,
                                 cmd: Arc::new(cmd.clone()),
+                                result: Arc::new(result.clone()),
                             });
                         }
                         result

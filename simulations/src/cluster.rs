@@ -93,7 +93,7 @@ pub fn node_config(sim: &turmoil::Sim<'_>, shape: &Shape, node: &SimNode) -> Ser
         "[node]\nid = {id}\nname = \"{host}\"\nregion = \"{region}\"\ndata_dir = \"/sim/{host}\"\n\
          api_addr = \"{api}\"\nraft_addr = \"{raft}\"\n\n\
          [cluster]\nid = \"sim\"\nbootstrap = {bootstrap}\nroot_token_sha256 = \"{hash}\"\nmin_voters = 1\n\
-         request_retention_ms = {retention}\n\n\
+         request_retention_ms = {retention}\ndefault_max_versions = {max_versions}\n\n\
          {members}{regions}\
          [kms]\nfallback = \"deny\"\ncall_timeout_ms = 1000\nretry_unhealthy_after_ms = 2000\nrewrap_interval_ms = 1000\n\n\
          [raft]\nheartbeat_ms = {hb}\nelection_timeout_min_ms = {emin}\nelection_timeout_max_ms = {emax}\n\
@@ -110,6 +110,7 @@ pub fn node_config(sim: &turmoil::Sim<'_>, shape: &Shape, node: &SimNode) -> Ser
         emax = shape.election_max_ms,
         snap = shape.snapshot_every,
         retention = REQUEST_RETENTION.as_millis(),
+        max_versions = crate::shape::SIM_MAX_VERSIONS,
     );
     let cfg: ServerConfig =
         toml::from_str(&text).unwrap_or_else(|e| panic!("simulation config does not parse: {e}\n{text}"));
@@ -251,6 +252,57 @@ pub fn request_tables(nodes: &BTreeMap<String, Storage>) -> Vec<RequestTable> {
             }
         })
         .collect()
+}
+
+/// The version records one node holds for one secret at the end.
+#[derive(Debug, Clone)]
+pub struct KeptVersions {
+    pub node: String,
+    pub secret: String,
+    /// The cap in force for it.
+    pub max_versions: u64,
+    pub next_version: u64,
+    /// alias -> version.
+    pub aliases: Vec<(String, u64)>,
+    /// Versions with a record, ascending.
+    pub versions: Vec<u64>,
+}
+
+/// Every secret each node holds at the end, with the versions it keeps (see
+/// `invariants::versions_kept`).
+pub fn version_sets(nodes: &BTreeMap<String, Storage>) -> Vec<KeptVersions> {
+    use coffer::pb;
+    use coffer_model::keys;
+    use coffer_raft::storage::SmBackend;
+    use prost::Message;
+    let mut out = Vec::new();
+    for (n, s) in nodes {
+        let view = s.sm.view();
+        for (_, v) in view
+            .scan(keys::SECRET_PREFIX, keys::SECRET_PREFIX, usize::MAX)
+            .unwrap_or_default()
+        {
+            let Ok(secret) = pb::Secret::decode(&v[..]) else {
+                continue;
+            };
+            let prefix = keys::versions_of(&secret.name);
+            let versions = view
+                .scan(&prefix, &prefix, usize::MAX)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|(k, _)| keys::version_number(k, &secret.name))
+                .collect();
+            out.push(KeptVersions {
+                node: n.clone(),
+                max_versions: coffer_model::version_cap::max_versions(&secret),
+                next_version: secret.next_version,
+                aliases: secret.aliases.into_iter().collect(),
+                versions,
+                secret: secret.name,
+            });
+        }
+    }
+    out
 }
 
 /// Whether any node's request table has dropped an expired record.

@@ -438,6 +438,7 @@ pub fn run(opts: &Options) -> Report {
         tables,
         leaks: leaks_seen,
         shreds,
+        kept: cluster::version_sets(&storage),
     });
     if let Ok(secret) = std::env::var("COFFER_SIM_DUMP") {
         for o in h.on(&secret) {

@@ -10,6 +10,9 @@ pub const REGION_NAMES: [&str; 5] = ["us-east", "eu-west", "ap-south", "sa-east"
 pub const API_PORT: u16 = 7000;
 pub const RAFT_PORT: u16 = 7001;
 pub const KMS_PORT: u16 = 7002;
+/// `cluster.default_max_versions` of every simulated cluster: small, so that the hot secret's
+/// puts prune old versions while promotes, disables and destroys race with them.
+pub const SIM_MAX_VERSIONS: u64 = 3;
 pub const ROOT_TOKEN: &str = "sim-root-token-not-a-real-credential";
 
 #[derive(Debug, Clone)]

@@ -330,6 +330,8 @@ fn choose(
         plan.rng.pick(&plan.secrets).clone()
     };
     let max = k.max_version.get(&secret).copied().unwrap_or(0);
+    // Promotes, disables and destroys aim at versions max_versions may not have pruned yet.
+    let recent = max.saturating_sub(2 * crate::shape::SIM_MAX_VERSIONS).max(1);
     let roll = plan.rng.below(100);
     let put = |k: &mut Knowledge| {
         k.next_value += 1;
@@ -357,15 +359,15 @@ fn choose(
             } else {
                 plan.rng.range(0, max)
             };
-            let version = plan.rng.range(1, max);
+            let version = plan.rng.range(recent, max);
             (secret, Kind::Promote { version, expect })
         }
         72..=79 if max > 0 => {
-            let version = plan.rng.range(1, max);
+            let version = plan.rng.range(recent, max);
             (secret, Kind::Disable { version })
         }
         80..=85 if max > 0 => {
-            let version = plan.rng.range(1, max);
+            let version = plan.rng.range(recent, max);
             (secret, Kind::Destroy { version })
         }
         86..=87 => (secret, Kind::Create),

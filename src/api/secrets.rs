@@ -217,6 +217,7 @@ impl SecretsApi {
         let r = req.into_inner();
         let read = self.service.describe(&r.consistency, &r.name).await?;
         let s = read.value;
+        let max_versions = coffer_model::version_cap::max_versions(&s) as u32;
         Ok(pb::DescribeSecretResponse {
             secret: Some(pb::SecretInfo {
                 name: s.name,
@@ -227,7 +228,7 @@ impl SecretsApi {
                 updated_at_ms: s.updated_at_ms,
                 next_version: s.next_version,
                 aliases: s.aliases,
-                max_versions: s.max_versions,
+                max_versions,
                 etag: s.etag,
                 created_by: s.created_by,
                 rotation: s.rotation,

@@ -400,6 +400,7 @@ pub async fn run(g: &Global, cmd: SecretCmd) -> Result<(), CliError> {
                     "labels": i.labels,
                     "aliases": i.aliases,
                     "next_version": i.next_version,
+                    "max_versions": i.max_versions,
                     "etag": i.etag,
                     "created_at": output::time(i.created_at_ms),
                     "updated_at": output::time(i.updated_at_ms),
@@ -413,7 +414,11 @@ pub async fn run(g: &Global, cmd: SecretCmd) -> Result<(), CliError> {
                         &[
                             vec!["name".into(), i.name],
                             vec!["aliases".into(), aliases.join(" ")],
-                            vec!["versions".into(), i.next_version.saturating_sub(1).to_string()],
+                            vec!["latest version".into(), i.next_version.saturating_sub(1).to_string()],
+                            vec![
+                                "keeps".into(),
+                                format!("newest {} versions and aliased ones", i.max_versions),
+                            ],
                             vec!["etag".into(), i.etag],
                             vec!["created".into(), output::time(i.created_at_ms)],
                             vec!["updated".into(), output::time(i.updated_at_ms)],

@@ -30,6 +30,10 @@ pub struct ClusterConfig {
     /// 30000 to 86400000). Set once, by the bootstrap node.
     #[serde(default)]
     pub request_retention_ms: Option<u64>,
+    /// Versions a secret keeps when it was created without `max_versions` (default 100; 1 to
+    /// 10000): older versions no alias points at are deleted. Set once, by the bootstrap node.
+    #[serde(default)]
+    pub default_max_versions: Option<u32>,
 }
 
 fn default_min_voters() -> u32 {

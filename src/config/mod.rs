@@ -190,6 +190,12 @@ impl ServerConfig {
                 ));
             }
         }
+        if let Some(n) = self.cluster.default_max_versions {
+            let max = coffer_model::spec::MAX_MAX_VERSIONS;
+            if !(1..=max).contains(&n) {
+                return Err(format!("cluster.default_max_versions {n} must be between 1 and {max}"));
+            }
+        }
         if !(100..=120_000).contains(&self.limits.write_timeout_ms) {
             return Err(format!(
                 "limits.write_timeout_ms {} must be between 100 and 120000",

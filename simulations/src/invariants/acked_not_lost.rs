@@ -1,6 +1,8 @@
 //! Acknowledged writes are never lost: after the cluster heals, every node holds every
 //! acknowledged put at the version it was acknowledged with and with its value (unless a
-//! destroy removed the value), and all nodes hold the same versions.
+//! destroy removed the value, or `max_versions` pruned the version: it is older than the newest
+//! [`crate::shape::SIM_MAX_VERSIONS`], and `versions_kept` checks that pruning spared what it
+//! must), and all nodes hold the same versions.
 
 use super::evidence::Violation;
 use crate::history::History;
@@ -13,7 +15,10 @@ pub fn check(h: &History) -> Vec<Violation> {
             let (Kind::Put { value }, Some(r)) = (&o.kind, o.ok()) else {
                 continue;
             };
-            match secrets.get(&o.object).and_then(|s| s.versions.get(&r.version)) {
+            let held = secrets.get(&o.object);
+            let newest = held.and_then(|s| s.versions.keys().next_back().copied()).unwrap_or(0);
+            match held.and_then(|s| s.versions.get(&r.version)) {
+                None if r.version + crate::shape::SIM_MAX_VERSIONS <= newest => {}
                 None => out.push(Violation::new(
                     "acked_not_lost",
                     format!(

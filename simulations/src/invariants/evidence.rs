@@ -28,6 +28,8 @@ pub struct Evidence<'a> {
     pub leaks: Vec<String>,
     /// Each running node's shredding at the end.
     pub shreds: Vec<NodeShred>,
+    /// Every secret on every node at the end, with the versions it keeps.
+    pub kept: Vec<crate::cluster::KeptVersions>,
 }
 
 /// How far a node got shredding its storage, and what its log still holds.

@@ -14,6 +14,7 @@ pub mod local_monotonic;
 pub mod no_plaintext;
 pub mod resolve;
 pub mod versions;
+pub mod versions_kept;
 
 pub use evidence::{Evidence, Violation};
 
@@ -27,6 +28,7 @@ pub fn check_all(e: &Evidence<'_>) -> Vec<Violation> {
     v.extend(local_monotonic::check(h));
     v.extend(acked_not_lost::check(h));
     v.extend(versions::check(h));
+    v.extend(versions_kept::check(e));
     v.extend(alias_cas::check(h));
     v.extend(no_plaintext::check(e));
     v.extend(destroyed_gone::check(e));

@@ -1,7 +1,8 @@
 //! The sequential specification of each kind of object, as the state machine should behave.
 //!
-//! A secret: its versions (value, enabled/disabled/destroyed) and CURRENT. A policy: whether it
-//! exists. A token (one per principal in the workload): whether it was created and revoked.
+//! A secret: its versions (value, enabled/disabled/destroyed/pruned), CURRENT and PREVIOUS, and
+//! what `max_versions` (the simulated cluster's default, [`crate::shape::SIM_MAX_VERSIONS`])
+//! keeps. A policy: whether it exists. A token (one per principal in the workload): whether it was created and revoked.
 
 use crate::history::FinalAccess;
 use crate::history::FinalSecret;
@@ -23,6 +24,8 @@ pub enum VState {
     Enabled,
     Disabled,
     Destroyed,
+    /// Deleted by `max_versions`: as if it never existed, its number never reused.
+    Pruned,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -31,6 +34,10 @@ pub struct Secret {
     /// Version v is `versions[v - 1]`: (value id, state).
     pub versions: Vec<(u64, VState)>,
     pub current: u64,
+    pub previous: u64,
+    /// Versions below this one are pruned unless in `held` (0: none yet).
+    pub pruned_below: u64,
+    pub held: Vec<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +98,7 @@ impl Model {
                 VState::Enabled => (Some(*value), "enabled"),
                 VState::Disabled => (None, "disabled"),
                 VState::Destroyed => (None, "destroyed"),
+                VState::Pruned => continue,
             };
             want.insert(i as u64 + 1, (shown, name.to_string()));
         }
@@ -127,6 +135,45 @@ impl Secret {
         (v >= 1)
             .then(|| self.versions.get(v as usize - 1).map(|x| x.1))
             .flatten()
+            .filter(|s| *s != VState::Pruned)
+    }
+
+    /// Points CURRENT at `v`; the old CURRENT becomes PREVIOUS.
+    fn make_current(&mut self, v: u64) {
+        if self.current != 0 && self.current != v {
+            self.previous = self.current;
+        }
+        self.current = v;
+    }
+
+    /// What `max_versions` deletes after a version was added or an alias moved: versions below
+    /// the newest [`crate::shape::SIM_MAX_VERSIONS`] that no alias points at.
+    fn prune(&mut self) {
+        let aliased = |v: u64| v == self.current || v == self.previous;
+        let mut gone = Vec::new();
+        self.held.retain(|v| {
+            let keep = aliased(*v);
+            if !keep {
+                gone.push(*v);
+            }
+            keep
+        });
+        let next = self.versions.len() as u64 + 1;
+        let mut floor = self.pruned_below.max(1);
+        while next - floor > crate::shape::SIM_MAX_VERSIONS {
+            if aliased(floor) {
+                self.held.push(floor);
+            } else {
+                gone.push(floor);
+            }
+            floor += 1;
+        }
+        if floor > 1 {
+            self.pruned_below = floor;
+        }
+        for v in gone {
+            self.versions[v as usize - 1].1 = VState::Pruned;
+        }
     }
 
     fn step(&self, kind: &Kind) -> Option<(Answer, Secret)> {
@@ -136,7 +183,8 @@ impl Secret {
                 let v = self.versions.len() as u64 + 1;
                 next.exists = true;
                 next.versions.push((*value, VState::Enabled));
-                next.current = v;
+                next.make_current(v);
+                next.prune();
                 Answer::Ok { version: v }
             }
             Kind::Get { .. } => match self.current {
@@ -155,13 +203,16 @@ impl Secret {
                 None => Answer::Refused("NotFound"),
                 Some(VState::Enabled) if self.current != *expect => Answer::Refused("Aborted"),
                 Some(VState::Enabled) => {
-                    next.current = *version;
+                    if self.current != *version {
+                        next.make_current(*version);
+                        next.prune();
+                    }
                     Answer::Ok { version: *version }
                 }
                 Some(_) => Answer::Refused("FailedPrecondition"),
             },
             Kind::Disable { version } => match self.version(*version) {
-                None => Answer::Refused("NotFound"),
+                None | Some(VState::Pruned) => Answer::Refused("NotFound"),
                 Some(VState::Destroyed) => Answer::Refused("FailedPrecondition"),
                 Some(VState::Disabled) => Answer::Ok { version: *version },
                 Some(VState::Enabled) if self.current == *version => Answer::Refused("FailedPrecondition"),
@@ -176,6 +227,10 @@ impl Secret {
                 Some(_) if self.current == *version => Answer::Refused("FailedPrecondition"),
                 Some(_) => {
                     next.versions[*version as usize - 1].1 = VState::Destroyed;
+                    if next.previous == *version {
+                        next.previous = 0;
+                    }
+                    next.prune();
                     Answer::Ok { version: *version }
                 }
             },
