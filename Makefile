@@ -77,7 +77,8 @@ architecture:
 # dependency, RocksDB's C++ included, a second time). One seed takes 2-3 s at the default 30 s
 # safety phase here.
 SIM := $(CARGO_TARGET_DIR)/debug/coffer-simulations
-SIM_BUGS := stale-linearizable early-ack cas-ignore replay-forgets shred-skips-purge prune-aliased
+SIM_BUGS := stale-linearizable early-ack cas-ignore replay-forgets shred-skips-purge prune-aliased \
+  tokens-collected-early tokens-kept
 SIM_SEEDS ?= 1..201
 SIM_JOBS ?= 2
 

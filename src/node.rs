@@ -433,6 +433,7 @@ async fn bootstrap(raft: RaftNode, cfg: ServerConfig) {
                     token_key: None,
                     root_revoked_at_ms: 0,
                     default_max_versions: cfg.cluster.default_max_versions.unwrap_or(0),
+                    token_record_retention_ms: cfg.cluster.token_record_retention_ms.unwrap_or(0),
                 }),
                 request_retention_ms: cfg.cluster.request_retention_ms.unwrap_or(0),
             })),

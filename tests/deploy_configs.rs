@@ -121,6 +121,11 @@ fn bad_configs_name_the_field() {
             "cluster.default_max_versions 0 must be between 1 and 10000",
         ),
         (
+            "[cluster]\nid = \"prod-1\"",
+            "[cluster]\nid = \"prod-1\"\ntoken_record_retention_ms = 10",
+            "cluster.token_record_retention_ms 10 must be between 1000",
+        ),
+        (
             "[kms]",
             "[limits]\nwrite_timeout_ms = 0\n\n[kms]",
             "limits.write_timeout_ms",

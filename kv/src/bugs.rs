@@ -20,16 +20,22 @@ pub enum Bug {
     ShredSkipsPurge,
     /// Prune versions past `max_versions` even when an alias points at them.
     PruneAliased,
+    /// Delete the token records first in the due queue whether or not they are due.
+    TokensCollectedEarly,
+    /// Never delete token records.
+    TokensKept,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 6] = [
+    pub const ALL: [Bug; 8] = [
         Bug::StaleLinearizable,
         Bug::EarlyAck,
         Bug::CasIgnore,
         Bug::ReplayForgets,
         Bug::ShredSkipsPurge,
         Bug::PruneAliased,
+        Bug::TokensCollectedEarly,
+        Bug::TokensKept,
     ];
 
     /// The command-line name (`--inject-bug NAME`).
@@ -41,6 +47,8 @@ impl Bug {
             Bug::ReplayForgets => "replay-forgets",
             Bug::ShredSkipsPurge => "shred-skips-purge",
             Bug::PruneAliased => "prune-aliased",
+            Bug::TokensCollectedEarly => "tokens-collected-early",
+            Bug::TokensKept => "tokens-kept",
         }
     }
 

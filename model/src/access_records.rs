@@ -18,9 +18,11 @@ use crate::query;
 use coffer_kv::KvView;
 use coffer_kv::Txn;
 
-/// Most policies (and, separately, token records) a listing or a decision works from; past it,
-/// reads of the whole set fail instead of cutting it short.
+/// Most policies (and, separately, token records, see [`crate::token_gc`]) the cluster keeps: a
+/// put of a new policy or a new token past it is refused, and a read of a whole set larger
+/// than this (a state from before the caps) fails instead of cutting it short.
 pub const MAX_LISTED: usize = 10_000;
+const _: () = assert!(crate::token_gc::MAX_RECORDS <= MAX_LISTED);
 
 /// The accessor that names the bootstrap root token.
 pub const ROOT_ACCESSOR: &str = "root";
@@ -65,6 +67,14 @@ pub(crate) fn put_policy(tx: &mut Txn<'_, '_>, c: &pb::PutPolicy, now: u64, by: 
     if p.statements.is_empty() {
         return fail(ErrorCode::InvalidArgument, "a policy needs at least one statement");
     }
+    if !tx.contains(&keys::policy(&p.name))?
+        && tx.scan(keys::POLICY_PREFIX, keys::POLICY_PREFIX, MAX_LISTED)?.len() >= MAX_LISTED
+    {
+        return fail(
+            ErrorCode::FailedPrecondition,
+            format!("the cluster holds {MAX_LISTED} policies, the most it keeps; delete one first"),
+        );
+    }
     let mut stored = p.clone();
     stored.updated_at_ms = now;
     stored.updated_by = by.to_string();
@@ -99,6 +109,7 @@ pub(crate) fn create_token(tx: &mut Txn<'_, '_>, c: &pb::CreateToken) -> Result<
     }
     let mut stored = t.clone();
     stored.revoked_at_ms = 0;
+    crate::token_gc::created(tx, &stored)?;
     tx.put(keys::token(&t.accessor), stored.encode_to_vec());
     tx.put(keys::token_hash(&t.token_sha256), t.accessor.as_bytes().to_vec());
     Ok(pb::CommandOk {
@@ -129,6 +140,7 @@ pub(crate) fn revoke_token(tx: &mut Txn<'_, '_>, c: &pb::RevokeToken, now: u64) 
     if t.revoked_at_ms == 0 {
         t.revoked_at_ms = now.max(1);
         tx.put(key, t.encode_to_vec());
+        crate::token_gc::revoked(tx, &c.accessor, t.revoked_at_ms)?;
     }
     Ok(pb::CommandOk::default())
 }
@@ -184,18 +196,23 @@ mod tests {
     use super::*;
     use crate::test_sm::MemState;
 
+    /// [`MAX_LISTED`] policies, `p-00000` on.
+    fn full_of_policies() -> coffer_kv::WriteSet {
+        (0..MAX_LISTED)
+            .map(|i| {
+                let p = pb::Policy {
+                    name: format!("p-{i:05}"),
+                    ..Default::default()
+                };
+                (keys::policy(&p.name), Some(p.encode_to_vec()))
+            })
+            .collect()
+    }
+
     #[test]
     fn a_set_past_the_limit_is_an_error_never_a_partial_list() {
         let state = MemState::new();
-        let mut w = coffer_kv::WriteSet::new();
-        for i in 0..MAX_LISTED {
-            let p = pb::Policy {
-                name: format!("p-{i:05}"),
-                ..Default::default()
-            };
-            w.insert(keys::policy(&p.name), Some(p.encode_to_vec()));
-        }
-        state.commit(w).unwrap();
+        state.commit(full_of_policies()).unwrap();
         assert_eq!(policies(&*state.view()).unwrap().len(), MAX_LISTED);
         // One more, sorting last (a deny there would have been cut off before).
         let mut w = coffer_kv::WriteSet::new();
@@ -208,5 +225,25 @@ mod tests {
         let e = policies(&*state.view()).unwrap_err().to_string();
         assert!(e.contains("more than 10000 policies"), "{e}");
         assert!(tokens(&*state.view()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_new_policy_past_the_limit_is_refused_and_an_existing_one_still_changes() {
+        let mut sm = crate::test_sm::Sm::new();
+        sm.backend.commit(full_of_policies()).unwrap();
+        let put = |name: &str| {
+            pb::command::Op::PutPolicy(pb::PutPolicy {
+                policy: Some(pb::Policy {
+                    name: name.into(),
+                    statements: vec![pb::PolicyStatement::default()],
+                    ..Default::default()
+                }),
+            })
+        };
+        let e = sm.run(put("one-more")).unwrap_err();
+        assert_eq!(e.code, ErrorCode::FailedPrecondition);
+        assert!(e.message.contains("10000 policies"), "{}", e.message);
+        sm.run(put("p-00042")).unwrap();
+        assert_eq!(policies(&*sm.backend.view()).unwrap().len(), MAX_LISTED);
     }
 }

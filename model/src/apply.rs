@@ -17,6 +17,7 @@ use crate::pb;
 use crate::pb::ErrorCode;
 use crate::requests;
 use crate::secrets;
+use crate::token_gc;
 use coffer_kv::Overlay;
 use coffer_kv::Txn;
 
@@ -24,7 +25,8 @@ use coffer_kv::Txn;
 ///
 /// Every command but the bootstrap goes through the request table ([`requests`]): a request id
 /// applied before is answered with its first outcome and that first entry's index, and is not
-/// evaluated again; a new one is evaluated and its outcome recorded in the same write.
+/// evaluated again; a new one is evaluated and its outcome recorded in the same write. Every
+/// one first lets [`token_gc`] delete token records past their retention.
 pub fn apply(ov: &mut Overlay<'_>, cmd: &pb::Command, log_index: u64) -> std::io::Result<pb::CommandResult> {
     if let Some(pb::command::Op::Bootstrap(b)) = &cmd.op {
         let result = evaluate(ov, cmd, log_index)?;
@@ -32,6 +34,10 @@ pub fn apply(ov: &mut Overlay<'_>, cmd: &pb::Command, log_index: u64) -> std::io
             requests::set_retention(ov, b.request_retention_ms)?;
         }
         return Ok(result);
+    }
+    if ov.contains(keys::CLUSTER)? {
+        let clock_ms = requests::meta(ov)?.clock_ms.max(cmd.proposed_at_ms);
+        token_gc::collect(ov, clock_ms)?;
     }
     let id = cmd.request_id.as_str();
     let refuse = |e: ModelError| pb::CommandResult {

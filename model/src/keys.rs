@@ -12,6 +12,8 @@
 //! h/<hex SHA-256 of a token>  accessor         (token lookup index)
 //! r/<request id>              RequestRecord    first outcome of a request (exactly once)
 //! x/<u64 BE seq>              RequestQueueEntry request records in the order written (expiry)
+//! m/tokens                    TokenTableMeta   token record count, indexed flag
+//! g/<u64 BE due ms><accessor> (empty)          when a token record may be deleted
 //! ```
 //! Every key starts with an ASCII letter, so `[0x00, 0xff)` covers the whole space. The model
 //! never writes the two keys of the state machine.
@@ -26,6 +28,26 @@ pub const TOKEN_HASH_PREFIX: &[u8] = b"h/";
 pub const REQUESTS_META: &[u8] = b"m/requests";
 pub const REQUEST_PREFIX: &[u8] = b"r/";
 pub const REQUEST_QUEUE_PREFIX: &[u8] = b"x/";
+pub const TOKENS_META: &[u8] = b"m/tokens";
+pub const TOKEN_DUE_PREFIX: &[u8] = b"g/";
+
+/// The key saying token `accessor`'s record may be deleted from `due_ms` on.
+pub fn token_due(due_ms: u64, accessor: &str) -> Vec<u8> {
+    [TOKEN_DUE_PREFIX, &due_ms.to_be_bytes()[..], accessor.as_bytes()].concat()
+}
+
+/// The due time and accessor in a [`token_due`] key.
+pub fn parse_token_due(key: &[u8]) -> Option<(u64, &str)> {
+    let rest = key.strip_prefix(TOKEN_DUE_PREFIX)?;
+    if rest.len() < 8 {
+        return None;
+    }
+    let (due, accessor) = rest.split_at(8);
+    Some((
+        u64::from_be_bytes(due.try_into().ok()?),
+        std::str::from_utf8(accessor).ok()?,
+    ))
+}
 
 pub fn request(id: &str) -> Vec<u8> {
     [REQUEST_PREFIX, id.as_bytes()].concat()

@@ -21,6 +21,7 @@ pub mod secrets;
 pub mod spec;
 #[cfg(test)]
 mod test_sm;
+pub mod token_gc;
 pub mod version_cap;
 
 pub use coffer_proto as pb;

@@ -187,6 +187,22 @@ impl Sm {
         r
     }
 
+    /// Applies `cmds` as consecutive log entries in one batch (one write, like the state
+    /// machine's apply of several entries).
+    pub fn apply_batch(&mut self, cmds: &[pb::Command]) -> Vec<pb::CommandResult> {
+        let view = self.backend.view();
+        let mut ov = Overlay::new(&*view);
+        let mut out = Vec::new();
+        for c in cmds {
+            self.index += 1;
+            out.push(apply(&mut ov, c, self.index).expect("memory storage does not fail"));
+        }
+        let writes = ov.into_writes();
+        drop(view);
+        self.backend.commit(writes).expect("memory storage does not fail");
+        out
+    }
+
     pub fn put(&mut self, name: &str, version: u64, alias: &str) -> Result<pb::CommandOk, ModelError> {
         self.run(add(name, version, alias))
     }

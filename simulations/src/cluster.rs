@@ -93,7 +93,7 @@ pub fn node_config(sim: &turmoil::Sim<'_>, shape: &Shape, node: &SimNode) -> Ser
         "[node]\nid = {id}\nname = \"{host}\"\nregion = \"{region}\"\ndata_dir = \"/sim/{host}\"\n\
          api_addr = \"{api}\"\nraft_addr = \"{raft}\"\n\n\
          [cluster]\nid = \"sim\"\nbootstrap = {bootstrap}\nroot_token_sha256 = \"{hash}\"\nmin_voters = 1\n\
-         request_retention_ms = {retention}\ndefault_max_versions = {max_versions}\n\n\
+         request_retention_ms = {retention}\ndefault_max_versions = {max_versions}\ntoken_record_retention_ms = {token_retention}\n\n\
          {members}{regions}\
          [kms]\nfallback = \"deny\"\ncall_timeout_ms = 1000\nretry_unhealthy_after_ms = 2000\nrewrap_interval_ms = 1000\n\n\
          [raft]\nheartbeat_ms = {hb}\nelection_timeout_min_ms = {emin}\nelection_timeout_max_ms = {emax}\n\
@@ -111,6 +111,7 @@ pub fn node_config(sim: &turmoil::Sim<'_>, shape: &Shape, node: &SimNode) -> Ser
         snap = shape.snapshot_every,
         retention = REQUEST_RETENTION.as_millis(),
         max_versions = crate::shape::SIM_MAX_VERSIONS,
+        token_retention = crate::shape::SIM_TOKEN_RETENTION_MS,
     );
     let cfg: ServerConfig =
         toml::from_str(&text).unwrap_or_else(|e| panic!("simulation config does not parse: {e}\n{text}"));
@@ -303,6 +304,37 @@ pub fn version_sets(nodes: &BTreeMap<String, Storage>) -> Vec<KeptVersions> {
         }
     }
     out
+}
+
+/// One node's token records at the end, and the request table's clock (the time its last
+/// applied command ran at).
+#[derive(Debug, Clone)]
+pub struct NodeTokens {
+    pub node: String,
+    pub clock_ms: u64,
+    pub records: Vec<coffer::pb::TokenRecord>,
+}
+
+/// Every node's token records at the end, with the clock its last command ran at.
+pub fn token_tables(nodes: &BTreeMap<String, Storage>) -> Vec<NodeTokens> {
+    use coffer_raft::storage::SmBackend;
+    nodes
+        .iter()
+        .map(|(n, s)| {
+            let view = s.sm.view();
+            let clock_ms = view
+                .get(coffer_model::keys::REQUESTS_META)
+                .ok()
+                .flatten()
+                .and_then(|b| <coffer::pb::RequestTableMeta as prost::Message>::decode(&b[..]).ok())
+                .map_or(0, |m| m.clock_ms);
+            NodeTokens {
+                node: n.clone(),
+                clock_ms,
+                records: coffer_model::access_records::tokens(&*view).unwrap_or_default(),
+            }
+        })
+        .collect()
 }
 
 /// Whether any node's request table has dropped an expired record.

@@ -439,6 +439,7 @@ pub fn run(opts: &Options) -> Report {
         leaks: leaks_seen,
         shreds,
         kept: cluster::version_sets(&storage),
+        tokens: cluster::token_tables(&storage),
     });
     if let Ok(secret) = std::env::var("COFFER_SIM_DUMP") {
         for o in h.on(&secret) {

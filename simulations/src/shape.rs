@@ -13,6 +13,9 @@ pub const KMS_PORT: u16 = 7002;
 /// `cluster.default_max_versions` of every simulated cluster: small, so that the hot secret's
 /// puts prune old versions while promotes, disables and destroys race with them.
 pub const SIM_MAX_VERSIONS: u64 = 3;
+/// `cluster.token_record_retention_ms` of every simulated cluster: short, so that revoked and
+/// expired tokens' records are deleted within a run.
+pub const SIM_TOKEN_RETENTION_MS: u64 = 3_000;
 pub const ROOT_TOKEN: &str = "sim-root-token-not-a-real-credential";
 
 #[derive(Debug, Clone)]

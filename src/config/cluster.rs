@@ -34,6 +34,10 @@ pub struct ClusterConfig {
     /// 10000): older versions no alias points at are deleted. Set once, by the bootstrap node.
     #[serde(default)]
     pub default_max_versions: Option<u32>,
+    /// How long (ms) a revoked or expired token's record is kept before it is deleted (default
+    /// 86400000, 24 hours; 1000 to 2592000000, 30 days). Set once, by the bootstrap node.
+    #[serde(default)]
+    pub token_record_retention_ms: Option<u64>,
 }
 
 fn default_min_voters() -> u32 {

@@ -196,6 +196,17 @@ impl ServerConfig {
                 return Err(format!("cluster.default_max_versions {n} must be between 1 and {max}"));
             }
         }
+        if let Some(ms) = self.cluster.token_record_retention_ms {
+            let (min, max) = (
+                coffer_model::token_gc::MIN_RETENTION_MS,
+                coffer_model::token_gc::MAX_RETENTION_MS,
+            );
+            if !(min..=max).contains(&ms) {
+                return Err(format!(
+                    "cluster.token_record_retention_ms {ms} must be between {min} (1 s) and {max} (30 days)"
+                ));
+            }
+        }
         if !(100..=120_000).contains(&self.limits.write_timeout_ms) {
             return Err(format!(
                 "limits.write_timeout_ms {} must be between 100 and 120000",

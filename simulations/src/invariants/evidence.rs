@@ -30,6 +30,8 @@ pub struct Evidence<'a> {
     pub shreds: Vec<NodeShred>,
     /// Every secret on every node at the end, with the versions it keeps.
     pub kept: Vec<crate::cluster::KeptVersions>,
+    /// Every node's token records at the end.
+    pub tokens: Vec<crate::cluster::NodeTokens>,
 }
 
 /// How far a node got shredding its storage, and what its log still holds.

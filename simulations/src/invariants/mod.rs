@@ -13,6 +13,7 @@ pub mod linearizable;
 pub mod local_monotonic;
 pub mod no_plaintext;
 pub mod resolve;
+pub mod tokens_collected;
 pub mod versions;
 pub mod versions_kept;
 
@@ -32,6 +33,7 @@ pub fn check_all(e: &Evidence<'_>) -> Vec<Violation> {
     v.extend(alias_cas::check(h));
     v.extend(no_plaintext::check(e));
     v.extend(destroyed_gone::check(e));
+    v.extend(tokens_collected::check(e));
     v.extend(election_safety::check(h));
     v.extend(h.liveness.iter().map(|l| Violation::new("liveness", l.clone())));
     v
