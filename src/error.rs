@@ -70,6 +70,9 @@ pub enum ApiError {
     /// A source without credentials sent more requests than its limit allows.
     #[error("{0}")]
     RateLimited(String),
+    /// The leader (named in the message) is out of disk: nothing was written.
+    #[error("{0}")]
+    OutOfDisk(String),
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -173,6 +176,11 @@ pub const CODES: &[(&str, Code, &str)] = &[
         Code::ResourceExhausted,
         "too many unauthenticated requests from one address; retry later or authenticate",
     ),
+    (
+        "out_of_disk",
+        Code::ResourceExhausted,
+        "the leader has too little free disk to take writes; nothing was written; free space on the node named",
+    ),
     ("unavailable", Code::Unavailable, "a dependency is down; retry"),
     (
         "deadline_exceeded",
@@ -214,6 +222,7 @@ impl ApiError {
             ApiError::NotAMember(_) => "not_a_member",
             ApiError::NodeRemoved(_) => "node_removed",
             ApiError::RateLimited(_) => "rate_limited",
+            ApiError::OutOfDisk(_) => "out_of_disk",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::DeadlineExceeded(_) => "deadline_exceeded",
             ApiError::Unimplemented(_) => "unimplemented",
@@ -317,6 +326,7 @@ mod tests {
             ApiError::NotAMember(m()),
             ApiError::NodeRemoved(m()),
             ApiError::RateLimited(m()),
+            ApiError::OutOfDisk(m()),
             ApiError::Unavailable(m()),
             ApiError::DeadlineExceeded(m()),
             ApiError::Unimplemented(m()),

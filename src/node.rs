@@ -156,7 +156,8 @@ fn export_log_stats(stats: Arc<coffer_raft::rocks::LogStats>) {
 /// read indexes asked for and the rounds that served them (`coffer_read_index_requests_total` /
 /// `coffer_read_index_rounds_total`: how many linearizable reads share one quorum round), and
 /// writes forwarded and the calls that carried them (`coffer_forwarded_writes_total` /
-/// `coffer_forward_calls_total`).
+/// `coffer_forward_calls_total`), and the free space under the data folder
+/// (`coffer_disk_free_bytes`; `coffer_out_of_disk` is 1 while the node refuses writes for it).
 fn export_batch_stats(raft: RaftNode) {
     sample_every_500ms(move || {
         let r = raft.read_batch_stats();
@@ -165,6 +166,11 @@ fn export_batch_stats(raft: RaftNode) {
         let f = raft.forward_stats();
         metrics::counter!("coffer_forwarded_writes_total").absolute(f.writes);
         metrics::counter!("coffer_forward_calls_total").absolute(f.calls);
+        let disk = raft.disk();
+        if disk.free_bytes() != u64::MAX {
+            metrics::gauge!("coffer_disk_free_bytes").set(disk.free_bytes() as f64);
+        }
+        metrics::gauge!("coffer_out_of_disk").set(if disk.is_low() { 1.0 } else { 0.0 });
         raft.status().role != coffer_raft::node::Role::Shutdown
     });
 }

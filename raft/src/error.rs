@@ -9,6 +9,10 @@ pub enum ProposeError {
     /// The leader refused the request (a failed check, not a transport problem).
     #[error("{0}")]
     Rejected(String),
+    /// The leader is out of disk (and no other leader took over meanwhile): nothing was
+    /// written. The message names the node.
+    #[error("{0}")]
+    OutOfDisk(String),
 }
 
 #[derive(Debug, thiserror::Error)]

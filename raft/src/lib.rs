@@ -14,6 +14,7 @@
 //!   membership proof plaintext peers attach to it ([`peer_auth`]).
 
 pub mod codec;
+pub mod disk_space;
 pub mod error;
 pub mod forward_batch;
 pub mod leader_contact;

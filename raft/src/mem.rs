@@ -98,6 +98,8 @@ impl LogBackend for MemLogBackend {
 struct MemSmInner {
     kv: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
     snapshot: Mutex<Option<Vec<u8>>>,
+    /// Free bytes of a simulated disk (`None`: no disk, never out of space).
+    disk: Option<std::sync::atomic::AtomicU64>,
 }
 
 /// Memory state-machine backend.
@@ -109,6 +111,24 @@ pub struct MemSmBackend {
 impl MemSmBackend {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A backend on a simulated disk, which has plenty of space until
+    /// [`MemSmBackend::set_free_disk_bytes`] says otherwise (simulated disk-full faults).
+    pub fn with_simulated_disk() -> Self {
+        Self {
+            inner: Arc::new(MemSmInner {
+                disk: Some(std::sync::atomic::AtomicU64::new(u64::MAX)),
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// Sets the simulated disk's free bytes (no effect without one).
+    pub fn set_free_disk_bytes(&self, free: u64) {
+        if let Some(d) = &self.inner.disk {
+            d.store(free, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Every stored byte (key space and snapshot), for "no plaintext in storage" checks.
@@ -140,6 +160,11 @@ impl KvView for MemView<'_> {
 }
 
 impl SmBackend for MemSmBackend {
+    fn free_disk_bytes(&self) -> Option<io::Result<u64>> {
+        let d = self.inner.disk.as_ref()?;
+        Some(Ok(d.load(std::sync::atomic::Ordering::Relaxed)))
+    }
+
     fn view(&self) -> Box<dyn KvView + '_> {
         // A poisoned lock means a panic mid-write elsewhere; reading the map is still safe
         // because every write replaces whole values.

@@ -232,7 +232,11 @@ fn with_deadline<T>(msg: T, ttl: Duration) -> tonic::Request<T> {
 fn status_to_rpc_error(status: tonic::Status, timeout: impl FnOnce() -> Timeout<TypeConfig>) -> RPCError<TypeConfig> {
     match status.code() {
         tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => RPCError::Timeout(timeout()),
-        tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::from_string(status.message())),
+        // A peer out of disk refuses entries until space is back: back off as from one that is
+        // down (`crate::disk_space`).
+        tonic::Code::Unavailable | tonic::Code::ResourceExhausted => {
+            RPCError::Unreachable(Unreachable::from_string(status.message()))
+        }
         _ => RPCError::Network(NetworkError::from_string(format!(
             "{:?}: {}",
             status.code(),

@@ -4,6 +4,7 @@
 //! never a panic. Served on the raft address only, apart from the public API.
 
 use futures::StreamExt;
+use openraft::async_runtime::watch::WatchReceiver;
 use openraft::raft::AppendEntriesRequest;
 use openraft::raft::AppendEntriesResponse;
 use openraft::raft::TransferLeaderRequest;
@@ -42,6 +43,24 @@ impl PeerService {
         self.node.raft()
     }
 
+    /// `RESOURCE_EXHAUSTED` while this node is out of disk (see `crate::disk_space`).
+    fn refuse_if_out_of_disk(&self) -> Result<(), Status> {
+        match self.node.disk().refusal() {
+            Some(why) => Err(Status::resource_exhausted(why)),
+            None => Ok(()),
+        }
+    }
+
+    /// Like [`Self::refuse_if_out_of_disk`], for proposals: only while this node leads (a
+    /// follower answers `NotLeader` as usual, so the sender finds a leader that has space).
+    fn refuse_proposals_if_out_of_disk(&self) -> Result<(), Status> {
+        let leads = self.raft().metrics().borrow_watched().current_leader == Some(self.node.id());
+        if leads {
+            self.refuse_if_out_of_disk()?;
+        }
+        Ok(())
+    }
+
     pub fn into_server(self) -> RaftPeerServer<Self> {
         RaftPeerServer::new(self)
             .max_decoding_message_size(crate::network::MAX_PEER_MESSAGE_BYTES)
@@ -60,6 +79,9 @@ impl RaftPeer for PeerService {
         request: Request<pb::AppendEntriesRequest>,
     ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
         let r = request.into_inner();
+        if !r.entries.is_empty() {
+            self.refuse_if_out_of_disk()?;
+        }
         let entries = r
             .entries
             .into_iter()
@@ -118,6 +140,7 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<Streaming<pb::SnapshotChunk>>,
     ) -> Result<Response<pb::SnapshotResponse>, Status> {
+        self.refuse_if_out_of_disk()?;
         let mut stream = request.into_inner();
         let header = match stream.next().await {
             Some(Ok(pb::SnapshotChunk {
@@ -173,6 +196,10 @@ impl RaftPeer for PeerService {
         request: Request<pb::TransferLeaderRequest>,
     ) -> Result<Response<pb::TransferLeaderResponse>, Status> {
         let r = request.into_inner();
+        // A node out of disk would only refuse writes and hand leadership on again.
+        if let Some(why) = self.node.disk().refusal() {
+            return Ok(Response::new(pb::TransferLeaderResponse { error: why }));
+        }
         let req = TransferLeaderRequest::new(
             codec::vote_from_opt_pb(r.from_leader.as_ref()).map_err(bad)?,
             r.to_node_id,
@@ -185,6 +212,7 @@ impl RaftPeer for PeerService {
     }
 
     async fn propose(&self, request: Request<pb::ProposeRequest>) -> Result<Response<pb::ProposeResponse>, Status> {
+        self.refuse_proposals_if_out_of_disk()?;
         let cmd = request
             .into_inner()
             .command
@@ -197,6 +225,7 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<pb::ProposeBatchRequest>,
     ) -> Result<Response<pb::ProposeBatchResponse>, Status> {
+        self.refuse_proposals_if_out_of_disk()?;
         let commands = request.into_inner().commands;
         if commands.is_empty() || commands.len() > crate::forward_batch::MAX_BATCH {
             return Err(bad(format!(

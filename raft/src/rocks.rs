@@ -378,6 +378,10 @@ impl SmBackend for RocksSmBackend {
         true
     }
 
+    fn free_disk_bytes(&self) -> Option<io::Result<u64>> {
+        Some(crate::disk_space::free_bytes_at(&self.snapshot_dir))
+    }
+
     fn view(&self) -> Box<dyn KvView + '_> {
         Box::new(RocksView {
             db: &self.db,

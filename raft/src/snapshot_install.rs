@@ -112,6 +112,8 @@ mod tests {
             snapshot_chunk_bytes: 1 << 20,
             peer_addr_override: Default::default(),
             min_voters: 1,
+            node_name: "n2".into(),
+            min_free_disk_bytes: 0,
         };
         RaftNode::start(
             2,

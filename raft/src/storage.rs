@@ -68,6 +68,12 @@ pub trait SmBackend: Send + Sync + 'static {
         false
     }
 
+    /// Free bytes on the filesystem that holds this storage; `None` when it has no disk
+    /// (memory), which is never out of disk.
+    fn free_disk_bytes(&self) -> Option<io::Result<u64>> {
+        None
+    }
+
     /// Rewrites the stored files so that nothing deleted or overwritten before this call (log
     /// entries purged, state values replaced) survives in any of them: memtables flushed, the
     /// log and the state compacted to the last level, WAL and SST files they made obsolete

@@ -27,6 +27,8 @@ pub enum Fault {
     KmsDown(usize),
     /// A region's KMS host answers slowly.
     KmsSlow { region: usize, latency_ms: u64 },
+    /// A node's disk has no free space: it refuses writes and log entries until it has.
+    DiskFull(u64),
     /// The region of whichever node leads when the fault starts is cut off (pinned scenarios).
     IsolateLeaderRegion,
     /// The KMS host of the leader's region is unreachable (pinned scenarios).
@@ -72,7 +74,8 @@ pub fn schedule(rng: &SimRng, shape: &Shape, phase: Duration) -> Vec<Scheduled> 
                     extra_ms: r.range(200, 2000),
                 }
             }
-            75..=89 => Fault::KmsDown(r.below(regions) as usize),
+            75..=86 => Fault::KmsDown(r.below(regions) as usize),
+            87..=93 => Fault::DiskFull(*r.pick(&nodes)),
             _ => Fault::KmsSlow {
                 region: r.below(regions) as usize,
                 latency_ms: r.range(300, 2500),

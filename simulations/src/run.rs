@@ -192,7 +192,10 @@ pub fn run(opts: &Options) -> Report {
         });
     }
     for n in &shape.nodes {
-        let st = Storage::default();
+        let st = Storage {
+            sm: coffer_raft::mem::MemSmBackend::with_simulated_disk(),
+            ..Default::default()
+        };
         let slot = Slot::default();
         cluster::add_node(
             &mut sim,
@@ -343,6 +346,13 @@ pub fn run(opts: &Options) -> Report {
             sim.bounce(h.as_str());
         }
         crashed.retain(|(_, h)| !ended.contains(h));
+        // A node whose disk is full reports no free space while the fault lasts.
+        for n in &shape.nodes {
+            let full = active.iter().any(|(_, f, _)| *f == Fault::DiskFull(n.id));
+            if let Some(st) = storage.get(&n.name) {
+                st.sm.set_free_disk_bytes(if full { 0 } else { u64::MAX });
+            }
+        }
         if changed || active.len() + crashed.len() != before {
             let want: Vec<(Fault, Option<u64>)> = active.iter().map(|(_, f, l)| (f.clone(), *l)).collect();
             let next_links = faults::links(&shape, &hosts, &want);
@@ -356,6 +366,9 @@ pub fn run(opts: &Options) -> Report {
 
     // Heal everything, let the clients finish their last operation.
     stop.set(true);
+    for st in storage.values() {
+        st.sm.set_free_disk_bytes(u64::MAX);
+    }
     for (_, h) in crashed.drain(..) {
         sim.bounce(h.as_str());
     }

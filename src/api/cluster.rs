@@ -122,6 +122,7 @@ impl pb::cluster_server::Cluster for ClusterApi {
             .map_err(|e| match e {
                 ProposeError::Rejected(m) => ApiError::FailedPrecondition(m),
                 ProposeError::Unavailable(m) => ApiError::NoLeader(m),
+                ProposeError::OutOfDisk(m) => ApiError::OutOfDisk(m),
             })?;
         Ok(Response::new(r))
     }

@@ -175,6 +175,8 @@ fn print_status(g: &Global, r: &pb::ClusterStatusResponse) {
                         v["lag"] = json!(l.lag);
                         v["last_contact_ms"] = json!(l.last_contact_ms);
                         v["staleness_upper_bound_ms"] = json!(l.staleness_upper_bound_ms);
+                        v["shredded_through"] = json!(l.shredded_through);
+                        v["out_of_disk"] = json!(l.out_of_disk);
                     }
                     None => v["unreachable"] = json!(n.unreachable),
                 }
@@ -230,6 +232,11 @@ fn print_status(g: &Global, r: &pb::ClusterStatusResponse) {
                     })
                     .collect::<Vec<_>>(),
             );
+            for l in r.nodes.iter().filter_map(|n| n.local.as_ref()) {
+                if !l.out_of_disk.is_empty() {
+                    output::say(format!("warning: {}", l.out_of_disk));
+                }
+            }
             let mut regions: std::collections::BTreeSet<&String> = tolerance.voters_per_region.keys().collect();
             regions.extend(tolerance.learners_per_region.keys());
             println!();

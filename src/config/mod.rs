@@ -329,6 +329,8 @@ impl ServerConfig {
                 .filter_map(|(k, v)| k.parse().ok().map(|id| (id, v.clone())))
                 .collect(),
             min_voters: self.cluster.min_voters,
+            node_name: self.node.name.clone(),
+            min_free_disk_bytes: r.min_free_disk_bytes,
         }
     }
 

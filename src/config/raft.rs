@@ -27,6 +27,10 @@ pub struct RaftConfig {
     pub keep_logs_after_snapshot: u64,
     #[serde(default = "default_snapshot_chunk")]
     pub snapshot_chunk_bytes: u64,
+    /// Below this much free space under the data folder the node stops taking writes and
+    /// log entries (out of disk) until space is back to 1.5 times it; 0 turns the check off.
+    #[serde(default = "default_min_free_disk")]
+    pub min_free_disk_bytes: u64,
 }
 
 impl Default for RaftConfig {
@@ -38,6 +42,7 @@ impl Default for RaftConfig {
             snapshot_every_entries: default_snapshot_every(),
             keep_logs_after_snapshot: default_keep_logs(),
             snapshot_chunk_bytes: default_snapshot_chunk(),
+            min_free_disk_bytes: default_min_free_disk(),
         }
     }
 }
@@ -56,6 +61,9 @@ fn default_snapshot_every() -> u64 {
 }
 fn default_keep_logs() -> u64 {
     1_000
+}
+fn default_min_free_disk() -> u64 {
+    256 << 20
 }
 fn default_snapshot_chunk() -> u64 {
     1024 * 1024

@@ -99,11 +99,17 @@ impl Service {
                 CatchUp::NoLeader(e) => ApiError::NoLeader(format!(
                     "linearizable read: {e}; try again or read with a weaker consistency"
                 )),
-                CatchUp::Behind { index, applied } => ApiError::NotCaughtUp(format!(
-                    "linearizable read: this replica did not apply index {index} within {} ms (it has {applied}); \
-                     try again or read from another node",
-                    LINEARIZABLE_WAIT.as_millis(),
-                )),
+                CatchUp::Behind { index, applied } => ApiError::NotCaughtUp(match self.raft.disk().refusal() {
+                    Some(why) => format!(
+                        "linearizable read: this replica is at index {applied}, behind {index}, and cannot \
+                         catch up ({why}); read from another node or with a weaker consistency"
+                    ),
+                    None => format!(
+                        "linearizable read: this replica did not apply index {index} within {} ms (it has {applied}); \
+                         try again or read from another node",
+                        LINEARIZABLE_WAIT.as_millis(),
+                    ),
+                }),
             })?,
             Some(Mode::AtLeast(a)) => {
                 let key = self.token_key().await?.ok_or_else(|| {

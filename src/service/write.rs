@@ -48,6 +48,7 @@ impl Service {
         let result = self.raft.propose(cmd, self.write_timeout).await.map_err(|e| match e {
             ProposeError::Unavailable(m) => ApiError::NoLeader(m),
             ProposeError::Rejected(m) => ApiError::FailedPrecondition(m),
+            ProposeError::OutOfDisk(m) => ApiError::OutOfDisk(m),
         })?;
         self.raft
             .reader()

@@ -28,6 +28,62 @@ impl Drop for TempDir {
     }
 }
 
+/// A tmpfs mounted at a folder for the life of this value (mounting needs root).
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(at: &Path, size_mib: u64) -> std::io::Result<Self> {
+        std::fs::create_dir_all(at)?;
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m,mode=0700"), "tmpfs"])
+            .arg(at)
+            .output()?;
+        if !out.status.success() {
+            return Err(std::io::Error::other(format!(
+                "mount a {size_mib} MiB tmpfs at {} (needs root): {}",
+                at.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(Self(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fills the filesystem holding `dir` until at most `leave` bytes are free, with a file that
+/// goes (and frees the space) when this value is dropped.
+pub struct Filler(PathBuf);
+
+impl Filler {
+    pub fn fill(dir: &Path, leave: u64) -> std::io::Result<Self> {
+        use std::io::Write;
+        let path = dir.join("filler");
+        let mut f = std::fs::File::create(&path)?;
+        let chunk = vec![0x5a_u8; 1 << 20];
+        loop {
+            let free = coffer_raft::disk_space::free_bytes_at(dir)?;
+            if free <= leave {
+                break;
+            }
+            let n = ((free - leave) as usize).min(chunk.len());
+            f.write_all(&chunk[..n])?;
+            f.sync_data()?;
+        }
+        Ok(Self(path))
+    }
+}
+
+impl Drop for Filler {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Every file under `dir`, recursively.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

@@ -33,6 +33,9 @@ pub struct ClusterSpec {
     pub node_extra: BTreeMap<usize, String>,
     /// `RUST_LOG` of the nodes (default: `COFFER_TEST_LOG` or `info,openraft=info`).
     pub log_filter: Option<String>,
+    /// Put every node's data folder on a tmpfs of this many MiB of its own, so a test can run
+    /// it out of space (mounting needs root, as `make test` runs).
+    pub data_tmpfs_mib: Option<u64>,
 }
 
 impl ClusterSpec {
@@ -50,6 +53,7 @@ impl ClusterSpec {
             tls: false,
             node_extra: BTreeMap::new(),
             log_filter: None,
+            data_tmpfs_mib: None,
         }
     }
 }

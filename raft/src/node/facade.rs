@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coffer_kv::Application;
+use openraft::async_runtime::watch::WatchReceiver;
 
+use crate::disk_space::DiskSpace;
 use crate::error::StartError;
 use crate::forward_batch::ForwardBatcher;
 use crate::forward_batch::ForwardStats;
@@ -16,6 +18,7 @@ use crate::log_store::LogStore;
 use crate::network::Connector;
 use crate::network::NetworkFactory;
 use crate::network::PeerChannels;
+use crate::pb;
 use crate::read_batch::ReadBatchStats;
 use crate::read_batch::ReadIndexBatcher;
 use crate::snapshot_schedule::SnapshotSchedule;
@@ -47,6 +50,8 @@ pub(super) struct Inner {
     pub(super) read_batch: ReadIndexBatcher,
     /// Writes forwarded to the leader at about the same time share one call.
     pub(super) forward: ForwardBatcher,
+    /// Free space under the data folder, and whether this node is out of disk.
+    pub(super) disk: DiskSpace,
 }
 
 /// Log-store metadata key holding the [`pb::RemovedNotice`] of a node removed from the cluster.
@@ -83,7 +88,7 @@ impl RaftNode {
         // Scheduled snapshot builds and shredding passes take turns (see `SnapshotGate`).
         let gate = crate::shredder::SnapshotGate::default();
         spawn_snapshot_trigger(raft.clone(), snapshot_points, gate.clone(), reader.clone());
-        crate::shredder::spawn(raft.clone(), sm_backend, shredding, gate);
+        crate::shredder::spawn(raft.clone(), sm_backend.clone(), shredding, gate);
         let node = Self {
             inner: Arc::new(Inner {
                 id,
@@ -96,9 +101,13 @@ impl RaftNode {
                 removed: std::sync::atomic::AtomicBool::new(removed),
                 read_batch: ReadIndexBatcher::default(),
                 forward: ForwardBatcher::default(),
+                disk: DiskSpace::new(settings.node_name.clone(), settings.min_free_disk_bytes),
             }),
         };
         node.spawn_freshness_probe(Duration::from_millis(settings.heartbeat_ms.max(10)));
+        if settings.min_free_disk_bytes > 0 && sm_backend.free_disk_bytes().is_some() {
+            node.spawn_disk_watch(sm_backend);
+        }
         Ok(node)
     }
 
@@ -112,6 +121,80 @@ impl RaftNode {
 
     pub(crate) fn contact(&self) -> &LeaderContact {
         &self.inner.contact
+    }
+
+    /// This node's free space, and whether it is out of disk.
+    pub fn disk(&self) -> &DiskSpace {
+        &self.inner.disk
+    }
+
+    /// Reads the free space under the data folder every [`crate::disk_space::POLL`]; while this
+    /// node is out of disk and leads, hands leadership to the most caught-up voter that
+    /// answers (at most once a second). Ends when Raft stops.
+    fn spawn_disk_watch(&self, backend: Arc<dyn SmBackend>) {
+        let node = self.clone();
+        tokio::spawn(async move {
+            let mut last_handoff: Option<tokio::time::Instant> = None;
+            let mut warned = false;
+            loop {
+                tokio::time::sleep(crate::disk_space::POLL).await;
+                if node.inner.raft.metrics().borrow_watched().running_state.is_err() {
+                    return;
+                }
+                let free = match backend.free_disk_bytes() {
+                    Some(Ok(f)) => f,
+                    Some(Err(e)) => {
+                        if !std::mem::replace(&mut warned, true) {
+                            tracing::warn!(error = %e, "cannot read the free space under the data folder");
+                        }
+                        continue;
+                    }
+                    None => return,
+                };
+                match node.inner.disk.observe(free) {
+                    crate::disk_space::Change::BecameLow => {
+                        tracing::error!("{}", node.inner.disk.refusal().unwrap_or_default());
+                    }
+                    crate::disk_space::Change::Recovered => {
+                        tracing::info!(free_mib = free >> 20, "disk space is back: taking writes again");
+                    }
+                    crate::disk_space::Change::None => {}
+                }
+                let recent = last_handoff.is_some_and(|t| t.elapsed() < Duration::from_secs(1));
+                if node.inner.disk.is_low() && !recent {
+                    last_handoff = Some(tokio::time::Instant::now());
+                    if let Some(to) = node.handoff_target().await {
+                        tracing::warn!(to, "out of disk: handing leadership on");
+                        let _ = node.transfer_leader(to).await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// While leading: of the voters that answered lately, the one that matched the most of the
+    /// log and says it has disk space (handing over to a node as full as this one only moves
+    /// the refusals around).
+    async fn handoff_target(&self) -> Option<NodeId> {
+        let s = self.status();
+        if s.role != super::state::Role::Leader {
+            return None;
+        }
+        let healthy_ms = 3_000;
+        let mut voters: Vec<&pb::NodeInfo> = s
+            .voters
+            .iter()
+            .filter(|v| v.id != s.id)
+            .filter(|v| s.acked_ms_ago.get(&v.id).is_some_and(|ms| *ms <= healthy_ms))
+            .collect();
+        voters.sort_by_key(|v| (std::cmp::Reverse(s.matched.get(&v.id).copied().unwrap_or(0)), v.id));
+        for v in voters {
+            match self.node_status(v, Duration::from_millis(500)).await {
+                Ok(st) if st.out_of_disk.is_empty() => return Some(v.id),
+                _ => continue,
+            }
+        }
+        None
     }
 
     /// How many writes this node forwarded to the leader and how many calls carried them.

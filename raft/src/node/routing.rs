@@ -22,6 +22,9 @@ pub enum Routed<T> {
     NotLeader(Option<pb::NodeInfo>),
 }
 
+/// How long a write waits for another leader after the leader said it was out of disk.
+const OUT_OF_DISK_PATIENCE: Duration = Duration::from_secs(2);
+
 pub(super) type Attempt<'a, T> = Pin<Box<dyn Future<Output = Result<Routed<T>, PeerError>> + Send + 'a>>;
 
 impl RaftNode {
@@ -61,6 +64,9 @@ impl RaftNode {
         let mut hint: Option<pb::NodeInfo> = None;
         let mut backoff = Duration::from_millis(20);
         let mut last_error;
+        // When a leader first said it was out of disk, and what it said: it hands leadership on,
+        // so wait a little for another leader before giving the caller that answer.
+        let mut out_of_disk: Option<(Instant, String)> = None;
         loop {
             let target = hint.take().or_else(|| self.leader_node());
             // The leader this attempt went to (or, with no address for it, the one reported).
@@ -79,7 +85,16 @@ impl RaftNode {
                     if matches!(code, tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument) {
                         return Err(ProposeError::Rejected(msg));
                     }
+                    if code == tonic::Code::ResourceExhausted {
+                        let since = out_of_disk.as_ref().map_or_else(Instant::now, |(t, _)| *t);
+                        out_of_disk = Some((since, msg.clone()));
+                    }
                     last_error = msg;
+                }
+            }
+            if let Some((since, why)) = &out_of_disk {
+                if since.elapsed() >= OUT_OF_DISK_PATIENCE || Instant::now() + backoff >= deadline {
+                    return Err(ProposeError::OutOfDisk(why.clone()));
                 }
             }
             if Instant::now() + backoff >= deadline {

@@ -20,6 +20,10 @@ pub struct RaftSettings {
     pub peer_addr_override: BTreeMap<NodeId, String>,
     /// Refuse membership changes that leave fewer voters than this (unless forced).
     pub min_voters: u32,
+    /// This node's name, for errors that name it.
+    pub node_name: String,
+    /// Free space below which the node is out of disk (see `crate::disk_space`); 0: never.
+    pub min_free_disk_bytes: u64,
 }
 
 impl RaftSettings {

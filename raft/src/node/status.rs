@@ -104,6 +104,7 @@ impl RaftNode {
             lag: known_commit.saturating_sub(applied),
             shredded_through: self.inner.reader.shredding().through(),
             shred_requested: self.inner.reader.shredding().requested(),
+            out_of_disk: self.inner.disk.refusal().unwrap_or_default(),
         }
     }
 

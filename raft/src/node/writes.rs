@@ -65,6 +65,9 @@ impl RaftNode {
             Box::pin(async move {
                 use pb::propose_response::Result as R;
                 let r = if leader.id == self.id() {
+                    if let Some(why) = self.disk().refusal() {
+                        return Err(PeerError::new(tonic::Code::ResourceExhausted, why));
+                    }
                     crate::local_propose::propose_locally(&self.inner.raft, cmd)
                         .await
                         .map_err(PeerError::from)?

@@ -12,6 +12,7 @@ use coffer::dev::DevNode;
 
 use super::TestCluster;
 use crate::fs::TempDir;
+use crate::fs::Tmpfs;
 use crate::net::free_port;
 use crate::proxy::DelayProxy;
 use crate::spec::ClusterSpec;
@@ -80,9 +81,13 @@ impl TestCluster {
                 coffer::crypto::kms::local::create_keyring(&dir.path().join("keyring"), &n.region).unwrap();
             }
         }
+        let mut mounts = Vec::new();
         for (i, n) in nodes.iter().enumerate() {
             let node_dir = dir.path().join(&n.name);
             std::fs::create_dir_all(&node_dir).unwrap();
+            if let Some(mib) = spec.data_tmpfs_mib {
+                mounts.push(Tmpfs::mount(&node_dir.join("data"), mib).expect("a tmpfs for the node's data"));
+            }
             let mut cfg = coffer::dev::node_config(&members, n, dir.path(), &spec.raft, &spec.kms);
             let kms_extra = format!(
                 "{}\n{}\n",
@@ -125,6 +130,7 @@ impl TestCluster {
         }
         let file = ClusterFile { nodes, ..members };
         let mut c = TestCluster {
+            _mounts: mounts,
             dir,
             file,
             bin: PathBuf::from(bin),

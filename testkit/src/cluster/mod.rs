@@ -17,9 +17,12 @@ use coffer::dev::ClusterFile;
 use coffer::dev::DevNode;
 
 use crate::fs::TempDir;
+use crate::fs::Tmpfs;
 use crate::proxy::DelayProxy;
 
 pub struct TestCluster {
+    /// Mounted data folders (unmounted before `dir` is removed: fields drop in this order).
+    _mounts: Vec<Tmpfs>,
     pub dir: TempDir,
     pub file: ClusterFile,
     pub bin: PathBuf,
