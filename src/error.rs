@@ -9,6 +9,7 @@
 
 use coffer_model::error::ModelError;
 use coffer_model::query::QueryError;
+use coffer_raft::error::ProposeError;
 use tonic::Code;
 use tonic::Status;
 
@@ -268,6 +269,18 @@ impl From<ApiError> for Status {
 /// The stable code of an error status from a Coffer server, if it carries one.
 pub fn code_of(status: &Status) -> Option<&str> {
     status.metadata().get(ERROR_CODE_KEY).and_then(|v| v.to_str().ok())
+}
+
+/// A proposal the Raft layer could not get applied: refused by the leader, no leader in time,
+/// or the leader out of disk.
+impl From<ProposeError> for ApiError {
+    fn from(e: ProposeError) -> Self {
+        match e {
+            ProposeError::Rejected(m) => ApiError::FailedPrecondition(m),
+            ProposeError::Unavailable(m) => ApiError::NoLeader(m),
+            ProposeError::OutOfDisk(m) => ApiError::OutOfDisk(m),
+        }
+    }
 }
 
 impl From<ModelError> for ApiError {

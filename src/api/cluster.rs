@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use coffer_raft::error::ProposeError;
 use coffer_raft::node::MemberState;
 use tonic::Request;
 use tonic::Response;
@@ -119,11 +118,7 @@ impl pb::cluster_server::Cluster for ClusterApi {
             .raft
             .change_membership(req.into_inner(), MEMBERSHIP_TIMEOUT)
             .await
-            .map_err(|e| match e {
-                ProposeError::Rejected(m) => ApiError::FailedPrecondition(m),
-                ProposeError::Unavailable(m) => ApiError::NoLeader(m),
-                ProposeError::OutOfDisk(m) => ApiError::OutOfDisk(m),
-            })?;
+            .map_err(ApiError::from)?;
         Ok(Response::new(r))
     }
 }

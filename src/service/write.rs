@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use coffer_model::error::ModelError;
-use coffer_raft::error::ProposeError;
 
 use super::Service;
 use crate::authz::Grant;
@@ -45,11 +44,11 @@ impl Service {
             request_id: request_id.to_string(),
             op: Some(op),
         };
-        let result = self.raft.propose(cmd, self.write_timeout).await.map_err(|e| match e {
-            ProposeError::Unavailable(m) => ApiError::NoLeader(m),
-            ProposeError::Rejected(m) => ApiError::FailedPrecondition(m),
-            ProposeError::OutOfDisk(m) => ApiError::OutOfDisk(m),
-        })?;
+        let result = self
+            .raft
+            .propose(cmd, self.write_timeout)
+            .await
+            .map_err(ApiError::from)?;
         self.raft
             .reader()
             .wait_applied(result.log_index, LOCAL_APPLY_WAIT)
