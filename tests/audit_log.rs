@@ -1,6 +1,7 @@
 //! The node-local audit log on real nodes: it fails closed when its filesystem is full or
-//! read-only (requests fail promptly, nothing hangs, and it recovers), and `coffer audit
-//! verify` catches an edited byte, a deleted record and a swapped pair in a real log.
+//! read-only (requests fail promptly, nothing hangs, and it recovers), its records name the
+//! version a read returned and a put wrote, and `coffer audit verify` catches an edited byte, a
+//! deleted record and a swapped pair in a real log.
 //!
 //! The filesystem tests mount small tmpfs filesystems (the tests run as root, like CI).
 
@@ -199,6 +200,87 @@ fn verify_file(path: &Path) -> (i32, String) {
             String::from_utf8_lossy(&out.stderr)
         ),
     )
+}
+
+/// The records of one request id in a tail, as JSON objects.
+fn records_of<'a>(tail: &'a [serde_json::Value], request_id: &str) -> Vec<&'a serde_json::Value> {
+    tail.iter().filter(|r| r["request_id"] == request_id).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn value_reads_and_puts_record_the_version_they_read_and_wrote() {
+    let cluster = TestCluster::start(BIN, &["us-east"], FAST_RAFT).await;
+    let c = cluster.client(0).await;
+    wait_token_key(&c).await;
+    let name = "acme/audit/versioned";
+    assert_eq!(put(&c, name, b"fake-one").await.unwrap().version, 1);
+    assert_eq!(put(&c, name, b"fake-two").await.unwrap().version, 2);
+    let by_alias = |alias: &str| pb::GetSecretValueRequest {
+        name: name.into(),
+        selector: Some(pb::get_secret_value_request::Selector::Alias(alias.into())),
+        consistency: None,
+        break_glass: None,
+    };
+    assert_eq!(get(&c, name, None).await.unwrap().version, 2);
+    let previous = c.secrets.clone().get_secret_value(by_alias("PREVIOUS")).await.unwrap();
+    assert_eq!(previous.into_inner().version, 1);
+    assert_eq!(get(&c, name, Some(1)).await.unwrap().version, 1);
+    let missing = get(&c, "acme/audit/never-written", None).await.unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+
+    let (code, out, err) = cluster.cli(0, &["audit", "tail", "--count", "40", "--output", "json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !out.contains("fake-one") && !out.contains("fake-two"),
+        "a value reached the audit log: {out}"
+    );
+    let tail: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let on = |resource: &str, action: &str| -> Vec<&serde_json::Value> {
+        tail.iter()
+            .filter(|r| r["resource"] == resource && r["action"] == action)
+            .collect()
+    };
+    // A put: its decision before it ran (no version, no outcome), then what it wrote.
+    let puts = on(name, "secrets:write");
+    let outcomes: Vec<_> = puts.iter().filter(|r| r["outcome"] == "ok").collect();
+    assert_eq!(outcomes.len(), 2, "{puts:#?}");
+    for (r, version) in outcomes.iter().zip([1, 2]) {
+        assert_eq!(r["version"], version, "{r:#}");
+        let pair = records_of(&tail, r["request_id"].as_str().unwrap());
+        assert_eq!(pair.len(), 2, "a put has its decision and its outcome: {pair:#?}");
+        assert!(
+            pair[0]["outcome"].is_null() && pair[0]["version"].is_null(),
+            "{:#}",
+            pair[0]
+        );
+        assert!(pair[0]["seq"].as_u64() < pair[1]["seq"].as_u64());
+    }
+    // A read: one record, naming the version it answered, whether asked by alias or number.
+    let reads = on(name, "secrets:read");
+    let versions: Vec<_> = reads
+        .iter()
+        .map(|r| (r["version"].as_u64(), r["outcome"].as_str()))
+        .collect();
+    assert_eq!(
+        versions,
+        [(Some(2), Some("ok")), (Some(1), Some("ok")), (Some(1), Some("ok"))],
+        "{reads:#?}"
+    );
+    for r in &reads {
+        assert_eq!(records_of(&tail, r["request_id"].as_str().unwrap()).len(), 1, "{r:#}");
+    }
+    let failed = on("acme/audit/never-written", "secrets:read");
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert_eq!(failed[0]["outcome"], "not_found");
+    assert!(failed[0]["version"].is_null());
+    // The table shows the version and the outcome too.
+    let (code, out, _) = cluster.cli(0, &["audit", "tail", "--count", "40"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&format!("{name}#2")) && out.contains("allow (ok)"),
+        "{out}"
+    );
+    drop(cluster);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -78,11 +78,17 @@ impl SecretsApi {
     }
 
     async fn put(&self, req: Request<pb::PutSecretValueRequest>) -> Result<pb::WriteResponse, ApiError> {
-        let grant = self
+        let (grant, outcome) = self
             .service
-            .grant(&req, Action::SecretsWrite, &req.get_ref().name)
+            .grant_with_outcome(&req, Ask::new(&[Action::SecretsWrite], &req.get_ref().name))
             .await?;
-        let r = req.into_inner();
+        let result = self.put_granted(&grant, req.into_inner()).await;
+        let version = result.as_ref().map(|w| w.version);
+        self.service.seam.record_outcome(outcome, version).await;
+        result
+    }
+
+    async fn put_granted(&self, grant: &Grant, r: pb::PutSecretValueRequest) -> Result<pb::WriteResponse, ApiError> {
         let name = r.name;
         let value = SecretValue::new(r.value);
         valid_name(&name)?;
@@ -109,7 +115,7 @@ impl SecretsApi {
         let c = self
             .service
             .put_value(
-                &grant,
+                grant,
                 PutValue {
                     name: name.clone(),
                     value,
@@ -144,8 +150,13 @@ impl SecretsApi {
             reason: &b.reason,
             ticket: &b.ticket,
         });
-        self.service.grant_ask(&req, ask).await?;
-        let r = req.into_inner();
+        let pending = self.service.grant_deferred(&req, ask).await?;
+        let result = self.get_granted(req.into_inner()).await;
+        self.service.seam.settle(pending, result).await
+    }
+
+    /// Reads a value for a granted request; with the version read, for its audit record.
+    async fn get_granted(&self, r: pb::GetSecretValueRequest) -> Result<(pb::GetSecretValueResponse, u64), ApiError> {
         let selector = match r.selector {
             Some(pb::get_secret_value_request::Selector::Version(0)) => {
                 return Err(ApiError::invalid("versions start at 1"))
@@ -157,14 +168,15 @@ impl SecretsApi {
         let read = self.service.get_version(&r.consistency, &r.name, selector).await?;
         let VersionRead { secret, version } = read.value;
         let value = self.service.vault.open(&r.name, version.version, &version).await?;
-        Ok(pb::GetSecretValueResponse {
+        let answer = pb::GetSecretValueResponse {
             name: r.name,
             version: version.version,
             value: value.expose().to_vec(),
             aliases: aliases_of(&secret, version.version),
             read: Some(read.meta),
             created_at_ms: version.created_at_ms,
-        })
+        };
+        Ok((answer, version.version))
     }
 
     async fn versions(&self, req: Request<pb::ListVersionsRequest>) -> Result<pb::ListVersionsResponse, ApiError> {

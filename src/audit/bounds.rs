@@ -36,6 +36,7 @@ pub fn bound(event: pb::AuditEvent) -> pb::AuditEvent {
         ticket: short(event.ticket),
         severity: short(event.severity),
         credential: short(event.credential),
+        outcome: short(event.outcome),
     }
 }
 
@@ -66,6 +67,7 @@ mod tests {
             ticket: huge("t"),
             severity: huge("v"),
             credential: huge("k"),
+            outcome: huge("o"),
         });
         let len = e.encoded_len();
         assert!(len <= MAX_EVENT_BYTES, "{len} bytes");

@@ -2,6 +2,8 @@
 //!
 //! Every API call goes through [`Seam::check`]: it resolves the principal from the bearer
 //! token, decides with [`Seam::authorize`], and emits one audit event, allowed or denied.
+//! Value reads and puts record what they did as well: the version read or written
+//! ([`outcome`]).
 //! Handlers can only reach the secrets model with the [`Grant`] it returns, and a `Grant` cannot
 //! be built anywhere else, so no call path bypasses the seam.
 //!
@@ -12,6 +14,7 @@
 
 pub mod action;
 pub mod anonymous;
+pub mod outcome;
 pub mod policy;
 
 pub use action::Action;
@@ -242,6 +245,28 @@ impl Seam {
     /// The seam: authenticate, authorize and audit one request. The request proceeds only
     /// once its audit record is durable; when it cannot be written the request fails.
     pub async fn check(&self, meta: &MetadataMap, info: &RequestInfo, ask: Ask<'_>) -> Result<Grant, ApiError> {
+        let (grant, event) = self.decide(meta, info, ask).await?;
+        self.record(event).await?;
+        Ok(grant)
+    }
+
+    /// Writes `event` durably, or fails the request (fail closed).
+    pub(crate) async fn record(&self, event: pb::AuditEvent) -> Result<(), ApiError> {
+        self.audit
+            .record(event)
+            .await
+            .map_err(|e| ApiError::AuditUnavailable(e.to_string()))
+    }
+
+    /// Authenticates and authorizes one request and builds its audit record. A denial is
+    /// recorded here and returned as the error; an allowed request's record is returned for
+    /// the caller to write ([`Seam::check`] at once, [`Seam::check_deferred`] with its outcome).
+    async fn decide(
+        &self,
+        meta: &MetadataMap,
+        info: &RequestInfo,
+        ask: Ask<'_>,
+    ) -> Result<(Grant, pb::AuditEvent), ApiError> {
         let fresh_id = crate::request_ids::fresh().map_err(|e| ApiError::Unavailable(e.to_string()))?;
         let client_id = crate::request_ids::from_metadata(meta);
         let now = crate::time::now_ms();
@@ -314,6 +339,7 @@ impl Seam {
             ticket: ask.break_glass.map(|b| b.ticket.to_string()).unwrap_or_default(),
             severity: if break_glass { "critical" } else { "info" }.to_string(),
             credential: identity.credential(),
+            outcome: String::new(),
         });
         if break_glass {
             tracing::warn!(
@@ -327,12 +353,14 @@ impl Seam {
             metrics::counter!("coffer_break_glass_reads_total", "decision" => verdict).increment(1);
         }
         metrics::counter!("coffer_authz_decisions_total", "decision" => verdict).increment(1);
-        self.audit
-            .record(event)
-            .await
-            .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
-        let allowed = decision.map_err(|e| terse_denial(e, identity.principal(), action, &ask, &request_id))?;
-        Ok(Grant {
+        let allowed = match decision {
+            Ok(a) => a,
+            Err(e) => {
+                self.record(event).await?;
+                return Err(terse_denial(e, identity.principal(), action, &ask, &request_id));
+            }
+        };
+        let grant = Grant {
             principal: Principal {
                 id: identity.principal().to_string(),
             },
@@ -340,7 +368,8 @@ impl Seam {
             resource: ask.resource.to_string(),
             request_id,
             authenticated: !matches!(identity, Identity::Anonymous),
-        })
+        };
+        Ok((grant, event))
     }
 
     /// The names of `names` the caller may see under one of `actions` (a listing shows only

@@ -48,6 +48,7 @@ fn event_json(seq: u64, e: &pb::AuditEvent, hash: &str) -> Value {
         "resource": e.resource,
         "version": (e.version != 0).then_some(e.version),
         "decision": e.decision,
+        "outcome": opt(&e.outcome),
         "statement": e.statement,
         "request_id": e.request_id,
         "source": opt(&e.source),
@@ -76,8 +77,14 @@ fn print_entries(g: &Global, entries: Vec<(u64, pb::AuditEvent, String)>) {
                         crate::time::rfc3339_ms(e.time_ms),
                         e.principal.clone(),
                         e.action.clone(),
-                        e.resource.clone(),
-                        e.decision.clone(),
+                        match e.version {
+                            0 => e.resource.clone(),
+                            v => format!("{}#{v}", e.resource),
+                        },
+                        match e.outcome.as_str() {
+                            "" => e.decision.clone(),
+                            o => format!("{} ({o})", e.decision),
+                        },
                         if e.break_glass {
                             format!("BREAK-GLASS {} {}", e.ticket, e.statement)
                         } else {

@@ -23,6 +23,8 @@ use coffer_raft::node::RaftNode;
 use tokio::sync::OnceCell;
 
 use crate::audit::AuditSink;
+use crate::authz::outcome::Deferred;
+use crate::authz::outcome::Outcome;
 use crate::authz::Action;
 use crate::authz::Ask;
 use crate::authz::Grant;
@@ -66,6 +68,22 @@ impl Service {
     /// Passes the request through the authorization seam (see [`Ask`]).
     pub async fn grant_ask<T>(&self, req: &tonic::Request<T>, ask: Ask<'_>) -> Result<Grant, ApiError> {
         self.seam.check(req.metadata(), &request_info(req), ask).await
+    }
+
+    /// The seam for a read whose one audit record waits for its outcome ([`Seam::settle`]).
+    pub async fn grant_deferred<T>(&self, req: &tonic::Request<T>, ask: Ask<'_>) -> Result<Deferred, ApiError> {
+        self.seam.check_deferred(req.metadata(), &request_info(req), ask).await
+    }
+
+    /// The seam for a write whose outcome is recorded too ([`Seam::record_outcome`]).
+    pub async fn grant_with_outcome<T>(
+        &self,
+        req: &tonic::Request<T>,
+        ask: Ask<'_>,
+    ) -> Result<(Grant, Outcome), ApiError> {
+        self.seam
+            .check_with_outcome(req.metadata(), &request_info(req), ask)
+            .await
     }
 
     /// The names of `names` the request's caller may see under one of `actions`.
