@@ -364,6 +364,13 @@ where
         Duration::from_millis(cfg.kms.rewrap_interval_ms),
         stop_rx.clone(),
     ));
+    tokio::spawn(crate::audit::anchor::run(
+        raft.clone(),
+        me.id,
+        service.audit.clone(),
+        cfg.audit_anchor_interval(),
+        stop_rx.clone(),
+    ));
     tokio::spawn(coffer_raft::placement::run(
         raft.clone(),
         cfg.cluster.preferred_regions.clone(),

@@ -283,6 +283,54 @@ async fn value_reads_and_puts_record_the_version_they_read_and_wrote() {
     drop(cluster);
 }
 
+/// What `coffer audit verify --output json` says on node `via`: exit code and the report.
+fn node_verify(cluster: &TestCluster, via: usize) -> (i32, serde_json::Value, String) {
+    let (code, out, err) = cluster.cli(via, &["audit", "verify", "--output", "json"]);
+    let report = serde_json::from_str(&out).unwrap_or(serde_json::Value::Null);
+    (code, report, format!("{out}{err}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_cut_at_a_record_boundary_is_caught_by_the_heads_anchored_through_raft() {
+    let mut spec = ClusterSpec::new(&["us-east"], FAST_RAFT);
+    spec.node_extra.insert(0, "[audit]\nanchor_interval_ms = 200\n".into());
+    let mut cluster = TestCluster::launch(BIN, spec).await;
+    let c = cluster.client(0).await;
+    wait_token_key(&c).await;
+    for i in 0..5 {
+        put(&c, &format!("acme/audit/anchored-{i}"), b"fake-anchored")
+            .await
+            .unwrap();
+    }
+    // The node anchors its head within a few intervals; verify then checks the log against it.
+    let anchored = eventually(Duration::from_secs(15), "an anchored head past the puts", || {
+        let (code, report, all) = node_verify(&cluster, 0);
+        assert_eq!(code, 0, "{all}");
+        let through = report["anchored_through"].as_u64().unwrap_or(0);
+        async move { (through >= 10 && report["anchors_checked"].as_u64() >= Some(1)).then_some(through) }
+    })
+    .await;
+
+    // Cut the log at the record boundary before the newest anchored record: the chain that is
+    // left verifies on its own, so only the anchors can tell.
+    cluster.stop(0);
+    let path = cluster.data_dir(0).join("audit.log");
+    let bytes = std::fs::read(&path).unwrap();
+    let keep = frames(&bytes)[anchored as usize - 2].end;
+    std::fs::write(&path, &bytes[..keep]).unwrap();
+    let (code, out) = verify_file(&path);
+    assert_eq!(code, 0, "a clean cut passes the chain alone: {out}");
+    cluster.restart(0);
+    let (code, report, all) = node_verify(&cluster, 0);
+    assert_eq!(code, 2, "a cut log must fail verification: {all}");
+    assert!(
+        all.contains("anchored through Raft") && all.contains("audit_chain_broken"),
+        "the failure names the anchor: {all}"
+    );
+    assert!(report.is_null() || report["ok"] == false, "{all}");
+    drop(cluster);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_verify_catches_one_edited_byte() {
     let (_dir, log) = real_audit_log().await;

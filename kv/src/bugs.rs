@@ -24,10 +24,12 @@ pub enum Bug {
     TokensCollectedEarly,
     /// Never delete token records.
     TokensKept,
+    /// Anchor an audit head's hash under the next record's number.
+    AnchorOffByOne,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 8] = [
+    pub const ALL: [Bug; 9] = [
         Bug::StaleLinearizable,
         Bug::EarlyAck,
         Bug::CasIgnore,
@@ -36,6 +38,7 @@ impl Bug {
         Bug::PruneAliased,
         Bug::TokensCollectedEarly,
         Bug::TokensKept,
+        Bug::AnchorOffByOne,
     ];
 
     /// The command-line name (`--inject-bug NAME`).
@@ -49,6 +52,7 @@ impl Bug {
             Bug::PruneAliased => "prune-aliased",
             Bug::TokensCollectedEarly => "tokens-collected-early",
             Bug::TokensKept => "tokens-kept",
+            Bug::AnchorOffByOne => "anchor-off-by-one",
         }
     }
 

@@ -6,6 +6,7 @@
 //! writes go through a [`Txn`] that is committed only on success.
 
 use crate::access_records;
+use crate::audit_anchors;
 use crate::cluster_records;
 use crate::error::fail;
 use crate::error::ApplyError;
@@ -111,6 +112,7 @@ fn apply_op(tx: &mut Txn<'_, '_>, cmd: &pb::Command, log_index: u64) -> Result<p
         Op::DeletePolicy(c) => return access_records::delete_policy(tx, c),
         Op::CreateToken(c) => return access_records::create_token(tx, c),
         Op::RevokeToken(c) => return access_records::revoke_token(tx, c, now),
+        Op::AnchorAudit(c) => return audit_anchors::anchor(tx, c, now),
         Op::CreateSecret(c) => &c.name,
         Op::AddVersion(c) => &c.name,
         Op::MoveAlias(c) => &c.name,
@@ -132,7 +134,8 @@ fn apply_op(tx: &mut Txn<'_, '_>, cmd: &pb::Command, log_index: u64) -> Result<p
         | Op::PutPolicy(_)
         | Op::DeletePolicy(_)
         | Op::CreateToken(_)
-        | Op::RevokeToken(_) => unreachable!("handled above"),
+        | Op::RevokeToken(_)
+        | Op::AnchorAudit(_) => unreachable!("handled above"),
         Op::CreateSecret(c) => secrets::create_secret(tx, secret, c, &at),
         Op::AddVersion(c) => secrets::add_version(tx, secret, c, &at),
         Op::MoveAlias(c) => secrets::move_alias(tx, secret, c, &at),

@@ -14,6 +14,7 @@
 //! x/<u64 BE seq>              RequestQueueEntry request records in the order written (expiry)
 //! m/tokens                    TokenTableMeta   token record count, indexed flag
 //! g/<u64 BE due ms><accessor> (empty)          when a token record may be deleted
+//! a/<u64 BE node id>          AuditAnchors     a node's audit chain heads
 //! ```
 //! Every key starts with an ASCII letter, so `[0x00, 0xff)` covers the whole space. The model
 //! never writes the two keys of the state machine.
@@ -30,6 +31,12 @@ pub const REQUEST_PREFIX: &[u8] = b"r/";
 pub const REQUEST_QUEUE_PREFIX: &[u8] = b"x/";
 pub const TOKENS_META: &[u8] = b"m/tokens";
 pub const TOKEN_DUE_PREFIX: &[u8] = b"g/";
+pub const AUDIT_ANCHORS_PREFIX: &[u8] = b"a/";
+
+/// The key of node `node_id`'s audit anchors.
+pub fn audit_anchors(node_id: u64) -> Vec<u8> {
+    [AUDIT_ANCHORS_PREFIX, &node_id.to_be_bytes()[..]].concat()
+}
 
 /// The key saying token `accessor`'s record may be deleted from `due_ms` on.
 pub fn token_due(due_ms: u64, accessor: &str) -> Vec<u8> {

@@ -3,7 +3,8 @@
 //! the replicated key space only through `coffer-kv`, and never names Raft.
 //!
 //! - [`apply`]: the one entry point of a command: the request table ([`requests`]), then the
-//!   command's operation on [`secrets`], [`access_records`] or [`cluster_records`];
+//!   command's operation on [`secrets`], [`access_records`], [`cluster_records`] or
+//!   [`audit_anchors`];
 //! - [`query`]: the read side; [`keys`]: the key layout; [`names`]: name rules;
 //! - [`error`]: a refused command ([`error::ModelError`]) and a storage failure under it;
 //! - [`app`]: [`app::SecretsModel`], the [`coffer_kv::Application`] every node runs.
@@ -11,6 +12,7 @@
 pub mod access_records;
 pub mod app;
 pub mod apply;
+pub mod audit_anchors;
 pub mod cluster_records;
 pub mod error;
 pub mod keys;

@@ -32,6 +32,11 @@ pub fn cluster_info(view: &dyn KvView) -> Result<Option<pb::ClusterInfo>> {
     view.get(keys::CLUSTER)?.map(|b| decode(&b)).transpose()
 }
 
+/// What the cluster holds of node `node_id`'s audit log ([`crate::audit_anchors`]).
+pub fn audit_anchors(view: &dyn KvView, node_id: u64) -> Result<Option<pb::AuditAnchors>> {
+    view.get(&keys::audit_anchors(node_id))?.map(|b| decode(&b)).transpose()
+}
+
 /// A record whose self-description is not the key it was read from was copied or corrupted:
 /// never served as the secret asked for (another tenant's record would otherwise answer).
 fn misplaced(found: String, asked: String) -> QueryError {

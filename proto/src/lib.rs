@@ -36,6 +36,7 @@ impl fmt::Display for Command {
                 write!(f, "create_token({})", t.token.as_ref().map_or("", |t| &t.accessor))
             }
             Some(Op::RevokeToken(t)) => write!(f, "revoke_token({})", t.accessor),
+            Some(Op::AnchorAudit(a)) => write!(f, "anchor_audit(node {}, record {})", a.node_id, a.seq),
             None => write!(f, "empty"),
         }
     }

@@ -46,6 +46,8 @@ pub const REQUEST_RETENTION: Duration = Duration::from_secs(60);
 pub struct Storage {
     pub log: MemLogBackend,
     pub sm: MemSmBackend,
+    /// The node's audit log (a hash chain in memory).
+    pub audit: Arc<coffer::audit::MemoryChain>,
 }
 
 /// The running node's Raft handle, set when it starts and cleared when it crashes.
@@ -99,6 +101,7 @@ pub fn node_config(sim: &turmoil::Sim<'_>, shape: &Shape, node: &SimNode) -> Ser
          [raft]\nheartbeat_ms = {hb}\nelection_timeout_min_ms = {emin}\nelection_timeout_max_ms = {emax}\n\
          snapshot_every_entries = {snap}\nkeep_logs_after_snapshot = 5\n\n\
          [limits]\nwrite_timeout_ms = 6000\n\n\
+         [audit]\nanchor_interval_ms = {anchor_ms}\n\n\
          [network]\nplaintext = true\npeer_key_file = \"/sim/peer.key\"\n",
         id = node.id,
         region = shape.regions[node.region],
@@ -112,6 +115,7 @@ pub fn node_config(sim: &turmoil::Sim<'_>, shape: &Shape, node: &SimNode) -> Ser
         retention = REQUEST_RETENTION.as_millis(),
         max_versions = crate::shape::SIM_MAX_VERSIONS,
         token_retention = crate::shape::SIM_TOKEN_RETENTION_MS,
+        anchor_ms = crate::shape::SIM_ANCHOR_INTERVAL_MS,
     );
     let cfg: ServerConfig =
         toml::from_str(&text).unwrap_or_else(|e| panic!("simulation config does not parse: {e}\n{text}"));
@@ -163,7 +167,7 @@ pub fn add_node(
                     from: name.clone(),
                     credential: PeerCredential::cluster_key(&sim_peer_key(), id),
                 }),
-                audit: Arc::new(coffer::audit::TracingSink),
+                audit: storage.audit.clone(),
                 api_tls: None,
                 peer: PeerSecurity::ClusterKey(Arc::new(sim_peer_key())),
                 on_start: Some(Box::new(move |r: &RaftNode| {
@@ -333,6 +337,34 @@ pub fn token_tables(nodes: &BTreeMap<String, Storage>) -> Vec<NodeTokens> {
                 clock_ms,
                 records: coffer_model::access_records::tokens(&*view).unwrap_or_default(),
             }
+        })
+        .collect()
+}
+
+/// The audit anchors one replica holds at the end, one record per anchored node.
+#[derive(Debug, Clone)]
+pub struct ReplicaAnchors {
+    pub replica: String,
+    pub records: Vec<coffer::pb::AuditAnchors>,
+}
+
+/// Every replica's audit anchors at the end (see `invariants::audit_anchored`).
+pub fn anchor_tables(nodes: &BTreeMap<String, Storage>) -> Vec<ReplicaAnchors> {
+    use coffer_model::keys;
+    use coffer_raft::storage::SmBackend;
+    use prost::Message;
+    nodes
+        .iter()
+        .map(|(n, s)| ReplicaAnchors {
+            replica: n.clone(),
+            records: s
+                .sm
+                .view()
+                .scan(keys::AUDIT_ANCHORS_PREFIX, keys::AUDIT_ANCHORS_PREFIX, usize::MAX)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|(_, v)| coffer::pb::AuditAnchors::decode(&v[..]).ok())
+                .collect(),
         })
         .collect()
 }

@@ -453,6 +453,12 @@ pub fn run(opts: &Options) -> Report {
         shreds,
         kept: cluster::version_sets(&storage),
         tokens: cluster::token_tables(&storage),
+        audit_chains: shape
+            .nodes
+            .iter()
+            .filter_map(|n| Some((n.id, n.name.clone(), storage.get(&n.name)?.audit.hashes())))
+            .collect(),
+        anchors: cluster::anchor_tables(&storage),
     });
     if let Ok(secret) = std::env::var("COFFER_SIM_DUMP") {
         for o in h.on(&secret) {

@@ -16,6 +16,9 @@ pub const SIM_MAX_VERSIONS: u64 = 3;
 /// `cluster.token_record_retention_ms` of every simulated cluster: short, so that revoked and
 /// expired tokens' records are deleted within a run.
 pub const SIM_TOKEN_RETENTION_MS: u64 = 3_000;
+/// `audit.anchor_interval_ms` of every simulated node: short, so that every node anchors its
+/// audit chain many times a run, through partitions and leader changes.
+pub const SIM_ANCHOR_INTERVAL_MS: u64 = 500;
 pub const ROOT_TOKEN: &str = "sim-root-token-not-a-real-credential";
 
 #[derive(Debug, Clone)]

@@ -376,7 +376,9 @@ impl AccessApi {
     async fn audit_verify(&self, req: Request<pb::AuditVerifyRequest>) -> Result<pb::AuditVerifyResponse, ApiError> {
         self.service.grant(&req, Action::AuditRead, "audit").await?;
         let audit = self.service.audit.clone();
-        let report = tokio::task::spawn_blocking(move || audit.verify())
+        // Anchors first: each was durable in the log when anchored.
+        let anchors = self.service.audit_anchors_here()?;
+        let report = tokio::task::spawn_blocking(move || audit.verify(&anchors))
             .await
             .map_err(ApiError::internal)?
             .map_err(|e| ApiError::Unavailable(format!("reading the audit log: {e}")))?;
@@ -391,6 +393,8 @@ impl AccessApi {
             problem,
             first_seq: report.first_seq,
             files: report.files as u32,
+            anchors_checked: report.anchors_checked,
+            anchored_through: report.anchored_through,
             served_by: Some(
                 self.service
                     .served_by(self.service.raft.role_and_membership().0.as_str()),

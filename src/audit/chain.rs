@@ -16,7 +16,7 @@ const DOMAIN: &[u8] = b"coffer-audit-v1";
 /// A length prefix above this is damage, not a record (events are a few hundred bytes).
 const MAX_RECORD: u64 = 16 << 20;
 /// The outcome of [`verify_file`](super::rotation::verify_file).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VerifyReport {
     /// Records verified before the first broken one (all of them when `broken` is `None`).
     pub records: u64,
@@ -26,6 +26,46 @@ pub struct VerifyReport {
     pub first_seq: u64,
     /// Files of the log (rotated ones and the live one).
     pub files: usize,
+    /// Anchors (heads recorded through Raft) whose record was found with the anchored hash.
+    pub anchors_checked: u64,
+    /// The newest anchored record (0: none).
+    pub anchored_through: u64,
+}
+
+/// One head of this node's audit log as the cluster recorded it through Raft.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Anchor {
+    pub seq: u64,
+    pub hash: [u8; 32],
+    pub at_ms: u64,
+}
+
+/// What the cluster holds of one node's audit log (`coffer_model::audit_anchors`): its anchored
+/// heads, oldest first, and the heads it later went back below.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Anchors {
+    pub heads: Vec<Anchor>,
+    pub started_over: Vec<Anchor>,
+}
+
+impl Anchors {
+    pub fn from_pb(a: &pb::AuditAnchors) -> Anchors {
+        let list = |l: &[pb::AuditAnchor]| {
+            l.iter()
+                .filter_map(|a| {
+                    Some(Anchor {
+                        seq: a.seq,
+                        hash: a.hash.as_slice().try_into().ok()?,
+                        at_ms: a.at_ms,
+                    })
+                })
+                .collect()
+        };
+        Anchors {
+            heads: list(&a.anchors),
+            started_over: list(&a.started_over),
+        }
+    }
 }
 
 impl VerifyReport {
@@ -62,7 +102,7 @@ pub struct TailEntry {
 }
 
 /// SHA-256("coffer-audit-v1" || seq (u64 BE) || prev_hash || event).
-pub(super) fn chain_hash(seq: u64, prev_hash: &[u8], event: &[u8]) -> [u8; 32] {
+pub fn chain_hash(seq: u64, prev_hash: &[u8], event: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(DOMAIN);
     h.update(seq.to_be_bytes());
@@ -245,8 +285,15 @@ pub(super) struct FileReport {
 }
 
 /// Verifies one file's records as the part of the chain that begins at `start`. `live`: the
-/// file is being written, so a cut last record is not a problem.
-pub(super) fn verify_reader(r: impl Read, limit: u64, live: bool, start: Start) -> io::Result<FileReport> {
+/// file is being written, so a cut last record is not a problem. `seen` is given each record
+/// that verified, with its hash.
+pub(super) fn verify_reader(
+    r: impl Read,
+    limit: u64,
+    live: bool,
+    start: Start,
+    seen: &mut dyn FnMut(u64, &[u8; 32]),
+) -> io::Result<FileReport> {
     let mut frames = Frames::new(r, limit);
     let (mut prev, base) = match start {
         Start::Genesis => ([0u8; 32], 0),
@@ -378,6 +425,7 @@ pub(super) fn verify_reader(r: impl Read, limit: u64, live: bool, start: Start) 
                 format!("record {e} (byte {offset}): its event does not decode ({err}), though its hash matches"),
             );
         }
+        seen(record.seq, &hash);
         prev = hash;
         last = Some((record.seq, hash));
     }

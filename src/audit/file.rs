@@ -39,7 +39,7 @@ use std::time::Duration;
 use prost::Message;
 use tokio::sync::oneshot;
 
-use super::chain::{chain_hash, contains_record, Frame, Frames, TailEntry, VerifyReport, FORMAT};
+use super::chain::{chain_hash, contains_record, Anchors, Frame, Frames, TailEntry, VerifyReport, FORMAT};
 use super::rotation;
 use super::sink::{AuditError, AuditSink};
 use crate::pb;
@@ -89,6 +89,8 @@ struct Request {
 #[derive(Default)]
 struct Shared {
     syncs: AtomicU64,
+    /// The newest durable record (recovered on open, then after each synced batch).
+    head: Mutex<Option<(u64, [u8; 32])>>,
     #[cfg(test)]
     stalled: std::sync::atomic::AtomicBool,
     #[cfg(test)]
@@ -228,8 +230,12 @@ impl AuditSink for AuditFile {
         rotation::tail_log(&self.path, count)
     }
 
-    fn verify(&self) -> io::Result<VerifyReport> {
-        AuditFile::verify(self)
+    fn verify(&self, anchors: &Anchors) -> io::Result<VerifyReport> {
+        rotation::verify_anchored(&self.path, true, anchors)
+    }
+
+    fn head(&self) -> Option<(u64, [u8; 32])> {
+        *self.shared.head.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -356,6 +362,7 @@ impl Writer {
                     .map_err(|e| format!("cannot read the newest rotated file to recover the chain: {e}"))?;
             }
             self.tail = recovered;
+            self.publish_head();
         }
         if self.need_dir_sync {
             sync_parent(&self.path).map_err(|e| format!("cannot sync its directory: {e}"))?;
@@ -363,6 +370,12 @@ impl Writer {
         }
         self.file = Some(OpenFile { file, regular });
         Ok(())
+    }
+
+    /// Makes the tail, which is durable, the head [`AuditSink::head`] reports.
+    fn publish_head(&self) {
+        let head = (self.tail.seq > 0).then_some((self.tail.seq, self.tail.hash));
+        *self.shared.head.lock().unwrap_or_else(|e| e.into_inner()) = head;
     }
 
     /// Writes `events` as the next records with one `write_all` and one `sync_data`.
@@ -404,6 +417,7 @@ impl Writer {
         match open.file.write_all(&buf).and_then(|()| open.file.sync_data()) {
             Ok(()) => {
                 self.tail = tail;
+                self.publish_head();
                 self.shared.syncs.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
@@ -610,7 +624,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::audit::chain::{read_varint, Broken};
+    use crate::audit::chain::{read_varint, Anchor, Broken};
     use crate::audit::rotation::{tail_log as tail, verify_file};
 
     fn event(i: usize) -> pb::AuditEvent {
@@ -688,6 +702,7 @@ mod tests {
                 broken: None,
                 first_seq: 1,
                 files: 1,
+                ..Default::default()
             }
         );
         assert_eq!(log.verify().unwrap(), report);
@@ -728,6 +743,7 @@ mod tests {
                 broken: None,
                 first_seq: 1,
                 files: 1,
+                ..Default::default()
             }
         );
     }
@@ -805,6 +821,7 @@ mod tests {
                 broken: None,
                 first_seq: 1,
                 files: 1,
+                ..Default::default()
             }
         );
 
@@ -822,6 +839,7 @@ mod tests {
                 broken: None,
                 first_seq: 1,
                 files: 1,
+                ..Default::default()
             }
         );
         assert_eq!(tail(&path, 1).unwrap()[0].event, event(5));
@@ -842,6 +860,7 @@ mod tests {
                 broken: None,
                 first_seq: 1,
                 files: 1,
+                ..Default::default()
             }
         );
     }
@@ -898,6 +917,7 @@ mod tests {
                 broken: None,
                 first_seq: 1,
                 files: 1,
+                ..Default::default()
             }
         );
         let check = |bytes: &[u8], position: u64, contains: &str| {
@@ -1052,6 +1072,7 @@ mod tests {
                 broken: None,
                 first_seq: 1,
                 files: 1,
+                ..Default::default()
             }
         );
     }
@@ -1164,6 +1185,7 @@ mod tests {
                 broken: None,
                 first_seq: 1,
                 files: 1,
+                ..Default::default()
             }
         );
     }
@@ -1176,14 +1198,85 @@ mod tests {
         sink.record(event(1)).await.unwrap();
         sink.record(event(2)).await.unwrap();
         assert_eq!(
-            sink.verify().unwrap(),
+            sink.verify(&Anchors::default()).unwrap(),
             VerifyReport {
                 records: 2,
                 broken: None,
                 first_seq: 1,
                 files: 1,
+                ..Default::default()
             }
         );
-        assert_eq!(sink.tail(1).unwrap()[0].seq, 2);
+        let newest = &sink.tail(1).unwrap()[0];
+        assert_eq!(newest.seq, 2);
+        let (seq, hash) = sink.head().expect("a head after two records");
+        assert_eq!((seq, hex::encode(hash)), (2, newest.hash.clone()));
+    }
+
+    /// The heads anchored through Raft catch what the chain alone cannot: a cut at a record
+    /// boundary and a log rewritten (and re-hashed) from some record on.
+    #[tokio::test]
+    async fn anchors_catch_a_cut_and_a_rewrite_the_chain_cannot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = AuditFile::open(path.clone(), opts());
+        let mut heads = vec![];
+        for i in 0..6 {
+            log.append(event(i)).await.unwrap();
+            heads.push(log.head().unwrap());
+        }
+        drop(log);
+        let anchor = |(seq, hash): (u64, [u8; 32])| Anchor { seq, hash, at_ms: 1 };
+        let anchors = Anchors {
+            heads: vec![anchor(heads[1]), anchor(heads[4])],
+            started_over: vec![],
+        };
+        let r = rotation::verify_anchored(&path, false, &anchors).unwrap();
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!((r.anchors_checked, r.anchored_through), (2, 5));
+
+        // Cut after record 4, at a record boundary: the chain verifies, the anchor of 5 does not.
+        let bytes = std::fs::read(&path).unwrap();
+        let mut cut = Vec::new();
+        let mut at = 0;
+        for _ in 0..4 {
+            let (len, n) = read_varint(&bytes[at..]).unwrap();
+            at += n + len as usize;
+        }
+        cut.extend_from_slice(&bytes[..at]);
+        std::fs::write(&path, &cut).unwrap();
+        assert!(
+            verify_file(&path).unwrap().is_ok(),
+            "the chain alone cannot see a clean cut"
+        );
+        let r = rotation::verify_anchored(&path, false, &anchors).unwrap();
+        let b = r.broken.expect("the cut must be caught");
+        assert_eq!(b.position, 5);
+        assert!(b.problem.contains("cut from its end"), "{}", b.problem);
+
+        // Rewritten from record 3 on, chain re-hashed: every link holds, the anchor of 5 differs.
+        std::fs::write(&path, &bytes[..0]).unwrap();
+        let forged = AuditFile::open(path.clone(), opts());
+        for i in 0..6 {
+            forged.append(event(if i < 2 { i } else { 100 + i })).await.unwrap();
+        }
+        drop(forged);
+        assert!(verify_file(&path).unwrap().is_ok());
+        let r = rotation::verify_anchored(&path, false, &anchors).unwrap();
+        let b = r.broken.expect("the rewrite must be caught");
+        assert_eq!((b.position, r.anchors_checked), (5, 1), "{}", b.problem);
+        assert!(b.problem.contains("rewritten"), "{}", b.problem);
+
+        // The untouched log, but the cluster saw this node go back below an anchor.
+        std::fs::write(&path, &bytes).unwrap();
+        let went_back = Anchors {
+            started_over: vec![anchor(heads[5])],
+            ..anchors
+        };
+        let b = rotation::verify_anchored(&path, false, &went_back)
+            .unwrap()
+            .broken
+            .unwrap();
+        assert!(b.problem.contains("cut, replaced or rewritten"), "{}", b.problem);
     }
 }

@@ -8,6 +8,7 @@
 //! does not start at record 1 with nothing before it, or a file whose first record is not the
 //! one its name promises, is damage, so deleting records at the start of any file is caught.
 
+use std::collections::BTreeMap;
 use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::io::{self, BufReader};
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use prost::Message;
 
-use super::chain::{verify_reader, Broken, Frame, Frames, Start, TailEntry, VerifyReport};
+use super::chain::{verify_reader, Anchors, Broken, Frame, Frames, Start, TailEntry, VerifyReport};
 use crate::pb;
 
 /// Digits of a rotated file's sequence-number suffix.
@@ -75,6 +76,81 @@ pub(super) fn prune(live: &Path, retain: usize) -> io::Result<usize> {
 /// concurrent write is not damage. A `Broken` position is the sequence number the broken record
 /// should carry, and its problem names the file when there is more than one.
 pub fn verify_log(live: &Path, live_tail: bool) -> io::Result<VerifyReport> {
+    verify_anchored(live, live_tail, &Anchors::default())
+}
+
+/// [`verify_log`], and then the log against the heads the cluster anchored for it: a record
+/// whose hash is not the anchored one (rewritten from there or before), an anchored record past
+/// the log's end (cut at a record boundary), or a head the node went back below, is broken.
+/// Anchors older than the oldest file retention kept are skipped. Read the anchors before the
+/// log: every anchored record was durable when anchored, so a healthy log holds it.
+pub fn verify_anchored(live: &Path, live_tail: bool, anchors: &Anchors) -> io::Result<VerifyReport> {
+    let wanted: BTreeMap<u64, [u8; 32]> = anchors.heads.iter().map(|a| (a.seq, a.hash)).collect();
+    let mut found = BTreeMap::new();
+    let mut seen = |seq: u64, hash: &[u8; 32]| {
+        if wanted.contains_key(&seq) {
+            found.insert(seq, *hash);
+        }
+    };
+    let mut report = verify_chain(live, live_tail, &mut seen)?;
+    if report.broken.is_none() {
+        check_anchors(&mut report, anchors, &found);
+    }
+    Ok(report)
+}
+
+/// Compares a verified chain (`found`: the hash of each anchored record it holds) with `anchors`.
+fn check_anchors(report: &mut VerifyReport, anchors: &Anchors, found: &BTreeMap<u64, [u8; 32]>) {
+    let at = crate::time::rfc3339_ms;
+    report.anchored_through = anchors.heads.last().map_or(0, |a| a.seq);
+    if let Some(s) = anchors.started_over.last() {
+        report.broken = Some(Broken {
+            position: s.seq,
+            byte_offset: 0,
+            problem: format!(
+                "record {} was anchored through Raft, and at {} this node anchored an earlier or different record \
+                 in its place: its audit log was cut, replaced or rewritten",
+                s.seq,
+                at(s.at_ms)
+            ),
+        });
+        return;
+    }
+    let last = (report.first_seq + report.records).saturating_sub(1);
+    for a in &anchors.heads {
+        if a.seq < report.first_seq {
+            continue;
+        }
+        let problem = match found.get(&a.seq) {
+            Some(h) if *h == a.hash => {
+                report.anchors_checked += 1;
+                continue;
+            }
+            Some(_) => format!(
+                "record {}: its hash is not the one anchored through Raft at {} (the log was rewritten from this \
+                 record or before)",
+                a.seq,
+                at(a.at_ms)
+            ),
+            None => format!(
+                "record {}: the log ends at record {last}, but record {} was anchored through Raft at {} (records \
+                 were cut from its end)",
+                last + 1,
+                a.seq,
+                at(a.at_ms)
+            ),
+        };
+        report.broken = Some(Broken {
+            position: a.seq.min(last + 1),
+            byte_offset: 0,
+            problem,
+        });
+        return;
+    }
+}
+
+/// Verifies the hash chain across the log's files; `seen` gets every verified record's hash.
+fn verify_chain(live: &Path, live_tail: bool, seen: &mut dyn FnMut(u64, &[u8; 32])) -> io::Result<VerifyReport> {
     let mut files = rotated_files(live)?;
     let live_exists = live.exists();
     if live_exists || files.is_empty() {
@@ -86,6 +162,7 @@ pub fn verify_log(live: &Path, live_tail: bool) -> io::Result<VerifyReport> {
         broken: None,
         first_seq: 1,
         files: count,
+        ..Default::default()
     };
     let mut start = None;
     for (i, (named_seq, path)) in files.iter().enumerate() {
@@ -103,7 +180,7 @@ pub fn verify_log(live: &Path, live_tail: bool) -> io::Result<VerifyReport> {
         }
         let file = File::open(path)?;
         let len = file.metadata()?.len();
-        let r = verify_reader(BufReader::new(file), len, is_live && live_tail, begin)?;
+        let r = verify_reader(BufReader::new(file), len, is_live && live_tail, begin, seen)?;
         let named = |problem: String| {
             if count > 1 {
                 format!("{}: {problem}", path.display())

@@ -2,7 +2,7 @@
 
 use std::sync::Mutex;
 
-use super::chain::{TailEntry, VerifyReport};
+use super::chain::{Anchors, TailEntry, VerifyReport};
 use crate::pb;
 
 #[derive(Debug, thiserror::Error)]
@@ -19,9 +19,16 @@ pub trait AuditSink: Send + Sync + 'static {
         Err(no_file())
     }
 
-    /// Checks the hash chain (`coffer audit verify --addr`); sinks without a file cannot.
-    fn verify(&self) -> std::io::Result<VerifyReport> {
+    /// Checks the hash chain, and the log against the heads the cluster anchored for it
+    /// (`coffer audit verify`); sinks without a file cannot.
+    fn verify(&self, _anchors: &Anchors) -> std::io::Result<VerifyReport> {
         Err(no_file())
+    }
+
+    /// The newest durable record's number and hash, to anchor through Raft; `None` for sinks
+    /// that keep no chain, and before the first record.
+    fn head(&self) -> Option<(u64, [u8; 32])> {
+        None
     }
 }
 
@@ -73,5 +80,37 @@ impl AuditSink for MemorySink {
     async fn record(&self, event: pb::AuditEvent) -> Result<(), AuditError> {
         self.events.lock().unwrap_or_else(|e| e.into_inner()).push(event);
         Ok(())
+    }
+}
+
+/// A hash chain kept in memory (simulations): each event is chained like a record of the file
+/// ([`super::chain::chain_hash`]), and the hashes are kept so a run can check what its node
+/// anchored. Shared across a simulated node's restarts, like its disk.
+#[derive(Default)]
+pub struct MemoryChain {
+    hashes: Mutex<Vec<[u8; 32]>>,
+}
+
+impl MemoryChain {
+    /// The hash of every record so far; record `seq` is at `seq - 1`.
+    pub fn hashes(&self) -> Vec<[u8; 32]> {
+        self.hashes.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl AuditSink for MemoryChain {
+    async fn record(&self, event: pb::AuditEvent) -> Result<(), AuditError> {
+        use prost::Message;
+        let mut hashes = self.hashes.lock().unwrap_or_else(|e| e.into_inner());
+        let prev = hashes.last().copied().unwrap_or([0; 32]);
+        let seq = hashes.len() as u64 + 1;
+        hashes.push(super::chain::chain_hash(seq, &prev, &event.encode_to_vec()));
+        Ok(())
+    }
+
+    fn head(&self) -> Option<(u64, [u8; 32])> {
+        let hashes = self.hashes.lock().unwrap_or_else(|e| e.into_inner());
+        hashes.last().map(|h| (hashes.len() as u64, *h))
     }
 }

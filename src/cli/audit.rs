@@ -117,6 +117,9 @@ struct Verified<'a> {
     problem: &'a str,
     first_seq: u64,
     files: u64,
+    /// `(checked, newest anchored record)` when a node checked its log against the heads the
+    /// cluster anchored; `None` offline (a copy has no anchors beside it).
+    anchors: Option<(u64, u64)>,
 }
 
 fn print_verify(g: &Global, v: Verified<'_>, source: &str) -> Result<(), CliError> {
@@ -127,7 +130,13 @@ fn print_verify(g: &Global, v: Verified<'_>, source: &str) -> Result<(), CliErro
         problem,
         first_seq,
         files,
+        anchors,
     } = v;
+    let anchored = match anchors {
+        Some((_, 0)) => "no record anchored through Raft yet".to_string(),
+        Some((checked, through)) => format!("{checked} anchored head(s) match, the newest at record {through}"),
+        None => "offline: not checked against the heads the cluster anchored".to_string(),
+    };
     let last = (first_seq + records).saturating_sub(1);
     match g.output {
         Output::Json => output::print_json(&json!({
@@ -137,10 +146,12 @@ fn print_verify(g: &Global, v: Verified<'_>, source: &str) -> Result<(), CliErro
             "problem": (!ok).then_some(problem),
             "first_seq": first_seq,
             "files": files,
+            "anchors_checked": anchors.map(|(c, _)| c),
+            "anchored_through": anchors.map(|(_, t)| t),
             "source": source,
         })),
         Output::Table if ok => output::say(format!(
-            "ok: {records} records verified (records {first_seq}..{last} in {files} file(s); {source})"
+            "ok: {records} records verified (records {first_seq}..{last} in {files} file(s); {source}; {anchored})"
         )),
         Output::Table => {}
     }
@@ -197,6 +208,7 @@ pub async fn run(g: &Global, cmd: AuditCmd) -> Result<(), CliError> {
                 problem: &problem,
                 first_seq: report.first_seq,
                 files: report.files as u64,
+                anchors: None,
             };
             print_verify(g, v, &path.display().to_string())
         }
@@ -216,6 +228,7 @@ pub async fn run(g: &Global, cmd: AuditCmd) -> Result<(), CliError> {
                 problem: &r.problem,
                 first_seq: r.first_seq.max(1),
                 files: u64::from(r.files),
+                anchors: Some((r.anchors_checked, r.anchored_through)),
             };
             print_verify(g, v, &node)
         }

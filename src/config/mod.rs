@@ -68,6 +68,10 @@ impl ServerConfig {
         Duration::from_millis(self.audit.write_timeout_ms.unwrap_or(2000))
     }
 
+    pub fn audit_anchor_interval(&self) -> Duration {
+        Duration::from_millis(self.audit.anchor_interval_ms.unwrap_or(10_000))
+    }
+
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let err = |message: String| ConfigError {
             path: path.display().to_string(),
@@ -127,6 +131,11 @@ impl ServerConfig {
         if let Some(n) = self.audit.retain_files {
             if !(1..=100_000).contains(&n) {
                 return Err(format!("audit.retain_files {n} must be between 1 and 100000"));
+            }
+        }
+        if let Some(t) = self.audit.anchor_interval_ms {
+            if !(100..=3_600_000).contains(&t) {
+                return Err(format!("audit.anchor_interval_ms {t} must be between 100 and 3600000"));
             }
         }
         if let Some(t) = self.audit.write_timeout_ms {

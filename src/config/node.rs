@@ -22,6 +22,11 @@ pub struct AuditConfig {
     /// before they age out if they must be kept longer.
     #[serde(default)]
     pub retain_files: Option<usize>,
+    /// How often the log's newest record is anchored through Raft, when it moved (default
+    /// 10000 ms, 100 to 3600000): records newer than the last anchor are not yet protected
+    /// against a cut at a record boundary.
+    #[serde(default)]
+    pub anchor_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

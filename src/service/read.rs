@@ -335,6 +335,14 @@ impl Service {
         Ok(query::cluster_info(&*self.raft.reader().view())?)
     }
 
+    /// What this replica holds of this node's audit log's anchors ([`crate::audit::anchor`]).
+    pub fn audit_anchors_here(&self) -> Result<crate::audit::chain::Anchors, ApiError> {
+        let anchors = query::audit_anchors(&*self.raft.reader().view(), self.me.id)?;
+        Ok(anchors
+            .map(|a| crate::audit::chain::Anchors::from_pb(&a))
+            .unwrap_or_default())
+    }
+
     /// The secret as this replica has it now, with no consistency wait: what a write expects
     /// (the next version number, where an alias points) before the leader checks it again.
     pub fn secret_here(&self, name: &str) -> Result<pb::Secret, ApiError> {

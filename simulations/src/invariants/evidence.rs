@@ -32,6 +32,10 @@ pub struct Evidence<'a> {
     pub kept: Vec<crate::cluster::KeptVersions>,
     /// Every node's token records at the end.
     pub tokens: Vec<crate::cluster::NodeTokens>,
+    /// Each node's audit chain at the end (node id, name, record hashes in order).
+    pub audit_chains: Vec<(u64, String, Vec<[u8; 32]>)>,
+    /// Every replica's audit anchors at the end.
+    pub anchors: Vec<crate::cluster::ReplicaAnchors>,
 }
 
 /// How far a node got shredding its storage, and what its log still holds.

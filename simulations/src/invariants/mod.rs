@@ -4,6 +4,7 @@
 pub mod acked_not_lost;
 pub mod alias_cas;
 pub mod at_least;
+pub mod audit_anchored;
 pub mod bounded;
 pub mod destroyed_gone;
 pub mod election_safety;
@@ -34,6 +35,7 @@ pub fn check_all(e: &Evidence<'_>) -> Vec<Violation> {
     v.extend(no_plaintext::check(e));
     v.extend(destroyed_gone::check(e));
     v.extend(tokens_collected::check(e));
+    v.extend(audit_anchored::check(e));
     v.extend(election_safety::check(h));
     v.extend(h.liveness.iter().map(|l| Violation::new("liveness", l.clone())));
     v
