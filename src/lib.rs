@@ -8,7 +8,8 @@
 //!   and the hash-chained file), `crypto` (envelope encryption, DEK cache, KMS providers),
 //!   `rewrap`, `tokens`, `request_ids`, `error` (API errors and their codes), `time`;
 //! - `config` and `tls` (a node's settings), `node` (wires Raft and the services);
-//! - `client` (the Rust SDK), `cli` and `dev` (the command line).
+//! - `client` (the Rust SDK), `cli` and `dev` (the command line);
+//! - `zeroing_alloc`: the allocator wrapper that zeroes every freed block (the binary's).
 //!
 //! The multi-process test harness is the `coffer-testkit` crate, a dev-dependency only.
 
@@ -31,6 +32,7 @@ pub mod service;
 pub mod time;
 pub mod tls;
 pub mod tokens;
+pub mod zeroing_alloc;
 
 pub use coffer_model as model;
 pub use coffer_proto as pb;

@@ -62,6 +62,11 @@ impl TestCluster {
         self.dir.path().join(&self.file.nodes[i].name)
     }
 
+    /// The process id of node `i`, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.children[i].as_ref().map(|c| c.id())
+    }
+
     pub fn data_dir(&self, i: usize) -> PathBuf {
         self.node_dir(i).join("data")
     }
