@@ -321,6 +321,8 @@ async fn a_log_cut_at_a_record_boundary_is_caught_by_the_heads_anchored_through_
     let (code, out) = verify_file(&path);
     assert_eq!(code, 0, "a clean cut passes the chain alone: {out}");
     cluster.restart(0);
+    // Wait until the restarted node serves again (it takes a write).
+    wait_token_key(&cluster.client(0).await).await;
     let (code, report, all) = node_verify(&cluster, 0);
     assert_eq!(code, 2, "a cut log must fail verification: {all}");
     assert!(

@@ -52,9 +52,9 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut anchored: Option<(u64, [u8; 32])> = None;
-    // The anchor being proposed and its request id, kept until its outcome is known.
-    let mut pending: Option<pb::Command> = None;
-    let mut head_of_pending = None;
+    // The head being anchored and its command (with its request id), kept until its outcome
+    // is known.
+    let mut pending: Option<((u64, [u8; 32]), pb::Command)> = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
@@ -72,16 +72,15 @@ pub async fn run(
                     continue;
                 }
             };
-            pending = Some(command(node_id, head, id));
-            head_of_pending = Some(head);
+            pending = Some((head, command(node_id, head, id)));
         }
-        let Some(cmd) = pending.clone() else { continue };
+        let Some((head, cmd)) = pending.clone() else { continue };
         match raft.propose(cmd, PROPOSE_TIMEOUT).await {
             Ok(r) => {
                 pending = None;
                 match r.outcome {
                     Some(pb::command_result::Outcome::Ok(_)) => {
-                        anchored = head_of_pending.take();
+                        anchored = Some(head);
                         metrics::counter!("coffer_audit_anchors_total").increment(1);
                     }
                     // Refused (not bootstrapped yet, malformed): nothing was applied; the next

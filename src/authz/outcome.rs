@@ -18,14 +18,7 @@ use crate::pb;
 /// answered before [`Seam::settle`] has written the record.
 #[must_use = "an allowed request is audited only once settled"]
 pub struct Deferred {
-    grant: Grant,
     event: pb::AuditEvent,
-}
-
-impl Deferred {
-    pub fn grant(&self) -> &Grant {
-        &self.grant
-    }
 }
 
 /// The decision record of an allowed write, kept to record its outcome once it ran.
@@ -58,8 +51,8 @@ impl Seam {
         info: &RequestInfo,
         ask: Ask<'_>,
     ) -> Result<Deferred, ApiError> {
-        let (grant, event) = self.decide(meta, info, ask).await?;
-        Ok(Deferred { grant, event })
+        let (_, event) = self.decide(meta, info, ask).await?;
+        Ok(Deferred { event })
     }
 
     /// Records what a deferred read did (`Ok((answer, version read))` or its error) and returns
