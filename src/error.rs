@@ -40,6 +40,9 @@ pub enum ApiError {
     /// A put kept losing the race for the next version number to concurrent writers.
     #[error("{0}")]
     VersionRace(String),
+    /// A metadata update's etag is not the secret's any more: re-read and retry.
+    #[error("{0}")]
+    EtagMismatch(String),
     /// The cluster has not been bootstrapped yet.
     #[error("{0}")]
     NotBootstrapped(String),
@@ -121,6 +124,11 @@ pub const CODES: &[(&str, Code, &str)] = &[
         "version_race",
         Code::Aborted,
         "concurrent writers kept taking the next version number",
+    ),
+    (
+        "etag_mismatch",
+        Code::Aborted,
+        "the secret changed since its etag was read; describe it again and retry",
     ),
     (
         "not_bootstrapped",
@@ -212,6 +220,7 @@ impl ApiError {
             ApiError::VersionDestroyed(_) => "version_destroyed",
             ApiError::AliasCasFailed(_) => "alias_cas_failed",
             ApiError::VersionRace(_) => "version_race",
+            ApiError::EtagMismatch(_) => "etag_mismatch",
             ApiError::NotBootstrapped(_) => "not_bootstrapped",
             ApiError::Unauthenticated(_) => "unauthenticated",
             ApiError::PermissionDenied(_) => "permission_denied",
@@ -294,6 +303,7 @@ impl From<ModelError> for ApiError {
             ErrorCode::VersionDestroyed => ApiError::VersionDestroyed(e.message),
             ErrorCode::CasFailed => ApiError::AliasCasFailed(e.message),
             ErrorCode::VersionConflict => ApiError::VersionRace(e.message),
+            ErrorCode::EtagMismatch => ApiError::EtagMismatch(e.message),
             ErrorCode::NotBootstrapped => {
                 ApiError::NotBootstrapped(format!("{}; wait for the bootstrap node", e.message))
             }
@@ -328,6 +338,7 @@ mod tests {
             ApiError::VersionDestroyed(m()),
             ApiError::AliasCasFailed(m()),
             ApiError::VersionRace(m()),
+            ApiError::EtagMismatch(m()),
             ApiError::NotBootstrapped(m()),
             ApiError::Unauthenticated(m()),
             ApiError::PermissionDenied(m()),
@@ -405,6 +416,7 @@ mod tests {
             (ErrorCode::Internal, "internal"),
             (ErrorCode::VersionDisabled, "version_disabled"),
             (ErrorCode::VersionDestroyed, "version_destroyed"),
+            (ErrorCode::EtagMismatch, "etag_mismatch"),
         ];
         for (model, api) in all {
             assert_eq!(ApiError::from(ModelError::new(model, "m")).code(), api, "{model:?}");

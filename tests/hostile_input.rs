@@ -55,6 +55,19 @@ fn hostile_calls(c: &Client, big: bool) -> Vec<(String, Call)> {
             pb::CreateSecretRequest { name: n(), spec: None }
         );
         call!(
+            format!("UpdateSecret {what}"),
+            secrets,
+            update_secret,
+            pb::UpdateSecretRequest {
+                name: n(),
+                spec: Some(pb::SecretSpec {
+                    description: n(),
+                    ..Default::default()
+                }),
+                expected_etag: n(),
+            }
+        );
+        call!(
             format!("PutSecretValue {what}"),
             secrets,
             put_secret_value,

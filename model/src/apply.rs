@@ -118,6 +118,7 @@ fn apply_op(tx: &mut Txn<'_, '_>, cmd: &pb::Command, log_index: u64) -> Result<p
         Op::MoveAlias(c) => &c.name,
         Op::SetVersionState(c) => &c.name,
         Op::DestroyVersion(c) => &c.name,
+        Op::UpdateSecret(c) => &c.name,
     };
     names::validate_name(name).map_err(ModelError::from)?;
     let secret = secrets::load_secret(tx, name)?;
@@ -141,5 +142,6 @@ fn apply_op(tx: &mut Txn<'_, '_>, cmd: &pb::Command, log_index: u64) -> Result<p
         Op::MoveAlias(c) => secrets::move_alias(tx, secret, c, &at),
         Op::SetVersionState(c) => secrets::set_version_state(tx, secret, c, &at),
         Op::DestroyVersion(c) => secrets::destroy_version(tx, secret, c, &at),
+        Op::UpdateSecret(c) => secrets::update_secret(tx, secret, c, &at),
     }
 }

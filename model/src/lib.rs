@@ -19,6 +19,7 @@ pub mod keys;
 pub mod names;
 pub mod query;
 pub mod requests;
+pub mod rotation_policy;
 pub mod secrets;
 pub mod spec;
 #[cfg(test)]

@@ -76,6 +76,7 @@ impl Fingerprint {
             Some(Op::CreateToken(c)) => ("create_token", c.token.as_ref().map_or("", |t| t.principal.as_str())),
             Some(Op::RevokeToken(c)) => ("revoke_token", &c.accessor),
             Some(Op::AnchorAudit(_)) => ("anchor_audit", ""),
+            Some(Op::UpdateSecret(c)) => ("update_secret", &c.name),
         };
         let value_mac = match &cmd.op {
             Some(Op::AddVersion(c)) => c.value_mac.clone(),
@@ -110,7 +111,7 @@ fn stable_params(cmd: &pb::Command) -> Option<pb::command::Op> {
     match &mut op {
         Op::Bootstrap(_) | Op::SetTokenKey(_) | Op::SetWraps(_) => return None,
         Op::CreateSecret(_) | Op::SetVersionState(_) | Op::DestroyVersion(_) | Op::DeletePolicy(_) => {}
-        Op::RevokeToken(_) | Op::AnchorAudit(_) => {}
+        Op::RevokeToken(_) | Op::AnchorAudit(_) | Op::UpdateSecret(_) => {}
         Op::AddVersion(c) => {
             c.version = 0;
             c.envelope = None;

@@ -58,7 +58,7 @@ fn new_secret(name: &str, spec: &pb::SecretSpec, principal: &str, now: u64) -> p
         updated_at_ms: now,
         next_version: 1,
         aliases: Default::default(),
-        rotation: spec.rotation,
+        rotation: spec.rotation.clone(),
         max_versions: spec.max_versions,
         etag: String::new(),
         created_by: principal.to_string(),
@@ -98,6 +98,48 @@ pub(crate) fn create_secret(
     let mut s = new_secret(&c.name, &spec, at.principal, at.now);
     save_secret(tx, &mut s, at);
     Ok(ok(&s, 0))
+}
+
+/// Replaces the secret's metadata if its etag is still the caller's (a read-modify-write by
+/// compare-and-swap). A lower `max_versions` prunes what the cap no longer keeps in the same
+/// command; 0 keeps the cap in force.
+pub(crate) fn update_secret(
+    tx: &mut Txn<'_, '_>,
+    secret: Option<pb::Secret>,
+    c: &pb::UpdateSecret,
+    at: &At<'_>,
+) -> Result<pb::CommandOk> {
+    let mut secret = require_secret(secret, &c.name)?;
+    if c.expected_etag.is_empty() {
+        return fail(
+            ErrorCode::InvalidArgument,
+            "expected_etag is required: describe the secret and send its etag",
+        );
+    }
+    if c.expected_etag != secret.etag {
+        return fail(
+            ErrorCode::EtagMismatch,
+            format!(
+                "secret {} changed since it was read (etag {}, not {})",
+                c.name, secret.etag, c.expected_etag
+            ),
+        );
+    }
+    let spec = c.spec.clone().unwrap_or_default();
+    crate::spec::validate(&spec)?;
+    secret.owner_team = spec.owner_team;
+    secret.description = spec.description;
+    secret.labels = spec.labels;
+    secret.rotation = spec.rotation;
+    if spec.max_versions != 0 {
+        secret.max_versions = spec.max_versions;
+    }
+    let pruned = version_cap::prune(tx, &mut secret)?;
+    save_secret(tx, &mut secret, at);
+    Ok(pb::CommandOk {
+        pruned,
+        ..ok(&secret, 0)
+    })
 }
 
 pub(crate) fn add_version(
@@ -749,6 +791,76 @@ mod tests {
         sm.run(del("acme-read")).unwrap();
         assert_eq!(sm.run(del("acme-read")).unwrap_err().code, ErrorCode::NotFound);
         assert!(access_records::policies(&*sm.backend.view()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_update_replaces_the_metadata_only_while_the_etag_holds() {
+        let mut sm = Sm::new();
+        for v in 1..=4 {
+            sm.put("acme/db", v, "CURRENT").unwrap();
+        }
+        let etag = sm.put("acme/db", 5, "CURRENT").unwrap().etag;
+        let spec = pb::SecretSpec {
+            owner_team: "payments".into(),
+            description: "checkout database".into(),
+            labels: [("env".to_string(), "prod".to_string())].into_iter().collect(),
+            max_versions: 2,
+            rotation: Some(pb::RotationPolicy {
+                period_ms: 3_600_000,
+                overlap_ms: 60_000,
+                ..Default::default()
+            }),
+        };
+        let update = |etag: &str, spec: &pb::SecretSpec| {
+            pb::command::Op::UpdateSecret(pb::UpdateSecret {
+                name: "acme/db".into(),
+                expected_etag: etag.into(),
+                spec: Some(spec.clone()),
+            })
+        };
+        let stale = sm.run(update("00000000000000ff", &spec)).unwrap_err();
+        assert_eq!(stale.code, ErrorCode::EtagMismatch);
+        assert_eq!(sm.run(update("", &spec)).unwrap_err().code, ErrorCode::InvalidArgument);
+        let bad = pb::SecretSpec {
+            rotation: Some(pb::RotationPolicy {
+                period_ms: 1000,
+                overlap_ms: 2000,
+                ..Default::default()
+            }),
+            ..spec.clone()
+        };
+        assert_eq!(
+            sm.run(update(&etag, &bad)).unwrap_err().code,
+            ErrorCode::InvalidArgument
+        );
+        let ok = sm.run(update(&etag, &spec)).unwrap();
+        assert_ne!(ok.etag, etag);
+        // The lower cap prunes in the same command; the aliased versions stay.
+        assert_eq!(ok.pruned, vec![1, 2, 3]);
+        let view = sm.backend.view();
+        let s = crate::query::secret(&*view, "acme/db").unwrap();
+        assert_eq!(
+            (s.owner_team.as_str(), s.description.as_str()),
+            ("payments", "checkout database")
+        );
+        assert_eq!(s.labels.get("env").map(String::as_str), Some("prod"));
+        assert_eq!(s.rotation.as_ref().map(|r| r.period_ms), Some(3_600_000));
+        assert_eq!((s.max_versions, s.etag.as_str()), (2, ok.etag.as_str()));
+        drop(view);
+        // The same etag again: it moved, so the second writer of a read-modify-write loses.
+        assert_eq!(sm.run(update(&etag, &spec)).unwrap_err().code, ErrorCode::EtagMismatch);
+        // max_versions 0 keeps the cap in force.
+        let keep = pb::SecretSpec {
+            max_versions: 0,
+            ..spec.clone()
+        };
+        sm.run(update(&ok.etag, &keep)).unwrap();
+        assert_eq!(
+            crate::query::secret(&*sm.backend.view(), "acme/db")
+                .unwrap()
+                .max_versions,
+            2
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! What a secret's spec may hold: short text without control characters, a bounded set of
-//! labels with simple keys, a bounded version cap. Checked whenever a command creates a secret,
+//! labels with simple keys, a bounded version cap, a rotation policy that can run
+//! ([`crate::rotation_policy`]). Checked whenever a command creates a secret,
 //! so a caller cannot grow the state (or plant terminal controls) through metadata. Messages
 //! name the field and the bound, never echo the input.
 
@@ -7,6 +8,7 @@ use crate::error::fail;
 use crate::error::Result;
 use crate::pb;
 use crate::pb::ErrorCode;
+use crate::rotation_policy as rotation;
 
 pub const MAX_OWNER_BYTES: usize = 128;
 pub const MAX_DESCRIPTION_BYTES: usize = 1024;
@@ -15,8 +17,6 @@ pub const MAX_LABEL_KEY_BYTES: usize = 63;
 pub const MAX_LABEL_VALUE_BYTES: usize = 256;
 /// The largest `max_versions` a secret may ask for.
 pub const MAX_MAX_VERSIONS: u32 = 10_000;
-/// Rotation periods and overlaps are at most ten years.
-pub const MAX_ROTATION_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
 
 fn text(field: &str, s: &str, max: usize) -> Result<()> {
     if s.len() > max {
@@ -73,12 +73,7 @@ pub fn validate(spec: &pb::SecretSpec) -> Result<()> {
         );
     }
     if let Some(r) = &spec.rotation {
-        if r.period_ms > MAX_ROTATION_MS || r.overlap_ms > MAX_ROTATION_MS {
-            return fail(
-                ErrorCode::InvalidArgument,
-                "rotation period and overlap are at most ten years",
-            );
-        }
+        rotation::validate(r)?;
     }
     Ok(())
 }
@@ -148,8 +143,8 @@ mod tests {
         .contains("max_versions"));
         let rotation = Some(pb::RotationPolicy {
             period_ms: u64::MAX,
-            overlap_ms: 0,
+            ..Default::default()
         });
-        assert!(refused(pb::SecretSpec { rotation, ..spec() }).contains("rotation"));
+        assert!(refused(pb::SecretSpec { rotation, ..spec() }).contains("rotation.period_ms"));
     }
 }

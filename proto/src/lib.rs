@@ -37,6 +37,7 @@ impl fmt::Display for Command {
             }
             Some(Op::RevokeToken(t)) => write!(f, "revoke_token({})", t.accessor),
             Some(Op::AnchorAudit(a)) => write!(f, "anchor_audit(node {}, record {})", a.node_id, a.seq),
+            Some(Op::UpdateSecret(c)) => write!(f, "update_secret({}, etag {})", c.name, c.expected_etag),
             None => write!(f, "empty"),
         }
     }

@@ -302,6 +302,25 @@ impl pb::secrets_server::Secrets for SecretsApi {
         Ok(Response::new(self.submit(&grant, &r.name, op).await?))
     }
 
+    /// Metadata changes (owner, labels, rotation policy) are `secrets:admin`: a rotation
+    /// policy decides which rotator is called and when versions are retired.
+    async fn update_secret(
+        &self,
+        req: Request<pb::UpdateSecretRequest>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
+        let grant = self
+            .service
+            .grant(&req, Action::SecretsAdmin, &req.get_ref().name)
+            .await?;
+        let r = req.into_inner();
+        let op = Op::UpdateSecret(pb::UpdateSecret {
+            name: r.name.clone(),
+            expected_etag: r.expected_etag,
+            spec: r.spec,
+        });
+        Ok(Response::new(self.submit(&grant, &r.name, op).await?))
+    }
+
     async fn put_secret_value(
         &self,
         req: Request<pb::PutSecretValueRequest>,

@@ -21,6 +21,12 @@ impl CliError {
         }
     }
 
+    /// Input the command refuses before sending it (a bad flag value): `invalid_argument`,
+    /// like the server's refusal of the same input.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(message).with_kind("invalid_argument")
+    }
+
     fn with_kind(mut self, kind: impl Into<String>) -> Self {
         self.kind = Some(kind.into());
         self

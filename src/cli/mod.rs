@@ -12,6 +12,7 @@ pub mod kms;
 pub mod output;
 pub mod policy;
 pub mod secret;
+pub mod secret_spec;
 pub mod token;
 
 pub use error::CliError;

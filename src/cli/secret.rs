@@ -16,6 +16,10 @@ use crate::pb;
 
 #[derive(Debug, Subcommand)]
 pub enum SecretCmd {
+    /// Create a secret with its metadata and rotation policy (no value yet).
+    Create(Box<super::secret_spec::CreateArgs>),
+    /// Change a secret's metadata or rotation policy (compare-and-swap on its etag).
+    Update(Box<super::secret_spec::UpdateArgs>),
     /// Add a version (creating the secret if needed); it becomes CURRENT unless --alias says
     /// otherwise.
     #[command(group(clap::ArgGroup::new("source").required(true).args(["value", "value_file", "generate"])))]
@@ -245,6 +249,11 @@ fn print_write(g: &Global, what: &str, r: &pb::WriteResponse) {
 }
 
 pub async fn run(g: &Global, cmd: SecretCmd) -> Result<(), CliError> {
+    let cmd = match cmd {
+        SecretCmd::Create(a) => return super::secret_spec::create(g, *a).await,
+        SecretCmd::Update(a) => return super::secret_spec::update(g, *a).await,
+        cmd => cmd,
+    };
     // Parse what can be checked locally before connecting.
     let read_consistency = match &cmd {
         SecretCmd::Get { read, .. }
@@ -265,6 +274,7 @@ pub async fn run(g: &Global, cmd: SecretCmd) -> Result<(), CliError> {
     let client = connect(g).await?;
     let mut s = client.secrets.clone();
     match cmd {
+        SecretCmd::Create(_) | SecretCmd::Update(_) => unreachable!("answered before connecting"),
         SecretCmd::Put { name, alias, .. } => {
             let r = s
                 .put_secret_value(pb::PutSecretValueRequest {
@@ -405,14 +415,19 @@ pub async fn run(g: &Global, cmd: SecretCmd) -> Result<(), CliError> {
                     "created_at": output::time(i.created_at_ms),
                     "updated_at": output::time(i.updated_at_ms),
                     "created_by": i.created_by,
+                    "rotation": super::secret_spec::rotation_json(&i.rotation),
                     "read": output::read_meta_json(&r.read),
                 })),
                 Output::Table => {
                     let aliases: Vec<String> = i.aliases.iter().map(|(a, v)| format!("{a}={v}")).collect();
+                    let labels: Vec<String> = i.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    let rotation = super::secret_spec::rotation_rows(&i.rotation);
                     output::print_table(
                         &["FIELD", "VALUE"],
                         &[
                             vec!["name".into(), i.name],
+                            vec!["owner team".into(), i.owner_team],
+                            vec!["labels".into(), labels.join(" ")],
                             vec!["aliases".into(), aliases.join(" ")],
                             vec!["latest version".into(), i.next_version.saturating_sub(1).to_string()],
                             vec![
@@ -424,7 +439,10 @@ pub async fn run(g: &Global, cmd: SecretCmd) -> Result<(), CliError> {
                             vec!["updated".into(), output::time(i.updated_at_ms)],
                             vec!["created by".into(), i.created_by],
                             vec!["description".into(), i.description],
-                        ],
+                        ]
+                        .into_iter()
+                        .chain(rotation)
+                        .collect::<Vec<_>>(),
                     )
                 }
             }

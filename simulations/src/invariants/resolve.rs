@@ -41,7 +41,7 @@ pub fn code_name(code: i32) -> &'static str {
         E::NotFound => "NotFound",
         E::AlreadyExists => "AlreadyExists",
         E::FailedPrecondition | E::VersionDisabled | E::VersionDestroyed => "FailedPrecondition",
-        E::CasFailed | E::VersionConflict => "Aborted",
+        E::CasFailed | E::VersionConflict | E::EtagMismatch => "Aborted",
         E::NotBootstrapped => "Unavailable",
         E::Internal | E::Unspecified => "Internal",
     }
