@@ -30,13 +30,16 @@ impl Application for SecretsModel {
             || k.starts_with(keys::TOKEN_HASH_PREFIX)
     }
 
-    /// A version destroyed, or pruned by `max_versions`, by this command (not a replay of an
-    /// earlier one).
+    /// A version destroyed (by a DestroyVersion or a rotation's last step), or pruned by
+    /// `max_versions`, by this command (not a replay of an earlier one).
     fn shreds(&self, cmd: &pb::Command, result: &pb::CommandResult) -> bool {
         let Some(pb::command_result::Outcome::Ok(ok)) = &result.outcome else {
             return false;
         };
-        !result.replayed && (matches!(cmd.op, Some(pb::command::Op::DestroyVersion(_))) || !ok.pruned.is_empty())
+        !result.replayed
+            && (matches!(cmd.op, Some(pb::command::Op::DestroyVersion(_)))
+                || !ok.pruned.is_empty()
+                || !ok.destroyed.is_empty())
     }
 
     fn answer(&self, view: &dyn KvView, q: &pb::ReadQuery) -> Result<pb::ReadAnswer, AnswerError> {

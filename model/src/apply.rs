@@ -17,6 +17,7 @@ use crate::names;
 use crate::pb;
 use crate::pb::ErrorCode;
 use crate::requests;
+use crate::rotation_commands;
 use crate::secrets;
 use crate::token_gc;
 use coffer_kv::Overlay;
@@ -119,10 +120,14 @@ fn apply_op(tx: &mut Txn<'_, '_>, cmd: &pb::Command, log_index: u64) -> Result<p
         Op::SetVersionState(c) => &c.name,
         Op::DestroyVersion(c) => &c.name,
         Op::UpdateSecret(c) => &c.name,
+        Op::StartRotation(c) => &c.name,
+        Op::AdvanceRotation(c) => &c.name,
+        Op::RotationFailed(c) => &c.name,
+        Op::RollbackRotation(c) => &c.name,
     };
     names::validate_name(name).map_err(ModelError::from)?;
     let secret = secrets::load_secret(tx, name)?;
-    let at = secrets::At {
+    let at = crate::context::At {
         now,
         log_index,
         principal: &cmd.principal,
@@ -143,5 +148,8 @@ fn apply_op(tx: &mut Txn<'_, '_>, cmd: &pb::Command, log_index: u64) -> Result<p
         Op::SetVersionState(c) => secrets::set_version_state(tx, secret, c, &at),
         Op::DestroyVersion(c) => secrets::destroy_version(tx, secret, c, &at),
         Op::UpdateSecret(c) => secrets::update_secret(tx, secret, c, &at),
+        Op::StartRotation(_) | Op::AdvanceRotation(_) | Op::RotationFailed(_) | Op::RollbackRotation(_) => {
+            rotation_commands::apply(tx, secret, op, &at)
+        }
     }
 }

@@ -15,6 +15,8 @@
 //! m/tokens                    TokenTableMeta   token record count, indexed flag
 //! g/<u64 BE due ms><accessor> (empty)          when a token record may be deleted
 //! a/<u64 BE node id>          AuditAnchors     a node's audit chain heads
+//! q/a<u64 BE wake ms><name>   (empty)          when the rotation scheduler acts on a secret
+//! q/m<u64 BE due ms><name>    (empty)          when a manual secret is due (reported only)
 //! ```
 //! Every key starts with an ASCII letter, so `[0x00, 0xff)` covers the whole space. The model
 //! never writes the two keys of the state machine.
@@ -32,6 +34,39 @@ pub const REQUEST_QUEUE_PREFIX: &[u8] = b"x/";
 pub const TOKENS_META: &[u8] = b"m/tokens";
 pub const TOKEN_DUE_PREFIX: &[u8] = b"g/";
 pub const AUDIT_ANCHORS_PREFIX: &[u8] = b"a/";
+pub const ROTATION_QUEUE_PREFIX: &[u8] = b"q/";
+/// Entries the scheduler acts on (runs in flight, automatic strategies when due).
+pub const ROTATION_ACT_PREFIX: &[u8] = b"q/a";
+/// Manual secrets' due times: reported, never acted on.
+pub const ROTATION_DUE_PREFIX: &[u8] = b"q/m";
+
+/// The rotation queue entry of `name` at `at_ms`.
+pub fn rotation_queue(manual: bool, at_ms: u64, name: &str) -> Vec<u8> {
+    let prefix = if manual {
+        ROTATION_DUE_PREFIX
+    } else {
+        ROTATION_ACT_PREFIX
+    };
+    [prefix, &at_ms.to_be_bytes()[..], name.as_bytes()].concat()
+}
+
+/// The time, kind (manual) and name in a [`rotation_queue`] key.
+pub fn parse_rotation_queue(key: &[u8]) -> Option<(u64, bool, &str)> {
+    let (manual, rest) = if let Some(r) = key.strip_prefix(ROTATION_DUE_PREFIX) {
+        (true, r)
+    } else {
+        (false, key.strip_prefix(ROTATION_ACT_PREFIX)?)
+    };
+    if rest.len() < 8 {
+        return None;
+    }
+    let (at, name) = rest.split_at(8);
+    Some((
+        u64::from_be_bytes(at.try_into().ok()?),
+        manual,
+        std::str::from_utf8(name).ok()?,
+    ))
+}
 
 /// The key of node `node_id`'s audit anchors.
 pub fn audit_anchors(node_id: u64) -> Vec<u8> {

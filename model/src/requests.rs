@@ -77,6 +77,10 @@ impl Fingerprint {
             Some(Op::RevokeToken(c)) => ("revoke_token", &c.accessor),
             Some(Op::AnchorAudit(_)) => ("anchor_audit", ""),
             Some(Op::UpdateSecret(c)) => ("update_secret", &c.name),
+            Some(Op::StartRotation(c)) => ("start_rotation", &c.name),
+            Some(Op::AdvanceRotation(c)) => ("advance_rotation", &c.name),
+            Some(Op::RotationFailed(c)) => ("rotation_failed", &c.name),
+            Some(Op::RollbackRotation(c)) => ("rollback_rotation", &c.name),
         };
         let value_mac = match &cmd.op {
             Some(Op::AddVersion(c)) => c.value_mac.clone(),
@@ -112,6 +116,7 @@ fn stable_params(cmd: &pb::Command) -> Option<pb::command::Op> {
         Op::Bootstrap(_) | Op::SetTokenKey(_) | Op::SetWraps(_) => return None,
         Op::CreateSecret(_) | Op::SetVersionState(_) | Op::DestroyVersion(_) | Op::DeletePolicy(_) => {}
         Op::RevokeToken(_) | Op::AnchorAudit(_) | Op::UpdateSecret(_) => {}
+        Op::StartRotation(_) | Op::AdvanceRotation(_) | Op::RotationFailed(_) | Op::RollbackRotation(_) => {}
         Op::AddVersion(c) => {
             c.version = 0;
             c.envelope = None;

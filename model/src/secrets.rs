@@ -3,6 +3,8 @@
 
 use prost::Message;
 
+use crate::aliases::point_alias;
+pub(crate) use crate::context::At;
 use crate::error::decode;
 use crate::error::fail;
 use crate::error::ModelError;
@@ -21,14 +23,6 @@ fn etag(log_index: u64) -> String {
     format!("{log_index:016x}")
 }
 
-/// Where and on whose behalf a command is applied.
-pub(crate) struct At<'a> {
-    pub now: u64,
-    pub log_index: u64,
-    pub principal: &'a str,
-    pub request_id: &'a str,
-}
-
 pub fn load_secret(tx: &Txn<'_, '_>, name: &str) -> Result<Option<pb::Secret>> {
     match tx.get(&keys::secret(name))? {
         Some(b) => Ok(Some(decode(&b, "secret")?)),
@@ -37,13 +31,21 @@ pub fn load_secret(tx: &Txn<'_, '_>, name: &str) -> Result<Option<pb::Secret>> {
 }
 
 /// `secret` (as [`load_secret`] read it), or NotFound.
-fn require_secret(secret: Option<pb::Secret>, name: &str) -> Result<pb::Secret> {
+pub(crate) fn require_secret(secret: Option<pb::Secret>, name: &str) -> Result<pb::Secret> {
     secret.ok_or_else(|| ModelError::new(ErrorCode::NotFound, format!("secret {name} not found")).into())
 }
 
-fn require_version(tx: &Txn<'_, '_>, name: &str, version: u64) -> Result<pb::SecretVersion> {
+/// Version `version` of `name`, if it has a record.
+pub(crate) fn load_version(tx: &Txn<'_, '_>, name: &str, version: u64) -> Result<Option<pb::SecretVersion>> {
     match tx.get(&keys::version(name, version))? {
-        Some(b) => decode(&b, "version"),
+        Some(b) => Ok(Some(decode(&b, "version")?)),
+        None => Ok(None),
+    }
+}
+
+fn require_version(tx: &Txn<'_, '_>, name: &str, version: u64) -> Result<pb::SecretVersion> {
+    match load_version(tx, name, version)? {
+        Some(v) => Ok(v),
         None => fail(ErrorCode::NotFound, format!("secret {name} has no version {version}")),
     }
 }
@@ -64,10 +66,11 @@ fn new_secret(name: &str, spec: &pb::SecretSpec, principal: &str, now: u64) -> p
         created_by: principal.to_string(),
         pruned_below: 0,
         held: vec![],
+        ..Default::default()
     }
 }
 
-fn ok(secret: &pb::Secret, version: u64) -> pb::CommandOk {
+pub(crate) fn ok(secret: &pb::Secret, version: u64) -> pb::CommandOk {
     pb::CommandOk {
         etag: secret.etag.clone(),
         version,
@@ -76,10 +79,12 @@ fn ok(secret: &pb::Secret, version: u64) -> pb::CommandOk {
     }
 }
 
-/// Stores a changed secret with a new etag and update time.
-fn save_secret(tx: &mut Txn<'_, '_>, secret: &mut pb::Secret, at: &At<'_>) {
+/// Stores a changed secret with a new etag and update time, and its rotation queue entry
+/// where its policy and run now put it.
+pub(crate) fn save_secret(tx: &mut Txn<'_, '_>, secret: &mut pb::Secret, at: &At<'_>) {
     secret.updated_at_ms = at.now;
     secret.etag = etag(at.log_index);
+    crate::rotation::requeue(tx, secret);
     tx.put(keys::secret(&secret.name), secret.encode_to_vec());
 }
 
@@ -224,10 +229,16 @@ pub(crate) fn add_version(
     if let Some(a) = &alias {
         version_cap::check_alias_room(&secret, a)?;
     }
+    if c.rotation_run != 0 {
+        crate::rotation::check_pending(&mut secret, c.rotation_run, alias.as_deref())?;
+    }
     tx.put(keys::version(&c.name, version), record.encode_to_vec());
     secret.next_version += 1;
     if let Some(a) = alias {
-        point_alias(&mut secret, &a, version);
+        point_alias(&mut secret, &a, version, at.now);
+    }
+    if c.rotation_run != 0 {
+        crate::rotation::pending_written(&mut secret, c.rotation_run, version, at)?;
     }
     let pruned = version_cap::prune(tx, &mut secret)?;
     save_secret(tx, &mut secret, at);
@@ -235,22 +246,6 @@ pub(crate) fn add_version(
         pruned,
         ..ok(&secret, version)
     })
-}
-
-/// Points `alias` at `version`. Moving CURRENT moves PREVIOUS to the old CURRENT, and a PENDING
-/// alias on the version that becomes CURRENT is cleared (the pending version was promoted).
-fn point_alias(secret: &mut pb::Secret, alias: &str, version: u64) {
-    if alias == names::CURRENT {
-        if let Some(old) = secret.aliases.get(names::CURRENT).copied() {
-            if old != version {
-                secret.aliases.insert(names::PREVIOUS.to_string(), old);
-            }
-        }
-        if secret.aliases.get(names::PENDING) == Some(&version) {
-            secret.aliases.remove(names::PENDING);
-        }
-    }
-    secret.aliases.insert(alias.to_string(), version);
 }
 
 pub(crate) fn move_alias(
@@ -294,13 +289,32 @@ pub(crate) fn move_alias(
         return Ok(ok(&secret, c.version));
     }
     version_cap::check_alias_room(&secret, &alias)?;
-    point_alias(&mut secret, &alias, c.version);
+    point_alias(&mut secret, &alias, c.version, at.now);
     let pruned = version_cap::prune(tx, &mut secret)?;
     save_secret(tx, &mut secret, at);
     Ok(pb::CommandOk {
         pruned,
         ..ok(&secret, c.version)
     })
+}
+
+/// Destroys `v` (not CURRENT, not destroyed yet): its envelope goes, and every alias on it.
+/// The caller prunes and saves `secret`.
+pub(crate) fn destroy(tx: &mut Txn<'_, '_>, secret: &mut pb::Secret, mut v: pb::SecretVersion, at: &At<'_>) {
+    v.state = pb::VersionState::Destroyed as i32;
+    v.envelope = None;
+    v.destroyed_at_ms = at.now;
+    tx.put(keys::version(&secret.name, v.version), v.encode_to_vec());
+    for a in crate::query::aliases_of(secret, v.version) {
+        secret.aliases.remove(&a);
+    }
+}
+
+/// Disables `v` (not CURRENT, enabled now).
+pub(crate) fn disable(tx: &mut Txn<'_, '_>, mut v: pb::SecretVersion, at: &At<'_>) {
+    v.state = pb::VersionState::Disabled as i32;
+    v.disabled_at_ms = at.now;
+    tx.put(keys::version(&v.name, v.version), v.encode_to_vec());
 }
 
 pub(crate) fn set_version_state(
@@ -348,7 +362,7 @@ pub(crate) fn destroy_version(
     at: &At<'_>,
 ) -> Result<pb::CommandOk> {
     let mut secret = require_secret(secret, &c.name)?;
-    let mut v = require_version(tx, &c.name, c.version)?;
+    let v = require_version(tx, &c.name, c.version)?;
     if v.state == pb::VersionState::Destroyed as i32 {
         return Ok(ok(&secret, c.version));
     }
@@ -361,13 +375,7 @@ pub(crate) fn destroy_version(
             ),
         );
     }
-    v.state = pb::VersionState::Destroyed as i32;
-    v.envelope = None;
-    v.destroyed_at_ms = at.now;
-    tx.put(keys::version(&c.name, c.version), v.encode_to_vec());
-    for a in crate::query::aliases_of(&secret, c.version) {
-        secret.aliases.remove(&a);
-    }
+    destroy(tx, &mut secret, v, at);
     let pruned = version_cap::prune(tx, &mut secret)?;
     save_secret(tx, &mut secret, at);
     Ok(pb::CommandOk {

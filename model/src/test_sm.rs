@@ -104,6 +104,7 @@ pub(crate) fn add(name: &str, version: u64, alias: &str) -> pb::command::Op {
         also_for: vec![],
         // What the proposer's token key makes of the value (any fixed bytes here).
         value_mac: vec![0xaa; 32],
+        rotation_run: 0,
     })
 }
 

@@ -38,6 +38,16 @@ impl fmt::Display for Command {
             Some(Op::RevokeToken(t)) => write!(f, "revoke_token({})", t.accessor),
             Some(Op::AnchorAudit(a)) => write!(f, "anchor_audit(node {}, record {})", a.node_id, a.seq),
             Some(Op::UpdateSecret(c)) => write!(f, "update_secret({}, etag {})", c.name, c.expected_etag),
+            Some(Op::StartRotation(c)) => write!(f, "start_rotation({}, run {})", c.name, c.run),
+            Some(Op::AdvanceRotation(c)) => {
+                write!(f, "advance_rotation({}, run {} from {})", c.name, c.run, c.from)
+            }
+            Some(Op::RotationFailed(c)) => {
+                write!(f, "rotation_failed({}, run {} at {})", c.name, c.run, c.step)
+            }
+            Some(Op::RollbackRotation(c)) => {
+                write!(f, "rollback_rotation({}, expect v{})", c.name, c.expected_current)
+            }
             None => write!(f, "empty"),
         }
     }

@@ -21,10 +21,13 @@ fn forget_applied(service: &Service, cmd: &pb::Command, result: &pb::CommandResu
         }
         Some(Op::AddVersion(a)) => &a.name,
         Some(Op::MoveAlias(m)) => &m.name,
+        Some(Op::UpdateSecret(u)) => &u.name,
+        Some(Op::AdvanceRotation(r)) => &r.name,
+        Some(Op::RollbackRotation(r)) => &r.name,
         _ => return,
     };
     if let Some(pb::command_result::Outcome::Ok(ok)) = &result.outcome {
-        for v in &ok.pruned {
+        for v in ok.pruned.iter().chain(&ok.destroyed) {
             service.vault.forget(name, *v);
         }
     }

@@ -84,6 +84,7 @@ impl Service {
                 expires_at_ms: 0,
                 also_for,
                 value_mac: value_mac.clone(),
+                rotation_run: 0,
             });
             let id = crate::request_ids::attempt(grant.request_id(), attempt);
             match self.propose_as(grant, &id, op).await? {
