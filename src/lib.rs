@@ -27,6 +27,7 @@ pub mod peer_guard;
 pub mod private_files;
 pub mod request_ids;
 pub mod rewrap;
+pub mod rotation;
 pub mod safe_text;
 pub mod service;
 pub mod time;

@@ -371,6 +371,11 @@ where
         cfg.audit_anchor_interval(),
         stop_rx.clone(),
     ));
+    tokio::spawn(crate::rotation::scheduler::run(
+        service.clone(),
+        cfg.rotation_tick(),
+        stop_rx.clone(),
+    ));
     tokio::spawn(coffer_raft::placement::run(
         raft.clone(),
         cfg.cluster.preferred_regions.clone(),

@@ -68,6 +68,16 @@ fn hostile_calls(c: &Client, big: bool) -> Vec<(String, Call)> {
             }
         );
         call!(
+            format!("RotateSecret {what}"),
+            secrets,
+            rotate_secret,
+            pb::RotateSecretRequest {
+                name: n(),
+                rollback: true,
+                expected_current: Some(u64::MAX),
+            }
+        );
+        call!(
             format!("PutSecretValue {what}"),
             secrets,
             put_secret_value,

@@ -169,3 +169,181 @@ async fn metadata_and_rotation_policy_are_created_updated_under_cas_and_refused_
     assert_eq!(kept, [3, 4], "the newest two (CURRENT and PREVIOUS)");
     assert_eq!(describe(&cluster, via, name)["max_versions"], 2);
 }
+
+/// The cluster every scheduled-rotation test runs: the scheduler ticks every 100 ms.
+async fn rotating_cluster() -> TestCluster {
+    let mut spec = ClusterSpec::new(&["us-east", "eu-west", "ap-south"], FAST_RAFT);
+    for i in 0..3 {
+        spec.node_extra.insert(i, "[rotation]\ntick_ms = 100\n".into());
+    }
+    TestCluster::launch(BIN, spec).await
+}
+
+fn run_of(d: &serde_json::Value) -> (u64, String) {
+    let r = &d["rotation_run"];
+    (
+        r["run"].as_u64().unwrap_or(0),
+        r["step"].as_str().unwrap_or("none").to_string(),
+    )
+}
+
+/// Polls `describe` (through any live node) until `done` holds, for at most `secs`.
+async fn wait_describe(
+    cluster: &TestCluster,
+    name: &str,
+    secs: u64,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    let mut last = serde_json::Value::Null;
+    while std::time::Instant::now() < deadline {
+        for via in (0..3).filter(|i| cluster.is_running(*i)) {
+            let (code, out, _) = cluster.cli(via, &["secret", "describe", name, "--output", "json"]);
+            if code == 0 {
+                last = serde_json::from_str(&out).unwrap();
+                if done(&last) {
+                    return last;
+                }
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what}: not within {secs}s; last describe: {last:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_rotations_make_every_step_once_and_a_new_leader_finishes_the_one_in_flight() {
+    let mut cluster = rotating_cluster().await;
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let name = "acme/rot/api-key";
+    let (code, _, err) = cluster.cli(
+        leader,
+        &[
+            "secret",
+            "create",
+            name,
+            "--rotation-period",
+            "2s",
+            "--overlap",
+            "1s",
+            "--retention",
+            "1s",
+            "--strategy",
+            "generate",
+            "--generate-spec",
+            "bytes=32,encoding=hex",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    // Run 1 gives the new secret its first value (nothing to retire), run 2 rotates it.
+    let d = wait_describe(&cluster, name, 20, "run 2 in its overlap", |d| {
+        run_of(d) == (2, "overlap".into())
+    })
+    .await;
+    assert_eq!(d["aliases"]["CURRENT"], 2);
+    assert_eq!(d["aliases"]["PREVIOUS"], 1);
+    // Kill the leader in the middle of run 2: another one finishes it.
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    cluster.kill(leader);
+    let d = wait_describe(&cluster, name, 30, "run 2 done and run 4 under way", |d| {
+        run_of(d).0 >= 4
+    })
+    .await;
+    cluster.restart(leader);
+    let latest = run_of(&d).0;
+    // Every run made one version, and only one: the versions are 1..=N, N the newest run's.
+    let c = cluster.client((0..3).find(|i| cluster.is_running(*i)).unwrap()).await;
+    let versions = c
+        .secrets
+        .clone()
+        .list_versions(pb::ListVersionsRequest {
+            name: name.into(),
+            consistency: Some(pb::ReadConsistency {
+                mode: Some(pb::read_consistency::Mode::Linearizable(pb::LinearizableRead {})),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .versions;
+    let numbers: Vec<u64> = versions.iter().map(|v| v.version).collect();
+    assert!(numbers.iter().copied().eq(1..=numbers.len() as u64), "{numbers:?}");
+    assert!(
+        numbers.len() as u64 >= latest - 1 && numbers.len() as u64 <= latest,
+        "{numbers:?} for {latest} runs"
+    );
+    assert!(versions.iter().all(|v| v.created_by == "system:rotation"));
+    // No step skipped: every version two rotations old was disabled after its successor's
+    // overlap and destroyed after the retention, in that order.
+    for pair in versions.windows(2).take(versions.len().saturating_sub(2)) {
+        let (old, new) = (&pair[0], &pair[1]);
+        assert_eq!(old.state, pb::VersionState::Destroyed as i32, "version {}", old.version);
+        assert!(
+            old.disabled_at_ms >= new.created_at_ms + 1000,
+            "v{} retired after the overlap",
+            old.version
+        );
+        assert!(
+            old.destroyed_at_ms >= old.disabled_at_ms + 1000,
+            "v{} destroyed after the retention",
+            old.version
+        );
+    }
+    let current = d["aliases"]["CURRENT"].as_u64().unwrap();
+    let cur = versions.iter().find(|v| v.version == current).unwrap();
+    assert_eq!(cur.state, pb::VersionState::Enabled as i32, "CURRENT is enabled");
+    let value = get(&c, name, None).await.unwrap();
+    assert_eq!(value.value.len(), 64, "32 random bytes in hex");
+    assert!(hex::decode(&value.value).is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_restores_previous_by_cas_and_of_two_concurrent_ones_exactly_one_wins() {
+    let cluster = TestCluster::start(BIN, &["us-east", "eu-west", "ap-south"], FAST_RAFT).await;
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let other = (leader + 1) % 3;
+    let name = "acme/rot/rollback";
+    let c = cluster.client(leader).await;
+    put(&c, name, b"fake-v1").await.unwrap();
+    put(&c, name, b"fake-v2").await.unwrap();
+    // Both read CURRENT = 2; one moves it back to 1, the other's compare-and-swap fails.
+    let rollback = |via: usize| {
+        let mut cmd = cluster.cli_command(via, &["secret", "rotate", name, "--rollback", "--expect", "2"]);
+        std::thread::spawn(move || cmd.output().unwrap())
+    };
+    let (a, b) = (rollback(leader), rollback(other));
+    let (a, b) = (a.join().unwrap(), b.join().unwrap());
+    let won: Vec<bool> = [&a, &b].iter().map(|o| o.status.success()).collect();
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{a:?}\n{b:?}");
+    let loser = if won[0] { &b } else { &a };
+    let err = String::from_utf8_lossy(&loser.stderr);
+    assert!(
+        err.starts_with("error[alias_cas_failed]:") && err.contains("expected 2"),
+        "{err}"
+    );
+    let d = describe(&cluster, other, name);
+    assert_eq!(
+        (d["aliases"]["CURRENT"].as_u64(), d["aliases"]["PREVIOUS"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(get(&c, name, None).await.unwrap().value, b"fake-v1");
+    // Rolling back again swaps back (PREVIOUS 2 is enabled); once PREVIOUS is disabled, no.
+    let (code, out, err) = cluster.cli(other, &["secret", "rotate", name, "--rollback"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("CURRENT is version 2 again"), "{out}");
+    let (code, _, err) = cluster.cli(other, &["secret", "disable", name, "--version", "1"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = cluster.cli(other, &["secret", "rotate", name, "--rollback"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.starts_with("error[failed_precondition]:") && err.contains("retired"),
+        "{err}"
+    );
+    // A secret without a rotation policy cannot start one.
+    let (code, _, err) = cluster.cli(other, &["secret", "rotate", name]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no rotation policy"), "{err}");
+}

@@ -314,6 +314,26 @@ pub fn answer(view: &dyn KvView, q: &pb::ReadQuery) -> Result<pb::ReadAnswer> {
     }
 }
 
+/// Names of the secrets whose rotation queue entry for the scheduler (`q/a`) has come by
+/// `now`, soonest first, at most `limit`.
+pub fn rotation_due(view: &dyn KvView, now: u64, limit: usize) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    view.scan_each(
+        keys::ROTATION_ACT_PREFIX,
+        keys::ROTATION_ACT_PREFIX,
+        limit,
+        &mut |k, _| {
+            if let Some((at, _, name)) = keys::parse_rotation_queue(k) {
+                if at <= now {
+                    out.push(name.to_string());
+                }
+            }
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -90,15 +90,17 @@ pub fn due_at(secret: &pb::Secret) -> Option<u64> {
 /// secret that is due: people rotate it) rather than act. `None`: never (no policy).
 pub fn wake(secret: &pb::Secret) -> Option<(u64, bool)> {
     let p = secret.rotation.as_ref()?;
+    let manual = rotation_policy::strategy(p) == RotationStrategy::Manual;
     if let Some(run) = running(secret) {
         let at = match step_of(run) {
             Step::Overlap => run.step_at_ms.saturating_add(p.overlap_ms),
             Step::Retired => run.step_at_ms.saturating_add(rotation_policy::retention_ms(p)),
+            // A manual run waits for a person's value: reported, not acted on.
+            Step::CreatePending if manual => return Some((run.retry_at_ms, true)),
             _ => run.retry_at_ms,
         };
         return Some((at, false));
     }
-    let manual = rotation_policy::strategy(p) == RotationStrategy::Manual;
     Some((due_at(secret)?, manual))
 }
 
@@ -189,7 +191,9 @@ pub(crate) fn start(secret: &mut pb::Secret, c: &pb::StartRotation, at: &At<'_>)
         );
     }
     let last = secret.rotation_run.as_ref().map_or(0, |r| r.run);
-    if c.run != last + 1 {
+    // 0: whichever is next (a person's `coffer secret rotate`); the scheduler names it, so two
+    // schedulers cannot both start one.
+    if c.run != 0 && c.run != last + 1 {
         return fail(
             ErrorCode::FailedPrecondition,
             format!("the next rotation of {} is {}, not {}", secret.name, last + 1, c.run),
@@ -197,7 +201,7 @@ pub(crate) fn start(secret: &mut pb::Secret, c: &pb::StartRotation, at: &At<'_>)
     }
     let old = secret.aliases.get(names::CURRENT).copied().unwrap_or(0);
     let mut run = pb::RotationRun {
-        run: c.run,
+        run: last + 1,
         old_version: old,
         started_at_ms: at.now,
         ..Default::default()
@@ -217,6 +221,13 @@ pub(crate) fn check_pending(secret: &mut pb::Secret, c_run: u64, alias: Option<&
         );
     }
     expect_run(secret, c_run, Step::CreatePending).map(|_| ())
+}
+
+/// The run waiting for its new value, if any.
+pub fn waiting_run(secret: &pb::Secret) -> Option<u64> {
+    running(secret)
+        .filter(|r| step_of(r) == Step::CreatePending)
+        .map(|r| r.run)
 }
 
 /// Records that run `c_run`'s new value landed as `version` (checked by [`check_pending`]).
@@ -376,4 +387,56 @@ fn cut(s: &str) -> String {
         out.push(ch);
     }
     out
+}
+
+/// What the scheduler should do for a secret at `now` (the leader's clock), from its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Nothing now: not due, backing off, or waiting for a person (a manual secret).
+    Wait,
+    /// Start run `.0` (due, an automatic strategy, none in flight).
+    Start(u64),
+    /// Run `.0` waits for its new value, by its strategy.
+    Value(u64),
+    /// Promote run `.0`'s new value.
+    Promote(u64),
+    /// The overlap of `run` is over: retire the old version if it is no longer read, or by
+    /// force once `deadline_passed`.
+    Retire { run: u64, deadline_passed: bool },
+    /// The retention of run `.0` is over: destroy the old version.
+    Destroy(u64),
+}
+
+/// The step [`Next`] says `secret` is ready for at `now`.
+pub fn next(secret: &pb::Secret, now: u64) -> Next {
+    let Some(p) = &secret.rotation else {
+        return Next::Wait;
+    };
+    if let Some(run) = running(secret) {
+        let r = run.run;
+        return match step_of(run) {
+            Step::CreatePending if now >= run.retry_at_ms => Next::Value(r),
+            Step::Promote if now >= run.retry_at_ms => Next::Promote(r),
+            Step::Overlap => {
+                let over = run.step_at_ms.saturating_add(p.overlap_ms);
+                if now < over {
+                    Next::Wait
+                } else {
+                    Next::Retire {
+                        run: r,
+                        deadline_passed: now >= over.saturating_add(rotation_policy::retire_deadline_ms(p)),
+                    }
+                }
+            }
+            Step::Retired if now >= run.step_at_ms.saturating_add(rotation_policy::retention_ms(p)) => Next::Destroy(r),
+            _ => Next::Wait,
+        };
+    }
+    if rotation_policy::strategy(p) == RotationStrategy::Manual {
+        return Next::Wait;
+    }
+    match due_at(secret) {
+        Some(due) if now >= due => Next::Start(secret.rotation_run.as_ref().map_or(0, |r| r.run) + 1),
+        _ => Next::Wait,
+    }
 }

@@ -104,17 +104,23 @@ mod tests {
         }
     }
 
-    /// A secret with a generate policy and version 1 CURRENT.
-    fn setup() -> Sm {
+    /// A secret with a `strategy` policy and no version yet.
+    fn created(strategy: pb::RotationStrategy) -> Sm {
         let mut sm = Sm::new();
         sm.run(Op::CreateSecret(pb::CreateSecret {
             name: NAME.into(),
             spec: Some(pb::SecretSpec {
-                rotation: Some(policy(pb::RotationStrategy::Generate)),
+                rotation: Some(policy(strategy)),
                 ..Default::default()
             }),
         }))
         .unwrap();
+        sm
+    }
+
+    /// A secret with a generate policy and version 1 CURRENT.
+    fn setup() -> Sm {
+        let mut sm = created(pb::RotationStrategy::Generate);
         sm.put(NAME, 1, "CURRENT").unwrap();
         sm
     }
@@ -393,16 +399,84 @@ mod tests {
     }
 
     #[test]
-    fn manual_secrets_are_queued_as_due_and_a_secret_without_a_policy_not_at_all() {
-        let mut sm = Sm::new();
-        sm.run(Op::CreateSecret(pb::CreateSecret {
+    fn the_scheduler_is_told_each_step_when_it_is_due() {
+        use crate::rotation::next;
+        use crate::rotation::Next;
+        let mut sm = setup();
+        let s = secret(&sm);
+        let due = s.current_since_ms + PERIOD;
+        assert_eq!(next(&s, due - 1), Next::Wait);
+        assert_eq!(next(&s, due), Next::Start(1));
+        sm.run(start(1)).unwrap();
+        let now = sm.clock_ms;
+        assert_eq!(next(&secret(&sm), now), Next::Value(1));
+        sm.run(Op::RotationFailed(pb::RotationFailed {
             name: NAME.into(),
-            spec: Some(pb::SecretSpec {
-                rotation: Some(policy(pb::RotationStrategy::Manual)),
-                ..Default::default()
-            }),
+            run: 1,
+            step: Step::CreatePending as i32,
+            error: "kms down".into(),
         }))
         .unwrap();
+        let retry = run_of(&sm).retry_at_ms;
+        assert_eq!(next(&secret(&sm), retry - 1), Next::Wait, "backing off");
+        assert_eq!(next(&secret(&sm), retry), Next::Value(1));
+        sm.run(pending(1, 2)).unwrap();
+        assert_eq!(next(&secret(&sm), sm.clock_ms), Next::Promote(1));
+        sm.run(advance(1, Step::Promote, false)).unwrap();
+        let promoted = run_of(&sm).step_at_ms;
+        assert_eq!(next(&secret(&sm), promoted + OVERLAP - 1), Next::Wait);
+        assert_eq!(
+            next(&secret(&sm), promoted + OVERLAP),
+            Next::Retire {
+                run: 1,
+                deadline_passed: false
+            }
+        );
+        assert_eq!(
+            next(&secret(&sm), promoted + OVERLAP + DEADLINE),
+            Next::Retire {
+                run: 1,
+                deadline_passed: true
+            }
+        );
+        sm.clock_ms = promoted + OVERLAP;
+        sm.run(advance(1, Step::Overlap, false)).unwrap();
+        let retired = run_of(&sm).step_at_ms;
+        assert_eq!(next(&secret(&sm), retired + RETENTION - 1), Next::Wait);
+        assert_eq!(next(&secret(&sm), retired + RETENTION), Next::Destroy(1));
+        sm.clock_ms = retired + RETENTION;
+        sm.run(advance(1, Step::Retired, false)).unwrap();
+        assert_eq!(next(&secret(&sm), promoted + PERIOD), Next::Start(2));
+    }
+
+    #[test]
+    fn a_pending_put_while_a_run_waits_is_its_value_and_a_manual_run_waits_for_one() {
+        use crate::rotation::next;
+        use crate::rotation::Next;
+        let mut sm = created(pb::RotationStrategy::Manual);
+        sm.put(NAME, 1, "CURRENT").unwrap();
+        let due = secret(&sm).current_since_ms + PERIOD;
+        assert_eq!(next(&secret(&sm), due), Next::Wait, "people rotate manual secrets");
+        // A person starts one (`coffer secret rotate`: the next run, whichever it is).
+        sm.run(start(0)).unwrap();
+        assert_eq!(run_of(&sm).run, 1);
+        assert!(
+            queue(&sm).iter().all(|(_, manual, _)| *manual),
+            "waiting on a person: reported only"
+        );
+        // Their PENDING put is the run's value; the scheduler takes it from there.
+        sm.put(NAME, 2, "pending").unwrap();
+        assert_eq!((step(&sm), run_of(&sm).new_version), (Step::Promote, 2));
+        assert_eq!(next(&secret(&sm), sm.clock_ms), Next::Promote(1));
+        // A PENDING put with no run waiting is only a PENDING put.
+        sm.run(advance(1, Step::Promote, false)).unwrap();
+        sm.put(NAME, 3, "pending").unwrap();
+        assert_eq!((step(&sm), run_of(&sm).new_version), (Step::Overlap, 2));
+    }
+
+    #[test]
+    fn manual_secrets_are_queued_as_due_and_a_secret_without_a_policy_not_at_all() {
+        let mut sm = created(pb::RotationStrategy::Manual);
         let created = secret(&sm).created_at_ms;
         assert_eq!(queue(&sm), [(created + PERIOD, true, NAME.to_string())]);
         sm.put(NAME, 1, "CURRENT").unwrap();

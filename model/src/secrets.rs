@@ -229,16 +229,24 @@ pub(crate) fn add_version(
     if let Some(a) = &alias {
         version_cap::check_alias_room(&secret, a)?;
     }
-    if c.rotation_run != 0 {
-        crate::rotation::check_pending(&mut secret, c.rotation_run, alias.as_deref())?;
-    }
+    // A PENDING value put while a run waits for its value is that run's value (a person's
+    // answer to a manual run, a rotator's to a hook call); one for a named run must find it
+    // waiting.
+    let run = match (c.rotation_run, alias.as_deref()) {
+        (0, Some(names::PENDING)) => crate::rotation::waiting_run(&secret),
+        (0, _) => None,
+        (r, a) => {
+            crate::rotation::check_pending(&mut secret, r, a)?;
+            Some(r)
+        }
+    };
     tx.put(keys::version(&c.name, version), record.encode_to_vec());
     secret.next_version += 1;
     if let Some(a) = alias {
         point_alias(&mut secret, &a, version, at.now);
     }
-    if c.rotation_run != 0 {
-        crate::rotation::pending_written(&mut secret, c.rotation_run, version, at)?;
+    if let Some(run) = run {
+        crate::rotation::pending_written(&mut secret, run, version, at)?;
     }
     let pruned = version_cap::prune(tx, &mut secret)?;
     save_secret(tx, &mut secret, at);

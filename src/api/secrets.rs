@@ -115,12 +115,14 @@ impl SecretsApi {
         let c = self
             .service
             .put_value(
-                grant,
+                &grant.principal().id,
+                grant.request_id(),
                 PutValue {
                     name: name.clone(),
                     value,
                     alias,
                     must_exist: r.must_exist,
+                    rotation_run: 0,
                 },
             )
             .await?;
@@ -230,6 +232,7 @@ impl SecretsApi {
         let read = self.service.describe(&r.consistency, &r.name).await?;
         let s = read.value;
         let max_versions = coffer_model::version_cap::max_versions(&s) as u32;
+        let rotation_due_at_ms = coffer_model::rotation::due_at(&s).unwrap_or(0);
         Ok(pb::DescribeSecretResponse {
             secret: Some(pb::SecretInfo {
                 name: s.name,
@@ -244,6 +247,8 @@ impl SecretsApi {
                 etag: s.etag,
                 created_by: s.created_by,
                 rotation: s.rotation,
+                rotation_run: s.rotation_run,
+                rotation_due_at_ms,
             }),
             read: Some(read.meta),
         })
@@ -318,6 +323,38 @@ impl pb::secrets_server::Secrets for SecretsApi {
             expected_etag: r.expected_etag,
             spec: r.spec,
         });
+        Ok(Response::new(self.submit(&grant, &r.name, op).await?))
+    }
+
+    /// Starts a rotation now, or rolls CURRENT back to PREVIOUS (`secrets:rotate`).
+    async fn rotate_secret(
+        &self,
+        req: Request<pb::RotateSecretRequest>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
+        let grant = self
+            .service
+            .grant(&req, Action::SecretsRotate, &req.get_ref().name)
+            .await?;
+        let r = req.into_inner();
+        let op = if r.rollback {
+            let Some(expected_current) = r.expected_current else {
+                return Err(
+                    ApiError::invalid("a rollback needs expected_current: the version CURRENT points at now").into(),
+                );
+            };
+            Op::RollbackRotation(pb::RollbackRotation {
+                name: r.name.clone(),
+                expected_current,
+            })
+        } else {
+            if r.expected_current.is_some() {
+                return Err(ApiError::invalid("expected_current is only for a rollback").into());
+            }
+            Op::StartRotation(pb::StartRotation {
+                name: r.name.clone(),
+                run: 0,
+            })
+        };
         Ok(Response::new(self.submit(&grant, &r.name, op).await?))
     }
 

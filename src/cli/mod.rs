@@ -11,6 +11,7 @@ pub mod global;
 pub mod kms;
 pub mod output;
 pub mod policy;
+pub mod rotation;
 pub mod secret;
 pub mod secret_spec;
 pub mod token;

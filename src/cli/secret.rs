@@ -20,6 +20,8 @@ pub enum SecretCmd {
     Create(Box<super::secret_spec::CreateArgs>),
     /// Change a secret's metadata or rotation policy (compare-and-swap on its etag).
     Update(Box<super::secret_spec::UpdateArgs>),
+    /// Start a rotation now, or with --rollback move CURRENT back to PREVIOUS.
+    Rotate(super::rotation::RotateArgs),
     /// Add a version (creating the secret if needed); it becomes CURRENT unless --alias says
     /// otherwise.
     #[command(group(clap::ArgGroup::new("source").required(true).args(["value", "value_file", "generate"])))]
@@ -252,6 +254,7 @@ pub async fn run(g: &Global, cmd: SecretCmd) -> Result<(), CliError> {
     let cmd = match cmd {
         SecretCmd::Create(a) => return super::secret_spec::create(g, *a).await,
         SecretCmd::Update(a) => return super::secret_spec::update(g, *a).await,
+        SecretCmd::Rotate(a) => return super::rotation::rotate(g, a).await,
         cmd => cmd,
     };
     // Parse what can be checked locally before connecting.
@@ -274,7 +277,9 @@ pub async fn run(g: &Global, cmd: SecretCmd) -> Result<(), CliError> {
     let client = connect(g).await?;
     let mut s = client.secrets.clone();
     match cmd {
-        SecretCmd::Create(_) | SecretCmd::Update(_) => unreachable!("answered before connecting"),
+        SecretCmd::Create(_) | SecretCmd::Update(_) | SecretCmd::Rotate(_) => {
+            unreachable!("answered above")
+        }
         SecretCmd::Put { name, alias, .. } => {
             let r = s
                 .put_secret_value(pb::PutSecretValueRequest {
@@ -416,12 +421,15 @@ pub async fn run(g: &Global, cmd: SecretCmd) -> Result<(), CliError> {
                     "updated_at": output::time(i.updated_at_ms),
                     "created_by": i.created_by,
                     "rotation": super::secret_spec::rotation_json(&i.rotation),
+                    "rotation_run": super::rotation::run_json(&i.rotation_run),
+                    "rotation_due_at": (i.rotation_due_at_ms != 0).then(|| output::time(i.rotation_due_at_ms)),
                     "read": output::read_meta_json(&r.read),
                 })),
                 Output::Table => {
                     let aliases: Vec<String> = i.aliases.iter().map(|(a, v)| format!("{a}={v}")).collect();
                     let labels: Vec<String> = i.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    let rotation = super::secret_spec::rotation_rows(&i.rotation);
+                    let mut rotation = super::secret_spec::rotation_rows(&i.rotation);
+                    rotation.extend(super::rotation::run_rows(&i.rotation_run, i.rotation_due_at_ms));
                     output::print_table(
                         &["FIELD", "VALUE"],
                         &[

@@ -329,6 +329,21 @@ pub async fn create(g: &Global, a: CreateArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The secret's metadata as the leader has it now (a linearizable read), for a
+/// read-modify-write or a compare-and-swap.
+pub async fn describe_now(s: &mut crate::client::SecretsClient, name: &str) -> Result<pb::SecretInfo, CliError> {
+    Ok(s.describe_secret(pb::DescribeSecretRequest {
+        name: name.to_string(),
+        consistency: Some(pb::ReadConsistency {
+            mode: Some(pb::read_consistency::Mode::Linearizable(pb::LinearizableRead {})),
+        }),
+    })
+    .await?
+    .into_inner()
+    .secret
+    .unwrap_or_default())
+}
+
 /// Attempts of a read-modify-write that keeps meeting concurrent changes.
 const UPDATE_ATTEMPTS: usize = 5;
 
@@ -351,17 +366,7 @@ pub async fn update(g: &Global, a: UpdateArgs) -> Result<(), CliError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let info = s
-            .describe_secret(pb::DescribeSecretRequest {
-                name: a.name.clone(),
-                consistency: Some(pb::ReadConsistency {
-                    mode: Some(pb::read_consistency::Mode::Linearizable(pb::LinearizableRead {})),
-                }),
-            })
-            .await?
-            .into_inner()
-            .secret
-            .unwrap_or_default();
+        let info = describe_now(&mut s, &a.name).await?;
         let base = pb::SecretSpec {
             owner_team: info.owner_team,
             description: info.description,

@@ -3,7 +3,7 @@
 //! Every field is validated at load, with an error that names the field and says what to do.
 //! See deploy/ for complete examples.
 //!
-//! One file per section: `node` (`[node]`, `[network]`, `[audit]`), `cluster`, `kms`
+//! One file per section: `node` (`[node]`, `[network]`, `[audit]`, `[rotation]`), `cluster`, `kms`
 //! (`[[regions]]`, `[kms]`) and `raft` (`[raft]`, `[limits]`); this file holds the whole
 //! config, its loading and the checks that span sections.
 
@@ -24,7 +24,7 @@ use crate::tls::TlsConfig;
 
 pub use cluster::{ClusterConfig, Member};
 pub use kms::{ConfigSecret, KmsConfig, RegionKms};
-pub use node::{AuditConfig, NetworkConfig, NodeConfig};
+pub use node::{AuditConfig, NetworkConfig, NodeConfig, RotationConfig};
 pub use raft::{Limits, RaftConfig};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -47,6 +47,8 @@ pub struct ServerConfig {
     pub tls: Option<TlsConfig>,
     #[serde(default)]
     pub audit: AuditConfig,
+    #[serde(default)]
+    pub rotation: RotationConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +72,10 @@ impl ServerConfig {
 
     pub fn audit_anchor_interval(&self) -> Duration {
         Duration::from_millis(self.audit.anchor_interval_ms.unwrap_or(10_000))
+    }
+
+    pub fn rotation_tick(&self) -> Duration {
+        Duration::from_millis(self.rotation.tick_ms.unwrap_or(1000))
     }
 
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -136,6 +142,11 @@ impl ServerConfig {
         if let Some(t) = self.audit.anchor_interval_ms {
             if !(100..=3_600_000).contains(&t) {
                 return Err(format!("audit.anchor_interval_ms {t} must be between 100 and 3600000"));
+            }
+        }
+        if let Some(t) = self.rotation.tick_ms {
+            if !(50..=60_000).contains(&t) {
+                return Err(format!("rotation.tick_ms {t} must be between 50 and 60000"));
             }
         }
         if let Some(t) = self.audit.write_timeout_ms {

@@ -1,4 +1,5 @@
-//! `[node]`, `[network]` and `[audit]`: who this node is, how it listens, where it audits.
+//! `[node]`, `[network]`, `[audit]` and `[rotation]`: who this node is, how it listens, where
+//! it audits, how often its rotation scheduler looks.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +28,16 @@ pub struct AuditConfig {
     /// against a cut at a record boundary.
     #[serde(default)]
     pub anchor_interval_ms: Option<u64>,
+}
+
+/// The rotation scheduler (it acts on the leader only).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationConfig {
+    /// How often the leader looks for rotation steps that are due (default 1000 ms, 50 to
+    /// 60000): a step is made at most this late.
+    #[serde(default)]
+    pub tick_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

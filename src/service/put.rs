@@ -9,7 +9,6 @@
 
 use super::write::Committed;
 use super::Service;
-use crate::authz::Grant;
 use crate::crypto::SecretValue;
 use crate::error::ApiError;
 use crate::pb;
@@ -26,17 +25,21 @@ pub struct PutValue {
     pub alias: String,
     /// Refuse instead of creating the secret when it does not exist.
     pub must_exist: bool,
+    /// The rotation run this value is the new version of (0 = none; see `AddVersion`).
+    pub rotation_run: u64,
 }
 
 impl Service {
     /// Seals and proposes `put` until it lands on a version number: at most
     /// [`MAX_VERSION_RACES`] attempts, then `version_race`.
-    pub async fn put_value(&self, grant: &Grant, put: PutValue) -> Result<Committed, ApiError> {
+    /// On behalf of `principal`, under `request_id` (each attempt under one derived from it).
+    pub async fn put_value(&self, principal: &str, request_id: &str, put: PutValue) -> Result<Committed, ApiError> {
         let PutValue {
             name,
             value,
             alias,
             must_exist,
+            rotation_run,
         } = put;
         // This replica's guess; the leader checks it, and a lost race says the right one.
         let mut version = match self.secret_here(&name) {
@@ -84,10 +87,10 @@ impl Service {
                 expires_at_ms: 0,
                 also_for,
                 value_mac: value_mac.clone(),
-                rotation_run: 0,
+                rotation_run,
             });
-            let id = crate::request_ids::attempt(grant.request_id(), attempt);
-            match self.propose_as(grant, &id, op).await? {
+            let id = crate::request_ids::attempt(request_id, attempt);
+            match self.propose_as(principal, &id, op).await? {
                 Ok(c) => {
                     // A replay answers for an earlier attempt's sealing, not this one's DEK.
                     if !c.replayed {

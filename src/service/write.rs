@@ -27,20 +27,20 @@ impl Service {
     /// this node's replica to apply it too, so a read here sees it).
     /// The outer error is the transport (no leader, timeout); the inner one the model's answer.
     pub async fn propose(&self, grant: &Grant, op: pb::command::Op) -> Result<Result<Committed, ModelError>, ApiError> {
-        self.propose_as(grant, grant.request_id(), op).await
+        self.propose_as(&grant.principal().id, grant.request_id(), op).await
     }
 
-    /// [`Service::propose`] under `request_id`: the grant's own, or one attempt of it (see
-    /// [`crate::request_ids::attempt`]).
+    /// [`Service::propose`] on behalf of `principal` under `request_id`: a grant's own, one
+    /// attempt of it (see [`crate::request_ids::attempt`]), or a job's (the rotation scheduler).
     pub async fn propose_as(
         &self,
-        grant: &Grant,
+        principal: &str,
         request_id: &str,
         op: pb::command::Op,
     ) -> Result<Result<Committed, ModelError>, ApiError> {
         let cmd = pb::Command {
             proposed_at_ms: crate::time::now_ms(),
-            principal: grant.principal().id.clone(),
+            principal: principal.to_string(),
             request_id: request_id.to_string(),
             op: Some(op),
         };

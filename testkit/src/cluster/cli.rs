@@ -14,17 +14,7 @@ impl TestCluster {
     /// Like [`TestCluster::cli`], with environment changes applied last (`None` removes the
     /// variable). With TLS on, `COFFER_CACERT` is the cluster's CA unless changed here.
     pub fn cli_env(&self, via: usize, args: &[&str], env: &[(&str, Option<&str>)]) -> (i32, String, String) {
-        let mut cmd = Command::new(&self.bin);
-        cmd.args(args)
-            .env("COFFER_ADDR", &self.file.nodes[via].api)
-            .env("COFFER_TOKEN", self.token())
-            .env_remove("COFFER_CACERT")
-            .env_remove("COFFER_CLIENT_CERT")
-            .env_remove("COFFER_CLIENT_KEY")
-            .stdin(Stdio::null());
-        if let Some(ca) = &self.file.ca_cert {
-            cmd.env("COFFER_CACERT", ca);
-        }
+        let mut cmd = self.cli_command(via, args);
         for (k, v) in env {
             match v {
                 Some(v) => cmd.env(k, v),
@@ -37,6 +27,22 @@ impl TestCluster {
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
+    }
+
+    /// The `coffer` command [`TestCluster::cli`] runs, not started yet (to run several at once).
+    pub fn cli_command(&self, via: usize, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(args)
+            .env("COFFER_ADDR", &self.file.nodes[via].api)
+            .env("COFFER_TOKEN", self.token())
+            .env_remove("COFFER_CACERT")
+            .env_remove("COFFER_CLIENT_CERT")
+            .env_remove("COFFER_CLIENT_KEY")
+            .stdin(Stdio::null());
+        if let Some(ca) = &self.file.ca_cert {
+            cmd.env("COFFER_CACERT", ca);
+        }
+        cmd
     }
 
     /// `coffer ARGS --output json` against node `via`, which must succeed.

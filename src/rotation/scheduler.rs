@@ -1,0 +1,206 @@
+//! The rotation scheduler (docs/architecture.md: Rotation): every tick, the leader looks at the
+//! secrets whose rotation queue entry has come (`q/a`, [`query::rotation_due`]) and proposes
+//! each one's next step ([`rotation::next`]). Every step is a replicated command that names
+//! its run and the step it leaves, so a retry, a deposed leader still ticking, or a new leader
+//! picking the work up changes nothing twice: the state machine refuses a step already made.
+//! A leader that crashes mid-step leaves the run where the log says; the next leader's first
+//! tick continues it.
+//!
+//! Strategies: `generate` seals a value from the secret's spec ([`super::generate`]) as the
+//! run's PENDING version; `manual` runs wait for a person to put that value; `hook` is not run
+//! yet (a run fails at its value step with that reason). Each step made or failed is an audit
+//! record on the leader (principal `system:rotation`, action `rotation:<step>`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use coffer_model::names;
+use coffer_model::query;
+use coffer_model::rotation;
+use coffer_model::rotation::Next;
+use coffer_model::rotation_policy;
+use tokio::sync::watch;
+
+use crate::error::ApiError;
+use crate::pb;
+use crate::pb::command::Op;
+use crate::pb::RotationStep as Step;
+use crate::pb::RotationStrategy;
+use crate::service::put::PutValue;
+use crate::service::Service;
+
+/// Who proposes the scheduler's steps (the commands' principal, the audit records').
+pub const PRINCIPAL: &str = "system:rotation";
+/// Secrets looked at per tick (the rest wait for the next one).
+const PER_TICK: usize = 64;
+
+/// Runs until `stop`: each `tick`, on the leader, one step for each secret that is due.
+pub async fn run(service: Arc<Service>, tick: Duration, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let status = service.raft.status();
+        if status.leader != Some(status.id) {
+            continue;
+        }
+        let now = crate::time::now_ms();
+        let due = {
+            let view = service.raft.reader().view();
+            query::rotation_due(&*view, now, PER_TICK)
+        };
+        let due = match due {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the rotation queue");
+                continue;
+            }
+        };
+        for name in due {
+            if let Err(e) = step(&service, &name, now).await {
+                tracing::info!(secret = %name, error = %e, "rotation step not made; retrying next tick");
+            }
+        }
+    }
+}
+
+/// Proposes `secret`'s next step, if one is due at `now`.
+pub async fn step(service: &Service, name: &str, now: u64) -> Result<(), ApiError> {
+    let secret = service.secret_here(name)?;
+    let Some(policy) = secret.rotation.clone() else {
+        return Ok(());
+    };
+    match rotation::next(&secret, now) {
+        Next::Wait => Ok(()),
+        Next::Start(run) => {
+            let op = Op::StartRotation(pb::StartRotation { name: name.into(), run });
+            made(service, name, "start", op).await
+        }
+        Next::Value(run) => match rotation_policy::strategy(&policy) {
+            RotationStrategy::Generate => {
+                let spec = policy.generate.clone().unwrap_or_default();
+                let written = async {
+                    let value = super::generate::generate(&spec).map_err(|e| ApiError::Unavailable(e.to_string()))?;
+                    let id = fresh_id()?;
+                    service
+                        .put_value(
+                            PRINCIPAL,
+                            &id,
+                            PutValue {
+                                name: name.into(),
+                                value,
+                                alias: names::PENDING.into(),
+                                must_exist: true,
+                                rotation_run: run,
+                            },
+                        )
+                        .await
+                }
+                .await;
+                match written {
+                    Ok(c) => {
+                        audit(service, name, "pending", c.ok.version, "ok", false).await;
+                        Ok(())
+                    }
+                    // Another scheduler wrote it first, or the run moved on: nothing to record.
+                    Err(ApiError::FailedPrecondition(_)) => Ok(()),
+                    Err(e) => failed(service, name, run, Step::CreatePending, &e).await,
+                }
+            }
+            RotationStrategy::Hook => {
+                let e = ApiError::Unimplemented("the hook strategy is not available yet".into());
+                failed(service, name, run, Step::CreatePending, &e).await
+            }
+            // People write a manual run's value (coffer secret put --alias pending).
+            RotationStrategy::Manual | RotationStrategy::Unspecified => Ok(()),
+        },
+        Next::Promote(run) => made(service, name, "promote", advance(name, run, Step::Promote, false)).await,
+        Next::Retire { run, .. } => made(service, name, "retire", advance(name, run, Step::Overlap, false)).await,
+        Next::Destroy(run) => made(service, name, "destroy", advance(name, run, Step::Retired, false)).await,
+    }
+}
+
+fn advance(name: &str, run: u64, from: Step, forced: bool) -> Op {
+    Op::AdvanceRotation(pb::AdvanceRotation {
+        name: name.into(),
+        run,
+        from: from as i32,
+        forced,
+    })
+}
+
+fn fresh_id() -> Result<String, ApiError> {
+    crate::request_ids::fresh().map_err(|e| ApiError::Unavailable(e.to_string()))
+}
+
+/// Proposes one step and records it. A step the state machine refuses was made (or made moot)
+/// by another proposal: nothing to record.
+async fn made(service: &Service, name: &str, what: &str, op: Op) -> Result<(), ApiError> {
+    let started = std::time::Instant::now();
+    match service.propose_as(PRINCIPAL, &fresh_id()?, op).await? {
+        Ok(c) => {
+            metrics::histogram!("coffer_rotation_step_seconds", "step" => what.to_string())
+                .record(started.elapsed().as_secs_f64());
+            let end = service
+                .secret_here(name)
+                .ok()
+                .and_then(|s| s.rotation_run)
+                .map(|r| rotation::step_of(&r));
+            let result = match end {
+                Some(Step::Done) => Some("done"),
+                Some(Step::Failed) => Some("failed"),
+                _ => None,
+            };
+            if let Some(result) = result {
+                metrics::counter!("coffer_rotations_total", "result" => result).increment(1);
+            }
+            audit(service, name, what, c.ok.version, result.unwrap_or("ok"), false).await;
+            Ok(())
+        }
+        Err(e) if e.code == pb::ErrorCode::FailedPrecondition => {
+            tracing::debug!(secret = %name, step = what, reason = %e.message, "rotation step already made");
+            Ok(())
+        }
+        Err(e) => Err(ApiError::from(e)),
+    }
+}
+
+/// Records a failed attempt at `step` of `run` (the run backs off) and audits it.
+async fn failed(service: &Service, name: &str, run: u64, step: Step, e: &ApiError) -> Result<(), ApiError> {
+    let reason = format!("{}: {e}", e.code());
+    let op = Op::RotationFailed(pb::RotationFailed {
+        name: name.into(),
+        run,
+        step: step as i32,
+        error: reason,
+    });
+    metrics::counter!("coffer_rotation_failures_total", "step" => rotation::step_name(step)).increment(1);
+    audit(service, name, "failed", 0, e.code(), false).await;
+    match service.propose_as(PRINCIPAL, &fresh_id()?, op).await? {
+        Ok(_) => Ok(()),
+        Err(refused) if refused.code == pb::ErrorCode::FailedPrecondition => Ok(()),
+        Err(refused) => Err(ApiError::from(refused)),
+    }
+}
+
+/// One audit record of a step (never a value: names, versions, outcomes).
+async fn audit(service: &Service, name: &str, what: &str, version: u64, outcome: &str, critical: bool) {
+    let event = pb::AuditEvent {
+        time_ms: crate::time::now_ms(),
+        node: service.me.name.clone(),
+        region: service.me.region.clone(),
+        principal: PRINCIPAL.into(),
+        action: format!("rotation:{what}"),
+        resource: name.into(),
+        version,
+        decision: "allow".into(),
+        severity: if critical { "critical" } else { "info" }.into(),
+        outcome: outcome.into(),
+        ..Default::default()
+    };
+    if let Err(e) = service.audit.record(event).await {
+        metrics::counter!("coffer_audit_outcome_failures_total").increment(1);
+        tracing::warn!(secret = %name, step = what, error = %e, "the audit record of a rotation step was not written");
+    }
+}
