@@ -78,6 +78,17 @@ fn hostile_calls(c: &Client, big: bool) -> Vec<(String, Call)> {
             }
         );
         call!(
+            format!("RotationStatus {what}"),
+            secrets,
+            rotation_status,
+            pb::RotationStatusRequest {
+                prefix: n(),
+                owner_team: n(),
+                due: true,
+                failed: true,
+            }
+        );
+        call!(
             format!("PutSecretValue {what}"),
             secrets,
             put_secret_value,

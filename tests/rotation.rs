@@ -347,3 +347,100 @@ async fn a_rollback_restores_previous_by_cas_and_of_two_concurrent_ones_exactly_
     assert_ne!(code, 0);
     assert!(err.contains("no rotation policy"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_status_lists_due_in_flight_and_failing_secrets() {
+    let cluster = rotating_cluster().await;
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let create = |name: &str, owner: &str, extra: &[&str]| {
+        let mut args = vec![
+            "secret",
+            "create",
+            name,
+            "--owner-team",
+            owner,
+            "--rotation-period",
+            "1s",
+        ];
+        args.extend(extra);
+        let (code, _, err) = cluster.cli(leader, &args);
+        assert_eq!(code, 0, "{err}");
+    };
+    // Manual: due a second after it was created, and nobody rotates it.
+    create("acme/st/manual", "payments", &["--strategy", "manual"]);
+    // Hook: its runs fail at the value step (not run yet) and back off.
+    create(
+        "acme/st/hook",
+        "platform",
+        &["--hook-url", "https://rotator.acme.invalid/rotate"],
+    );
+    // Generate, with a long period: rotated once at once, then fine for an hour.
+    let (code, _, err) = cluster.cli(
+        leader,
+        &[
+            "secret",
+            "create",
+            "acme/st/fine",
+            "--owner-team",
+            "payments",
+            "--rotation-period",
+            "1h",
+            "--strategy",
+            "generate",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let standing = |args: &[&str]| -> Vec<(String, String)> {
+        let mut all = vec!["rotation", "status"];
+        all.extend(args);
+        let v = cluster.cli_json(leader, &all);
+        v["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap().to_string(),
+                    e["standing"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let expected = vec![
+        ("acme/st/fine".to_string(), "ok".to_string()),
+        ("acme/st/hook".to_string(), "failed".to_string()),
+        ("acme/st/manual".to_string(), "due".to_string()),
+    ];
+    while standing(&["--prefix", "acme/st/"]) != expected {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "standings never became {expected:?}: {:?}",
+            standing(&["--prefix", "acme/st/"])
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let due: Vec<String> = standing(&["--prefix", "acme/st/", "--due"])
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(
+        due.contains(&"acme/st/manual".to_string()) && !due.contains(&"acme/st/fine".to_string()),
+        "{due:?}"
+    );
+    assert_eq!(
+        standing(&["--prefix", "acme/st/", "--failed"]),
+        [("acme/st/hook".to_string(), "failed".to_string())]
+    );
+    assert_eq!(
+        standing(&["--prefix", "acme/st/", "--owner-team", "platform"]),
+        [("acme/st/hook".to_string(), "failed".to_string())]
+    );
+    // The failing run says why, and the table names the step.
+    let v = cluster.cli_json(leader, &["rotation", "status", "--prefix", "acme/st/", "--failed"]);
+    let err = v["secrets"][0]["run"]["last_error"].as_str().unwrap();
+    assert!(err.contains("hook strategy is not available"), "{err}");
+    let (code, out, _) = cluster.cli(leader, &["rotation", "status", "--prefix", "acme/st/"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("#1 create-pending"), "{out}");
+}

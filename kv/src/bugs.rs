@@ -26,10 +26,12 @@ pub enum Bug {
     TokensKept,
     /// Anchor an audit head's hash under the next record's number.
     AnchorOffByOne,
+    /// A rotation's retire step disables the new version (CURRENT) instead of the old one.
+    RotationRetiresCurrent,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 9] = [
+    pub const ALL: [Bug; 10] = [
         Bug::StaleLinearizable,
         Bug::EarlyAck,
         Bug::CasIgnore,
@@ -39,6 +41,7 @@ impl Bug {
         Bug::TokensCollectedEarly,
         Bug::TokensKept,
         Bug::AnchorOffByOne,
+        Bug::RotationRetiresCurrent,
     ];
 
     /// The command-line name (`--inject-bug NAME`).
@@ -53,6 +56,7 @@ impl Bug {
             Bug::TokensCollectedEarly => "tokens-collected-early",
             Bug::TokensKept => "tokens-kept",
             Bug::AnchorOffByOne => "anchor-off-by-one",
+            Bug::RotationRetiresCurrent => "rotation-retires-current",
         }
     }
 

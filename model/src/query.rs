@@ -334,6 +334,27 @@ pub fn rotation_due(view: &dyn KvView, now: u64, limit: usize) -> Result<Vec<Str
     Ok(out)
 }
 
+/// Names of every secret with a rotation policy (the whole rotation queue), at most `limit`,
+/// and whether there were more.
+pub fn rotating_secrets(view: &dyn KvView, limit: usize) -> Result<(Vec<String>, bool)> {
+    let mut out = Vec::new();
+    view.scan_each(
+        keys::ROTATION_QUEUE_PREFIX,
+        keys::ROTATION_QUEUE_PREFIX,
+        limit + 1,
+        &mut |k, _| {
+            if let Some((_, _, name)) = keys::parse_rotation_queue(k) {
+                out.push(name.to_string());
+            }
+            Ok(())
+        },
+    )?;
+    let more = out.len() > limit;
+    out.truncate(limit);
+    out.sort();
+    Ok((out, more))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

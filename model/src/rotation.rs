@@ -40,7 +40,8 @@ use coffer_kv::Txn;
 pub const MAX_EVENTS: usize = 8;
 /// Longest failure reason kept (a hook's answer is cut to it).
 pub const MAX_ERROR_BYTES: usize = 256;
-/// The wait before the next attempt after the first failure, doubling up to [`MAX_BACKOFF_MS`].
+/// The wait before the next attempt after the first failure, doubling up to
+/// [`max_backoff_ms`] of the period, and never more than [`MAX_BACKOFF_MS`].
 pub const FIRST_BACKOFF_MS: u64 = 1000;
 pub const MAX_BACKOFF_MS: u64 = 3_600_000;
 
@@ -328,12 +329,19 @@ pub(crate) fn advance(
 /// after a backoff that doubles per failure.
 pub(crate) fn failed(secret: &mut pb::Secret, c: &pb::RotationFailed, at: &At<'_>) -> Result<()> {
     let step = Step::try_from(c.step).unwrap_or(Step::Unspecified);
+    let cap = max_backoff_ms(secret.rotation.as_ref().map_or(0, |p| p.period_ms));
     let run = expect_run(secret, c.run, step)?;
     run.attempts = run.attempts.saturating_add(1);
     run.last_error = cut(&c.error);
     let shift = (run.attempts - 1).min(20);
-    run.retry_at_ms = at.now.saturating_add((FIRST_BACKOFF_MS << shift).min(MAX_BACKOFF_MS));
+    run.retry_at_ms = at.now.saturating_add((FIRST_BACKOFF_MS << shift).min(cap));
     Ok(())
+}
+
+/// The longest wait between attempts: a quarter of the period, 1 s to [`MAX_BACKOFF_MS`] (a
+/// secret rotated every few seconds must not wait an hour once its KMS is back).
+pub fn max_backoff_ms(period_ms: u64) -> u64 {
+    (period_ms / 4).clamp(FIRST_BACKOFF_MS, MAX_BACKOFF_MS)
 }
 
 /// Moves CURRENT back to PREVIOUS (compare-and-swap on CURRENT), while PREVIOUS is enabled. A
@@ -439,4 +447,48 @@ pub fn next(secret: &pb::Secret, now: u64) -> Next {
         Some(due) if now >= due => Next::Start(secret.rotation_run.as_ref().map_or(0, |r| r.run) + 1),
         _ => Next::Wait,
     }
+}
+
+/// Where a secret's rotation stands (`coffer rotation status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Rotated within its period, nothing in flight.
+    Ok,
+    /// Its CURRENT is older than its period and no run is in flight (people rotate manual
+    /// secrets; an automatic one is about to start).
+    Due,
+    /// A run is in flight and has not failed its step.
+    InFlight,
+    /// A run is failing its step (it backs off and retries), or the last run ended failed.
+    Failed,
+}
+
+impl Standing {
+    pub fn name(self) -> &'static str {
+        match self {
+            Standing::Ok => "ok",
+            Standing::Due => "due",
+            Standing::InFlight => "in-flight",
+            Standing::Failed => "failed",
+        }
+    }
+}
+
+/// How `secret` stands at `now`; `None` without a rotation policy.
+pub fn standing(secret: &pb::Secret, now: u64) -> Option<Standing> {
+    secret.rotation.as_ref()?;
+    if let Some(run) = running(secret) {
+        return Some(if run.attempts > 0 {
+            Standing::Failed
+        } else {
+            Standing::InFlight
+        });
+    }
+    if secret.rotation_run.as_ref().is_some_and(|r| step_of(r) == Step::Failed) {
+        return Some(Standing::Failed);
+    }
+    Some(match due_at(secret) {
+        Some(due) if now >= due => Standing::Due,
+        _ => Standing::Ok,
+    })
 }

@@ -42,6 +42,12 @@ pub(crate) fn apply(
         Op::AdvanceRotation(c) => match rotation::advance(&mut secret, c, at, |v| enabled(tx, name, v))? {
             rotation::Retire::Nothing => secret.rotation_run.as_ref().map_or(0, |r| r.new_version),
             rotation::Retire::Disable(v) => {
+                // Injected bug (simulations only): retire the new version, CURRENT.
+                let v = if coffer_kv::bugs::active(coffer_kv::bugs::Bug::RotationRetiresCurrent) {
+                    secret.rotation_run.as_ref().map_or(v, |r| r.new_version)
+                } else {
+                    v
+                };
                 // Someone may have disabled or destroyed it by hand meanwhile: nothing to do then.
                 match secrets::load_version(tx, name, v)? {
                     Some(rec) if rec.state == pb::VersionState::Enabled as i32 => secrets::disable(tx, rec, at),
@@ -343,6 +349,12 @@ mod tests {
         let r = run_of(&sm);
         assert_eq!((r.attempts, r.retry_at_ms), (2, sm.clock_ms - 1 + 2000));
         assert!(r.last_error.len() <= 256 && !r.last_error.contains('\u{1b}'));
+        // Never longer than a quarter of the period (10 s here).
+        for _ in 0..6 {
+            sm.run(fail("still down", Step::CreatePending)).unwrap();
+        }
+        let r = run_of(&sm);
+        assert_eq!(r.retry_at_ms, sm.clock_ms - 1 + PERIOD / 4);
         assert_eq!(
             refused(sm.run(fail("late", Step::Promote))),
             ErrorCode::FailedPrecondition

@@ -211,7 +211,7 @@ pub(crate) fn add_version(
         envelope.nonce = alt.nonce.clone();
         envelope.ciphertext = alt.ciphertext.clone();
     }
-    let record = pb::SecretVersion {
+    let mut record = pb::SecretVersion {
         name: c.name.clone(),
         version,
         state: pb::VersionState::Enabled as i32,
@@ -225,6 +225,7 @@ pub(crate) fn add_version(
         size: c.size,
         request_id: at.request_id.to_string(),
         created_index: at.log_index,
+        rotation_run: 0,
     };
     if let Some(a) = &alias {
         version_cap::check_alias_room(&secret, a)?;
@@ -240,6 +241,7 @@ pub(crate) fn add_version(
             Some(r)
         }
     };
+    record.rotation_run = run.unwrap_or(0);
     tx.put(keys::version(&c.name, version), record.encode_to_vec());
     secret.next_version += 1;
     if let Some(a) = alias {

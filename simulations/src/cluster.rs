@@ -102,6 +102,7 @@ pub fn node_config(sim: &turmoil::Sim<'_>, shape: &Shape, node: &SimNode) -> Ser
          snapshot_every_entries = {snap}\nkeep_logs_after_snapshot = 5\n\n\
          [limits]\nwrite_timeout_ms = 6000\n\n\
          [audit]\nanchor_interval_ms = {anchor_ms}\n\n\
+         [rotation]\ntick_ms = {rotation_tick}\n\n\
          [network]\nplaintext = true\npeer_key_file = \"/sim/peer.key\"\n",
         id = node.id,
         region = shape.regions[node.region],
@@ -116,6 +117,7 @@ pub fn node_config(sim: &turmoil::Sim<'_>, shape: &Shape, node: &SimNode) -> Ser
         max_versions = crate::shape::SIM_MAX_VERSIONS,
         token_retention = crate::shape::SIM_TOKEN_RETENTION_MS,
         anchor_ms = crate::shape::SIM_ANCHOR_INTERVAL_MS,
+        rotation_tick = crate::rotation_log::TICK_MS,
     );
     let cfg: ServerConfig =
         toml::from_str(&text).unwrap_or_else(|e| panic!("simulation config does not parse: {e}\n{text}"));

@@ -201,6 +201,8 @@ pub struct History {
     pub final_access: BTreeMap<String, FinalAccess>,
     /// Every request record any node held at any sample (see [`crate::request_log`]).
     pub requests: crate::request_log::RequestLog,
+    /// The rotating secrets as every node held them, sampled (see [`crate::rotation_log`]).
+    pub rotations: crate::rotation_log::RotationLog,
     /// Problems the liveness phase found (the cluster did not heal).
     pub liveness: Vec<String>,
 }

@@ -21,6 +21,7 @@ pub mod liveness;
 pub mod net;
 pub mod request_log;
 pub mod rng;
+pub mod rotation_log;
 pub mod run;
 pub mod scenarios;
 pub mod shape;

@@ -74,6 +74,25 @@ pub async fn setup(first: &str, learners: Vec<pb::NodeInfo>) -> turmoil::Result 
         }
         tokio::time::sleep(POLL).await;
     }
+    for (i, name) in crate::rotation_log::ROTATING.iter().enumerate() {
+        let create = pb::CreateSecretRequest {
+            name: name.to_string(),
+            spec: Some(crate::rotation_log::spec(i)),
+        };
+        loop {
+            match crate::workload::secret_client(first)
+                .create_secret(request(create.clone()))
+                .await
+            {
+                Ok(_) => break,
+                Err(s) if s.code() == tonic::Code::AlreadyExists => break,
+                Err(s) if tokio::time::Instant::now() > deadline => {
+                    return Err(format!("cannot create the rotating secret {name}: {}", s.message()).into())
+                }
+                Err(_) => tokio::time::sleep(POLL).await,
+            }
+        }
+    }
     for node in learners {
         let mut c = ClusterClient::new(crate::net::channel(first, None)?);
         loop {
@@ -109,6 +128,23 @@ where
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// The number of `name`'s newest rotation run, as the leader has it.
+async fn rotation_run(addr: &str, name: &str) -> Option<u64> {
+    let req = pb::DescribeSecretRequest {
+        name: name.into(),
+        consistency: Some(pb::ReadConsistency {
+            mode: Some(linearizable()),
+        }),
+    };
+    let info = secret_client(addr)
+        .describe_secret(request(req))
+        .await
+        .ok()?
+        .into_inner()
+        .secret?;
+    Some(info.rotation_run.map_or(0, |r| r.run))
 }
 
 async fn kms_settled(addr: &str) -> bool {
@@ -212,6 +248,20 @@ pub async fn check(
                 return;
             }
             tokio::time::sleep(POLL).await;
+        }
+    }
+    // Rotations carry on: two more runs start, so the one after healing began has ended.
+    let (_, _, first) = &targets[0];
+    for name in crate::rotation_log::ROTATING {
+        let start = rotation_run(first, name).await.unwrap_or(0);
+        if !until(deadline, || async {
+            rotation_run(first, name).await.is_some_and(|r| r >= start + 2)
+        })
+        .await
+        {
+            fail(format!(
+                "{name}: rotations did not carry on after healing (run {start} was in flight then)"
+            ));
         }
     }
     for (node, _, addr) in &targets {

@@ -263,8 +263,16 @@ pub fn run(opts: &Options) -> Report {
     let mut failures: Vec<String> = Vec::new();
     // Every node's request table is read every SAMPLE_EVERY of simulated time (records expire).
     let mut next_sample = Duration::ZERO;
+    let mut next_rotation_sample = Duration::ZERO;
     let mut sample = |sim: &turmoil::Sim<'_>| {
         let now = sim.elapsed();
+        if now >= next_rotation_sample {
+            next_rotation_sample = now + crate::rotation_log::SAMPLE_EVERY;
+            let mut h = history.borrow_mut();
+            for (name, st) in &storage {
+                h.rotations.sample(name, &st.sm, now.as_micros() as u64);
+            }
+        }
         if now < next_sample {
             return;
         }
@@ -402,6 +410,7 @@ pub fn run(opts: &Options) -> Report {
         let end = sim.elapsed().as_micros() as u64;
         for (name, st) in &storage {
             h.requests.sample(name, &st.sm, end);
+            h.rotations.sample(name, &st.sm, end);
             let view = coffer_raft::storage::SmBackend::view(&st.sm);
             let access = crate::history::FinalAccess {
                 index: coffer_raft::state_machine::applied_index_in(&*view).unwrap_or(0),

@@ -14,6 +14,9 @@ pub enum Scenario {
     LeaderRegionIsolatedDuringRotation,
     /// The leader region's KMS is down while clients write.
     KmsDownInLeaderRegion,
+    /// Scheduled rotations go on while the leader's region is cut off and another region's
+    /// KMS is down: the next leader carries each run on, once.
+    RotationsLeaderIsolatedKmsDown,
     /// A follower falls behind a compacted log, restarts, and crashes again while the leader
     /// installs a snapshot on it.
     CrashDuringSnapshotInstall,
@@ -27,9 +30,10 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::LeaderRegionIsolatedDuringRotation,
         Scenario::KmsDownInLeaderRegion,
+        Scenario::RotationsLeaderIsolatedKmsDown,
         Scenario::CrashDuringSnapshotInstall,
         Scenario::RequestsExpire,
         Scenario::NewLeaderBoundedReads,
@@ -39,6 +43,7 @@ impl Scenario {
         match self {
             Scenario::LeaderRegionIsolatedDuringRotation => "leader-region-isolated-during-rotation",
             Scenario::KmsDownInLeaderRegion => "kms-down-in-leader-region",
+            Scenario::RotationsLeaderIsolatedKmsDown => "rotations-leader-isolated-kms-down",
             Scenario::CrashDuringSnapshotInstall => "crash-during-snapshot-install",
             Scenario::RequestsExpire => "requests-expire",
             Scenario::NewLeaderBoundedReads => "new-leader-bounded-reads",
@@ -95,6 +100,12 @@ impl Scenario {
         match self {
             Scenario::LeaderRegionIsolatedDuringRotation => vec![at(4_000, 12_000, Fault::IsolateLeaderRegion)],
             Scenario::KmsDownInLeaderRegion => vec![at(3_000, 15_000, Fault::LeaderRegionKmsDown)],
+            // Region 1's KMS goes down first; then the leader's region (whichever it is) is cut
+            // off for longer than a rotation period, mid run.
+            Scenario::RotationsLeaderIsolatedKmsDown => vec![
+                at(3_000, 15_000, Fault::KmsDown(1)),
+                at(5_000, 9_000, Fault::IsolateLeaderRegion),
+            ],
             // Node 3 misses many entries (the log is compacted past them), comes back at 15 s and
             // is crashed again 400 ms later, mid snapshot transfer (its link is the slowest).
             Scenario::CrashDuringSnapshotInstall => {

@@ -358,6 +358,40 @@ impl pb::secrets_server::Secrets for SecretsApi {
         Ok(Response::new(self.submit(&grant, &r.name, op).await?))
     }
 
+    /// Every secret with a rotation policy under a prefix, and where its rotation stands.
+    async fn rotation_status(
+        &self,
+        req: Request<pb::RotationStatusRequest>,
+    ) -> Result<Response<pb::RotationStatusResponse>, Status> {
+        // Decide on the listing (`acme/` or deeper); every tenant at once is `*` (platform).
+        let resource = match req.get_ref().prefix.trim_end_matches('/') {
+            "" => "*".to_string(),
+            p => format!("{p}/"),
+        };
+        self.service
+            .grant_ask(&req, Ask::new(METADATA_READERS, &resource))
+            .await?;
+        let r = req.get_ref().clone();
+        let report = self
+            .service
+            .rotation_status(&r.prefix, &r.owner_team, r.due, r.failed)?;
+        let visible = self.service.visible(
+            &req,
+            METADATA_READERS,
+            report.entries.iter().map(|e| e.name.clone()).collect(),
+        );
+        let secrets = report
+            .entries
+            .into_iter()
+            .filter(|e| visible.binary_search(&e.name).is_ok())
+            .collect();
+        Ok(Response::new(pb::RotationStatusResponse {
+            secrets,
+            served_by: Some(self.service.served_by("")),
+            truncated: report.truncated,
+        }))
+    }
+
     async fn put_secret_value(
         &self,
         req: Request<pb::PutSecretValueRequest>,

@@ -62,6 +62,9 @@ pub enum Command {
     /// Read and verify a node's hash-chained audit log.
     #[command(subcommand)]
     Audit(audit::AuditCmd),
+    /// Where secrets' rotations stand: past due, in flight, failing.
+    #[command(subcommand)]
+    Rotation(rotation::RotationCmd),
 }
 
 #[derive(Debug, Clone, clap::Args)]

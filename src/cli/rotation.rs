@@ -1,5 +1,5 @@
-//! `coffer secret rotate` (start a rotation now, or roll CURRENT back) and how a secret's
-//! rotation run reads in `describe`.
+//! `coffer secret rotate` (start a rotation now, or roll CURRENT back), `coffer rotation status`
+//! (every secret's standing), and how a rotation run reads in `describe`.
 
 use serde_json::json;
 use serde_json::Value;
@@ -132,4 +132,85 @@ pub fn run_rows(run: &Option<pb::RotationRun>, due_at_ms: u64) -> Vec<Vec<String
         }
     }
     rows
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum RotationCmd {
+    /// Secrets with a rotation policy: past due, in flight (with the step) and failing.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct StatusArgs {
+    /// Only secrets under this prefix (e.g. acme/ or acme/prod/); default: every tenant.
+    #[arg(long, default_value = "")]
+    prefix: String,
+    /// Only secrets of this owner team.
+    #[arg(long)]
+    owner_team: Option<String>,
+    /// Only secrets past due (CURRENT older than the rotation period).
+    #[arg(long, conflicts_with = "failed")]
+    due: bool,
+    /// Only secrets whose rotation is failing, or whose last rotation failed.
+    #[arg(long)]
+    failed: bool,
+}
+
+pub async fn run(g: &Global, cmd: RotationCmd) -> Result<(), CliError> {
+    let RotationCmd::Status(a) = cmd;
+    let client = connect(g).await?;
+    let r = client
+        .secrets
+        .clone()
+        .rotation_status(pb::RotationStatusRequest {
+            prefix: a.prefix,
+            owner_team: a.owner_team.unwrap_or_default(),
+            due: a.due,
+            failed: a.failed,
+        })
+        .await?
+        .into_inner();
+    match g.output {
+        Output::Json => output::print_json(&json!({
+            "secrets": r.secrets.iter().map(|e| json!({
+                "name": e.name,
+                "owner_team": e.owner_team,
+                "strategy": e.strategy,
+                "standing": e.standing,
+                "current_version": e.current_version,
+                "due_at": (e.due_at_ms != 0).then(|| output::time(e.due_at_ms)),
+                "run": run_json(&e.run),
+            })).collect::<Vec<_>>(),
+            "truncated": r.truncated,
+        })),
+        Output::Table => {
+            output::print_table(
+                &["SECRET", "OWNER", "STRATEGY", "STANDING", "STEP", "DUE", "ERROR"],
+                &r.secrets
+                    .iter()
+                    .map(|e| {
+                        let step = e
+                            .run
+                            .as_ref()
+                            .map(|r| format!("#{} {}", r.run, step_name(r.step)))
+                            .unwrap_or_else(|| "-".into());
+                        let error = e.run.as_ref().map(|r| r.last_error.clone()).unwrap_or_default();
+                        vec![
+                            e.name.clone(),
+                            e.owner_team.clone(),
+                            e.strategy.clone(),
+                            e.standing.clone(),
+                            step,
+                            output::time(e.due_at_ms),
+                            error,
+                        ]
+                    })
+                    .collect::<Vec<_>>(),
+            );
+            if r.truncated {
+                output::say("(more secrets have a rotation policy than one answer lists; narrow with --prefix)");
+            }
+        }
+    }
+    Ok(())
 }

@@ -33,13 +33,23 @@ use crate::service::Service;
 pub const PRINCIPAL: &str = "system:rotation";
 /// Secrets looked at per tick (the rest wait for the next one).
 const PER_TICK: usize = 64;
+/// `coffer_secrets_past_rotation_due` is counted every this many ticks (a scan of the queue).
+const GAUGE_EVERY_TICKS: u64 = 10;
 
 /// Runs until `stop`: each `tick`, on the leader, one step for each secret that is due.
 pub async fn run(service: Arc<Service>, tick: Duration, mut stop: watch::Receiver<bool>) {
+    let mut ticks: u64 = 0;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
             _ = stop.wait_for(|s| *s) => return,
+        }
+        ticks += 1;
+        if ticks % GAUGE_EVERY_TICKS == 1 {
+            // Every node, from its replica: the gauge reads alike whichever node is scraped.
+            if let Ok(r) = service.rotation_status("", "", true, false) {
+                metrics::gauge!("coffer_secrets_past_rotation_due").set(r.entries.len() as f64);
+            }
         }
         let status = service.raft.status();
         if status.leader != Some(status.id) {

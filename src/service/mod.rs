@@ -7,12 +7,14 @@
 //! - [`write`]: the one write path: a command proposed to the leader, applied once;
 //! - [`put`]: a new secret version, re-sealed for the next number when writers race;
 //! - [`access`]: policies and tokens as this replica holds them, and the root-revocation check;
-//! - [`destroyed`]: every node drops the data keys of destroyed versions.
+//! - [`destroyed`]: every node drops the data keys of destroyed versions;
+//! - [`rotation_status`]: where every secret's rotation stands, from this replica.
 
 pub mod access;
 pub mod destroyed;
 pub mod put;
 pub mod read;
+pub mod rotation_status;
 pub mod write;
 
 use std::sync::Arc;

@@ -14,6 +14,9 @@ pub mod linearizable;
 pub mod local_monotonic;
 pub mod no_plaintext;
 pub mod resolve;
+pub mod rotation_current;
+pub mod rotation_one_in_flight;
+pub mod rotation_steps;
 pub mod tokens_collected;
 pub mod versions;
 pub mod versions_kept;
@@ -36,6 +39,9 @@ pub fn check_all(e: &Evidence<'_>) -> Vec<Violation> {
     v.extend(destroyed_gone::check(e));
     v.extend(tokens_collected::check(e));
     v.extend(audit_anchored::check(e));
+    v.extend(rotation_current::check(e));
+    v.extend(rotation_steps::check(e));
+    v.extend(rotation_one_in_flight::check(e));
     v.extend(election_safety::check(h));
     v.extend(h.liveness.iter().map(|l| Violation::new("liveness", l.clone())));
     v
