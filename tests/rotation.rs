@@ -53,6 +53,12 @@ async fn metadata_and_rotation_policy_are_created_updated_under_cas_and_refused_
     assert_eq!(r["overlap_ms"], 86_400_000u64);
     assert_eq!(r["strategy"], "generate");
     assert_eq!(r["generate"], "40 characters (alnum-symbols)");
+    // It has no value yet, so it is due at once: the scheduler gives it version 1 (and then
+    // leaves it alone for 30 days).
+    let d = wait_describe(&cluster, name, 20, "the first generated value", |d| {
+        d["rotation_run"]["step"] == "done" && d["aliases"]["CURRENT"] == 1
+    })
+    .await;
     let first_etag = d["etag"].as_str().unwrap().to_string();
 
     // An update changes only what it names.
@@ -166,7 +172,7 @@ async fn metadata_and_rotation_policy_are_created_updated_under_cas_and_refused_
         .iter()
         .map(|v| v["version"].as_u64().unwrap())
         .collect();
-    assert_eq!(kept, [3, 4], "the newest two (CURRENT and PREVIOUS)");
+    assert_eq!(kept, [4, 5], "the newest two (CURRENT and PREVIOUS)");
     assert_eq!(describe(&cluster, via, name)["max_versions"], 2);
 }
 
@@ -374,7 +380,8 @@ async fn rotation_status_lists_due_in_flight_and_failing_secrets() {
         "platform",
         &["--hook-url", "https://rotator.acme.invalid/rotate"],
     );
-    // Generate, with a long period: rotated once at once, then fine for an hour.
+    // Generate, with a long period: its first value at once (no CURRENT yet), then fine for an
+    // hour.
     let (code, _, err) = cluster.cli(
         leader,
         &[
@@ -420,6 +427,12 @@ async fn rotation_status_lists_due_in_flight_and_failing_secrets() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Every tenant at once is the platform's view.
+    let all = standing(&[]);
+    assert!(all.iter().any(|(n, _)| n == "acme/st/hook"), "{all:?}");
+    // The generate secret got its first value at once (it had none), not a period later.
+    let v = cluster.cli_json(leader, &["rotation", "status", "--prefix", "acme/st/fine"]);
+    assert_eq!(v["secrets"][0]["current_version"], 1, "{v}");
     let due: Vec<String> = standing(&["--prefix", "acme/st/", "--due"])
         .into_iter()
         .map(|(n, _)| n)

@@ -76,9 +76,12 @@ pub fn running(secret: &pb::Secret) -> Option<&pb::RotationRun> {
 }
 
 /// When `secret` is due for its next rotation (its CURRENT older than the period), if it has a
-/// policy.
+/// policy. A secret without CURRENT is due from its creation: it has no value to serve yet.
 pub fn due_at(secret: &pb::Secret) -> Option<u64> {
     let p = secret.rotation.as_ref()?;
+    if !secret.aliases.contains_key(names::CURRENT) {
+        return Some(secret.created_at_ms);
+    }
     let since = if secret.current_since_ms != 0 {
         secret.current_since_ms
     } else {

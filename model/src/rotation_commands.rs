@@ -490,7 +490,11 @@ mod tests {
     fn manual_secrets_are_queued_as_due_and_a_secret_without_a_policy_not_at_all() {
         let mut sm = created(pb::RotationStrategy::Manual);
         let created = secret(&sm).created_at_ms;
-        assert_eq!(queue(&sm), [(created + PERIOD, true, NAME.to_string())]);
+        assert_eq!(
+            queue(&sm),
+            [(created, true, NAME.to_string())],
+            "no value yet: due at once"
+        );
         sm.put(NAME, 1, "CURRENT").unwrap();
         let since = secret(&sm).current_since_ms;
         assert_eq!(

@@ -363,14 +363,19 @@ impl pb::secrets_server::Secrets for SecretsApi {
         &self,
         req: Request<pb::RotationStatusRequest>,
     ) -> Result<Response<pb::RotationStatusResponse>, Status> {
-        // Decide on the listing (`acme/` or deeper); every tenant at once is `*` (platform).
-        let resource = match req.get_ref().prefix.trim_end_matches('/') {
-            "" => "*".to_string(),
-            p => format!("{p}/"),
-        };
-        self.service
-            .grant_ask(&req, Ask::new(METADATA_READERS, &resource))
-            .await?;
+        // Decide on the listing (`acme/` or deeper); every tenant at once is the platform's view
+        // (`cluster:admin` on `cluster`). Either way only names the caller may see are listed.
+        match req.get_ref().prefix.trim_end_matches('/') {
+            "" => {
+                self.service.grant(&req, Action::ClusterAdmin, "cluster").await?;
+            }
+            p => {
+                let listing = format!("{p}/");
+                self.service
+                    .grant_ask(&req, Ask::new(METADATA_READERS, &listing))
+                    .await?;
+            }
+        }
         let r = req.get_ref().clone();
         let report = self
             .service

@@ -142,7 +142,8 @@ pub enum RotationCmd {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct StatusArgs {
-    /// Only secrets under this prefix (e.g. acme/ or acme/prod/); default: every tenant.
+    /// Only secrets under this prefix (e.g. acme/ or acme/prod/); default: every tenant, for
+    /// platform operators (cluster:admin), listing the secrets they may see.
     #[arg(long, default_value = "")]
     prefix: String,
     /// Only secrets of this owner team.
