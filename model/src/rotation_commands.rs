@@ -50,7 +50,9 @@ pub(crate) fn apply(
                 };
                 // Someone may have disabled or destroyed it by hand meanwhile: nothing to do then.
                 match secrets::load_version(tx, name, v)? {
-                    Some(rec) if rec.state == pb::VersionState::Enabled as i32 => secrets::disable(tx, rec, at),
+                    Some(rec) if rec.state == pb::VersionState::Enabled as i32 => {
+                        secrets::set_state(tx, rec, false, at)
+                    }
                     _ => {}
                 }
                 v

@@ -320,10 +320,15 @@ pub(crate) fn destroy(tx: &mut Txn<'_, '_>, secret: &mut pb::Secret, mut v: pb::
     }
 }
 
-/// Disables `v` (not CURRENT, enabled now).
-pub(crate) fn disable(tx: &mut Txn<'_, '_>, mut v: pb::SecretVersion, at: &At<'_>) {
-    v.state = pb::VersionState::Disabled as i32;
-    v.disabled_at_ms = at.now;
+/// Writes `v` enabled or disabled; the caller checked that it may (not destroyed, and not
+/// CURRENT when disabling).
+pub(crate) fn set_state(tx: &mut Txn<'_, '_>, mut v: pb::SecretVersion, enable: bool, at: &At<'_>) {
+    v.state = if enable {
+        pb::VersionState::Enabled
+    } else {
+        pb::VersionState::Disabled
+    } as i32;
+    v.disabled_at_ms = if enable { 0 } else { at.now };
     tx.put(keys::version(&v.name, v.version), v.encode_to_vec());
 }
 
@@ -339,7 +344,7 @@ pub(crate) fn set_version_state(
         _ => return fail(ErrorCode::InvalidArgument, "a version can only be enabled or disabled"),
     };
     let mut secret = require_secret(secret, &c.name)?;
-    let mut v = require_version(tx, &c.name, c.version)?;
+    let v = require_version(tx, &c.name, c.version)?;
     if v.state == pb::VersionState::Destroyed as i32 {
         return fail(
             ErrorCode::VersionDestroyed,
@@ -358,9 +363,7 @@ pub(crate) fn set_version_state(
             ),
         );
     }
-    v.state = c.state;
-    v.disabled_at_ms = if enable { 0 } else { at.now };
-    tx.put(keys::version(&c.name, c.version), v.encode_to_vec());
+    set_state(tx, v, enable, at);
     save_secret(tx, &mut secret, at);
     Ok(ok(&secret, c.version))
 }
