@@ -33,6 +33,7 @@ pub mod service;
 pub mod time;
 pub mod tls;
 pub mod tokens;
+pub mod usage;
 pub mod zeroing_alloc;
 
 pub use coffer_model as model;

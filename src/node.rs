@@ -302,6 +302,7 @@ where
         me: me.clone(),
         write_timeout: cfg.write_timeout(),
         token_key: tokio::sync::OnceCell::new(),
+        usage: Arc::new(crate::usage::book::UsageBook::new(crate::time::now_ms())),
     });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -317,6 +318,10 @@ where
         with_tls(Server::builder(), peer_tls, "peer")?
             .add_service(InterceptedService::new(
                 coffer_raft::peer_service::peer_server(raft.clone()),
+                peer_guard.clone(),
+            ))
+            .add_service(InterceptedService::new(
+                crate::usage::peer::TelemetryPeer::server(service.usage.clone()),
                 peer_guard,
             ))
             .serve_with_incoming_shutdown(raft_incoming, stopped(stop_rx.clone())),

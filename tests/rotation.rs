@@ -236,6 +236,10 @@ async fn scheduled_rotations_make_every_step_once_and_a_new_leader_finishes_the_
             "1s",
             "--retention",
             "1s",
+            // The killed node cannot say whether it reads PREVIOUS: retired by force a second
+            // after the overlap.
+            "--retire-deadline",
+            "1s",
             "--strategy",
             "generate",
             "--generate-spec",
@@ -304,6 +308,190 @@ async fn scheduled_rotations_make_every_step_once_and_a_new_leader_finishes_the_
     let value = get(&c, name, None).await.unwrap();
     assert_eq!(value.value.len(), 64, "32 random bytes in hex");
     assert!(hex::decode(&value.value).is_ok());
+    // With a member down nobody could tell PREVIOUS was unused: run 3 retired it by force at
+    // the deadline, on the record at critical severity.
+    let forced = (0..3).filter(|i| cluster.is_running(*i)).any(|i| {
+        let tail = cluster.cli_json(i, &["audit", "tail", "--count", "200"]);
+        tail.as_array().into_iter().flatten().any(|e| {
+            e["action"] == "rotation:retire-forced"
+                && e["severity"] == "critical"
+                && e["resource"] == name
+                && e["outcome"].as_str().is_some_and(|o| o.contains("did not answer"))
+        })
+    });
+    assert!(forced, "no critical rotation:retire-forced record");
+}
+
+async fn read_alias(
+    c: &coffer::client::Client,
+    name: &str,
+    alias: &str,
+) -> Result<pb::GetSecretValueResponse, tonic::Status> {
+    c.secrets
+        .clone()
+        .get_secret_value(pb::GetSecretValueRequest {
+            name: name.into(),
+            selector: Some(pb::get_secret_value_request::Selector::Alias(alias.into())),
+            consistency: None,
+            break_glass: None,
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+fn usage_of(u: &serde_json::Value, version: u64) -> serde_json::Value {
+    u["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["version"] == version)
+        .cloned()
+        .unwrap_or_else(|| panic!("no version {version} in {u:#}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_of_previous_holds_it_past_the_overlap_and_usage_counts_its_reads_per_region() {
+    let cluster = rotating_cluster().await;
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let name = "acme/rot/db-password";
+    let (code, _, err) = cluster.cli(
+        leader,
+        &[
+            "secret",
+            "create",
+            name,
+            "--rotation-period",
+            "1s",
+            "--overlap",
+            "1s",
+            "--retention",
+            "1s",
+            "--retire-deadline",
+            "1m",
+            "--strategy",
+            "generate",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let d = wait_describe(&cluster, name, 20, "run 2 in its overlap", |d| {
+        run_of(d) == (2, "overlap".into())
+    })
+    .await;
+    assert_eq!(d["aliases"]["PREVIOUS"], 1);
+    let overlap_began = d["rotation_run"]["step_at"].as_str().unwrap().to_string();
+    let overlap_began_ms = d["rotation_run"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["step"] == "overlap")
+        .and_then(|e| e["at_ms"].as_u64())
+        .unwrap_or_else(|| panic!("no overlap event ({overlap_began})"));
+    // A service keeps reading PREVIOUS in eu-west (and now and then in ap-south) for three
+    // times the overlap.
+    let (eu, ap) = (cluster.client(1).await, cluster.client(2).await);
+    let mut reads = [0u64; 3];
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    let mut i = 0;
+    while std::time::Instant::now() < until {
+        let (node, c) = if i % 3 == 2 { (2, &ap) } else { (1, &eu) };
+        let r = read_alias(c, name, "PREVIOUS")
+            .await
+            .expect("PREVIOUS stays enabled while it is read");
+        assert_eq!(r.version, 1);
+        reads[node] += 1;
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    // Past the overlap, still in it: held by its use.
+    let d = describe(&cluster, 0, name);
+    assert_eq!(run_of(&d), (2, "overlap".into()), "{d:#}");
+    let u = cluster.cli_json(0, &["secret", "usage", name]);
+    let v1 = usage_of(&u, 1);
+    assert_eq!(v1["state"], "enabled");
+    assert_eq!(v1["aliases"], serde_json::json!(["PREVIOUS"]));
+    assert_eq!(v1["safe_to_retire"], false);
+    assert!(v1["reason"].as_str().unwrap().starts_with("in use: read"), "{v1:#}");
+    let per_region: Vec<(String, u64)> = v1["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["region"].as_str().unwrap().to_string(),
+                r["reads_last_hour"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        per_region,
+        vec![
+            ("ap-south".to_string(), reads[2]),
+            ("eu-west".to_string(), reads[1]),
+            ("us-east".to_string(), 0),
+        ],
+        "{v1:#}"
+    );
+    assert_eq!(v1["principals"], serde_json::json!(["root"]), "{v1:#}");
+    let last_read_ms = v1["last_read_ms"].as_u64().unwrap();
+    assert!(last_read_ms > overlap_began_ms + 2000);
+    let v2 = usage_of(&u, 2);
+    assert_eq!(
+        (v2["safe_to_retire"].clone(), v2["reason"].clone()),
+        (false.into(), "it is CURRENT".into())
+    );
+    // The table says the same.
+    let (code, out, _) = cluster.cli(0, &["secret", "usage", name]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("eu-west 1H/1D") && out.contains("no (in use: read"),
+        "{out}"
+    );
+
+    // Once the reads stop, PREVIOUS is retired a quiet window after the last read (not by
+    // force: the deadline is a minute away), then destroyed after the retention.
+    let c = cluster.client(0).await;
+    let v1 = eventually(Duration::from_secs(20), "version 1 destroyed", || async {
+        let versions = c
+            .secrets
+            .clone()
+            .list_versions(pb::ListVersionsRequest {
+                name: name.into(),
+                ..Default::default()
+            })
+            .await
+            .ok()?
+            .into_inner()
+            .versions;
+        versions
+            .into_iter()
+            .find(|v| v.version == 1 && v.state == pb::VersionState::Destroyed as i32)
+    })
+    .await;
+    assert!(
+        v1.disabled_at_ms >= last_read_ms + 1000,
+        "retired at {} only a quiet window after the last read at {last_read_ms}",
+        v1.disabled_at_ms
+    );
+    assert!(v1.disabled_at_ms < overlap_began_ms + 60_000, "not by force");
+    assert!(v1.destroyed_at_ms >= v1.disabled_at_ms + 1000);
+    // Reads of a retired version fail, and are not counted.
+    let u = cluster.cli_json(1, &["secret", "usage", name]);
+    let v1 = usage_of(&u, 1);
+    assert_eq!(v1["state"], "destroyed");
+    assert_eq!(v1["reason"], "already destroyed");
+    let eu_reads: u64 = v1["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["region"] == "eu-west")
+        .map(|r| r["reads_last_day"].as_u64().unwrap())
+        .sum();
+    assert_eq!(eu_reads, reads[1]);
+    // An unknown secret is a clear not-found, a bad name a clear refusal.
+    let (code, _, err) = cluster.cli(0, &["secret", "usage", "acme/rot/nope"]);
+    assert!(code != 0 && err.starts_with("error[not_found]"), "{err}");
+    let (code, _, err) = cluster.cli(0, &["secret", "usage", "Bad Name"]);
+    assert!(code != 0 && err.starts_with("error[invalid_argument]"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -92,8 +92,10 @@ impl Connector for TcpConnector {
     }
 }
 
-/// A peer client whose every request carries the node's [`PeerCredential`].
-pub type PeerRpcClient = RaftPeerClient<InterceptedService<Channel, PeerCredential>>;
+/// A channel to a peer whose every request carries the node's [`PeerCredential`].
+pub type PeerChannel = InterceptedService<Channel, PeerCredential>;
+/// A Raft peer client over a [`PeerChannel`].
+pub type PeerRpcClient = RaftPeerClient<PeerChannel>;
 
 /// The endpoint settings every peer channel shares (connect timeout, no Nagle, HTTP/2
 /// keepalives), for `scheme://addr`; connectors add their transport (e.g. TLS) on top.
@@ -128,6 +130,14 @@ impl PeerChannels {
     }
 
     pub fn client(&self, id: NodeId, addr: &str) -> Result<PeerRpcClient, AddressError> {
+        Ok(RaftPeerClient::new(self.channel(id, addr)?)
+            .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES))
+    }
+
+    /// The channel to peer `id` with this node's credential on every request, for any service
+    /// on the peer port.
+    pub fn channel(&self, id: NodeId, addr: &str) -> Result<PeerChannel, AddressError> {
         let addr = self.overrides.get(&id).map(String::as_str).unwrap_or(addr);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         let channel = match cache.get(&id) {
@@ -138,9 +148,7 @@ impl PeerChannels {
                 ch
             }
         };
-        Ok(RaftPeerClient::with_interceptor(channel, self.connector.credential())
-            .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES))
+        Ok(InterceptedService::new(channel, self.connector.credential()))
     }
 }
 

@@ -154,6 +154,13 @@ impl SecretsApi {
         });
         let pending = self.service.grant_deferred(&req, ask).await?;
         let result = self.get_granted(req.into_inner()).await;
+        if let Ok((answer, version)) = &result {
+            // Counted before the audit record settles: a read whose record fails still counts
+            // as use (the safe side for retirement).
+            self.service
+                .usage
+                .record(&answer.name, *version, pending.principal(), crate::time::now_ms());
+        }
         self.service.seam.settle(pending, result).await
     }
 
@@ -409,6 +416,18 @@ impl pb::secrets_server::Secrets for SecretsApi {
         req: Request<pb::GetSecretValueRequest>,
     ) -> Result<Response<pb::GetSecretValueResponse>, Status> {
         Ok(Response::new(self.get(req).await?))
+    }
+
+    async fn secret_usage(
+        &self,
+        req: Request<pb::SecretUsageRequest>,
+    ) -> Result<Response<pb::SecretUsageResponse>, Status> {
+        self.service
+            .grant_ask(&req, Ask::new(METADATA_READERS, &req.get_ref().name))
+            .await?;
+        let r = req.into_inner();
+        valid_name(&r.name)?;
+        Ok(Response::new(self.service.secret_usage(&r.name).await?))
     }
 
     async fn list_versions(

@@ -21,6 +21,13 @@ pub struct Deferred {
     event: pb::AuditEvent,
 }
 
+impl Deferred {
+    /// Who the read is for.
+    pub fn principal(&self) -> &str {
+        &self.event.principal
+    }
+}
+
 /// The decision record of an allowed write, kept to record its outcome once it ran.
 #[must_use = "a write's outcome is recorded with it"]
 pub struct Outcome {

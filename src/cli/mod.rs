@@ -15,6 +15,7 @@ pub mod rotation;
 pub mod secret;
 pub mod secret_spec;
 pub mod token;
+pub mod usage;
 
 pub use error::CliError;
 pub use global::{client_tls, connect, connect_to, Global, Output, DEFAULT_ADDR};

@@ -22,6 +22,9 @@ pub enum SecretCmd {
     Update(Box<super::secret_spec::UpdateArgs>),
     /// Start a rotation now, or with --rollback move CURRENT back to PREVIOUS.
     Rotate(super::rotation::RotateArgs),
+    /// Who reads each version, per region, and whether it is safe to retire (no read since
+    /// its quiet window began, on any node).
+    Usage(super::usage::UsageArgs),
     /// Add a version (creating the secret if needed); it becomes CURRENT unless --alias says
     /// otherwise.
     #[command(group(clap::ArgGroup::new("source").required(true).args(["value", "value_file", "generate"])))]
@@ -255,6 +258,7 @@ pub async fn run(g: &Global, cmd: SecretCmd) -> Result<(), CliError> {
         SecretCmd::Create(a) => return super::secret_spec::create(g, *a).await,
         SecretCmd::Update(a) => return super::secret_spec::update(g, *a).await,
         SecretCmd::Rotate(a) => return super::rotation::rotate(g, a).await,
+        SecretCmd::Usage(a) => return super::usage::usage(g, a).await,
         cmd => cmd,
     };
     // Parse what can be checked locally before connecting.
@@ -277,7 +281,7 @@ pub async fn run(g: &Global, cmd: SecretCmd) -> Result<(), CliError> {
     let client = connect(g).await?;
     let mut s = client.secrets.clone();
     match cmd {
-        SecretCmd::Create(_) | SecretCmd::Update(_) | SecretCmd::Rotate(_) => {
+        SecretCmd::Create(_) | SecretCmd::Update(_) | SecretCmd::Rotate(_) | SecretCmd::Usage(_) => {
             unreachable!("answered above")
         }
         SecretCmd::Put { name, alias, .. } => {

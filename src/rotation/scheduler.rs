@@ -11,6 +11,7 @@
 //! yet (a run fails at its value step with that reason). Each step made or failed is an audit
 //! record on the leader (principal `system:rotation`, action `rotation:<step>`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,9 +37,17 @@ const PER_TICK: usize = 64;
 /// `coffer_secrets_past_rotation_due` is counted every this many ticks (a scan of the queue).
 const GAUGE_EVERY_TICKS: u64 = 10;
 
+/// Secrets whose PREVIOUS is still read are looked at again after this long (not every tick).
+const IN_USE_RECHECK_MS: u64 = 1000;
+/// Secrets remembered as waiting for their PREVIOUS to go unused (more are not skipped).
+const MAX_WAITING: usize = 4096;
+
 /// Runs until `stop`: each `tick`, on the leader, one step for each secret that is due.
 pub async fn run(service: Arc<Service>, tick: Duration, mut stop: watch::Receiver<bool>) {
     let mut ticks: u64 = 0;
+    // Secrets waiting for their PREVIOUS to go unused, and when to ask again: they stay due in
+    // the queue, so without this they would take every tick's places from the others.
+    let mut waiting: HashMap<String, u64> = HashMap::new();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
@@ -56,9 +65,10 @@ pub async fn run(service: Arc<Service>, tick: Duration, mut stop: watch::Receive
             continue;
         }
         let now = crate::time::now_ms();
+        waiting.retain(|_, at| *at > now);
         let due = {
             let view = service.raft.reader().view();
-            query::rotation_due(&*view, now, PER_TICK)
+            query::rotation_due(&*view, now, PER_TICK + waiting.len())
         };
         let due = match due {
             Ok(d) => d,
@@ -67,27 +77,99 @@ pub async fn run(service: Arc<Service>, tick: Duration, mut stop: watch::Receive
                 continue;
             }
         };
+        let due: Vec<String> = due
+            .into_iter()
+            .filter(|n| !waiting.contains_key(n))
+            .take(PER_TICK)
+            .collect();
         for name in due {
-            if let Err(e) = step(&service, &name, now).await {
-                tracing::info!(secret = %name, error = %e, "rotation step not made; retrying next tick");
+            match step(&service, &name, now).await {
+                Ok(Stepped::Made) => {}
+                Ok(Stepped::InUse) => {
+                    if waiting.len() < MAX_WAITING {
+                        waiting.insert(name, now + IN_USE_RECHECK_MS);
+                    }
+                }
+                Err(e) => tracing::info!(secret = %name, error = %e, "rotation step not made; retrying next tick"),
             }
         }
     }
 }
 
+/// What a look at one secret came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stepped {
+    /// A step was proposed (or none was due, or another proposal made it).
+    Made,
+    /// The overlap is over but PREVIOUS is still read (or its use is unknown) and the
+    /// deadline has not come: ask again later.
+    InUse,
+}
+
 /// Proposes `secret`'s next step, if one is due at `now`.
-pub async fn step(service: &Service, name: &str, now: u64) -> Result<(), ApiError> {
+pub async fn step(service: &Service, name: &str, now: u64) -> Result<Stepped, ApiError> {
     let secret = service.secret_here(name)?;
     let Some(policy) = secret.rotation.clone() else {
-        return Ok(());
+        return Ok(Stepped::Made);
     };
-    match rotation::next(&secret, now) {
+    if let Next::Retire { run, deadline_passed } = rotation::next(&secret, now) {
+        return retire(service, &secret, run, deadline_passed).await;
+    }
+    step_other(service, name, &secret, &policy, now)
+        .await
+        .map(|()| Stepped::Made)
+}
+
+/// Retires PREVIOUS once no member has read it since its quiet window began, or by force at
+/// the deadline: a critical audit record and `coffer_rotation_forced_retirements_total` say
+/// it may still have been in use.
+async fn retire(service: &Service, secret: &pb::Secret, run: u64, deadline_passed: bool) -> Result<Stepped, ApiError> {
+    let name = secret.name.as_str();
+    let old = secret.rotation_run.as_ref().map_or(0, |r| r.old_version);
+    let (safe, reason) = service.safe_to_retire(secret, old).await;
+    if safe {
+        made(service, name, "retire", advance(name, run, Step::Overlap, false)).await?;
+        return Ok(Stepped::Made);
+    }
+    if !deadline_passed {
+        tracing::debug!(secret = %name, version = old, %reason, "PREVIOUS not retired yet");
+        return Ok(Stepped::InUse);
+    }
+    if made(service, name, "retire", advance(name, run, Step::Overlap, true)).await? {
+        let why = if reason.starts_with("in use") {
+            "in-use"
+        } else {
+            "unknown"
+        };
+        metrics::counter!("coffer_rotation_forced_retirements_total", "reason" => why).increment(1);
+        tracing::warn!(secret = %name, version = old, %reason, "retired PREVIOUS by force at the deadline");
+        audit(
+            service,
+            name,
+            "retire-forced",
+            old,
+            &crate::safe_text::line(&reason),
+            true,
+        )
+        .await;
+    }
+    Ok(Stepped::Made)
+}
+
+async fn step_other(
+    service: &Service,
+    name: &str,
+    secret: &pb::Secret,
+    policy: &pb::RotationPolicy,
+    now: u64,
+) -> Result<(), ApiError> {
+    match rotation::next(secret, now) {
         Next::Wait => Ok(()),
         Next::Start(run) => {
             let op = Op::StartRotation(pb::StartRotation { name: name.into(), run });
-            made(service, name, "start", op).await
+            made(service, name, "start", op).await.map(drop)
         }
-        Next::Value(run) => match rotation_policy::strategy(&policy) {
+        Next::Value(run) => match rotation_policy::strategy(policy) {
             RotationStrategy::Generate => {
                 let spec = policy.generate.clone().unwrap_or_default();
                 let written = async {
@@ -125,9 +207,14 @@ pub async fn step(service: &Service, name: &str, now: u64) -> Result<(), ApiErro
             // People write a manual run's value (coffer secret put --alias pending).
             RotationStrategy::Manual | RotationStrategy::Unspecified => Ok(()),
         },
-        Next::Promote(run) => made(service, name, "promote", advance(name, run, Step::Promote, false)).await,
-        Next::Retire { run, .. } => made(service, name, "retire", advance(name, run, Step::Overlap, false)).await,
-        Next::Destroy(run) => made(service, name, "destroy", advance(name, run, Step::Retired, false)).await,
+        Next::Promote(run) => made(service, name, "promote", advance(name, run, Step::Promote, false))
+            .await
+            .map(drop),
+        // Answered by `retire`.
+        Next::Retire { .. } => Ok(()),
+        Next::Destroy(run) => made(service, name, "destroy", advance(name, run, Step::Retired, false))
+            .await
+            .map(drop),
     }
 }
 
@@ -144,9 +231,9 @@ fn fresh_id() -> Result<String, ApiError> {
     crate::request_ids::fresh().map_err(|e| ApiError::Unavailable(e.to_string()))
 }
 
-/// Proposes one step and records it. A step the state machine refuses was made (or made moot)
-/// by another proposal: nothing to record.
-async fn made(service: &Service, name: &str, what: &str, op: Op) -> Result<(), ApiError> {
+/// Proposes one step and records it; whether it was applied. A step the state machine refuses
+/// was made (or made moot) by another proposal: nothing to record.
+async fn made(service: &Service, name: &str, what: &str, op: Op) -> Result<bool, ApiError> {
     let started = std::time::Instant::now();
     match service.propose_as(PRINCIPAL, &fresh_id()?, op).await? {
         Ok(c) => {
@@ -166,11 +253,11 @@ async fn made(service: &Service, name: &str, what: &str, op: Op) -> Result<(), A
                 metrics::counter!("coffer_rotations_total", "result" => result).increment(1);
             }
             audit(service, name, what, c.ok.version, result.unwrap_or("ok"), false).await;
-            Ok(())
+            Ok(true)
         }
         Err(e) if e.code == pb::ErrorCode::FailedPrecondition => {
             tracing::debug!(secret = %name, step = what, reason = %e.message, "rotation step already made");
-            Ok(())
+            Ok(false)
         }
         Err(e) => Err(ApiError::from(e)),
     }

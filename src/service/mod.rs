@@ -36,6 +36,7 @@ use crate::crypto::vault::Vault;
 use crate::error::ApiError;
 use crate::pb;
 use crate::tokens::TokenKey;
+use crate::usage::book::UsageBook;
 
 /// The node's secrets service as every handler sees it: the authorization seam, the Raft node
 /// with its one read path ([`read`]) and one write path ([`write`]), and the vault.
@@ -49,6 +50,8 @@ pub struct Service {
     pub write_timeout: Duration,
     /// The cluster's token key, unwrapped once it exists.
     pub token_key: OnceCell<TokenKey>,
+    /// This node's read telemetry (`crate::usage`).
+    pub usage: Arc<UsageBook>,
 }
 
 /// Where a request came from, for the seam.

@@ -129,6 +129,15 @@ impl RaftNode {
         }
     }
 
+    /// The credentialed channel to `node`'s peer port, for a service the application serves
+    /// there (the peer guard admits members only).
+    pub fn peer_channel(&self, node: &pb::NodeInfo) -> Result<crate::network::PeerChannel, PeerError> {
+        self.inner
+            .channels
+            .channel(node.id, &node.raft_addr)
+            .map_err(|e| PeerError::new(tonic::Code::Unavailable, e.to_string()))
+    }
+
     pub(super) fn peer(&self, node: &pb::NodeInfo) -> Result<crate::network::PeerRpcClient, PeerError> {
         self.inner
             .channels

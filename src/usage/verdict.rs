@@ -1,0 +1,290 @@
+//! Whether a version is safe to retire: no member served a read of it since its quiet window
+//! began, and every member's telemetry reaches back that far. A member that did not answer,
+//! restarted inside the window or forgot reads that far back leaves the question open: not safe.
+
+use coffer_model::names;
+use coffer_model::rotation;
+
+use crate::pb;
+use crate::pb::RotationStep as Step;
+use crate::pb::VersionState;
+
+/// The quiet window of a version outside a rotation's overlap, when the secret has no
+/// rotation policy: a day.
+pub const DEFAULT_QUIET_MS: u64 = 86_400_000;
+/// The shortest quiet window (an overlap of 0 still waits this long after the last read).
+pub const MIN_QUIET_MS: u64 = 1000;
+
+/// Reads at or after this time keep `version` of `secret` in use at `now`: one quiet window
+/// (the policy's overlap) back from `now`, and never before the overlap of the rotation that
+/// made it PREVIOUS began. At the overlap's end that is "no read since the overlap began".
+pub fn quiet_since(secret: &pb::Secret, version: u64, now: u64) -> u64 {
+    let window = secret
+        .rotation
+        .as_ref()
+        .map_or(DEFAULT_QUIET_MS, |p| p.overlap_ms)
+        .max(MIN_QUIET_MS);
+    let back = now.saturating_sub(window);
+    match rotation::running(secret) {
+        Some(run) if rotation::step_of(run) == Step::Overlap && run.old_version == version => back.max(run.step_at_ms),
+        _ => back,
+    }
+}
+
+/// One member's telemetry, or why it gave none.
+pub struct Evidence<'a> {
+    pub node: &'a pb::NodeInfo,
+    pub answer: Result<&'a pb::NodeUsage, &'a str>,
+}
+
+/// `version`'s reads in one member's answer.
+pub fn reads_of<'a>(usage: &'a pb::NodeUsage, name: &str, version: u64) -> Option<&'a pb::VersionUsage> {
+    usage
+        .secrets
+        .iter()
+        .find(|s| s.name == name)?
+        .versions
+        .iter()
+        .find(|v| v.version == version)
+}
+
+fn ago(now: u64, at: u64) -> String {
+    let ms = now.saturating_sub(at);
+    if ms < 60_000 {
+        format!("{:.1} s ago", ms as f64 / 1000.0)
+    } else {
+        format!("{} min ago", ms / 60_000)
+    }
+}
+
+/// Whether `version` of `name` (with `aliases`, in `state`) is safe to retire at `now`, and the
+/// one-line reason.
+pub fn verdict(
+    name: &str,
+    version: u64,
+    aliases: &[String],
+    state: Option<VersionState>,
+    quiet_since: u64,
+    now: u64,
+    nodes: &[Evidence<'_>],
+) -> (bool, String) {
+    for held in [names::CURRENT, names::PENDING] {
+        if aliases.iter().any(|a| a == held) {
+            return (false, format!("it is {held}"));
+        }
+    }
+    match state {
+        Some(VersionState::Enabled) => {}
+        Some(VersionState::Disabled) => return (false, "already disabled".into()),
+        Some(VersionState::Destroyed) => return (false, "already destroyed".into()),
+        _ => return (false, "no longer exists".into()),
+    }
+    // Evidence of use first: it holds even when other members are silent.
+    let latest = nodes
+        .iter()
+        .filter_map(|e| {
+            let u = e.answer.ok()?;
+            let r = reads_of(u, name, version)?;
+            (r.last_read_ms >= quiet_since).then_some((r.last_read_ms, e.node, r))
+        })
+        .max_by_key(|(at, _, _)| *at);
+    if let Some((at, node, r)) = latest {
+        let by = r.principals.first().map(String::as_str).unwrap_or("someone");
+        return (false, format!("in use: read {} by {by} on {}", ago(now, at), node.name));
+    }
+    for e in nodes {
+        match e.answer {
+            Err(why) => return (false, format!("unknown: {} did not answer ({why})", e.node.name)),
+            Ok(u) if u.since_ms > quiet_since => {
+                return (
+                    false,
+                    format!(
+                        "unknown: {} counts reads only from {} (it restarted)",
+                        e.node.name,
+                        ago(now, u.since_ms)
+                    ),
+                )
+            }
+            Ok(u) if u.forgotten_through_ms >= quiet_since => {
+                return (
+                    false,
+                    format!(
+                        "unknown: {} forgot reads up to {} (telemetry full)",
+                        e.node.name,
+                        ago(now, u.forgotten_through_ms)
+                    ),
+                )
+            }
+            Ok(_) => {}
+        }
+    }
+    (true, format!("no read since {}", ago(now, quiet_since)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_800_000_100_000;
+
+    fn node(id: u64, name: &str) -> pb::NodeInfo {
+        pb::NodeInfo {
+            id,
+            name: name.into(),
+            region: format!("r{id}"),
+            ..Default::default()
+        }
+    }
+
+    fn usage(since: u64, reads: &[(u64, u64)]) -> pb::NodeUsage {
+        pb::NodeUsage {
+            since_ms: since,
+            now_ms: NOW,
+            secrets: vec![pb::SecretReads {
+                name: "acme/db".into(),
+                versions: reads
+                    .iter()
+                    .map(|&(version, last)| pb::VersionUsage {
+                        version,
+                        last_read_ms: last,
+                        reads_last_hour: 1,
+                        principals: vec!["svc/app".into()],
+                        ..Default::default()
+                    })
+                    .collect(),
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn judge(aliases: &[&str], state: VersionState, nodes: &[Evidence<'_>]) -> (bool, String) {
+        let aliases: Vec<String> = aliases.iter().map(|a| a.to_string()).collect();
+        verdict("acme/db", 1, &aliases, Some(state), NOW - 10_000, NOW, nodes)
+    }
+
+    #[test]
+    fn a_version_is_safe_only_when_every_member_saw_no_read_since_the_window_began() {
+        let (n1, n2) = (node(1, "n1"), node(2, "n2"));
+        let old = usage(0, &[(1, NOW - 20_000), (2, NOW - 1)]);
+        let fresh = usage(0, &[(1, NOW - 5_000)]);
+        let quiet = [
+            Evidence {
+                node: &n1,
+                answer: Ok(&old),
+            },
+            Evidence {
+                node: &n2,
+                answer: Ok(&old),
+            },
+        ];
+        let (safe, why) = judge(&["PREVIOUS"], VersionState::Enabled, &quiet);
+        assert!(safe, "{why}");
+        assert!(why.starts_with("no read since 10.0 s ago"), "{why}");
+
+        let read = [
+            Evidence {
+                node: &n1,
+                answer: Ok(&old),
+            },
+            Evidence {
+                node: &n2,
+                answer: Ok(&fresh),
+            },
+        ];
+        let (safe, why) = judge(&["PREVIOUS"], VersionState::Enabled, &read);
+        assert!(!safe);
+        assert_eq!(why, "in use: read 5.0 s ago by svc/app on n2");
+
+        // A read seen anywhere wins over a silent member; silence alone is not safety.
+        let silent = [
+            Evidence {
+                node: &n1,
+                answer: Err("timed out"),
+            },
+            Evidence {
+                node: &n2,
+                answer: Ok(&fresh),
+            },
+        ];
+        assert!(judge(&[], VersionState::Enabled, &silent).1.starts_with("in use"));
+        let silent = [
+            Evidence {
+                node: &n1,
+                answer: Err("timed out"),
+            },
+            Evidence {
+                node: &n2,
+                answer: Ok(&old),
+            },
+        ];
+        assert_eq!(
+            judge(&[], VersionState::Enabled, &silent),
+            (false, "unknown: n1 did not answer (timed out)".into())
+        );
+
+        let restarted = usage(NOW - 3_000, &[]);
+        let r = [
+            Evidence {
+                node: &n1,
+                answer: Ok(&old),
+            },
+            Evidence {
+                node: &n2,
+                answer: Ok(&restarted),
+            },
+        ];
+        let (safe, why) = judge(&[], VersionState::Enabled, &r);
+        assert!(!safe && why.contains("n2 counts reads only from 3.0 s ago"), "{why}");
+
+        let mut forgot = usage(0, &[]);
+        forgot.forgotten_through_ms = NOW - 2_000;
+        let r = [Evidence {
+            node: &n1,
+            answer: Ok(&forgot),
+        }];
+        assert!(judge(&[], VersionState::Enabled, &r).1.contains("forgot reads"));
+    }
+
+    #[test]
+    fn current_pending_and_retired_versions_are_never_safe_to_retire() {
+        let n1 = node(1, "n1");
+        let none = usage(0, &[]);
+        let e = [Evidence {
+            node: &n1,
+            answer: Ok(&none),
+        }];
+        assert_eq!(judge(&["CURRENT"], VersionState::Enabled, &e).1, "it is CURRENT");
+        assert_eq!(judge(&["PENDING"], VersionState::Enabled, &e).1, "it is PENDING");
+        assert_eq!(judge(&[], VersionState::Disabled, &e).1, "already disabled");
+        assert_eq!(judge(&[], VersionState::Destroyed, &e).1, "already destroyed");
+        assert!(judge(&[], VersionState::Enabled, &e).0);
+    }
+
+    #[test]
+    fn the_quiet_window_is_the_overlap_and_starts_no_earlier_than_the_overlap() {
+        let mut s = pb::Secret {
+            name: "acme/db".into(),
+            rotation: Some(pb::RotationPolicy {
+                period_ms: 60_000,
+                overlap_ms: 5_000,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(quiet_since(&s, 1, NOW), NOW - 5_000);
+        s.rotation_run = Some(pb::RotationRun {
+            run: 1,
+            old_version: 1,
+            step: Step::Overlap as i32,
+            step_at_ms: NOW - 2_000,
+            ..Default::default()
+        });
+        // In its overlap: reads since the overlap began count.
+        assert_eq!(quiet_since(&s, 1, NOW), NOW - 2_000);
+        // Another version, or no policy: one window back.
+        assert_eq!(quiet_since(&s, 2, NOW), NOW - 5_000);
+        s.rotation = None;
+        s.rotation_run = None;
+        assert_eq!(quiet_since(&s, 1, NOW), NOW - DEFAULT_QUIET_MS);
+    }
+}
