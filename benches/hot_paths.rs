@@ -7,6 +7,7 @@
 //!   RocksDB (openraft's `RaftStateMachine::apply`, the path every replica runs).
 //! - `census_scan`: the rewrap census's scan of every stored version in RocksDB, decoding each
 //!   version whole against decoding only its wrapped keys, side by side.
+//! - `usage_record`: what per-version read telemetry adds to every value read.
 //!
 //! Files live under `$CARGO_TARGET_DIR` (else the temp dir), on the build's disk rather than a tmpfs.
 //!
@@ -427,5 +428,58 @@ fn census_scan(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, policy_check, audit_append, apply_batch, census_scan);
+// ---------------------------------------------------------------------------------------------
+// usage_record
+// ---------------------------------------------------------------------------------------------
+
+/// What read telemetry adds to every value read: one `UsageBook::record` (a lock, a hash
+/// lookup, two counters), for a version read before, in a book holding one version and one
+/// holding 10 000 (the lookup's cost as the book fills), and for a book at its bound, where a
+/// new version first forgets the least recently read one (a scan: the worst case).
+fn usage_record(c: &mut Criterion) {
+    use coffer::usage::book::UsageBook;
+    use coffer::usage::book::MAX_VERSIONS;
+    const T0: u64 = 1_800_000_000_000;
+    let one = UsageBook::new(T0);
+    one.record("acme/app/db-password", 1, "service:acme:api", T0);
+    let many = UsageBook::new(T0);
+    for i in 0..10_000u64 {
+        many.record(&format!("acme/app/secret-{}", i / 4), i % 4, "service:acme:api", T0 + i);
+    }
+    let report = many.report(&["acme/app/secret-7".into()], T0 + 10_000);
+    assert_eq!(report.secrets[0].versions.len(), 4);
+    let full = UsageBook::new(T0);
+    for i in 0..MAX_VERSIONS as u64 {
+        full.record(&format!("acme/app/secret-{i}"), 1, "service:acme:api", T0 + i);
+    }
+    let now = Cell::new(T0 + 1_000_000);
+    let mut g = c.benchmark_group("usage_record");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("known_version_1_tracked", |b| {
+        b.iter(|| one.record(black_box("acme/app/db-password"), 1, "service:acme:api", T0 + 5))
+    });
+    g.bench_function("known_version_10000_tracked", |b| {
+        b.iter(|| many.record(black_box("acme/app/secret-1234"), 2, "service:acme:api", T0 + 5))
+    });
+    g.bench_function("new_version_at_the_bound_evicts", |b| {
+        b.iter(|| {
+            let t = now.get() + 1;
+            now.set(t);
+            full.record(black_box(&format!("acme/new/{t}")), 1, "service:acme:api", t)
+        })
+    });
+    g.finish();
+    let r = full.report(&[format!("acme/new/{}", now.get())], now.get());
+    assert_eq!(r.secrets.len(), 1, "the newest version is kept");
+    assert!(r.forgotten_through_ms >= T0, "older ones were forgotten");
+}
+
+criterion_group!(
+    benches,
+    policy_check,
+    audit_append,
+    apply_batch,
+    census_scan,
+    usage_record
+);
 criterion_main!(benches);

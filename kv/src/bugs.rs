@@ -28,10 +28,12 @@ pub enum Bug {
     AnchorOffByOne,
     /// A rotation's retire step disables the new version (CURRENT) instead of the old one.
     RotationRetiresCurrent,
+    /// The retire verdict ignores the reads members report: PREVIOUS is retired while read.
+    RetireIgnoresReads,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 10] = [
+    pub const ALL: [Bug; 11] = [
         Bug::StaleLinearizable,
         Bug::EarlyAck,
         Bug::CasIgnore,
@@ -42,6 +44,7 @@ impl Bug {
         Bug::TokensKept,
         Bug::AnchorOffByOne,
         Bug::RotationRetiresCurrent,
+        Bug::RetireIgnoresReads,
     ];
 
     /// The command-line name (`--inject-bug NAME`).
@@ -57,6 +60,7 @@ impl Bug {
             Bug::TokensKept => "tokens-kept",
             Bug::AnchorOffByOne => "anchor-off-by-one",
             Bug::RotationRetiresCurrent => "rotation-retires-current",
+            Bug::RetireIgnoresReads => "retire-ignores-reads",
         }
     }
 

@@ -45,6 +45,29 @@ pub const MAX_ERROR_BYTES: usize = 256;
 pub const FIRST_BACKOFF_MS: u64 = 1000;
 pub const MAX_BACKOFF_MS: u64 = 3_600_000;
 
+/// The quiet window of a version outside a rotation's overlap, when the secret has no
+/// rotation policy: a day.
+pub const DEFAULT_QUIET_MS: u64 = 86_400_000;
+/// The shortest quiet window (an overlap of 0 still waits this long after the last read).
+pub const MIN_QUIET_MS: u64 = 1000;
+
+/// Reads at or after this time keep `version` of `secret` in use at `now`: one quiet window
+/// (the policy's overlap) back from `now`, and never before the overlap of the rotation that
+/// made it PREVIOUS began. At the overlap's end that is "no read since the overlap began".
+/// Never decreases as `now` grows.
+pub fn quiet_since(secret: &pb::Secret, version: u64, now: u64) -> u64 {
+    let window = secret
+        .rotation
+        .as_ref()
+        .map_or(DEFAULT_QUIET_MS, |p| p.overlap_ms)
+        .max(MIN_QUIET_MS);
+    let back = now.saturating_sub(window);
+    match running(secret) {
+        Some(run) if step_of(run) == Step::Overlap && run.old_version == version => back.max(run.step_at_ms),
+        _ => back,
+    }
+}
+
 /// Whether `step` is one a run is in flight at.
 pub fn in_flight(step: Step) -> bool {
     matches!(
@@ -140,6 +163,7 @@ fn event(step: Step, at: &At<'_>, version: u64, forced: bool) -> pb::RotationEve
         by: at.principal.to_string(),
         version,
         forced,
+        ..Default::default()
     }
 }
 
@@ -262,6 +286,10 @@ pub(crate) fn advance(
     let policy = secret.rotation.clone().unwrap_or_default();
     let current = secret.aliases.get(names::CURRENT).copied().unwrap_or(0);
     let name = secret.name.clone();
+    let must_be_quiet_from = secret
+        .rotation_run
+        .as_ref()
+        .map_or(0, |r| quiet_since(secret, r.old_version, at.now));
     let run = expect_run(secret, c.run, from)?;
     match from {
         Step::Promote => {
@@ -302,8 +330,17 @@ pub(crate) fn advance(
                     ),
                 );
             }
+            if !c.forced {
+                check_quiet(c, must_be_quiet_from, at.now, &name, run.old_version)?;
+            }
             let old = run.old_version;
             reach(run, Step::Retired, at, old, c.forced);
+            if !c.forced {
+                if let Some(e) = run.events.last_mut().filter(|e| e.step == Step::Retired as i32) {
+                    e.quiet_from_ms = c.quiet_from_ms;
+                    e.quiet_until_ms = c.quiet_until_ms;
+                }
+            }
             Ok(Retire::Disable(old))
         }
         Step::Retired => {
@@ -326,6 +363,25 @@ pub(crate) fn advance(
             format!("a rotation does not advance from step {}", step_name(from)),
         ),
     }
+}
+
+/// Refuses an unforced retire whose evidence window (no read of the old version on any member)
+/// is malformed, lies in the future, or does not reach back to `must_be_quiet_from`.
+fn check_quiet(c: &pb::AdvanceRotation, must_be_quiet_from: u64, now: u64, name: &str, old: u64) -> Result<()> {
+    let (from, until) = (c.quiet_from_ms, c.quiet_until_ms);
+    if until == 0 || from > until || until > now {
+        return fail(
+            ErrorCode::InvalidArgument,
+            format!("retiring version {old} of {name} before its deadline needs a window [quiet_from_ms, quiet_until_ms] up to the command's time; got [{from}, {until}]"),
+        );
+    }
+    if from > must_be_quiet_from {
+        return fail(
+            ErrorCode::FailedPrecondition,
+            format!("version {old} of {name} must be unread from {must_be_quiet_from} (ms since the epoch) to be retired, and was shown unread only from {from}"),
+        );
+    }
+    Ok(())
 }
 
 /// A failed attempt at run `c.run`'s step `c.step`: counted, its reason kept, the next attempt

@@ -163,6 +163,19 @@ mod tests {
             run,
             from: from as i32,
             forced,
+            ..Default::default()
+        })
+    }
+
+    /// An unforced retire of run `run` that shows the old version unread from `from` to `until`.
+    fn retire_quiet(run: u64, from: u64, until: u64) -> Op {
+        Op::AdvanceRotation(pb::AdvanceRotation {
+            name: NAME.into(),
+            run,
+            from: Step::Overlap as i32,
+            forced: false,
+            quiet_from_ms: from,
+            quiet_until_ms: until,
         })
     }
 
@@ -252,7 +265,7 @@ mod tests {
             ErrorCode::FailedPrecondition
         );
         sm.clock_ms = promoted + OVERLAP;
-        sm.run(advance(1, Step::Overlap, false)).unwrap();
+        sm.run(retire_quiet(1, promoted, promoted + OVERLAP - 10)).unwrap();
         assert_eq!(step(&sm), Step::Retired);
         assert_eq!(version_state(&sm, 1), pb::VersionState::Disabled);
         assert_eq!(version_state(&sm, 2), pb::VersionState::Enabled);
@@ -307,6 +320,69 @@ mod tests {
         let run = run_of(&sm);
         assert!(run.events.last().unwrap().forced, "the forced retirement is on record");
         assert_eq!(version_state(&sm, 1), pb::VersionState::Disabled);
+    }
+
+    #[test]
+    fn retiring_before_the_deadline_needs_a_window_without_reads_back_to_the_quiet_start() {
+        let mut sm = setup();
+        to_overlap(&mut sm);
+        let promoted = run_of(&sm).step_at_ms;
+        // Well after the overlap: the quiet window is the last overlap's length.
+        sm.clock_ms = promoted + 3 * OVERLAP;
+        let now = sm.clock_ms;
+        assert_eq!(
+            refused(sm.run(advance(1, Step::Overlap, false))),
+            ErrorCode::InvalidArgument,
+            "no evidence"
+        );
+        let now = now + 1;
+        assert_eq!(
+            refused(sm.run(retire_quiet(1, now - OVERLAP, now + 500))),
+            ErrorCode::InvalidArgument,
+            "a window reaching past the command's time"
+        );
+        let now = now + 1;
+        assert_eq!(
+            refused(sm.run(retire_quiet(1, now - OVERLAP + 100, now))),
+            ErrorCode::FailedPrecondition,
+            "unread for less than the quiet window"
+        );
+        assert_eq!(step(&sm), Step::Overlap, "nothing changed");
+        assert_eq!(version_state(&sm, 1), pb::VersionState::Enabled);
+        let now = now + 1;
+        sm.run(retire_quiet(1, now - OVERLAP, now - 5)).unwrap();
+        let e = run_of(&sm).events.last().cloned().unwrap();
+        assert_eq!(
+            (e.step, e.forced, e.quiet_from_ms, e.quiet_until_ms),
+            (Step::Retired as i32, false, now - OVERLAP, now - 5)
+        );
+        assert_eq!(version_state(&sm, 1), pb::VersionState::Disabled);
+    }
+
+    #[test]
+    fn the_quiet_window_is_the_overlap_and_starts_no_earlier_than_the_overlap() {
+        use crate::rotation::quiet_since;
+        let mut sm = setup();
+        let now = sm.clock_ms + 100_000;
+        assert_eq!(quiet_since(&secret(&sm), 1, now), now - OVERLAP);
+        to_overlap(&mut sm);
+        let promoted = run_of(&sm).step_at_ms;
+        // In its overlap: reads since the overlap began count, then one overlap back.
+        assert_eq!(quiet_since(&secret(&sm), 1, promoted + 10), promoted);
+        assert_eq!(
+            quiet_since(&secret(&sm), 1, promoted + 5 * OVERLAP),
+            promoted + 4 * OVERLAP
+        );
+        // Another version: one window back.
+        assert_eq!(
+            quiet_since(&secret(&sm), 2, promoted + 10),
+            (promoted + 10).saturating_sub(OVERLAP)
+        );
+        let mut s = secret(&sm);
+        s.rotation = None;
+        s.rotation_run = None;
+        let later = now + crate::rotation::DEFAULT_QUIET_MS;
+        assert_eq!(quiet_since(&s, 1, later), now);
     }
 
     #[test]
@@ -392,8 +468,9 @@ mod tests {
     fn no_rollback_to_a_retired_version() {
         let mut sm = setup();
         to_overlap(&mut sm);
-        sm.clock_ms = run_of(&sm).step_at_ms + OVERLAP;
-        sm.run(advance(1, Step::Overlap, false)).unwrap();
+        let promoted = run_of(&sm).step_at_ms;
+        sm.clock_ms = promoted + OVERLAP;
+        sm.run(retire_quiet(1, promoted, promoted + OVERLAP)).unwrap();
         assert_eq!(refused(sm.run(rollback(2))), ErrorCode::FailedPrecondition);
         assert_eq!(secret(&sm).aliases.get("CURRENT"), Some(&2));
     }
@@ -454,7 +531,7 @@ mod tests {
             }
         );
         sm.clock_ms = promoted + OVERLAP;
-        sm.run(advance(1, Step::Overlap, false)).unwrap();
+        sm.run(retire_quiet(1, promoted, promoted + OVERLAP)).unwrap();
         let retired = run_of(&sm).step_at_ms;
         assert_eq!(next(&secret(&sm), retired + RETENTION - 1), Next::Wait);
         assert_eq!(next(&secret(&sm), retired + RETENTION), Next::Destroy(1));

@@ -58,6 +58,17 @@ pub fn spec(i: usize) -> pb::SecretSpec {
     }
 }
 
+/// A read of PREVIOUS the rotation reader made that was answered: the node, the version it
+/// returned, and when it was asked and answered (ms on the nodes' clock).
+#[derive(Debug, Clone)]
+pub struct PreviousRead {
+    pub node: String,
+    pub name: String,
+    pub version: u64,
+    pub invoked_ms: u64,
+    pub completed_ms: u64,
+}
+
 /// Sightings of one kind kept word for word (the rest are counted).
 pub const MAX_LINES: usize = 10;
 
@@ -86,6 +97,8 @@ pub struct RotationLog {
     pub runs: BTreeMap<(String, u64), pb::RotationRun>,
     /// node -> secret -> the last sample (after the liveness phase: the final state).
     pub last: BTreeMap<String, BTreeMap<String, Held>>,
+    /// Every read of PREVIOUS the rotation reader made that was answered, in order.
+    pub previous_reads: Vec<PreviousRead>,
 }
 
 /// `name`'s record and versions in `view`.

@@ -181,6 +181,16 @@ pub fn run(opts: &Options) -> Report {
         }
     }
 
+    // The rotation reader: PREVIOUS of a rotating secret, from any node, in bursts.
+    let previous_reader = "rotation-reader".to_string();
+    sim.lookup(previous_reader.as_str());
+    hosts.all.push((previous_reader.clone(), 0));
+    let reader_nodes: Vec<(String, String)> = shape
+        .nodes
+        .iter()
+        .map(|n| (n.name.clone(), cluster::addr(&sim, &n.name, API_PORT)))
+        .collect();
+
     let history = Rc::new(RefCell::new(History::default()));
     let leaks = Arc::new(Leaks::default());
     let mut storage: BTreeMap<String, Storage> = BTreeMap::new();
@@ -253,6 +263,20 @@ pub fn run(opts: &Options) -> Report {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             workload::run_bounded_reader(name, node, addr, object, h, s).await
+        });
+    }
+    {
+        let (h, s, go, r) = (
+            history.clone(),
+            stop.clone(),
+            started.clone(),
+            rng.fork("rotation-reader"),
+        );
+        sim.client(previous_reader.as_str(), async move {
+            while !go.get() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            workload::run_previous_reader(reader_nodes, r, h, s).await
         });
     }
     let mut links = Links::default();

@@ -535,3 +535,62 @@ pub async fn run_client(
     }
     Ok(())
 }
+
+/// How often the rotation reader reads PREVIOUS while it is reading, how long one read may take,
+/// and how long its bursts and pauses last.
+const PREVIOUS_EVERY: Duration = Duration::from_millis(100);
+const PREVIOUS_DEADLINE: Duration = Duration::from_secs(2);
+const PREVIOUS_BURST_MS: (u64, u64) = (300, 3_000);
+const PREVIOUS_PAUSE_MS: (u64, u64) = (300, 3_000);
+
+/// The rotation reader: reads PREVIOUS of the first rotating secret from a random node, in
+/// bursts with pauses between them (so PREVIOUS is now held by use, now free to retire), until
+/// `stop`. Every read answered is recorded with the version it returned and when it was asked
+/// and answered, on the nodes' clock ([`crate::invariants::rotation_retire_unused`]).
+pub async fn run_previous_reader(
+    nodes: Vec<(String, String)>,
+    mut rng: SimRng,
+    history: Rc<RefCell<History>>,
+    stop: Rc<std::cell::Cell<bool>>,
+) -> turmoil::Result {
+    let clients: Vec<(String, SecretsClient<Channel>)> = nodes
+        .iter()
+        .map(|(node, addr)| (node.clone(), secret_client(addr)))
+        .collect();
+    let name = crate::rotation_log::ROTATING[0];
+    while !stop.get() {
+        let burst_ends = coffer::time::now_ms() + rng.range(PREVIOUS_BURST_MS.0, PREVIOUS_BURST_MS.1);
+        while !stop.get() && coffer::time::now_ms() < burst_ends {
+            let (node, client) = &clients[rng.below(clients.len() as u64) as usize];
+            let mut req = request(pb::GetSecretValueRequest {
+                name: name.into(),
+                selector: Some(pb::get_secret_value_request::Selector::Alias("PREVIOUS".into())),
+                consistency: None,
+                break_glass: None,
+            });
+            req.set_timeout(PREVIOUS_DEADLINE);
+            let invoked_ms = coffer::time::now_ms();
+            let answer = client.clone().get_secret_value(req).await;
+            let completed_ms = coffer::time::now_ms();
+            if let Ok(r) = answer {
+                history
+                    .borrow_mut()
+                    .rotations
+                    .previous_reads
+                    .push(crate::rotation_log::PreviousRead {
+                        node: node.clone(),
+                        name: name.into(),
+                        version: r.into_inner().version,
+                        invoked_ms,
+                        completed_ms,
+                    });
+            }
+            tokio::time::sleep(PREVIOUS_EVERY).await;
+        }
+        tokio::time::sleep(Duration::from_millis(
+            rng.range(PREVIOUS_PAUSE_MS.0, PREVIOUS_PAUSE_MS.1),
+        ))
+        .await;
+    }
+    Ok(())
+}

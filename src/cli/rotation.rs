@@ -91,6 +91,8 @@ pub fn run_json(run: &Option<pb::RotationRun>) -> Value {
                 "by": e.by,
                 "version": e.version,
                 "forced": e.forced,
+                "unread_from_ms": e.quiet_from_ms,
+                "unread_until_ms": e.quiet_until_ms,
             })).collect::<Vec<_>>(),
         })
     }

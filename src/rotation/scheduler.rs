@@ -29,6 +29,7 @@ use crate::pb::RotationStep as Step;
 use crate::pb::RotationStrategy;
 use crate::service::put::PutValue;
 use crate::service::Service;
+use crate::usage::cluster::Retirable;
 
 /// Who proposes the scheduler's steps (the commands' principal, the audit records').
 pub const PRINCIPAL: &str = "system:rotation";
@@ -126,9 +127,22 @@ pub async fn step(service: &Service, name: &str, now: u64) -> Result<Stepped, Ap
 async fn retire(service: &Service, secret: &pb::Secret, run: u64, deadline_passed: bool) -> Result<Stepped, ApiError> {
     let name = secret.name.as_str();
     let old = secret.rotation_run.as_ref().map_or(0, |r| r.old_version);
-    let (safe, reason) = service.safe_to_retire(secret, old).await;
+    let Retirable {
+        safe,
+        reason,
+        quiet_from_ms,
+        quiet_until_ms,
+    } = service.safe_to_retire(secret, old).await;
     if safe {
-        made(service, name, "retire", advance(name, run, Step::Overlap, false)).await?;
+        let op = Op::AdvanceRotation(pb::AdvanceRotation {
+            name: name.into(),
+            run,
+            from: Step::Overlap as i32,
+            forced: false,
+            quiet_from_ms,
+            quiet_until_ms,
+        });
+        made(service, name, "retire", op).await?;
         return Ok(Stepped::Made);
     }
     if !deadline_passed {
@@ -224,6 +238,7 @@ fn advance(name: &str, run: u64, from: Step, forced: bool) -> Op {
         run,
         from: from as i32,
         forced,
+        ..Default::default()
     })
 }
 

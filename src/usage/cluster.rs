@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use coffer_model::query;
+use coffer_model::rotation;
 
 use super::verdict;
 use super::verdict::Evidence;
@@ -18,6 +19,16 @@ use crate::service::Service;
 pub const ASK_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Versions one answer lists at most (newest first).
 pub const MAX_VERSIONS_SHOWN: usize = 100;
+
+/// Whether a version may be retired, why, and when safe the window in which no member served a
+/// read of it (what an unforced `AdvanceRotation` carries as its evidence).
+#[derive(Debug, Clone)]
+pub struct Retirable {
+    pub safe: bool,
+    pub reason: String,
+    pub quiet_from_ms: u64,
+    pub quiet_until_ms: u64,
+}
 
 /// Each member and its telemetry (or why it gave none).
 pub type MemberAnswers = Vec<(pb::NodeInfo, Result<pb::NodeUsage, String>)>;
@@ -39,21 +50,36 @@ impl Service {
     }
 
     /// Whether `version` of `secret` is safe to retire now, asking every member.
-    pub async fn safe_to_retire(&self, secret: &pb::Secret, version: u64) -> (bool, String) {
+    pub async fn safe_to_retire(&self, secret: &pb::Secret, version: u64) -> Retirable {
+        // Every member answers after this time: its answer covers every read it served before.
+        let asked_at = crate::time::now_ms();
         let answers = self.members_usage(std::slice::from_ref(&secret.name)).await;
         let now = crate::time::now_ms();
         let state = query::version(&*self.raft.reader().view(), &secret.name, version)
             .ok()
             .and_then(|v| VersionState::try_from(v.state).ok());
-        verdict::verdict(
+        // The window starts where it did when the members were asked: their answers cover it.
+        let quiet_from_ms = rotation::quiet_since(secret, version, asked_at);
+        let (mut safe, mut reason) = verdict::verdict(
             &secret.name,
             version,
             &query::aliases_of(secret, version),
             state,
-            verdict::quiet_since(secret, version, now),
+            quiet_from_ms,
             now,
             &evidence(&answers),
-        )
+        );
+        if safe && quiet_from_ms > asked_at {
+            // The overlap began after this node's clock says it asked (clocks apart).
+            safe = false;
+            reason = "unknown: the overlap began after the members were asked (clock skew)".into();
+        }
+        Retirable {
+            safe,
+            reason,
+            quiet_from_ms,
+            quiet_until_ms: asked_at,
+        }
     }
 
     /// `coffer secret usage NAME`: each version's reads per region, who read it, and whether
@@ -80,7 +106,7 @@ impl Service {
                     .ok()
                     .and_then(|r| VersionState::try_from(r.state).ok());
                 let aliases = query::aliases_of(&secret, v);
-                let quiet_since = verdict::quiet_since(&secret, v, now);
+                let quiet_since = rotation::quiet_since(&secret, v, now);
                 let (safe, reason) = verdict::verdict(name, v, &aliases, state, quiet_since, now, &evidence);
                 let mut per_region: BTreeMap<&str, pb::RegionUsage> = regions
                     .iter()

@@ -3,33 +3,9 @@
 //! restarted inside the window or forgot reads that far back leaves the question open: not safe.
 
 use coffer_model::names;
-use coffer_model::rotation;
 
 use crate::pb;
-use crate::pb::RotationStep as Step;
 use crate::pb::VersionState;
-
-/// The quiet window of a version outside a rotation's overlap, when the secret has no
-/// rotation policy: a day.
-pub const DEFAULT_QUIET_MS: u64 = 86_400_000;
-/// The shortest quiet window (an overlap of 0 still waits this long after the last read).
-pub const MIN_QUIET_MS: u64 = 1000;
-
-/// Reads at or after this time keep `version` of `secret` in use at `now`: one quiet window
-/// (the policy's overlap) back from `now`, and never before the overlap of the rotation that
-/// made it PREVIOUS began. At the overlap's end that is "no read since the overlap began".
-pub fn quiet_since(secret: &pb::Secret, version: u64, now: u64) -> u64 {
-    let window = secret
-        .rotation
-        .as_ref()
-        .map_or(DEFAULT_QUIET_MS, |p| p.overlap_ms)
-        .max(MIN_QUIET_MS);
-    let back = now.saturating_sub(window);
-    match rotation::running(secret) {
-        Some(run) if rotation::step_of(run) == Step::Overlap && run.old_version == version => back.max(run.step_at_ms),
-        _ => back,
-    }
-}
 
 /// One member's telemetry, or why it gave none.
 pub struct Evidence<'a> {
@@ -79,13 +55,15 @@ pub fn verdict(
         Some(VersionState::Destroyed) => return (false, "already destroyed".into()),
         _ => return (false, "no longer exists".into()),
     }
-    // Evidence of use first: it holds even when other members are silent.
+    // Evidence of use first: it holds even when other members are silent. (Injected bug,
+    // simulations only: the reads are not looked at.)
+    let ignore_reads = coffer_kv::bugs::active(coffer_kv::bugs::Bug::RetireIgnoresReads);
     let latest = nodes
         .iter()
         .filter_map(|e| {
             let u = e.answer.ok()?;
             let r = reads_of(u, name, version)?;
-            (r.last_read_ms >= quiet_since).then_some((r.last_read_ms, e.node, r))
+            (r.last_read_ms >= quiet_since && !ignore_reads).then_some((r.last_read_ms, e.node, r))
         })
         .max_by_key(|(at, _, _)| *at);
     if let Some((at, node, r)) = latest {
@@ -258,33 +236,5 @@ mod tests {
         assert_eq!(judge(&[], VersionState::Disabled, &e).1, "already disabled");
         assert_eq!(judge(&[], VersionState::Destroyed, &e).1, "already destroyed");
         assert!(judge(&[], VersionState::Enabled, &e).0);
-    }
-
-    #[test]
-    fn the_quiet_window_is_the_overlap_and_starts_no_earlier_than_the_overlap() {
-        let mut s = pb::Secret {
-            name: "acme/db".into(),
-            rotation: Some(pb::RotationPolicy {
-                period_ms: 60_000,
-                overlap_ms: 5_000,
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        assert_eq!(quiet_since(&s, 1, NOW), NOW - 5_000);
-        s.rotation_run = Some(pb::RotationRun {
-            run: 1,
-            old_version: 1,
-            step: Step::Overlap as i32,
-            step_at_ms: NOW - 2_000,
-            ..Default::default()
-        });
-        // In its overlap: reads since the overlap began count.
-        assert_eq!(quiet_since(&s, 1, NOW), NOW - 2_000);
-        // Another version, or no policy: one window back.
-        assert_eq!(quiet_since(&s, 2, NOW), NOW - 5_000);
-        s.rotation = None;
-        s.rotation_run = None;
-        assert_eq!(quiet_since(&s, 1, NOW), NOW - DEFAULT_QUIET_MS);
     }
 }

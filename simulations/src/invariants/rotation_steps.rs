@@ -106,6 +106,7 @@ mod tests {
             by: "system:rotation".into(),
             version: 0,
             forced: false,
+            ..Default::default()
         }
     }
 
