@@ -434,8 +434,9 @@ fn census_scan(c: &mut Criterion) {
 
 /// What read telemetry adds to every value read: one `UsageBook::record` (a lock, a hash
 /// lookup, two counters), for a version read before, in a book holding one version and one
-/// holding 10 000 (the lookup's cost as the book fills), and for a book at its bound, where a
-/// new version first forgets the least recently read one (a scan: the worst case).
+/// holding 10 000 (the lookup's cost as the book fills), and for a book at its bound, where
+/// every 1 250th new version scans the book and forgets its least recently read sixteenth (the
+/// cost per new version, amortized over those the scan makes room for).
 fn usage_record(c: &mut Criterion) {
     use coffer::usage::book::UsageBook;
     use coffer::usage::book::MAX_VERSIONS;

@@ -10,6 +10,11 @@
 //! run's PENDING version; `manual` runs wait for a person to put that value; `hook` is not run
 //! yet (a run fails at its value step with that reason). Each step made or failed is an audit
 //! record on the leader (principal `system:rotation`, action `rotation:<step>`).
+//!
+//! Retirement is decided by use ([`crate::usage`]): after the overlap, PREVIOUS is retired only
+//! when no member has served a read of it since its quiet window began, and the command
+//! carries that window as evidence; until then the secret is looked at again every second; at
+//! the retire deadline it is retired by force (a critical audit record and a metric).
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,8 +1,9 @@
 //! One node's read telemetry: reads served per (secret, version), counted in memory with no
 //! write anywhere (docs/architecture.md: Rotation). Bounded: at most [`MAX_VERSIONS`] versions,
 //! each with a fixed set of counters and at most [`MAX_PRINCIPALS`] principal names; when full,
-//! the least recently read version is forgotten and [`UsageBook::forgotten_through_ms`] says
-//! how far back reads may be missing, so no one reads a forgotten version as unused.
+//! the least recently read sixteenth is forgotten in one scan (the read that finds the book full
+//! pays it, the next ones nothing) and `NodeUsage.forgotten_through_ms` says how far back reads
+//! may be missing, so no one reads a forgotten version as unused.
 //!
 //! Counts are kept per minute for the last hour and per hour for the last day (ring buffers
 //! stamped with the period they hold, so a stale slot is never counted).
@@ -16,6 +17,8 @@ use crate::pb;
 pub const MAX_VERSIONS: usize = 20_000;
 /// Principal names kept per version (more are counted as `principals_truncated`).
 pub const MAX_PRINCIPALS: usize = 16;
+/// A full book forgets this fraction of its versions at once (1/16), the least recently read.
+const EVICT_DIVISOR: usize = 16;
 /// Longest principal name kept (longer ones are cut).
 const MAX_PRINCIPAL_BYTES: usize = 128;
 
@@ -122,24 +125,32 @@ struct Inner {
 }
 
 impl Inner {
-    /// Forgets the least recently read version (a scan: only when the book is full).
-    fn evict_one(&mut self) {
-        let oldest = self
+    /// Forgets the `k` least recently read versions in one scan (run only when the book is
+    /// full, so the scan's cost is shared by the next `k` new versions).
+    fn evict_oldest(&mut self, k: usize) {
+        let mut all: Vec<(u64, &String, u64)> = self
             .secrets
             .iter()
             .flat_map(|(name, vs)| vs.iter().map(move |(v, u)| (u.last_read_ms, name, *v)))
-            .min();
-        let Some((last, name, version)) = oldest.map(|(l, n, v)| (l, n.clone(), v)) else {
+            .collect();
+        let k = k.clamp(1, all.len().max(1));
+        if all.is_empty() {
             return;
-        };
-        if let Some(vs) = self.secrets.get_mut(&name) {
-            vs.remove(&version);
-            if vs.is_empty() {
-                self.secrets.remove(&name);
-            }
         }
-        self.versions -= 1;
-        self.forgotten_through_ms = self.forgotten_through_ms.max(last);
+        if k < all.len() {
+            all.select_nth_unstable(k - 1);
+        }
+        let gone: Vec<(u64, String, u64)> = all[..k].iter().map(|(l, n, v)| (*l, (*n).clone(), *v)).collect();
+        for (last, name, version) in gone {
+            if let Some(vs) = self.secrets.get_mut(&name) {
+                vs.remove(&version);
+                if vs.is_empty() {
+                    self.secrets.remove(&name);
+                }
+            }
+            self.versions -= 1;
+            self.forgotten_through_ms = self.forgotten_through_ms.max(last);
+        }
     }
 }
 
@@ -174,7 +185,7 @@ impl UsageBook {
         let known = inner.secrets.get(name).is_some_and(|vs| vs.contains_key(&version));
         if !known {
             if inner.versions >= self.max_versions {
-                inner.evict_one();
+                inner.evict_oldest(self.max_versions / EVICT_DIVISOR);
             }
             inner.versions += 1;
         }
@@ -288,6 +299,22 @@ mod tests {
             vec![("acme/a".into(), 1), ("acme/b".into(), 2), ("acme/c".into(), 1)]
         );
         assert_eq!(book.lock().versions, 3);
+        // A larger full book forgets its oldest sixteenth at once.
+        let book = UsageBook::with_bound(T0, 32);
+        for i in 0..32 {
+            book.record(&format!("acme/s{i:02}"), 1, "p", T0 + i);
+        }
+        book.record("acme/new", 1, "p", T0 + 100);
+        assert_eq!(book.lock().versions, 31);
+        let names: Vec<String> = (0..32).map(|i| format!("acme/s{i:02}")).collect();
+        let kept: Vec<String> = book
+            .report(&names, T0 + 100)
+            .secrets
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(kept, names[2..].to_vec(), "the two least recently read went");
+        assert_eq!(book.report(&[], T0).forgotten_through_ms, T0 + 1);
         // Names not asked for or never read are not reported.
         assert!(book.report(&["acme/z".into()], T0).secrets.is_empty());
         assert_eq!(book.report(&[], T0).since_ms, T0);
