@@ -314,6 +314,16 @@ pub fn answer(view: &dyn KvView, q: &pb::ReadQuery) -> Result<pb::ReadAnswer> {
     }
 }
 
+/// A version state's name as replies and the CLI show it.
+pub fn state_name(state: i32) -> &'static str {
+    match pb::VersionState::try_from(state) {
+        Ok(pb::VersionState::Enabled) => "enabled",
+        Ok(pb::VersionState::Disabled) => "disabled",
+        Ok(pb::VersionState::Destroyed) => "destroyed",
+        _ => "unknown",
+    }
+}
+
 /// Names of the secrets whose rotation queue entry for the scheduler (`q/a`) has come by
 /// `now`, soonest first, at most `limit`.
 pub fn rotation_due(view: &dyn KvView, now: u64, limit: usize) -> Result<Vec<String>> {

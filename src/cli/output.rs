@@ -102,14 +102,7 @@ pub fn read_meta_json(r: &Option<pb::ReadMeta>) -> Value {
     })
 }
 
-pub fn state_name(state: i32) -> &'static str {
-    match pb::VersionState::try_from(state) {
-        Ok(pb::VersionState::Enabled) => "enabled",
-        Ok(pb::VersionState::Disabled) => "disabled",
-        Ok(pb::VersionState::Destroyed) => "destroyed",
-        _ => "unknown",
-    }
-}
+pub use coffer_model::query::state_name;
 
 /// Milliseconds since the epoch as RFC 3339 (UTC), or "-" for zero.
 pub fn time(ms: u64) -> String {

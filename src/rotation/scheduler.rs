@@ -35,6 +35,7 @@ use crate::pb::RotationStrategy;
 use crate::service::put::PutValue;
 use crate::service::Service;
 use crate::usage::cluster::Retirable;
+use crate::usage::verdict::Verdict;
 
 /// Who proposes the scheduler's steps (the commands' principal, the audit records').
 pub const PRINCIPAL: &str = "system:rotation";
@@ -118,12 +119,10 @@ pub async fn step(service: &Service, name: &str, now: u64) -> Result<Stepped, Ap
     let Some(policy) = secret.rotation.clone() else {
         return Ok(Stepped::Made);
     };
-    if let Next::Retire { run, deadline_passed } = rotation::next(&secret, now) {
-        return retire(service, &secret, run, deadline_passed).await;
+    match rotation::next(&secret, now) {
+        Next::Retire { run, deadline_passed } => retire(service, &secret, run, deadline_passed).await,
+        next => step_other(service, name, &policy, next).await.map(|()| Stepped::Made),
     }
-    step_other(service, name, &secret, &policy, now)
-        .await
-        .map(|()| Stepped::Made)
 }
 
 /// Retires PREVIOUS once no member has read it since its quiet window began, or by force at
@@ -133,12 +132,12 @@ async fn retire(service: &Service, secret: &pb::Secret, run: u64, deadline_passe
     let name = secret.name.as_str();
     let old = secret.rotation_run.as_ref().map_or(0, |r| r.old_version);
     let Retirable {
-        safe,
+        verdict,
         reason,
         quiet_from_ms,
         quiet_until_ms,
     } = service.safe_to_retire(secret, old).await;
-    if safe {
+    if verdict == Verdict::Safe {
         let op = Op::AdvanceRotation(pb::AdvanceRotation {
             name: name.into(),
             run,
@@ -155,11 +154,7 @@ async fn retire(service: &Service, secret: &pb::Secret, run: u64, deadline_passe
         return Ok(Stepped::InUse);
     }
     if made(service, name, "retire", advance(name, run, Step::Overlap, true)).await? {
-        let why = if reason.starts_with("in use") {
-            "in-use"
-        } else {
-            "unknown"
-        };
+        let why = if verdict == Verdict::InUse { "in-use" } else { "unknown" };
         metrics::counter!("coffer_rotation_forced_retirements_total", "reason" => why).increment(1);
         tracing::warn!(secret = %name, version = old, %reason, "retired PREVIOUS by force at the deadline");
         audit(
@@ -175,14 +170,9 @@ async fn retire(service: &Service, secret: &pb::Secret, run: u64, deadline_passe
     Ok(Stepped::Made)
 }
 
-async fn step_other(
-    service: &Service,
-    name: &str,
-    secret: &pb::Secret,
-    policy: &pb::RotationPolicy,
-    now: u64,
-) -> Result<(), ApiError> {
-    match rotation::next(secret, now) {
+/// Every step but retire: `next` as [`rotation::next`] said.
+async fn step_other(service: &Service, name: &str, policy: &pb::RotationPolicy, next: Next) -> Result<(), ApiError> {
+    match next {
         Next::Wait => Ok(()),
         Next::Start(run) => {
             let op = Op::StartRotation(pb::StartRotation { name: name.into(), run });

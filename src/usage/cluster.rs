@@ -10,6 +10,7 @@ use coffer_model::rotation;
 
 use super::verdict;
 use super::verdict::Evidence;
+use super::verdict::Verdict;
 use crate::error::ApiError;
 use crate::pb;
 use crate::pb::VersionState;
@@ -20,11 +21,11 @@ pub const ASK_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Versions one answer lists at most (newest first).
 pub const MAX_VERSIONS_SHOWN: usize = 100;
 
-/// Whether a version may be retired, why, and when safe the window in which no member served a
-/// read of it (what an unforced `AdvanceRotation` carries as its evidence).
+/// The verdict on a version, why, and when safe the window in which no member served a read of
+/// it (what an unforced `AdvanceRotation` carries as its evidence).
 #[derive(Debug, Clone)]
 pub struct Retirable {
-    pub safe: bool,
+    pub verdict: Verdict,
     pub reason: String,
     pub quiet_from_ms: u64,
     pub quiet_until_ms: u64,
@@ -55,12 +56,10 @@ impl Service {
         let asked_at = crate::time::now_ms();
         let answers = self.members_usage(std::slice::from_ref(&secret.name)).await;
         let now = crate::time::now_ms();
-        let state = query::version(&*self.raft.reader().view(), &secret.name, version)
-            .ok()
-            .and_then(|v| VersionState::try_from(v.state).ok());
+        let state = version_state(&*self.raft.reader().view(), &secret.name, version);
         // The window starts where it did when the members were asked: their answers cover it.
         let quiet_from_ms = rotation::quiet_since(secret, version, asked_at);
-        let (mut safe, mut reason) = verdict::verdict(
+        let (mut verdict, mut reason) = verdict::verdict(
             &secret.name,
             version,
             &query::aliases_of(secret, version),
@@ -69,13 +68,13 @@ impl Service {
             now,
             &evidence(&answers),
         );
-        if safe && quiet_from_ms > asked_at {
+        if verdict == Verdict::Safe && quiet_from_ms > asked_at {
             // The overlap began after this node's clock says it asked (clocks apart).
-            safe = false;
+            verdict = Verdict::Unknown;
             reason = "unknown: the overlap began after the members were asked (clock skew)".into();
         }
         Retirable {
-            safe,
+            verdict,
             reason,
             quiet_from_ms,
             quiet_until_ms: asked_at,
@@ -102,12 +101,10 @@ impl Service {
             .rev()
             .take(MAX_VERSIONS_SHOWN)
             .map(|v| {
-                let state = query::version(&*view, name, v)
-                    .ok()
-                    .and_then(|r| VersionState::try_from(r.state).ok());
+                let state = version_state(&*view, name, v);
                 let aliases = query::aliases_of(&secret, v);
                 let quiet_since = rotation::quiet_since(&secret, v, now);
-                let (safe, reason) = verdict::verdict(name, v, &aliases, state, quiet_since, now, &evidence);
+                let (verdict, reason) = verdict::verdict(name, v, &aliases, state, quiet_since, now, &evidence);
                 let mut per_region: BTreeMap<&str, pb::RegionUsage> = regions
                     .iter()
                     .map(|r| {
@@ -136,13 +133,13 @@ impl Service {
                 let regions: Vec<pb::RegionUsage> = per_region.into_values().collect();
                 pb::VersionUsageSummary {
                     version: v,
-                    state: state_name(state).into(),
+                    state: query::state_name(state.map_or(0, |s| s as i32)).into(),
                     aliases,
                     last_read_ms: regions.iter().map(|r| r.last_read_ms).max().unwrap_or(0),
                     regions,
                     principals: principals.into_iter().collect(),
                     principals_truncated: truncated,
-                    safe_to_retire: safe,
+                    safe_to_retire: verdict == Verdict::Safe,
                     reason,
                     quiet_since_ms: quiet_since,
                 }
@@ -176,11 +173,9 @@ fn evidence(answers: &MemberAnswers) -> Vec<Evidence<'_>> {
         .collect()
 }
 
-fn state_name(state: Option<VersionState>) -> &'static str {
-    match state {
-        Some(VersionState::Enabled) => "enabled",
-        Some(VersionState::Disabled) => "disabled",
-        Some(VersionState::Destroyed) => "destroyed",
-        _ => "unknown",
-    }
+/// `version` of `name`'s state in `view`, if it has a record.
+fn version_state(view: &dyn coffer_kv::KvView, name: &str, version: u64) -> Option<VersionState> {
+    query::version(view, name, version)
+        .ok()
+        .and_then(|v| VersionState::try_from(v.state).ok())
 }

@@ -7,6 +7,19 @@ use coffer_model::names;
 use crate::pb;
 use crate::pb::VersionState;
 
+/// What the verdict on a version is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// No member served a read of it in its quiet window, and every member could tell.
+    Safe,
+    /// A member served a read of it in its quiet window.
+    InUse,
+    /// No read seen, but a member did not answer, restarted or forgot that far back.
+    Unknown,
+    /// Not a version to retire: CURRENT, PENDING, or already disabled, destroyed or gone.
+    Held,
+}
+
 /// One member's telemetry, or why it gave none.
 pub struct Evidence<'a> {
     pub node: &'a pb::NodeInfo,
@@ -33,8 +46,8 @@ fn ago(now: u64, at: u64) -> String {
     }
 }
 
-/// Whether `version` of `name` (with `aliases`, in `state`) is safe to retire at `now`, and the
-/// one-line reason.
+/// The verdict on `version` of `name` (with `aliases`, in `state`) at `now`, and the one-line
+/// reason.
 pub fn verdict(
     name: &str,
     version: u64,
@@ -43,17 +56,17 @@ pub fn verdict(
     quiet_since: u64,
     now: u64,
     nodes: &[Evidence<'_>],
-) -> (bool, String) {
+) -> (Verdict, String) {
     for held in [names::CURRENT, names::PENDING] {
         if aliases.iter().any(|a| a == held) {
-            return (false, format!("it is {held}"));
+            return (Verdict::Held, format!("it is {held}"));
         }
     }
     match state {
         Some(VersionState::Enabled) => {}
-        Some(VersionState::Disabled) => return (false, "already disabled".into()),
-        Some(VersionState::Destroyed) => return (false, "already destroyed".into()),
-        _ => return (false, "no longer exists".into()),
+        Some(VersionState::Disabled) => return (Verdict::Held, "already disabled".into()),
+        Some(VersionState::Destroyed) => return (Verdict::Held, "already destroyed".into()),
+        _ => return (Verdict::Held, "no longer exists".into()),
     }
     // Evidence of use first: it holds even when other members are silent. (Injected bug,
     // simulations only: the reads are not looked at.)
@@ -68,14 +81,22 @@ pub fn verdict(
         .max_by_key(|(at, _, _)| *at);
     if let Some((at, node, r)) = latest {
         let by = r.principals.first().map(String::as_str).unwrap_or("someone");
-        return (false, format!("in use: read {} by {by} on {}", ago(now, at), node.name));
+        return (
+            Verdict::InUse,
+            format!("in use: read {} by {by} on {}", ago(now, at), node.name),
+        );
     }
     for e in nodes {
         match e.answer {
-            Err(why) => return (false, format!("unknown: {} did not answer ({why})", e.node.name)),
+            Err(why) => {
+                return (
+                    Verdict::Unknown,
+                    format!("unknown: {} did not answer ({why})", e.node.name),
+                )
+            }
             Ok(u) if u.since_ms > quiet_since => {
                 return (
-                    false,
+                    Verdict::Unknown,
                     format!(
                         "unknown: {} counts reads only from {} (it restarted)",
                         e.node.name,
@@ -85,7 +106,7 @@ pub fn verdict(
             }
             Ok(u) if u.forgotten_through_ms >= quiet_since => {
                 return (
-                    false,
+                    Verdict::Unknown,
                     format!(
                         "unknown: {} forgot reads up to {} (telemetry full)",
                         e.node.name,
@@ -96,7 +117,7 @@ pub fn verdict(
             Ok(_) => {}
         }
     }
-    (true, format!("no read since {}", ago(now, quiet_since)))
+    (Verdict::Safe, format!("no read since {}", ago(now, quiet_since)))
 }
 
 #[cfg(test)]
@@ -135,7 +156,7 @@ mod tests {
         }
     }
 
-    fn judge(aliases: &[&str], state: VersionState, nodes: &[Evidence<'_>]) -> (bool, String) {
+    fn judge(aliases: &[&str], state: VersionState, nodes: &[Evidence<'_>]) -> (Verdict, String) {
         let aliases: Vec<String> = aliases.iter().map(|a| a.to_string()).collect();
         verdict("acme/db", 1, &aliases, Some(state), NOW - 10_000, NOW, nodes)
     }
@@ -155,8 +176,8 @@ mod tests {
                 answer: Ok(&old),
             },
         ];
-        let (safe, why) = judge(&["PREVIOUS"], VersionState::Enabled, &quiet);
-        assert!(safe, "{why}");
+        let (v, why) = judge(&["PREVIOUS"], VersionState::Enabled, &quiet);
+        assert_eq!(v, Verdict::Safe, "{why}");
         assert!(why.starts_with("no read since 10.0 s ago"), "{why}");
 
         let read = [
@@ -169,8 +190,8 @@ mod tests {
                 answer: Ok(&fresh),
             },
         ];
-        let (safe, why) = judge(&["PREVIOUS"], VersionState::Enabled, &read);
-        assert!(!safe);
+        let (v, why) = judge(&["PREVIOUS"], VersionState::Enabled, &read);
+        assert_eq!(v, Verdict::InUse);
         assert_eq!(why, "in use: read 5.0 s ago by svc/app on n2");
 
         // A read seen anywhere wins over a silent member; silence alone is not safety.
@@ -184,7 +205,8 @@ mod tests {
                 answer: Ok(&fresh),
             },
         ];
-        assert!(judge(&[], VersionState::Enabled, &silent).1.starts_with("in use"));
+        let (v, why) = judge(&[], VersionState::Enabled, &silent);
+        assert!(v == Verdict::InUse && why.starts_with("in use"), "{why}");
         let silent = [
             Evidence {
                 node: &n1,
@@ -197,7 +219,7 @@ mod tests {
         ];
         assert_eq!(
             judge(&[], VersionState::Enabled, &silent),
-            (false, "unknown: n1 did not answer (timed out)".into())
+            (Verdict::Unknown, "unknown: n1 did not answer (timed out)".into())
         );
 
         let restarted = usage(NOW - 3_000, &[]);
@@ -211,8 +233,11 @@ mod tests {
                 answer: Ok(&restarted),
             },
         ];
-        let (safe, why) = judge(&[], VersionState::Enabled, &r);
-        assert!(!safe && why.contains("n2 counts reads only from 3.0 s ago"), "{why}");
+        let (v, why) = judge(&[], VersionState::Enabled, &r);
+        assert!(
+            v == Verdict::Unknown && why.contains("n2 counts reads only from 3.0 s ago"),
+            "{why}"
+        );
 
         let mut forgot = usage(0, &[]);
         forgot.forgotten_through_ms = NOW - 2_000;
@@ -220,7 +245,8 @@ mod tests {
             node: &n1,
             answer: Ok(&forgot),
         }];
-        assert!(judge(&[], VersionState::Enabled, &r).1.contains("forgot reads"));
+        let (v, why) = judge(&[], VersionState::Enabled, &r);
+        assert!(v == Verdict::Unknown && why.contains("forgot reads"), "{why}");
     }
 
     #[test]
@@ -231,10 +257,11 @@ mod tests {
             node: &n1,
             answer: Ok(&none),
         }];
-        assert_eq!(judge(&["CURRENT"], VersionState::Enabled, &e).1, "it is CURRENT");
-        assert_eq!(judge(&["PENDING"], VersionState::Enabled, &e).1, "it is PENDING");
-        assert_eq!(judge(&[], VersionState::Disabled, &e).1, "already disabled");
-        assert_eq!(judge(&[], VersionState::Destroyed, &e).1, "already destroyed");
-        assert!(judge(&[], VersionState::Enabled, &e).0);
+        let held = |reason: &str| (Verdict::Held, reason.to_string());
+        assert_eq!(judge(&["CURRENT"], VersionState::Enabled, &e), held("it is CURRENT"));
+        assert_eq!(judge(&["PENDING"], VersionState::Enabled, &e), held("it is PENDING"));
+        assert_eq!(judge(&[], VersionState::Disabled, &e), held("already disabled"));
+        assert_eq!(judge(&[], VersionState::Destroyed, &e), held("already destroyed"));
+        assert_eq!(judge(&[], VersionState::Enabled, &e).0, Verdict::Safe);
     }
 }
