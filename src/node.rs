@@ -72,6 +72,8 @@ pub struct NodeParts {
     pub peer: PeerSecurity,
     /// Called once the node is up, with its Raft handle (simulations observe nodes through it).
     pub on_start: Option<OnStart>,
+    /// How the rotation scheduler calls the owners' rotators (the hook strategy).
+    pub rotators: Arc<dyn crate::rotation::hook::Rotators>,
 }
 
 /// See [`NodeParts::on_start`].
@@ -122,8 +124,18 @@ impl NodeParts {
                 },
             )),
             on_start: None,
+            rotators: Arc::new(https_rotators(cfg)?),
         })
     }
+}
+
+/// The rotators' client: the system's roots and `rotation.hook_ca_file`.
+fn https_rotators(cfg: &ServerConfig) -> anyhow::Result<crate::rotation::hook::HttpsRotators> {
+    let ca = match &cfg.rotation.hook_ca_file {
+        Some(f) => Some(std::fs::read(f).with_context(|| format!("rotation.hook_ca_file {}", f.display()))?),
+        None => None,
+    };
+    crate::rotation::hook::HttpsRotators::new(ca.as_deref(), cfg.hook_timeout()).map_err(anyhow::Error::msg)
 }
 
 /// Calls `publish` every 500 ms on the runtime until it returns false.
@@ -275,6 +287,7 @@ where
         api_tls,
         peer,
         on_start,
+        rotators,
     } = parts;
     let kms = Arc::new(KmsSet::new(&cfg.node.region, kms, cfg.kms.policy())?);
     let raft = RaftNode::start(
@@ -377,7 +390,7 @@ where
         stop_rx.clone(),
     ));
     tokio::spawn(crate::rotation::scheduler::run(
-        service.clone(),
+        crate::rotation::scheduler::Scheduler::new(service.clone(), rotators),
         cfg.rotation_tick(),
         stop_rx.clone(),
     ));

@@ -27,6 +27,7 @@ async fn concurrent_promotes_with_same_expectation_exactly_one_wins() {
                 value: b"fake-v2".to_vec(),
                 alias: "pending".into(),
                 must_exist: true,
+                ..Default::default()
             })
             .await
             .unwrap()

@@ -48,6 +48,7 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
         value,
         alias: String::new(),
         must_exist: false,
+        ..Default::default()
     };
     // Invalid names.
     for bad in [

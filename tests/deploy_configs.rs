@@ -76,6 +76,9 @@ fn bad_configs_name_the_field() {
     let (cert_from, cert_to) = swap("cert", "node.pem");
     let (ca_from, ca_to) = swap("ca_cert", "ca.pem");
     let (key_from, key_to) = swap("key", "node-key.pem");
+    let not_pem = tmp.path().join("not-a-ca.pem");
+    std::fs::write(&not_pem, "not a certificate\n").unwrap();
+    let not_pem_ca = format!("hook_ca_file = {:?}\n#", not_pem.display().to_string());
     let p = tmp.path().join("no-tls.toml");
     std::fs::write(&p, &no_tls).unwrap();
     let err = ServerConfig::load(&p).unwrap_err().to_string();
@@ -151,6 +154,17 @@ fn bad_configs_name_the_field() {
             "[network]\npeer_key_file = \"/etc/coffer/peer.key\"\n\n[kms]",
             "peer_key_file is for plaintext",
         ),
+        (
+            "hook_timeout_ms = 30000",
+            "hook_timeout_ms = 10",
+            "rotation.hook_timeout_ms 10 must be between 100 and 300000",
+        ),
+        (
+            "# hook_ca_file",
+            "hook_ca_file = \"/nonexistent/rotators.pem\"\n#",
+            "rotation.hook_ca_file /nonexistent/rotators.pem",
+        ),
+        ("# hook_ca_file", not_pem_ca.as_str(), "holds no PEM certificate"),
         ("[tls]", "[tls]\nbogus = 1", "bogus"),
         ("/node.pem\"", "/missing.pem\"", "tls.cert"),
         (cert_from.as_str(), cert_to.as_str(), "is issued by CN=deploy test CA"),

@@ -18,6 +18,7 @@ async fn put_as(c: &Client, name: &str, value: &[u8], id: &str) -> Result<pb::Wr
         value: value.to_vec(),
         alias: String::new(),
         must_exist: false,
+        ..Default::default()
     };
     c.secrets
         .clone()
@@ -114,6 +115,7 @@ async fn a_retried_request_is_answered_with_its_first_outcome_through_any_node()
         value: b"fake-x".to_vec(),
         alias: String::new(),
         must_exist: false,
+        ..Default::default()
     });
     bad.metadata_mut()
         .insert("coffer-request-id", "no spaces|allowed".parse().unwrap());

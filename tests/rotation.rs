@@ -55,10 +55,11 @@ async fn metadata_and_rotation_policy_are_created_updated_under_cas_and_refused_
     assert_eq!(r["generate"], "40 characters (alnum-symbols)");
     // It has no value yet, so it is due at once: the scheduler gives it version 1 (and then
     // leaves it alone for 30 days).
-    let d = wait_describe(&cluster, name, 20, "the first generated value", |d| {
-        d["rotation_run"]["step"] == "done" && d["aliases"]["CURRENT"] == 1
-    })
-    .await;
+    let d = cluster
+        .wait_describe(name, 20, "the first generated value", |d| {
+            d["rotation_run"]["step"] == "done" && d["aliases"]["CURRENT"] == 1
+        })
+        .await;
     let first_etag = d["etag"].as_str().unwrap().to_string();
 
     // An update changes only what it names.
@@ -193,32 +194,6 @@ fn run_of(d: &serde_json::Value) -> (u64, String) {
     )
 }
 
-/// Polls `describe` (through any live node) until `done` holds, for at most `secs`.
-async fn wait_describe(
-    cluster: &TestCluster,
-    name: &str,
-    secs: u64,
-    what: &str,
-    done: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-    let mut last = serde_json::Value::Null;
-    while std::time::Instant::now() < deadline {
-        for via in (0..3).filter(|i| cluster.is_running(*i)) {
-            let (code, out, _) = cluster.cli(via, &["secret", "describe", name, "--output", "json"]);
-            if code == 0 {
-                last = serde_json::from_str(&out).unwrap();
-                if done(&last) {
-                    return last;
-                }
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{what}: not within {secs}s; last describe: {last:#}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_rotations_make_every_step_once_and_a_new_leader_finishes_the_one_in_flight() {
     let mut cluster = rotating_cluster().await;
@@ -248,37 +223,22 @@ async fn scheduled_rotations_make_every_step_once_and_a_new_leader_finishes_the_
     );
     assert_eq!(code, 0, "{err}");
     // Run 1 gives the new secret its first value (nothing to retire), run 2 rotates it.
-    let d = wait_describe(&cluster, name, 20, "run 2 in its overlap", |d| {
-        run_of(d) == (2, "overlap".into())
-    })
-    .await;
+    let d = cluster
+        .wait_describe(name, 20, "run 2 in its overlap", |d| run_of(d) == (2, "overlap".into()))
+        .await;
     assert_eq!(d["aliases"]["CURRENT"], 2);
     assert_eq!(d["aliases"]["PREVIOUS"], 1);
     // Kill the leader in the middle of run 2: another one finishes it.
     let leader = cluster.wait_leader(Duration::from_secs(10)).await;
     cluster.kill(leader);
-    let d = wait_describe(&cluster, name, 30, "run 2 done and run 4 under way", |d| {
-        run_of(d).0 >= 4
-    })
-    .await;
+    let d = cluster
+        .wait_describe(name, 30, "run 2 done and run 4 under way", |d| run_of(d).0 >= 4)
+        .await;
     cluster.restart(leader);
     let latest = run_of(&d).0;
     // Every run made one version, and only one: the versions are 1..=N, N the newest run's.
     let c = cluster.client((0..3).find(|i| cluster.is_running(*i)).unwrap()).await;
-    let versions = c
-        .secrets
-        .clone()
-        .list_versions(pb::ListVersionsRequest {
-            name: name.into(),
-            consistency: Some(pb::ReadConsistency {
-                mode: Some(pb::read_consistency::Mode::Linearizable(pb::LinearizableRead {})),
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .versions;
+    let versions = versions(&c, name).await.unwrap();
     let numbers: Vec<u64> = versions.iter().map(|v| v.version).collect();
     assert!(numbers.iter().copied().eq(1..=numbers.len() as u64), "{numbers:?}");
     assert!(
@@ -373,10 +333,9 @@ async fn a_reader_of_previous_holds_it_past_the_overlap_and_usage_counts_its_rea
         ],
     );
     assert_eq!(code, 0, "{err}");
-    let d = wait_describe(&cluster, name, 20, "run 2 in its overlap", |d| {
-        run_of(d) == (2, "overlap".into())
-    })
-    .await;
+    let d = cluster
+        .wait_describe(name, 20, "run 2 in its overlap", |d| run_of(d) == (2, "overlap".into()))
+        .await;
     assert_eq!(d["aliases"]["PREVIOUS"], 1);
     let overlap_began = d["rotation_run"]["step_at"].as_str().unwrap().to_string();
     let overlap_began_ms = d["rotation_run"]["events"]
@@ -562,11 +521,12 @@ async fn rotation_status_lists_due_in_flight_and_failing_secrets() {
     };
     // Manual: due a second after it was created, and nobody rotates it.
     create("acme/st/manual", "payments", &["--strategy", "manual"]);
-    // Hook: its runs fail at the value step (not run yet) and back off.
+    // Hook: nobody listens at its rotator's address, so its runs fail at the value step and
+    // back off.
     create(
         "acme/st/hook",
         "platform",
-        &["--hook-url", "https://rotator.acme.invalid/rotate"],
+        &["--hook-url", "https://127.0.0.1:1/rotate"],
     );
     // Generate, with a long period: its first value at once (no CURRENT yet), then fine for an
     // hour.
@@ -640,7 +600,7 @@ async fn rotation_status_lists_due_in_flight_and_failing_secrets() {
     // The failing run says why, and the table names the step.
     let v = cluster.cli_json(leader, &["rotation", "status", "--prefix", "acme/st/", "--failed"]);
     let err = v["secrets"][0]["run"]["last_error"].as_str().unwrap();
-    assert!(err.contains("hook strategy is not available"), "{err}");
+    assert!(err.contains("hook https://127.0.0.1:1/rotate: cannot connect"), "{err}");
     let (code, out, _) = cluster.cli(leader, &["rotation", "status", "--prefix", "acme/st/"]);
     assert_eq!(code, 0);
     assert!(out.contains("#1 create-pending"), "{out}");

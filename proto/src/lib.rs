@@ -75,6 +75,8 @@ impl fmt::Debug for PutSecretValueRequest {
             .field("value", &Redacted(self.value.len()))
             .field("alias", &self.alias)
             .field("must_exist", &self.must_exist)
+            .field("rotation_run", &self.rotation_run)
+            .field("rotation_token", &Redacted(self.rotation_token.len()))
             .finish()
     }
 }
@@ -122,6 +124,7 @@ mod tests {
         let put = PutSecretValueRequest {
             name: "acme/x".into(),
             value: b"hunter2-fake-value".to_vec(),
+            rotation_token: "crt1_fake-token-for-tests".into(),
             ..Default::default()
         };
         let get = GetSecretValueResponse {
@@ -147,6 +150,7 @@ mod tests {
         ] {
             assert!(!s.contains("hunter2"), "{s}");
             assert!(!s.contains("fake-key"), "{s}");
+            assert!(!s.contains("fake-token"), "{s}");
             assert!(s.contains("redacted"), "{s}");
         }
     }

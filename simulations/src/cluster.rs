@@ -175,6 +175,7 @@ pub fn add_node(
                 on_start: Some(Box::new(move |r: &RaftNode| {
                     *on_start_slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(r.clone());
                 })),
+                rotators: Arc::new(crate::rotator::NoRotator),
             };
             let tap = Some((leaks, format!("{name} inbound")));
             let serve = coffer::node::serve(

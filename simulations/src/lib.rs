@@ -22,6 +22,7 @@ pub mod net;
 pub mod request_log;
 pub mod rng;
 pub mod rotation_log;
+pub mod rotator;
 pub mod run;
 pub mod scenarios;
 pub mod shape;

@@ -170,6 +170,7 @@ pub async fn perform(
                     value: value_bytes(*value),
                     alias: String::new(),
                     must_exist: false,
+                    ..Default::default()
                 };
                 // The caller keeps a token only from an acknowledged write.
                 let (outcome, token) = write_outcome(client.put_secret_value(request_as(req, request_id)).await);

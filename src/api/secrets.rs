@@ -101,7 +101,20 @@ impl SecretsApi {
                 value.len()
             )));
         }
+        // A rotator's answer to a hook call: its value is that run's PENDING version.
+        let rotation_run =
+            match (r.rotation_run, r.rotation_token.is_empty()) {
+                (0, true) => 0,
+                (0, false) | (_, true) => return Err(ApiError::invalid(
+                    "rotation_run and rotation_token go together: a rotator passes both, as its hook call gave them",
+                )),
+                (run, false) => {
+                    self.service.check_rotation_token(&name, run, &r.rotation_token).await?;
+                    run
+                }
+            };
         let alias = match r.alias.as_str() {
+            "" if rotation_run != 0 => names::PENDING.to_string(),
             "" => names::CURRENT.to_string(),
             "none" => String::new(),
             a => {
@@ -121,8 +134,8 @@ impl SecretsApi {
                     name: name.clone(),
                     value,
                     alias,
-                    must_exist: r.must_exist,
-                    rotation_run: 0,
+                    must_exist: r.must_exist || rotation_run != 0,
+                    rotation_run,
                 },
             )
             .await?;

@@ -42,6 +42,19 @@ pub enum SecretCmd {
         /// Alias for the new version: current (default), pending, a user alias, or none.
         #[arg(long)]
         alias: Option<String>,
+        /// A rotator's answer to a hook call: the run it was called for (the value goes in as
+        /// that run's PENDING version). Needs --rotation-token.
+        #[arg(long, requires = "rotation_token", value_name = "RUN")]
+        rotation_run: Option<u64>,
+        /// The token the hook call carried (from the environment rather than the command line,
+        /// which other users can see).
+        #[arg(
+            long,
+            env = "COFFER_ROTATION_TOKEN",
+            hide_env_values = true,
+            requires = "rotation_run"
+        )]
+        rotation_token: Option<String>,
     },
     /// Read a value (CURRENT unless --version or --alias).
     Get {
@@ -284,13 +297,21 @@ pub async fn run(g: &Global, cmd: SecretCmd) -> Result<(), CliError> {
         SecretCmd::Create(_) | SecretCmd::Update(_) | SecretCmd::Rotate(_) | SecretCmd::Usage(_) => {
             unreachable!("answered above")
         }
-        SecretCmd::Put { name, alias, .. } => {
+        SecretCmd::Put {
+            name,
+            alias,
+            rotation_run,
+            rotation_token,
+            ..
+        } => {
             let r = s
                 .put_secret_value(pb::PutSecretValueRequest {
                     name,
                     value: put_value.unwrap_or_default(),
                     alias: alias.unwrap_or_default(),
                     must_exist: false,
+                    rotation_run: rotation_run.unwrap_or(0),
+                    rotation_token: rotation_token.unwrap_or_default(),
                 })
                 .await?
                 .into_inner();

@@ -78,6 +78,10 @@ impl ServerConfig {
         Duration::from_millis(self.rotation.tick_ms.unwrap_or(1000))
     }
 
+    pub fn hook_timeout(&self) -> Duration {
+        Duration::from_millis(self.rotation.hook_timeout_ms.unwrap_or(30_000))
+    }
+
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let err = |message: String| ConfigError {
             path: path.display().to_string(),
@@ -147,6 +151,20 @@ impl ServerConfig {
         if let Some(t) = self.rotation.tick_ms {
             if !(50..=60_000).contains(&t) {
                 return Err(format!("rotation.tick_ms {t} must be between 50 and 60000"));
+            }
+        }
+        if let Some(t) = self.rotation.hook_timeout_ms {
+            if !(100..=300_000).contains(&t) {
+                return Err(format!("rotation.hook_timeout_ms {t} must be between 100 and 300000"));
+            }
+        }
+        if let Some(f) = &self.rotation.hook_ca_file {
+            let pem = std::fs::read(f).map_err(|e| format!("rotation.hook_ca_file {}: {e}", f.display()))?;
+            if crate::tls::pem_certs(&pem).is_empty() {
+                return Err(format!(
+                    "rotation.hook_ca_file {} holds no PEM certificate",
+                    f.display()
+                ));
             }
         }
         if let Some(t) = self.audit.write_timeout_ms {

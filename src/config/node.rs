@@ -38,6 +38,14 @@ pub struct RotationConfig {
     /// 60000): a step is made at most this late.
     #[serde(default)]
     pub tick_ms: Option<u64>,
+    /// PEM certificates of the CAs that sign the rotators' certificates, trusted for hook
+    /// calls beside the system's roots.
+    #[serde(default)]
+    pub hook_ca_file: Option<std::path::PathBuf>,
+    /// How long a hook call may take, connect to answer (default 30000 ms, 100 to 300000);
+    /// a rotator that takes longer fails the run's attempt, which is retried after a backoff.
+    #[serde(default)]
+    pub hook_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -7,9 +7,11 @@
 //! tick continues it.
 //!
 //! Strategies: `generate` seals a value from the secret's spec ([`super::generate`]) as the
-//! run's PENDING version; `manual` runs wait for a person to put that value; `hook` is not run
-//! yet (a run fails at its value step with that reason). Each step made or failed is an audit
-//! record on the leader (principal `system:rotation`, action `rotation:<step>`).
+//! run's PENDING version; `manual` runs wait for a person to put that value; `hook` calls the
+//! owner's rotator ([`super::hook`]), which puts it. Hook calls run beside the tick, at most
+//! one per secret and [`MAX_HOOK_CALLS`] in all, so a slow rotator holds up nothing else. Each
+//! step made or failed is an audit record on the leader (principal `system:rotation`, action
+//! `rotation:<step>`).
 //!
 //! Retirement is decided by use ([`crate::usage`]): after the overlap, PREVIOUS is retired only
 //! when no member has served a read of it since its quiet window began, and the command
@@ -17,7 +19,9 @@
 //! the retire deadline it is retired by force (a critical audit record and a metric).
 
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use coffer_model::names;
@@ -27,6 +31,8 @@ use coffer_model::rotation::Next;
 use coffer_model::rotation_policy;
 use tokio::sync::watch;
 
+use super::hook::HookCall;
+use super::hook::Rotators;
 use crate::error::ApiError;
 use crate::pb;
 use crate::pb::command::Op;
@@ -48,9 +54,35 @@ const GAUGE_EVERY_TICKS: u64 = 10;
 const IN_USE_RECHECK_MS: u64 = 1000;
 /// Secrets remembered as waiting for their PREVIOUS to go unused (more are not skipped).
 const MAX_WAITING: usize = 4096;
+/// Hook calls in flight at once (a secret due beyond them waits for a later tick).
+pub const MAX_HOOK_CALLS: usize = 16;
+
+/// What the scheduler works with: the node's service and how it calls rotators.
+#[derive(Clone)]
+pub struct Scheduler {
+    pub service: Arc<Service>,
+    pub rotators: Arc<dyn Rotators>,
+    /// Secrets whose rotator is being called (by this node).
+    calling: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Scheduler {
+    pub fn new(service: Arc<Service>, rotators: Arc<dyn Rotators>) -> Self {
+        Self {
+            service,
+            rotators,
+            calling: Arc::default(),
+        }
+    }
+
+    fn calling(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.calling.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 /// Runs until `stop`: each `tick`, on the leader, one step for each secret that is due.
-pub async fn run(service: Arc<Service>, tick: Duration, mut stop: watch::Receiver<bool>) {
+pub async fn run(scheduler: Scheduler, tick: Duration, mut stop: watch::Receiver<bool>) {
+    let service = scheduler.service.clone();
     let mut ticks: u64 = 0;
     // Secrets waiting for their PREVIOUS to go unused, and when to ask again: they stay due in
     // the queue, so without this they would take every tick's places from the others.
@@ -84,13 +116,15 @@ pub async fn run(service: Arc<Service>, tick: Duration, mut stop: watch::Receive
                 continue;
             }
         };
-        let due: Vec<String> = due
-            .into_iter()
-            .filter(|n| !waiting.contains_key(n))
-            .take(PER_TICK)
-            .collect();
+        let due: Vec<String> = {
+            let calling = scheduler.calling();
+            due.into_iter()
+                .filter(|n| !waiting.contains_key(n) && !calling.contains(n))
+                .take(PER_TICK)
+                .collect()
+        };
         for name in due {
-            match step(&service, &name, now).await {
+            match step(&scheduler, &name, now).await {
                 Ok(Stepped::Made) => {}
                 Ok(Stepped::InUse) => {
                     if waiting.len() < MAX_WAITING {
@@ -113,16 +147,76 @@ pub enum Stepped {
     InUse,
 }
 
-/// Proposes `secret`'s next step, if one is due at `now`.
-pub async fn step(service: &Service, name: &str, now: u64) -> Result<Stepped, ApiError> {
+/// Proposes `secret`'s next step, if one is due at `now` (a hook run's call is started, not
+/// awaited).
+pub async fn step(scheduler: &Scheduler, name: &str, now: u64) -> Result<Stepped, ApiError> {
+    let service = &*scheduler.service;
     let secret = service.secret_here(name)?;
     let Some(policy) = secret.rotation.clone() else {
         return Ok(Stepped::Made);
     };
     match rotation::next(&secret, now) {
         Next::Retire { run, deadline_passed } => retire(service, &secret, run, deadline_passed).await,
+        Next::Value(run) if rotation_policy::strategy(&policy) == RotationStrategy::Hook => {
+            start_hook_call(scheduler, name, run, policy.hook_url);
+            Ok(Stepped::Made)
+        }
         next => step_other(service, name, &policy, next).await.map(|()| Stepped::Made),
     }
+}
+
+/// Calls `name`'s rotator for run `run` in a task of its own, unless one is being called
+/// already or [`MAX_HOOK_CALLS`] are.
+fn start_hook_call(scheduler: &Scheduler, name: &str, run: u64, url: String) {
+    {
+        let mut calling = scheduler.calling();
+        if calling.contains(name) || calling.len() >= MAX_HOOK_CALLS {
+            return;
+        }
+        calling.insert(name.to_string());
+    }
+    let scheduler = scheduler.clone();
+    let name = name.to_string();
+    tokio::spawn(async move {
+        if let Err(e) = call_hook(&scheduler, &name, run, &url).await {
+            tracing::info!(secret = %name, run, error = %e, "rotation hook attempt not recorded; retrying next tick");
+        }
+        scheduler.calling().remove(&name);
+    });
+}
+
+/// One hook call for run `run`, and its outcome on the run: the value landed (audited), or a
+/// failed attempt with the reason.
+async fn call_hook(scheduler: &Scheduler, name: &str, run: u64, url: &str) -> Result<(), ApiError> {
+    let service = &*scheduler.service;
+    let call = HookCall {
+        secret: name.to_string(),
+        run,
+        token: service.rotation_token(name, run).await?,
+    };
+    let started = std::time::Instant::now();
+    let answer = scheduler.rotators.call(url, &call).await;
+    metrics::histogram!("coffer_rotation_hook_seconds").record(started.elapsed().as_secs_f64());
+    let landed = || {
+        service
+            .secret_here(name)
+            .ok()
+            .and_then(|s| s.rotation_run)
+            .filter(|r| r.run == run && r.new_version != 0)
+            .map(|r| r.new_version)
+    };
+    // A rotator that wrote and then failed to answer (in time) still gave the run its value.
+    if let Some(version) = landed() {
+        audit(service, name, "pending", version, "ok", false).await;
+        return Ok(());
+    }
+    let e = match answer {
+        Ok(()) => ApiError::FailedPrecondition(format!(
+            "hook {url} answered, but no PENDING value of run {run} landed (the rotator puts it with the call's run and token before it answers)"
+        )),
+        Err(e) => ApiError::Unavailable(e.to_string()),
+    };
+    failed(service, name, run, Step::CreatePending, &e).await
 }
 
 /// Retires PREVIOUS once no member has read it since its quiet window began, or by force at
@@ -209,10 +303,8 @@ async fn step_other(service: &Service, name: &str, policy: &pb::RotationPolicy, 
                     Err(e) => failed(service, name, run, Step::CreatePending, &e).await,
                 }
             }
-            RotationStrategy::Hook => {
-                let e = ApiError::Unimplemented("the hook strategy is not available yet".into());
-                failed(service, name, run, Step::CreatePending, &e).await
-            }
+            // Called beside the tick (`start_hook_call`).
+            RotationStrategy::Hook => Ok(()),
             // People write a manual run's value (coffer secret put --alias pending).
             RotationStrategy::Manual | RotationStrategy::Unspecified => Ok(()),
         },

@@ -132,6 +132,27 @@ impl Service {
         Ok(self.token_key().await?.map(|k| k.mint(index)).unwrap_or_default())
     }
 
+    /// The token of a hook call for run `run` of `name` ([`TokenKey::rotation_token`]).
+    pub async fn rotation_token(&self, name: &str, run: u64) -> Result<crate::tokens::RotationToken, ApiError> {
+        match self.token_key().await? {
+            Some(k) => Ok(k.rotation_token(name, run)),
+            None => Err(ApiError::Unavailable(
+                "the cluster has no token key yet; rotation hooks wait for it".into(),
+            )),
+        }
+    }
+
+    /// Refuses a rotator's put whose token is not the cluster's for run `run` of `name`.
+    pub async fn check_rotation_token(&self, name: &str, run: u64, token: &str) -> Result<(), ApiError> {
+        let key = self.token_key().await?;
+        if key.is_some_and(|k| k.verify_rotation_token(name, run, token)) {
+            return Ok(());
+        }
+        Err(ApiError::PermissionDenied(format!(
+            "the rotation token is not the one Coffer sent for run {run} of {name}; pass the run and token of the hook call as they came"
+        )))
+    }
+
     /// Refuses reads on a node that is not (or no longer) a member.
     pub(crate) fn check_member(&self) -> Result<(), ApiError> {
         match self.raft.role_and_membership().1 {

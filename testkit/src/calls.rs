@@ -42,6 +42,7 @@ pub async fn put(c: &Client, name: &str, value: &[u8]) -> Result<pb::WriteRespon
             value: value.to_vec(),
             alias: String::new(),
             must_exist: false,
+            ..Default::default()
         })
         .await
         .map(|r| r.into_inner())
@@ -67,4 +68,19 @@ pub async fn get_with(
         })
         .await
         .map(|r| r.into_inner())
+}
+
+/// Every version of `name` (metadata, no values), read linearizably.
+pub async fn versions(c: &Client, name: &str) -> Result<Vec<pb::VersionInfo>, tonic::Status> {
+    c.secrets
+        .clone()
+        .list_versions(pb::ListVersionsRequest {
+            name: name.into(),
+            consistency: Some(pb::ReadConsistency {
+                mode: Some(pb::read_consistency::Mode::Linearizable(pb::LinearizableRead {})),
+            }),
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner().versions)
 }

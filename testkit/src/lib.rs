@@ -14,12 +14,14 @@ pub mod fs;
 pub mod moto;
 pub mod net;
 pub mod proxy;
+pub mod rotator;
 pub mod spec;
 
 pub use calls::eventually;
 pub use calls::get;
 pub use calls::get_with;
 pub use calls::put;
+pub use calls::versions;
 pub use calls::wait_token_key;
 pub use cluster::TestCluster;
 pub use fs::files_under;

@@ -128,6 +128,7 @@ impl Conn {
                     value: ks.value.to_vec(),
                     alias: String::new(),
                     must_exist: false,
+                    ..Default::default()
                 })
                 .await
                 .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;

@@ -53,4 +53,31 @@ impl TestCluster {
         assert_eq!(code, 0, "coffer {all:?} failed: {err}{out}");
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("coffer {all:?} printed no JSON ({e}): {out}"))
     }
+
+    /// Polls `coffer secret describe NAME` (through the first live node) until `done` holds,
+    /// for at most `secs`; panics with `what` and the last answer otherwise.
+    pub async fn wait_describe(
+        &self,
+        name: &str,
+        secs: u64,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        let mut last = serde_json::Value::Null;
+        while std::time::Instant::now() < deadline {
+            for via in (0..self.file.nodes.len()).filter(|i| self.is_running(*i)) {
+                let (code, out, _) = self.cli(via, &["secret", "describe", name, "--output", "json"]);
+                if code == 0 {
+                    last = serde_json::from_str(&out).unwrap_or(serde_json::Value::Null);
+                    if done(&last) {
+                        return last;
+                    }
+                    break;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("{what}: not within {secs}s; last describe: {last:#}");
+    }
 }
