@@ -30,10 +30,13 @@ pub enum Bug {
     RotationRetiresCurrent,
     /// The retire verdict ignores the reads members report: PREVIOUS is retired while read.
     RetireIgnoresReads,
+    /// A rotator's write for a run that no longer waits for its value lands as a plain
+    /// PENDING version instead of being refused.
+    LateHookWriteLands,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 11] = [
+    pub const ALL: [Bug; 12] = [
         Bug::StaleLinearizable,
         Bug::EarlyAck,
         Bug::CasIgnore,
@@ -45,6 +48,7 @@ impl Bug {
         Bug::AnchorOffByOne,
         Bug::RotationRetiresCurrent,
         Bug::RetireIgnoresReads,
+        Bug::LateHookWriteLands,
     ];
 
     /// The command-line name (`--inject-bug NAME`).
@@ -61,6 +65,7 @@ impl Bug {
             Bug::AnchorOffByOne => "anchor-off-by-one",
             Bug::RotationRetiresCurrent => "rotation-retires-current",
             Bug::RetireIgnoresReads => "retire-ignores-reads",
+            Bug::LateHookWriteLands => "late-hook-write-lands",
         }
     }
 

@@ -138,6 +138,7 @@ pub fn add_node(
     slot: Slot,
     leaks: Arc<Leaks>,
     history: Rc<RefCell<History>>,
+    hooks: crate::rotator::HookSetup,
 ) {
     let cfg = node_config(sim, shape, node);
     let kms_addrs: Vec<(String, String)> = (0..shape.regions.len())
@@ -156,6 +157,7 @@ pub fn add_node(
         let leaks = leaks.clone();
         let history = history.clone();
         let name = name.clone();
+        let rotator = Arc::new(hooks.rotator(&name));
         async move {
             let api = turmoil::net::TcpListener::bind(("0.0.0.0", API_PORT)).await?;
             let raft = turmoil::net::TcpListener::bind(("0.0.0.0", RAFT_PORT)).await?;
@@ -175,7 +177,7 @@ pub fn add_node(
                 on_start: Some(Box::new(move |r: &RaftNode| {
                     *on_start_slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(r.clone());
                 })),
-                rotators: Arc::new(crate::rotator::NoRotator),
+                rotators: rotator,
             };
             let tap = Some((leaks, format!("{name} inbound")));
             let serve = coffer::node::serve(

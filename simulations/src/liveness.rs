@@ -250,10 +250,14 @@ pub async fn check(
             tokio::time::sleep(POLL).await;
         }
     }
-    // Rotations carry on: two more runs start, so the one after healing began has ended.
+    // Rotations carry on: two more runs start, so the one after healing began has ended. The
+    // runs in flight are noted for every secret at once (they rotate side by side).
     let (_, _, first) = &targets[0];
+    let mut starts = Vec::new();
     for name in crate::rotation_log::ROTATING {
-        let start = rotation_run(first, name).await.unwrap_or(0);
+        starts.push((name, rotation_run(first, name).await.unwrap_or(0)));
+    }
+    for (name, start) in starts {
         if !until(deadline, || async {
             rotation_run(first, name).await.is_some_and(|r| r >= start + 2)
         })

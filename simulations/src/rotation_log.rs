@@ -1,7 +1,8 @@
 //! The rotating secrets as every node held them, sampled as the run goes.
 //!
-//! The setup gives [`ROTATING`] secrets a `generate` rotation policy with a short period, so the
-//! leader's scheduler rotates them all through the run, under its faults. Every
+//! The setup gives [`ROTATING`] secrets a rotation policy with a short period (`generate` for
+//! the first two, `hook` for the last: the simulated rotator, [`crate::rotator`], writes its
+//! values), so the leader's scheduler rotates them all through the run, under its faults. Every
 //! [`SAMPLE_EVERY`] the harness reads each node's record of them: a CURRENT
 //! that points at a version not enabled is noted at once, and each rotation run is kept as the
 //! furthest any node had it (a run's steps are only ever appended), so the checkers see every
@@ -17,7 +18,9 @@ use coffer_raft::storage::SmBackend;
 use prost::Message;
 
 /// The secrets the setup creates with a rotation policy, and their policies' times (ms).
-pub const ROTATING: [&str; 2] = ["acme/rot0", "acme/rot1"];
+pub const ROTATING: [&str; 3] = ["acme/rot0", "acme/rot1", "acme/rot2"];
+/// The rotating secret of the `hook` strategy.
+pub const HOOKED: &str = "acme/rot2";
 pub const PERIOD_MS: u64 = 3_000;
 pub const OVERLAP_MS: u64 = 1_000;
 pub const RETENTION_MS: u64 = 1_000;
@@ -29,6 +32,7 @@ pub const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_millis(5
 
 /// The spec the setup creates `name` with.
 pub fn spec(i: usize) -> pb::SecretSpec {
+    let hook = ROTATING[i] == HOOKED;
     let generate = if i == 0 {
         pb::GenerateSpec {
             length: 24,
@@ -48,11 +52,19 @@ pub fn spec(i: usize) -> pb::SecretSpec {
         rotation: Some(pb::RotationPolicy {
             period_ms: PERIOD_MS,
             overlap_ms: OVERLAP_MS,
-            strategy: pb::RotationStrategy::Generate as i32,
-            generate: Some(generate),
+            strategy: if hook {
+                pb::RotationStrategy::Hook
+            } else {
+                pb::RotationStrategy::Generate
+            } as i32,
+            generate: (!hook).then_some(generate),
             retention_ms: RETENTION_MS,
             retire_deadline_ms: RETENTION_MS,
-            hook_url: String::new(),
+            hook_url: if hook {
+                "https://rotator.sim.invalid/rotate".into()
+            } else {
+                String::new()
+            },
         }),
         ..Default::default()
     }
@@ -99,6 +111,8 @@ pub struct RotationLog {
     pub last: BTreeMap<String, BTreeMap<String, Held>>,
     /// Every read of PREVIOUS the rotation reader made that was answered, in order.
     pub previous_reads: Vec<PreviousRead>,
+    /// Every write the simulated rotator made, in order, with what the cluster answered.
+    pub hook_writes: Vec<crate::rotator::HookWrite>,
 }
 
 /// `name`'s record and versions in `view`.

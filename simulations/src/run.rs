@@ -193,6 +193,13 @@ pub fn run(opts: &Options) -> Report {
 
     let history = Rc::new(RefCell::new(History::default()));
     let leaks = Arc::new(Leaks::default());
+    // The owners' rotator the hook secret's calls reach (every node's writes in one log).
+    let hooks = crate::rotator::HookSetup {
+        rng: rng.fork("rotator"),
+        nodes: reader_nodes.clone(),
+        log: Default::default(),
+        healed: Default::default(),
+    };
     let mut storage: BTreeMap<String, Storage> = BTreeMap::new();
     let mut slots: BTreeMap<u64, Slot> = BTreeMap::new();
     for r in 0..shape.regions.len() {
@@ -215,6 +222,7 @@ pub fn run(opts: &Options) -> Report {
             slot.clone(),
             leaks.clone(),
             history.clone(),
+            hooks.clone(),
         );
         storage.insert(n.name.clone(), st);
         slots.insert(n.id, slot);
@@ -398,6 +406,7 @@ pub fn run(opts: &Options) -> Report {
 
     // Heal everything, let the clients finish their last operation.
     stop.set(true);
+    hooks.healed.store(true, std::sync::atomic::Ordering::Relaxed);
     for st in storage.values() {
         st.sm.set_free_disk_bytes(u64::MAX);
     }
@@ -432,6 +441,20 @@ pub fn run(opts: &Options) -> Report {
         // What every node holds at the end: its last request records, policies and tokens.
         let mut h = history.borrow_mut();
         let end = sim.elapsed().as_micros() as u64;
+        h.rotations.hook_writes = std::mem::take(&mut hooks.log.lock().unwrap_or_else(|e| e.into_inner()).writes);
+        if std::env::var_os("COFFER_SIM_DEBUG").is_some() {
+            for w in &h.rotations.hook_writes {
+                eprintln!("hook write: {w:?}");
+            }
+            for ((name, n), run) in &h.rotations.runs {
+                eprintln!(
+                    "run {n} of {name}: {:?} attempts {} error {:?}",
+                    crate::rotation_log::steps(run),
+                    run.attempts,
+                    run.last_error
+                );
+            }
+        }
         for (name, st) in &storage {
             h.requests.sample(name, &st.sm, end);
             h.rotations.sample(name, &st.sm, end);

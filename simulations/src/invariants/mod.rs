@@ -15,6 +15,7 @@ pub mod local_monotonic;
 pub mod no_plaintext;
 pub mod resolve;
 pub mod rotation_current;
+pub mod rotation_hook_writes;
 pub mod rotation_one_in_flight;
 pub mod rotation_retire_unused;
 pub mod rotation_steps;
@@ -44,6 +45,7 @@ pub fn check_all(e: &Evidence<'_>) -> Vec<Violation> {
     v.extend(rotation_steps::check(e));
     v.extend(rotation_one_in_flight::check(e));
     v.extend(rotation_retire_unused::check(e));
+    v.extend(rotation_hook_writes::check(e));
     v.extend(election_safety::check(h));
     v.extend(h.liveness.iter().map(|l| Violation::new("liveness", l.clone())));
     v
