@@ -126,7 +126,7 @@ impl HttpsRotators {
             .unwrap_or_default()
             .trim_start_matches('[')
             .trim_end_matches(']');
-        if !https && !matches!(host, "127.0.0.1" | "::1" | "localhost") {
+        if !https && !coffer_model::rotation_policy::is_loopback_host(host) {
             return Err(unreachable("http is only for a loopback rotator".into()));
         }
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });

@@ -197,16 +197,14 @@ async fn call_hook(scheduler: &Scheduler, name: &str, run: u64, url: &str) -> Re
     let started = std::time::Instant::now();
     let answer = scheduler.rotators.call(url, &call).await;
     metrics::histogram!("coffer_rotation_hook_seconds").record(started.elapsed().as_secs_f64());
-    let landed = || {
-        service
-            .secret_here(name)
-            .ok()
-            .and_then(|s| s.rotation_run)
-            .filter(|r| r.run == run && r.new_version != 0)
-            .map(|r| r.new_version)
-    };
+    let landed = service
+        .secret_here(name)
+        .ok()
+        .and_then(|s| s.rotation_run)
+        .filter(|r| r.run == run && r.new_version != 0)
+        .map(|r| r.new_version);
     // A rotator that wrote and then failed to answer (in time) still gave the run its value.
-    if let Some(version) = landed() {
+    if let Some(version) = landed {
         audit(service, name, "pending", version, "ok", false).await;
         return Ok(());
     }
@@ -233,12 +231,9 @@ async fn retire(service: &Service, secret: &pb::Secret, run: u64, deadline_passe
     } = service.safe_to_retire(secret, old).await;
     if verdict == Verdict::Safe {
         let op = Op::AdvanceRotation(pb::AdvanceRotation {
-            name: name.into(),
-            run,
-            from: Step::Overlap as i32,
-            forced: false,
             quiet_from_ms,
             quiet_until_ms,
+            ..advance_command(name, run, Step::Overlap, false)
         });
         made(service, name, "retire", op).await?;
         return Ok(Stepped::Made);
@@ -320,13 +315,18 @@ async fn step_other(service: &Service, name: &str, policy: &pb::RotationPolicy, 
 }
 
 fn advance(name: &str, run: u64, from: Step, forced: bool) -> Op {
-    Op::AdvanceRotation(pb::AdvanceRotation {
+    Op::AdvanceRotation(advance_command(name, run, from, forced))
+}
+
+/// The step of `run` from `from` (no quiet window: see `retire`).
+fn advance_command(name: &str, run: u64, from: Step, forced: bool) -> pb::AdvanceRotation {
+    pb::AdvanceRotation {
         name: name.into(),
         run,
         from: from as i32,
         forced,
         ..Default::default()
-    })
+    }
 }
 
 fn fresh_id() -> Result<String, ApiError> {
