@@ -77,6 +77,12 @@ pub enum ApiError {
     /// The leader (named in the message) is out of disk: nothing was written.
     #[error("{0}")]
     OutOfDisk(String),
+    /// A watch asked for changes this node no longer holds: read the state and watch anew.
+    #[error("{0}")]
+    ResyncNeeded(String),
+    /// This node serves as many watch streams as it may.
+    #[error("{0}")]
+    TooManyWatches(String),
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -190,6 +196,16 @@ pub const CODES: &[(&str, Code, &str)] = &[
         Code::ResourceExhausted,
         "the leader has too little free disk to take writes; nothing was written; free space on the node named",
     ),
+    (
+        "resync_needed",
+        Code::OutOfRange,
+        "a watch asked for changes the node no longer holds; read the current state, then watch from now",
+    ),
+    (
+        "too_many_watches",
+        Code::ResourceExhausted,
+        "the node serves as many watch streams as it may; retry on another node or later",
+    ),
     ("unavailable", Code::Unavailable, "a dependency is down; retry"),
     (
         "deadline_exceeded",
@@ -233,6 +249,8 @@ impl ApiError {
             ApiError::NodeRemoved(_) => "node_removed",
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::OutOfDisk(_) => "out_of_disk",
+            ApiError::ResyncNeeded(_) => "resync_needed",
+            ApiError::TooManyWatches(_) => "too_many_watches",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::DeadlineExceeded(_) => "deadline_exceeded",
             ApiError::Unimplemented(_) => "unimplemented",
@@ -351,6 +369,8 @@ mod tests {
             ApiError::NodeRemoved(m()),
             ApiError::RateLimited(m()),
             ApiError::OutOfDisk(m()),
+            ApiError::ResyncNeeded(m()),
+            ApiError::TooManyWatches(m()),
             ApiError::Unavailable(m()),
             ApiError::DeadlineExceeded(m()),
             ApiError::Unimplemented(m()),

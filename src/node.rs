@@ -301,6 +301,7 @@ where
     .await?;
     export_batch_stats(raft.clone());
 
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let service = Arc::new(Service {
         seam: Seam::new(raft.reader().clone(), audit.clone(), me.name.clone(), me.region.clone()).with_anonymous_limit(
             AnonymousLimit::new(cfg.limits.anonymous_requests_per_sec, cfg.limits.anonymous_burst),
@@ -316,9 +317,10 @@ where
         write_timeout: cfg.write_timeout(),
         token_key: tokio::sync::OnceCell::new(),
         usage: Arc::new(crate::usage::book::UsageBook::new(crate::time::now_ms())),
+        watches: Arc::new(tokio::sync::Semaphore::new(crate::service::watch::MAX_WATCHES)),
+        stopping: stop_rx.clone(),
     });
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };

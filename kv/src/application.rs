@@ -43,4 +43,16 @@ pub trait Application: Send + Sync + 'static {
     fn shreds(&self, _cmd: &pb::Command, _result: &pb::CommandResult) -> bool {
         false
     }
+
+    /// The changes applying `cmd` made, as watchers see them (`Secrets.Watch`), read from
+    /// `batch` right after the command applied. Deterministic like `apply`; a refused command
+    /// or a replayed request made none.
+    fn events(
+        &self,
+        _batch: &Overlay<'_>,
+        _cmd: &pb::Command,
+        _result: &pb::CommandResult,
+    ) -> io::Result<Vec<pb::SecretEvent>> {
+        Ok(Vec::new())
+    }
 }

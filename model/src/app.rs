@@ -42,6 +42,15 @@ impl Application for SecretsModel {
                 || !ok.destroyed.is_empty())
     }
 
+    fn events(
+        &self,
+        batch: &Overlay<'_>,
+        cmd: &pb::Command,
+        result: &pb::CommandResult,
+    ) -> io::Result<Vec<pb::SecretEvent>> {
+        crate::changes::events(batch, cmd, result)
+    }
+
     fn answer(&self, view: &dyn KvView, q: &pb::ReadQuery) -> Result<pb::ReadAnswer, AnswerError> {
         query::answer(view, q).map_err(|e| match e {
             QueryError::Model(e) => AnswerError::Refused(e.to_pb()),

@@ -14,6 +14,7 @@ mod aliases;
 pub mod app;
 pub mod apply;
 pub mod audit_anchors;
+pub mod changes;
 pub mod cluster_records;
 mod context;
 pub mod error;

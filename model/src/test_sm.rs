@@ -70,6 +70,8 @@ pub(crate) struct Sm {
     /// `proposed_at_ms` of the next command (each command moves it 1 ms on).
     pub clock_ms: u64,
     pub principal: String,
+    /// The watch events of the last command applied with [`Sm::apply`].
+    pub events: Vec<pb::SecretEvent>,
 }
 
 /// Sealings for `versions`, each recognizable by its version byte.
@@ -132,6 +134,7 @@ impl Sm {
             replayed: false,
             clock_ms: 1000,
             principal: "root".into(),
+            events: Vec::new(),
         }
     }
 
@@ -180,6 +183,7 @@ impl Sm {
         let view = self.backend.view();
         let mut ov = Overlay::new(&*view);
         let r = apply(&mut ov, cmd, self.index).expect("memory storage does not fail");
+        self.events = crate::changes::events(&ov, cmd, &r).expect("memory storage does not fail");
         let writes = ov.into_writes();
         drop(view);
         self.backend.commit(writes).expect("memory storage does not fail");

@@ -32,6 +32,7 @@ use coffer_kv::Application;
 use coffer_kv::KvView;
 use coffer_kv::Overlay;
 
+use crate::change_feed::ChangeFeed;
 use crate::codec;
 use crate::pb;
 use crate::shred_signals::ShredEvent;
@@ -98,6 +99,7 @@ pub struct StateReader {
     applied: watch::Receiver<u64>,
     access_epoch: Arc<AtomicU64>,
     shredding: Shredding,
+    feed: ChangeFeed,
 }
 
 impl StateReader {
@@ -128,6 +130,11 @@ impl StateReader {
         &self.shredding
     }
 
+    /// The recent changes this replica applied, for watchers ([`crate::change_feed`]).
+    pub fn changes(&self) -> &ChangeFeed {
+        &self.feed
+    }
+
     /// A receiver that changes whenever the applied index moves.
     pub fn watch_applied(&self) -> watch::Receiver<u64> {
         self.applied.clone()
@@ -154,6 +161,8 @@ pub struct StateMachineStore {
     snapshot_writes: SnapshotWrites,
     /// Where applies and installs ask for shredding ([`crate::shredder`]).
     shredding: Shredding,
+    /// The application's events of recent applies ([`crate::change_feed`]).
+    feed: ChangeFeed,
 }
 
 /// One snapshot write at a time: a build (openraft runs it as a task of its own) and an
@@ -181,6 +190,7 @@ impl StateMachineStore {
             snapshots: None,
             snapshot_writes: SnapshotWrites::default(),
             shredding: Shredding::default(),
+            feed: ChangeFeed::new(applied),
         })
     }
 
@@ -204,6 +214,7 @@ impl StateMachineStore {
             applied: self.applied.subscribe(),
             access_epoch: self.access_epoch.clone(),
             shredding: self.shredding.clone(),
+            feed: self.feed.clone(),
         }
     }
 
@@ -262,6 +273,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }
         let mut replies = Vec::with_capacity(batch.len());
         let mut shreds = Vec::new();
+        let mut events = Vec::new();
         let mut last_index = 0;
         let writes = {
             let view = self.backend.view();
@@ -276,6 +288,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     },
                     EntryPayload::Normal(cmd) => {
                         let result = self.app.apply(&mut ov, cmd, log_id.index)?;
+                        events.extend(self.app.events(&ov, cmd, &result)?);
                         if self.app.shreds(cmd, &result) {
                             shreds.push(ShredEvent::Applied {
                                 index: log_id.index,
@@ -308,6 +321,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             self.access_changed();
         }
         let before = *self.applied.borrow();
+        // Events before the applied index: a watcher woken by the index finds them.
+        self.feed.publish(last_index, events);
         self.publish_applied(last_index);
         // After the commit: the state already lacks what the requests are about.
         for event in shreds {
@@ -343,6 +358,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         .await?;
         self.access_changed();
         let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
+        self.feed.reset(index);
         self.publish_applied(index);
         // The replaced state may have held what a destroy removed: shred after installs too.
         self.shredding.request(ShredEvent::Installed { index });

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use coffer_model::names;
 use coffer_model::query::aliases_of;
 use coffer_model::secrets::MAX_VALUE_BYTES;
+use tokio_stream::StreamExt;
 use tonic::Request;
 use tonic::Response;
 use tonic::Status;
@@ -20,6 +21,8 @@ use crate::pb::command::Op;
 use crate::service::put::PutValue;
 use crate::service::read::consistency_label;
 use crate::service::read::VersionRead;
+use crate::service::watch::Scope;
+use crate::service::watch::Watch;
 use crate::service::Service;
 
 pub struct SecretsApi {
@@ -309,8 +312,40 @@ impl SecretsApi {
     }
 }
 
+impl SecretsApi {
+    /// Admits a watch (one audited `secrets:read` decision on the name or folder) and starts
+    /// its stream ([`crate::service::watch`]).
+    async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<WatchStream, ApiError> {
+        let scope = Scope::of(req.get_ref())?;
+        let mut ask = Ask::new(&[Action::SecretsRead], scope.resource());
+        ask.consistency = "watch";
+        self.service.grant_ask(&req, ask).await?;
+        let slot = self.service.watch_slot()?;
+        let (meta, info) = self.service.caller(&req);
+        let w = Watch {
+            meta,
+            info,
+            scope,
+            after_index: req.get_ref().after_index,
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(self.service.clone().stream_changes(w, tx, slot));
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|r| r.map_err(Status::from));
+        Ok(Box::pin(stream))
+    }
+}
+
+/// The response stream of `Secrets.Watch`.
+pub type WatchStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl pb::secrets_server::Secrets for SecretsApi {
+    type WatchStream = WatchStream;
+
+    async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        Ok(Response::new(SecretsApi::watch(self, req).await?))
+    }
+
     async fn create_secret(
         &self,
         req: Request<pb::CreateSecretRequest>,

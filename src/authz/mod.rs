@@ -382,17 +382,28 @@ impl Seam {
         actions: &[Action],
         names: Vec<String>,
     ) -> Vec<String> {
+        self.still_visible(meta, info, actions, names).unwrap_or_default()
+    }
+
+    /// [`Seam::visible`] for a caller already admitted (a watch stream): its credential is
+    /// checked again, and one that no longer authenticates (a revoked or expired token) is an
+    /// error, not an empty answer.
+    pub fn still_visible(
+        &self,
+        meta: &MetadataMap,
+        info: &RequestInfo,
+        actions: &[Action],
+        names: Vec<String>,
+    ) -> Result<Vec<String>, ApiError> {
         let Some(&first) = actions.first() else {
-            return vec![];
+            return Ok(vec![]);
         };
         let now = crate::time::now_ms();
-        let Ok(identity) = self.authenticate(meta, info, now) else {
-            return vec![];
-        };
-        names
+        let identity = self.authenticate(meta, info, now)?;
+        Ok(names
             .into_iter()
             .filter(|n| self.authorize(&identity, &Ask::new(actions, n), first, now).is_ok())
-            .collect()
+            .collect())
     }
 
     fn authenticate(&self, meta: &MetadataMap, info: &RequestInfo, now: u64) -> Result<Identity, ApiError> {

@@ -16,6 +16,7 @@ pub mod secret;
 pub mod secret_spec;
 pub mod token;
 pub mod usage;
+pub mod watch;
 
 pub use error::CliError;
 pub use global::{client_tls, connect, connect_to, Global, Output, DEFAULT_ADDR};

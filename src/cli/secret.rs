@@ -25,6 +25,8 @@ pub enum SecretCmd {
     /// Who reads each version, per region, and whether it is safe to retire (no read since
     /// its quiet window began, on any node).
     Usage(super::usage::UsageArgs),
+    /// Follow the changes to a secret or a folder (never values) as the node applies them.
+    Watch(super::watch::WatchArgs),
     /// Add a version (creating the secret if needed); it becomes CURRENT unless --alias says
     /// otherwise.
     #[command(group(clap::ArgGroup::new("source").required(true).args(["value", "value_file", "generate"])))]
@@ -272,6 +274,7 @@ pub async fn run(g: &Global, cmd: SecretCmd) -> Result<(), CliError> {
         SecretCmd::Update(a) => return super::secret_spec::update(g, *a).await,
         SecretCmd::Rotate(a) => return super::rotation::rotate(g, a).await,
         SecretCmd::Usage(a) => return super::usage::usage(g, a).await,
+        SecretCmd::Watch(a) => return super::watch::watch(g, a).await,
         cmd => cmd,
     };
     // Parse what can be checked locally before connecting.
@@ -294,7 +297,11 @@ pub async fn run(g: &Global, cmd: SecretCmd) -> Result<(), CliError> {
     let client = connect(g).await?;
     let mut s = client.secrets.clone();
     match cmd {
-        SecretCmd::Create(_) | SecretCmd::Update(_) | SecretCmd::Rotate(_) | SecretCmd::Usage(_) => {
+        SecretCmd::Create(_)
+        | SecretCmd::Update(_)
+        | SecretCmd::Rotate(_)
+        | SecretCmd::Usage(_)
+        | SecretCmd::Watch(_) => {
             unreachable!("answered above")
         }
         SecretCmd::Put {

@@ -8,13 +8,15 @@
 //! - [`put`]: a new secret version, re-sealed for the next number when writers race;
 //! - [`access`]: policies and tokens as this replica holds them, and the root-revocation check;
 //! - [`destroyed`]: every node drops the data keys of destroyed versions;
-//! - [`rotation_status`]: where every secret's rotation stands, from this replica.
+//! - [`rotation_status`]: where every secret's rotation stands, from this replica;
+//! - [`watch`]: the changes to a secret or a folder, streamed as this replica applies them.
 
 pub mod access;
 pub mod destroyed;
 pub mod put;
 pub mod read;
 pub mod rotation_status;
+pub mod watch;
 pub mod write;
 
 use std::sync::Arc;
@@ -52,6 +54,10 @@ pub struct Service {
     pub token_key: OnceCell<TokenKey>,
     /// This node's read telemetry (`crate::usage`).
     pub usage: Arc<UsageBook>,
+    /// Slots for watch streams ([`watch::MAX_WATCHES`]).
+    pub watches: Arc<tokio::sync::Semaphore>,
+    /// Turns true when the node stops: long-lived streams end.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Where a request came from, for the seam.
@@ -94,6 +100,11 @@ impl Service {
     /// The names of `names` the request's caller may see under one of `actions`.
     pub fn visible<T>(&self, req: &tonic::Request<T>, actions: &[Action], names: Vec<String>) -> Vec<String> {
         self.seam.visible(req.metadata(), &request_info(req), actions, names)
+    }
+
+    /// Who sent `req`, kept by a stream that decides again as it goes (a watch).
+    pub fn caller<T>(&self, req: &tonic::Request<T>) -> (tonic::metadata::MetadataMap, RequestInfo) {
+        (req.metadata().clone(), request_info(req))
     }
 
     pub fn served_by(&self, role: &str) -> pb::ServedBy {
