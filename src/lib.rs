@@ -7,6 +7,7 @@
 //! - `authz` (principals, policies and the one authorization seam), `audit` (the audit hook
 //!   and the hash-chained file), `crypto` (envelope encryption, DEK cache, KMS providers),
 //!   `rewrap`, `tokens`, `request_ids`, `error` (API errors and their codes), `time`;
+//! - `http`: the HTTP/JSON API beside gRPC (the same handlers behind it);
 //! - `config` and `tls` (a node's settings), `node` (wires Raft and the services);
 //! - `client` (the Rust SDK), `cli` and `dev` (the command line);
 //! - `zeroing_alloc`: the allocator wrapper that zeroes every freed block (the binary's).
@@ -22,6 +23,7 @@ pub mod config;
 pub mod crypto;
 pub mod dev;
 pub mod error;
+pub mod http;
 pub mod node;
 pub mod peer_guard;
 pub mod private_files;

@@ -74,6 +74,14 @@ pub struct NodeParts {
     pub on_start: Option<OnStart>,
     /// How the rotation scheduler calls the owners' rotators (the hook strategy).
     pub rotators: Arc<dyn crate::rotation::hook::Rotators>,
+    /// The HTTP/JSON API's port, when the node serves one (`node.http_addr`).
+    pub http: Option<HttpPort>,
+}
+
+/// A bound HTTP API port and its TLS (`None` = plaintext).
+pub struct HttpPort {
+    pub listener: TcpListener,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// See [`NodeParts::on_start`].
@@ -125,6 +133,18 @@ impl NodeParts {
             )),
             on_start: None,
             rotators: Arc::new(https_rotators(cfg)?),
+            http: match cfg.node.http_addr {
+                Some(addr) => Some(HttpPort {
+                    listener: TcpListener::bind(addr).await.with_context(|| {
+                        format!("cannot listen on node.http_addr {addr} (is another node using it?)")
+                    })?,
+                    tls: match &tls {
+                        Some(m) => Some(tokio_rustls::TlsAcceptor::from(m.http_server()?)),
+                        None => None,
+                    },
+                }),
+                None => None,
+            },
         })
     }
 }
@@ -227,7 +247,11 @@ fn refuse_exposed_plaintext(cfg: &ServerConfig) -> anyhow::Result<()> {
     if !cfg.network.plaintext {
         return Ok(());
     }
-    for (what, addr) in [("api_addr", cfg.node.api_addr), ("raft_addr", cfg.node.raft_addr)] {
+    let http = cfg.node.http_addr.map(|a| ("http_addr", a));
+    for (what, addr) in [("api_addr", cfg.node.api_addr), ("raft_addr", cfg.node.raft_addr)]
+        .into_iter()
+        .chain(http)
+    {
         anyhow::ensure!(
             addr.ip().is_loopback(),
             "network.plaintext = true is for loopback only, but node.{what} is {addr}: \
@@ -288,6 +312,7 @@ where
         peer,
         on_start,
         rotators,
+        http,
     } = parts;
     let kms = Arc::new(KmsSet::new(&cfg.node.region, kms, cfg.kms.policy())?);
     let raft = RaftNode::start(
@@ -341,6 +366,18 @@ where
             ))
             .serve_with_incoming_shutdown(raft_incoming, stopped(stop_rx.clone())),
     );
+    if let Some(port) = http {
+        let apis = crate::http::secrets::Apis {
+            secrets: Arc::new(SecretsApi::new(service.clone())),
+            cluster: Arc::new(ClusterApi::new(service.clone())),
+        };
+        tokio::spawn(crate::http::listener::serve(
+            port.listener,
+            crate::http::secrets::router(apis),
+            port.tls,
+            stop_rx.clone(),
+        ));
+    }
     let api_server = tokio::spawn(
         with_tls(Server::builder(), api_tls, "API")?
             .timeout(Duration::from_secs(60))

@@ -233,6 +233,31 @@ impl TlsMaterial {
         Identity::from_pem(&self.cert_pem, &*self.key_pem)
     }
 
+    /// The HTTP API port: the node's certificate; callers authenticate with tokens.
+    pub fn http_server(&self) -> Result<std::sync::Arc<tokio_rustls::rustls::ServerConfig>, TlsError> {
+        use rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls;
+        let bad = |field: &'static str, problem: String| TlsError::File {
+            field,
+            path: format!("(node {})", self.node_name),
+            problem,
+        };
+        let certs = rustls::pki_types::CertificateDer::pem_slice_iter(&self.cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad("tls.cert", format!("{e:?}")))?;
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&self.key_pem)
+            .map_err(|e| bad("tls.key", format!("not a private key in PEM ({e:?})")))?;
+        let mut cfg =
+            rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| bad("tls.cert", e.to_string()))?
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .map_err(|e| bad("tls.cert", e.to_string()))?;
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(std::sync::Arc::new(cfg))
+    }
+
     /// The API port: client certificates optional, verified against the CA when given.
     pub fn api_server(&self) -> ServerTlsConfig {
         ServerTlsConfig::new()

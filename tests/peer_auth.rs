@@ -171,6 +171,7 @@ fn a_node_refuses_plaintext_off_loopback_and_a_peer_key_others_can_read() {
             region: "us-east".into(),
             api: format!("127.0.0.1:{}", free_port()),
             raft: format!("127.0.0.1:{}", free_port()),
+            http: String::new(),
             pid: 0,
         }],
         ca_cert: None,

@@ -163,6 +163,7 @@ pub fn add_node(
             let raft = turmoil::net::TcpListener::bind(("0.0.0.0", RAFT_PORT)).await?;
             let on_start_slot = slot.clone();
             let parts = NodeParts {
+                http: None,
                 log: Arc::new(storage.log.clone()),
                 sm: Arc::new(storage.sm.clone()),
                 kms,

@@ -89,4 +89,8 @@ pub struct NodeConfig {
     /// Serve Prometheus metrics at `http://<metrics_addr>/metrics` (off when unset).
     #[serde(default)]
     pub metrics_addr: Option<SocketAddr>,
+    /// Serve the HTTP/JSON API here (off when unset): HTTPS with the node's certificate when
+    /// the node has `[tls]`.
+    #[serde(default)]
+    pub http_addr: Option<SocketAddr>,
 }

@@ -121,7 +121,7 @@ zone = "{region}-a"
 data_dir = "{data}"
 api_addr = "{api}"
 raft_addr = "{raft}"
-
+{http}
 [cluster]
 id = "{cluster}"
 bootstrap = {bootstrap}
@@ -138,6 +138,11 @@ local_keyring_dir = "{keyring}"
         region = node.region,
         data = dir.join(&node.name).join("data").display(),
         api = node.api,
+        http = if node.http.is_empty() {
+            String::new()
+        } else {
+            format!("http_addr = \"{}\"\n", node.http)
+        },
         raft = node.raft,
         cluster = file.cluster_id,
         bootstrap = node.id == 1,

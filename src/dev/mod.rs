@@ -82,8 +82,14 @@ pub async fn run(args: DevArgs) -> Result<(), CliError> {
         .map(Path::to_path_buf)
         .unwrap_or_default();
     let connection = match &file.ca_cert {
-        Some(ca) => format!("export COFFER_ADDR=https://{} COFFER_CACERT={ca}", file.nodes[0].api),
-        None => format!("export COFFER_ADDR=http://{}", file.nodes[0].api),
+        Some(ca) => format!(
+            "export COFFER_ADDR=https://{} COFFER_CACERT={ca}\nexport COFFER_HTTP=https://{}",
+            file.nodes[0].api, file.nodes[0].http
+        ),
+        None => format!(
+            "export COFFER_ADDR=http://{}\nexport COFFER_HTTP=http://{}",
+            file.nodes[0].api, file.nodes[0].http
+        ),
     };
     let env = format!(
         "{connection}\nexport COFFER_TOKEN={}\nexport PATH=\"{}:$PATH\"\n",
@@ -106,8 +112,8 @@ pub async fn run(args: DevArgs) -> Result<(), CliError> {
     );
     for n in &file.nodes {
         println!(
-            "  {:<14} region {:<10} api {:<16} log {shown}/{}/coffer.log",
-            n.name, n.region, n.api, n.name
+            "  {:<14} region {:<10} api {:<16} http {:<16} log {shown}/{}/coffer.log",
+            n.name, n.region, n.api, n.http, n.name
         );
     }
     if file.ca_cert.is_some() {

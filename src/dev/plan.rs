@@ -30,6 +30,9 @@ pub struct DevNode {
     pub region: String,
     pub api: String,
     pub raft: String,
+    /// The HTTP/JSON API (empty in files written before it existed: then the API port + 200).
+    #[serde(default)]
+    pub http: String,
     pub pid: u32,
 }
 
@@ -83,7 +86,7 @@ pub fn plan(args: &DevArgs, dir: &Path) -> Result<ClusterFile, CliError> {
     if let Some(dup) = args.regions.iter().find(|r| !seen.insert(*r)) {
         return Err(err(format!("region {dup} is listed twice")));
     }
-    if args.base_port as usize + 100 + args.regions.len() > u16::MAX as usize {
+    if args.base_port as usize + 200 + args.regions.len() > u16::MAX as usize {
         return Err(err("--base-port is too high"));
     }
     let path = dir.join("cluster.json");
@@ -114,6 +117,15 @@ pub fn plan(args: &DevArgs, dir: &Path) -> Result<ClusterFile, CliError> {
                 dir.display()
             )));
         }
+        let mut file = file;
+        for n in file.nodes.iter_mut().filter(|n| n.http.is_empty()) {
+            let port = n
+                .api
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .unwrap_or(0);
+            n.http = format!("127.0.0.1:{}", port.saturating_add(200));
+        }
         return Ok(file);
     }
     let token = authz::new_token().map_err(|e| err(e.to_string()))?;
@@ -132,6 +144,7 @@ pub fn plan(args: &DevArgs, dir: &Path) -> Result<ClusterFile, CliError> {
                 region: r.clone(),
                 api: format!("127.0.0.1:{}", args.base_port as usize + i),
                 raft: format!("127.0.0.1:{}", args.base_port as usize + 100 + i),
+                http: format!("127.0.0.1:{}", args.base_port as usize + 200 + i),
                 pid: 0,
             })
             .collect(),

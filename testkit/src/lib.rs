@@ -11,6 +11,7 @@
 pub mod calls;
 pub mod cluster;
 pub mod fs;
+pub mod http;
 pub mod moto;
 pub mod net;
 pub mod proxy;
@@ -28,6 +29,8 @@ pub use fs::files_under;
 pub use fs::Filler;
 pub use fs::TempDir;
 pub use fs::Tmpfs;
+pub use http::http_request;
+pub use http::HttpAnswer;
 pub use net::free_port;
 pub use net::http_get;
 pub use net::metric;

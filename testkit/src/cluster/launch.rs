@@ -39,6 +39,7 @@ impl TestCluster {
                     region: r.clone(),
                     api: format!("127.0.0.1:{}", free_port()),
                     raft: format!("127.0.0.1:{}", free_port()),
+                    http: format!("127.0.0.1:{}", free_port()),
                     pid: 0,
                 }
             })
