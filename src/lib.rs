@@ -8,12 +8,14 @@
 //!   and the hash-chained file), `crypto` (envelope encryption, DEK cache, KMS providers),
 //!   `rewrap`, `tokens`, `request_ids`, `error` (API errors and their codes), `time`;
 //! - `http`: the HTTP/JSON API beside gRPC (the same handlers behind it);
+//! - `agent`: `coffer agent`, which renders secrets to files through `coffer-sdk`;
 //! - `config` and `tls` (a node's settings), `node` (wires Raft and the services);
 //! - `client` (the Rust SDK), `cli` and `dev` (the command line);
 //! - `zeroing_alloc`: the allocator wrapper that zeroes every freed block (the binary's).
 //!
 //! The multi-process test harness is the `coffer-testkit` crate, a dev-dependency only.
 
+pub mod agent;
 pub mod api;
 pub mod audit;
 pub mod authz;

@@ -23,17 +23,22 @@ async fn shutdown_signal() {
     }
 }
 
+/// Logs to stderr, filtered by `RUST_LOG` or else `default`.
+fn init_logs(default: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Dev(args) => coffer::dev::run(args).await,
         Command::Server { config } => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
-                )
-                .with_writer(std::io::stderr)
-                .init();
+            init_logs("info,openraft=warn");
             let cfg = coffer::config::ServerConfig::load(&config).map_err(|e| CliError::new(e.to_string()))?;
             coffer::node::run(cfg, shutdown_signal())
                 .await
@@ -46,6 +51,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Policy(cmd) => cli::policy::run(&cli.global, cmd).await,
         Command::Audit(cmd) => cli::audit::run(&cli.global, cmd).await,
         Command::Rotation(cmd) => cli::rotation::run(&cli.global, cmd).await,
+        Command::Agent(args) => {
+            init_logs("warn");
+            coffer::agent::main(args, shutdown_signal())
+                .await
+                .map_err(CliError::new)
+        }
     }
 }
 

@@ -82,51 +82,53 @@ impl Coffer {
     /// `name`'s CURRENT value: from the cache while fresh, else fetched (one fetch however many
     /// callers ask at once); while no node answers, the cached value up to `max_stale`.
     pub async fn get(&self, name: &str) -> Result<Secret, SdkError> {
+        self.get_alias(name, "CURRENT").await
+    }
+
+    /// The value `alias` of `name` points at (`PREVIOUS` through a rotation's overlap, say),
+    /// cached like [`Coffer::get`].
+    pub async fn get_alias(&self, name: &str, alias: &str) -> Result<Secret, SdkError> {
         let cache = &self.inner.cache;
-        if let Lookup::Fresh(s) = cache.lookup(name, Instant::now()) {
+        if let Lookup::Fresh(s) = cache.lookup(name, alias, Instant::now()) {
             count(&cache.stats.hits, "coffer_sdk_cache_hits_total");
             return Ok(s);
         }
-        let lock = cache.lock_for(name);
+        let lock = cache.lock_for(name, alias);
         let _one_fetch = lock.lock().await;
-        if let Lookup::Fresh(s) = cache.lookup(name, Instant::now()) {
+        if let Lookup::Fresh(s) = cache.lookup(name, alias, Instant::now()) {
             count(&cache.stats.hits, "coffer_sdk_cache_hits_total");
             return Ok(s);
         }
         count(&cache.stats.misses, "coffer_sdk_cache_misses_total");
-        match self.fetch(name, None).await {
+        let selector = pb::get_secret_value_request::Selector::Alias(alias.to_string());
+        match self.fetch(name, selector).await {
             Ok(s) => {
-                let ttl = self
-                    .inner
-                    .cfg
-                    .ttl
-                    .mul_f64(1.0 - self.inner.cfg.ttl_jitter * unit_random());
-                cache.store(s.clone(), ttl, Instant::now());
+                let jitter = 1.0 - self.inner.cfg.ttl_jitter * unit_random();
+                cache.store(alias, s.clone(), self.inner.cfg.ttl.mul_f64(jitter), Instant::now());
                 self.watch(name, s.applied_index);
                 Ok(s)
             }
             Err(e) if !e.retryable() => {
                 // A definite answer (gone, denied, disabled): nothing cached may stand in.
-                cache.remove(name);
+                cache.remove(name, Some(alias));
                 Err(e)
             }
             Err(e) => {
                 count(&cache.stats.refresh_failures, "coffer_sdk_refresh_failures_total");
-                match cache.lookup(name, Instant::now()) {
+                match cache.lookup(name, alias, Instant::now()) {
                     Lookup::Stale { secret, fetched_at } => {
                         let age = fetched_at.elapsed();
-                        if age <= self.inner.cfg.max_stale {
-                            count(&cache.stats.stale_serves, "coffer_sdk_stale_serves_total");
-                            tracing::warn!(name, age_ms = age.as_millis() as u64, "serving a cached value: {e}");
-                            Ok(secret)
-                        } else {
-                            Err(SdkError::MaxStaleExceeded {
+                        if age > self.inner.cfg.max_stale {
+                            return Err(SdkError::MaxStaleExceeded {
                                 name: name.to_string(),
                                 age_ms: age.as_millis() as u64,
                                 max_stale_ms: self.inner.cfg.max_stale.as_millis() as u64,
                                 last: e.to_string(),
-                            })
+                            });
                         }
+                        count(&cache.stats.stale_serves, "coffer_sdk_stale_serves_total");
+                        tracing::warn!(name, age_ms = age.as_millis() as u64, "serving a cached value: {e}");
+                        Ok(Secret { stale: true, ..secret })
                     }
                     Lookup::Fresh(s) => Ok(s),
                     Lookup::Revoked | Lookup::Missing => Err(e),
@@ -137,14 +139,15 @@ impl Coffer {
 
     /// Version `version` of `name`, read now (never cached).
     pub async fn get_version(&self, name: &str, version: u64) -> Result<Secret, SdkError> {
-        self.fetch(name, Some(version)).await
+        self.fetch(name, pb::get_secret_value_request::Selector::Version(version))
+            .await
     }
 
-    async fn fetch(&self, name: &str, version: Option<u64>) -> Result<Secret, SdkError> {
+    async fn fetch(&self, name: &str, selector: pb::get_secret_value_request::Selector) -> Result<Secret, SdkError> {
         count(&self.inner.cache.stats.fetches, "coffer_sdk_fetches_total");
         let req = pb::GetSecretValueRequest {
             name: name.to_string(),
-            selector: version.map(pb::get_secret_value_request::Selector::Version),
+            selector: Some(selector),
             ..Default::default()
         };
         let (r, _) = self
@@ -160,6 +163,7 @@ impl Coffer {
             version: r.version,
             applied_index: r.read.map_or(0, |m| m.applied_index),
             value: Arc::new(SecretValue::new(r.value)),
+            stale: false,
         })
     }
 

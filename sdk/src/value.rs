@@ -44,6 +44,8 @@ pub struct Secret {
     pub value: Arc<SecretValue>,
     /// The log index of the replica that served it.
     pub applied_index: u64,
+    /// Served from the cache past its TTL because no node answered (within `max_stale`).
+    pub stale: bool,
 }
 
 #[cfg(test)]
@@ -57,6 +59,7 @@ mod tests {
             version: 1,
             value: Arc::new(SecretValue::new(b"fake-do-not-print".to_vec())),
             applied_index: 3,
+            stale: false,
         };
         let shown = format!("{s:?}");
         assert!(

@@ -2,8 +2,8 @@
 //! `through_index` on the next node when its node fails or goes quiet.
 //!
 //! What a change does to the cache ([`apply`]): a version it revokes (disabled, destroyed,
-//! pruned) is dropped at once; a CURRENT that moved off the cached version makes the entry
-//! stale (the next read fetches). A stream that ends `unauthenticated` (the token was revoked
+//! pruned) is dropped at once; an alias that moved off the cached version makes the entry stale
+//! (the next read fetches). A stream that ends `unauthenticated` (the token was revoked
 //! or expired) drops every value; `permission_denied` or `not_found` drops the name;
 //! `resync_needed` makes it stale and watches from now.
 
@@ -23,14 +23,8 @@ const QUIET_LIMIT: Duration = Duration::from_secs(3);
 
 /// Applies one change to the cache.
 pub fn apply(cache: &Cache, e: &pb::SecretEvent) {
-    if cache.revoke(&e.name, &e.revoked) {
+    if cache.changed(&e.name, e.index, &e.aliases, &e.revoked, Instant::now()) > 0 {
         tracing::info!(name = %e.name, index = e.index, "cached value revoked by a change");
-        return;
-    }
-    if let Some(v) = cache.version_of(&e.name) {
-        if e.aliases.get("CURRENT") != Some(&v) {
-            cache.invalidate(&e.name, e.index, Instant::now());
-        }
     }
 }
 
@@ -127,7 +121,7 @@ fn end(cache: &Cache, name: &str, e: &SdkError, after: &mut u64) -> Option<Ended
             Some(Ended::Stop)
         }
         "permission_denied" | "not_found" | "invalid_argument" => {
-            cache.remove(name);
+            cache.remove(name, None);
             Some(Ended::Stop)
         }
         "resync_needed" => {

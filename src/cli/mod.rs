@@ -67,6 +67,8 @@ pub enum Command {
     /// Where secrets' rotations stand: past due, in flight, failing.
     #[command(subcommand)]
     Rotation(rotation::RotationCmd),
+    /// Render secrets to files and keep them current (a sidecar), or once (--once).
+    Agent(crate::agent::AgentArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
