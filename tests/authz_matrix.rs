@@ -210,27 +210,6 @@ async fn list_names(c: &Client, prefix: &str) -> Vec<String> {
         .names
 }
 
-async fn create_token(
-    root: &Client,
-    principal: &str,
-    groups: &[&str],
-    policies: &[&str],
-    ttl: Duration,
-) -> pb::CreateTokenResponse {
-    root.access
-        .clone()
-        .create_token(pb::CreateTokenRequest {
-            principal: principal.into(),
-            tenant: String::new(),
-            groups: groups.iter().map(|g| g.to_string()).collect(),
-            policies: policies.iter().map(|p| p.to_string()).collect(),
-            ttl_ms: ttl.as_millis() as u64,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("create a token for {principal}: {e}"))
-        .into_inner()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_authorization_matrix_holds_on_every_node() {
     let cluster = TestCluster::start(BIN, &["us-east", "eu-west", "ap-south"], FAST_RAFT).await;
@@ -239,13 +218,7 @@ async fn the_authorization_matrix_holds_on_every_node() {
     wait_token_key(&root).await;
 
     for doc in POLICIES {
-        root.access
-            .clone()
-            .put_policy(pb::PutPolicyRequest {
-                document: doc.to_string(),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("put policy {doc}: {e}"));
+        put_policy(&root, doc).await;
     }
     for name in SECRETS {
         put(&root, name, value_of(name).as_bytes()).await.unwrap();
@@ -699,21 +672,13 @@ async fn access_changes_reach_tokens_in_use_on_every_node() {
     let cluster = TestCluster::start(BIN, &["us-east", "eu-west", "ap-south"], FAST_RAFT).await;
     let root = cluster.client(0).await;
     wait_token_key(&root).await;
-    let put_policy = |resources: &'static str| {
-        let root = root.clone();
-        async move {
-            let doc = format!(
-                r#"{{"name":"cached","statements":[{{"effect":"allow","principals":["service:acme:cached"],
-                    "actions":["secrets:read"],"resources":["{resources}"]}}]}}"#
-            );
-            root.access
-                .clone()
-                .put_policy(pb::PutPolicyRequest { document: doc })
-                .await
-                .unwrap();
-        }
+    let cached = |resources: &str| {
+        format!(
+            r#"{{"name":"cached","statements":[{{"effect":"allow","principals":["service:acme:cached"],
+                "actions":["secrets:read"],"resources":["{resources}"]}}]}}"#
+        )
     };
-    put_policy("acme/app/*").await;
+    put_policy(&root, &cached("acme/app/*")).await;
     put(&root, "acme/app/cached", b"fake-cached-value").await.unwrap();
     let t = create_token(
         &root,
@@ -740,14 +705,14 @@ async fn access_changes_reach_tokens_in_use_on_every_node() {
         users.push(user);
     }
 
-    put_policy("acme/other/*").await;
+    put_policy(&root, &cached("acme/other/*")).await;
     for (i, user) in users.iter().enumerate() {
         caught_up(i).await;
         let err = get(user, "acme/app/cached", None).await.unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied, "node {i}: {err:?}");
     }
 
-    put_policy("acme/app/*").await;
+    put_policy(&root, &cached("acme/app/*")).await;
     root.access
         .clone()
         .revoke_token(pb::RevokeTokenRequest {

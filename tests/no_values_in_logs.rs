@@ -25,27 +25,21 @@ async fn no_value_or_token_appears_in_any_log_line_or_audit_record() {
         )
     };
     let values: Vec<String> = (0..6).map(canary).collect();
-    root.access
-        .clone()
-        .put_policy(pb::PutPolicyRequest {
-            document: r#"{"name":"canary-rw","statements":[{"effect":"allow","principals":["service:acme:canary"],
-                "actions":["secrets:read","secrets:write","secrets:rotate"],"resources":["acme/canary/*"]}]}"#
-                .into(),
-        })
-        .await
-        .unwrap();
-    let token = root
-        .access
-        .clone()
-        .create_token(pb::CreateTokenRequest {
-            principal: "service:acme:canary".into(),
-            policies: vec!["canary-rw".into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .token;
+    put_policy(
+        &root,
+        r#"{"name":"canary-rw","statements":[{"effect":"allow","principals":["service:acme:canary"],
+            "actions":["secrets:read","secrets:write","secrets:rotate"],"resources":["acme/canary/*"]}]}"#,
+    )
+    .await;
+    let token = create_token(
+        &root,
+        "service:acme:canary",
+        &[],
+        &["canary-rw"],
+        Duration::from_secs(3600),
+    )
+    .await
+    .token;
 
     for i in 0..3 {
         let c = cluster.client_with(i, Some(&token)).await;

@@ -123,27 +123,20 @@ async fn a_destroyed_version_or_a_revoked_token_stops_being_served_at_once_whate
     wait_token_key(&root).await;
     put(&root, "acme/sdk/cert", b"fake-sdk-cert-one").await.unwrap();
     put(&root, "acme/sdk/token", b"fake-sdk-token").await.unwrap();
-    root.access
-        .clone()
-        .put_policy(pb::PutPolicyRequest {
-            document: r#"{"name":"sdk-reader","statements":[{"effect":"allow","principals":["service:acme:sdk"],
-                "actions":["secrets:read"],"resources":["acme/sdk/*"]}]}"#
-                .into(),
-        })
-        .await
-        .unwrap();
-    let t = root
-        .access
-        .clone()
-        .create_token(pb::CreateTokenRequest {
-            principal: "service:acme:sdk".into(),
-            policies: vec!["sdk-reader".into()],
-            ttl_ms: 3_600_000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    put_policy(
+        &root,
+        r#"{"name":"sdk-reader","statements":[{"effect":"allow","principals":["service:acme:sdk"],
+            "actions":["secrets:read"],"resources":["acme/sdk/*"]}]}"#,
+    )
+    .await;
+    let t = create_token(
+        &root,
+        "service:acme:sdk",
+        &[],
+        &["sdk-reader"],
+        Duration::from_secs(3600),
+    )
+    .await;
     let local = (leader + 1) % 3;
     let forever = |cfg: &mut Config| cfg.max_stale = Duration::from_secs(3600);
     let admin = sdk(&cluster, local, cluster.token(), forever);

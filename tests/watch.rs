@@ -19,20 +19,6 @@ const APP_READER: &str = r#"{"name":"app-reader","statements":[
     {"effect":"allow","principals":["service:acme:watcher"],"actions":["secrets:read"],"resources":["acme/app/*"]},
     {"effect":"deny","principals":["service:acme:watcher"],"actions":["secrets:read"],"resources":["acme/app/private/*"]}]}"#;
 
-async fn token(root: &Client, policy: &str) -> pb::CreateTokenResponse {
-    root.access
-        .clone()
-        .create_token(pb::CreateTokenRequest {
-            principal: "service:acme:watcher".into(),
-            policies: vec![policy.into()],
-            ttl_ms: 3_600_000,
-            ..Default::default()
-        })
-        .await
-        .expect("create the watcher's token")
-        .into_inner()
-}
-
 async fn watch(c: &Client, prefix: &str, after_index: u64) -> Result<Streaming<pb::WatchResponse>, tonic::Status> {
     c.secrets
         .clone()
@@ -91,14 +77,15 @@ async fn a_watcher_sees_every_change_once_in_order_across_a_disconnect_and_a_dea
     let other = (leader + 2) % 3;
     let root = cluster.client(leader).await;
     wait_token_key(&root).await;
-    root.access
-        .clone()
-        .put_policy(pb::PutPolicyRequest {
-            document: APP_READER.into(),
-        })
-        .await
-        .unwrap();
-    let t = token(&root, "app-reader").await;
+    put_policy(&root, APP_READER).await;
+    let t = create_token(
+        &root,
+        "service:acme:watcher",
+        &[],
+        &["app-reader"],
+        Duration::from_secs(3600),
+    )
+    .await;
     let watcher = cluster.client_with(follower, Some(&t.token)).await;
 
     // Refused up front: a folder the caller may not read, and neither a name nor a prefix.

@@ -8,6 +8,7 @@
 use crate::access_records;
 use crate::audit_anchors;
 use crate::cluster_records;
+use crate::context::At;
 use crate::error::fail;
 use crate::error::ApplyError;
 use crate::error::ModelError;
@@ -92,64 +93,50 @@ fn evaluate(ov: &mut Overlay<'_>, cmd: &pb::Command, log_index: u64) -> std::io:
     })
 }
 
-/// Applies `cmd` at `log_index`.
+/// Applies `cmd` at `log_index`: one arm per operation (a new one must say what it does).
 fn apply_op(tx: &mut Txn<'_, '_>, cmd: &pb::Command, log_index: u64) -> Result<pb::CommandOk> {
     use pb::command::Op;
     let Some(op) = &cmd.op else {
         return fail(ErrorCode::InvalidArgument, "command without an operation");
     };
-    if let Op::Bootstrap(b) = op {
-        return cluster_records::bootstrap(tx, b);
-    }
-    if !tx.contains(keys::CLUSTER)? {
+    if !matches!(op, Op::Bootstrap(_)) && !tx.contains(keys::CLUSTER)? {
         return fail(ErrorCode::NotBootstrapped, "the cluster is not bootstrapped yet");
     }
     let now = cmd.proposed_at_ms;
-    let name = match op {
-        Op::Bootstrap(_) => unreachable!("handled above"),
-        Op::SetTokenKey(k) => return cluster_records::set_token_key(tx, k),
-        Op::SetWraps(w) => return cluster_records::set_wraps(tx, w),
-        Op::PutPolicy(c) => return access_records::put_policy(tx, c, now, &cmd.principal),
-        Op::DeletePolicy(c) => return access_records::delete_policy(tx, c),
-        Op::CreateToken(c) => return access_records::create_token(tx, c),
-        Op::RevokeToken(c) => return access_records::revoke_token(tx, c, now),
-        Op::AnchorAudit(c) => return audit_anchors::anchor(tx, c, now),
-        Op::CreateSecret(c) => &c.name,
-        Op::AddVersion(c) => &c.name,
-        Op::MoveAlias(c) => &c.name,
-        Op::SetVersionState(c) => &c.name,
-        Op::DestroyVersion(c) => &c.name,
-        Op::UpdateSecret(c) => &c.name,
-        Op::StartRotation(c) => &c.name,
-        Op::AdvanceRotation(c) => &c.name,
-        Op::RotationFailed(c) => &c.name,
-        Op::RollbackRotation(c) => &c.name,
-    };
-    names::validate_name(name).map_err(ModelError::from)?;
-    let secret = secrets::load_secret(tx, name)?;
-    let at = crate::context::At {
+    let at = At {
         now,
         log_index,
         principal: &cmd.principal,
         request_id: &cmd.request_id,
     };
     match op {
-        Op::Bootstrap(_)
-        | Op::SetTokenKey(_)
-        | Op::SetWraps(_)
-        | Op::PutPolicy(_)
-        | Op::DeletePolicy(_)
-        | Op::CreateToken(_)
-        | Op::RevokeToken(_)
-        | Op::AnchorAudit(_) => unreachable!("handled above"),
-        Op::CreateSecret(c) => secrets::create_secret(tx, secret, c, &at),
-        Op::AddVersion(c) => secrets::add_version(tx, secret, c, &at),
-        Op::MoveAlias(c) => secrets::move_alias(tx, secret, c, &at),
-        Op::SetVersionState(c) => secrets::set_version_state(tx, secret, c, &at),
-        Op::DestroyVersion(c) => secrets::destroy_version(tx, secret, c, &at),
-        Op::UpdateSecret(c) => secrets::update_secret(tx, secret, c, &at),
-        Op::StartRotation(_) | Op::AdvanceRotation(_) | Op::RotationFailed(_) | Op::RollbackRotation(_) => {
-            rotation_commands::apply(tx, secret, op, &at)
-        }
+        Op::Bootstrap(b) => cluster_records::bootstrap(tx, b),
+        Op::SetTokenKey(k) => cluster_records::set_token_key(tx, k),
+        Op::SetWraps(w) => cluster_records::set_wraps(tx, w),
+        Op::PutPolicy(c) => access_records::put_policy(tx, c, now, &cmd.principal),
+        Op::DeletePolicy(c) => access_records::delete_policy(tx, c),
+        Op::CreateToken(c) => access_records::create_token(tx, c),
+        Op::RevokeToken(c) => access_records::revoke_token(tx, c, now),
+        Op::AnchorAudit(c) => audit_anchors::anchor(tx, c, now),
+        Op::CreateSecret(c) => on_secret(tx, &c.name, |tx, s| secrets::create_secret(tx, s, c, &at)),
+        Op::AddVersion(c) => on_secret(tx, &c.name, |tx, s| secrets::add_version(tx, s, c, &at)),
+        Op::MoveAlias(c) => on_secret(tx, &c.name, |tx, s| secrets::move_alias(tx, s, c, &at)),
+        Op::SetVersionState(c) => on_secret(tx, &c.name, |tx, s| secrets::set_version_state(tx, s, c, &at)),
+        Op::DestroyVersion(c) => on_secret(tx, &c.name, |tx, s| secrets::destroy_version(tx, s, c, &at)),
+        Op::UpdateSecret(c) => on_secret(tx, &c.name, |tx, s| secrets::update_secret(tx, s, c, &at)),
+        Op::StartRotation(c) => on_secret(tx, &c.name, |tx, s| rotation_commands::apply(tx, s, op, &at)),
+        Op::AdvanceRotation(c) => on_secret(tx, &c.name, |tx, s| rotation_commands::apply(tx, s, op, &at)),
+        Op::RotationFailed(c) => on_secret(tx, &c.name, |tx, s| rotation_commands::apply(tx, s, op, &at)),
+        Op::RollbackRotation(c) => on_secret(tx, &c.name, |tx, s| rotation_commands::apply(tx, s, op, &at)),
     }
+}
+
+/// Runs `f` on the secret `name` names (None if there is none yet), once the name is valid.
+fn on_secret<F>(tx: &mut Txn<'_, '_>, name: &str, f: F) -> Result<pb::CommandOk>
+where
+    F: FnOnce(&mut Txn<'_, '_>, Option<pb::Secret>) -> Result<pb::CommandOk>,
+{
+    names::validate_name(name).map_err(ModelError::from)?;
+    let secret = secrets::load_secret(tx, name)?;
+    f(tx, secret)
 }

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::template::placeholders;
+
 /// What a file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -106,20 +108,6 @@ fn default_ttl() -> u64 {
 }
 fn default_max_stale() -> u64 {
     3600
-}
-
-/// The placeholders of a template (`{{ name }}`, spaces optional), in order.
-pub fn placeholders(template: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        let Some(len) = rest[start..].find("}}") else {
-            break;
-        };
-        out.push(rest[start + 2..start + len].trim().to_string());
-        rest = &rest[start + len + 2..];
-    }
-    out
 }
 
 /// The permissions `mode` stands for, refusing any that lets group or others in.
@@ -258,6 +246,5 @@ mod tests {
             let e = parse(files).unwrap_err();
             assert!(e.contains(says), "{files}: {e}");
         }
-        assert_eq!(placeholders("a={{ acme/x }} b={{acme/y}}"), ["acme/x", "acme/y"]);
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! - [`config`]: the TOML config (nodes, token, files) and its checks;
 //! - [`render`]: raw, env, JSON and template files from the values;
+//! - [`template`]: the `{{ name }}` template syntax, parsed in one place;
 //! - [`files`]: atomic replace (write, fsync, rename, directory fsync) with mode and owner;
 //! - [`run`]: the loop: render, replace what changed, reload once, remove what may not stay.
 
@@ -11,6 +12,7 @@ pub mod config;
 pub mod files;
 pub mod render;
 pub mod run;
+pub mod template;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -6,6 +6,8 @@ use zeroize::Zeroizing;
 
 use super::config::FileConfig;
 use super::config::Format;
+use super::template;
+use super::template::Piece;
 
 /// The env name of `secret`: configured, else its last segment in capitals (`-` and `.` as `_`).
 pub fn env_name(f: &FileConfig, secret: &str) -> String {
@@ -57,17 +59,12 @@ pub fn render(f: &FileConfig, values: &BTreeMap<String, Zeroizing<Vec<u8>>>) -> 
             // `m` holds copies of the values; the allocator zeroes them as they are freed.
         }
         Format::Template => {
-            let t = f.template.as_deref().unwrap_or("");
-            let mut rest = t;
-            while let Some(start) = rest.find("{{") {
-                let Some(len) = rest[start..].find("}}") else {
-                    break;
-                };
-                out.extend_from_slice(&rest.as_bytes()[..start]);
-                out.extend_from_slice(value(rest[start + 2..start + len].trim())?);
-                rest = &rest[start + len + 2..];
+            for piece in template::pieces(f.template.as_deref().unwrap_or("")) {
+                match piece {
+                    Piece::Text(text) => out.extend_from_slice(text.as_bytes()),
+                    Piece::Secret(name) => out.extend_from_slice(value(name)?),
+                }
             }
-            out.extend_from_slice(rest.as_bytes());
         }
     }
     Ok(out)

@@ -84,3 +84,36 @@ pub async fn versions(c: &Client, name: &str) -> Result<Vec<pb::VersionInfo>, to
         .await
         .map(|r| r.into_inner().versions)
 }
+
+/// Stores a policy document (JSON), panicking with the status if the cluster refuses it.
+pub async fn put_policy(c: &Client, document: &str) {
+    c.access
+        .clone()
+        .put_policy(pb::PutPolicyRequest {
+            document: document.into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("store the policy {document}: {e}"));
+}
+
+/// A token for `principal` in its own tenant, in `groups`, bound to `policies`, for `ttl`.
+pub async fn create_token(
+    c: &Client,
+    principal: &str,
+    groups: &[&str],
+    policies: &[&str],
+    ttl: Duration,
+) -> pb::CreateTokenResponse {
+    c.access
+        .clone()
+        .create_token(pb::CreateTokenRequest {
+            principal: principal.into(),
+            tenant: String::new(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            policies: policies.iter().map(|p| p.to_string()).collect(),
+            ttl_ms: ttl.as_millis() as u64,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("create a token for {principal}: {e}"))
+        .into_inner()
+}

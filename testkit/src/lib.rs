@@ -18,10 +18,12 @@ pub mod proxy;
 pub mod rotator;
 pub mod spec;
 
+pub use calls::create_token;
 pub use calls::eventually;
 pub use calls::get;
 pub use calls::get_with;
 pub use calls::put;
+pub use calls::put_policy;
 pub use calls::versions;
 pub use calls::wait_token_key;
 pub use cluster::TestCluster;
