@@ -17,7 +17,7 @@ MOTO_VERSION := 5.2.5
 MOTO_STAMP := $(VENV)/.moto-$(MOTO_VERSION)
 export COFFER_MOTO_SERVER := $(VENV)/bin/moto_server
 
-.PHONY: dev test deps moto build lint fmt clean-dev sim sim-long etcd bench-compare cycles architecture
+.PHONY: dev test deps moto k8s-venv k8s build lint fmt clean-dev sim sim-long etcd bench-compare cycles architecture
 
 ## Install system packages the build needs (libclang for RocksDB's bindgen).
 deps:
@@ -41,6 +41,19 @@ $(MOTO_STAMP):
 	@test -x $(COFFER_MOTO_SERVER)
 	touch $@
 
+# kubernetes-validate (the Kubernetes schemas) and PyYAML for checking deploy/k8s/, in their own
+# venv so their pins never meet moto's (after moto's step, which installs python3-venv if missing).
+K8S_VENV ?= $(HOME)/.cache/coffer/k8s-venv
+K8S_VALIDATE_VERSION := 1.37.0
+K8S_STAMP := $(K8S_VENV)/.kubernetes-validate-$(K8S_VALIDATE_VERSION)
+
+k8s-venv: $(K8S_STAMP)
+
+$(K8S_STAMP): $(MOTO_STAMP)
+	@python3 -m venv $(K8S_VENV)
+	$(K8S_VENV)/bin/pip install -q --disable-pip-version-check 'kubernetes-validate==$(K8S_VALIDATE_VERSION)' 'jsonschema==4.26.0' 'PyYAML==6.0.4'
+	touch $@
+
 # Always build the whole workspace with all targets: a narrower selection unifies crate features
 # differently and recompiles RocksDB's C++ (25 to 30 minutes on two cores here) into another folder.
 build: deps
@@ -57,6 +70,7 @@ test: deps moto
 	$(CARGO) fmt --all -- --check
 	$(MAKE) --no-print-directory cycles architecture
 	$(CARGO) build --workspace --all-targets
+	$(MAKE) --no-print-directory k8s
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(MAKE) --no-print-directory sim
@@ -66,6 +80,13 @@ test: deps moto
 cycles:
 	python3 scripts/module_cycles.py --self-test
 	python3 scripts/module_cycles.py
+
+## deploy/k8s/ validates against the Kubernetes and ESO schemas and every agent config in it
+## passes `coffer agent --check` (the checker first proves it catches each kind of mistake).
+k8s: k8s-venv
+	@test -x $(CARGO_TARGET_DIR)/debug/coffer || $(CARGO) build --workspace --all-targets
+	$(K8S_VENV)/bin/python scripts/check_k8s.py --coffer $(CARGO_TARGET_DIR)/debug/coffer --self-test
+	$(K8S_VENV)/bin/python scripts/check_k8s.py --coffer $(CARGO_TARGET_DIR)/debug/coffer
 
 ## docs/architecture.md names every crate and top-level module, and its read and write traces
 ## name files and functions that exist (the checker first proves it catches a wrong line).
@@ -79,7 +100,7 @@ architecture:
 SIM := $(CARGO_TARGET_DIR)/debug/coffer-simulations
 SIM_BUGS := stale-linearizable early-ack cas-ignore replay-forgets shred-skips-purge prune-aliased \
   tokens-collected-early tokens-kept anchor-off-by-one rotation-retires-current retire-ignores-reads \
-  late-hook-write-lands
+  late-hook-write-lands watch-resume-skips
 SIM_SEEDS ?= 1..201
 SIM_JOBS ?= 2
 

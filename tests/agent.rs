@@ -7,6 +7,7 @@
 mod common;
 
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Child;
 use std::process::Command;
@@ -19,10 +20,10 @@ use std::time::Duration;
 use coffer::pb;
 use common::*;
 
-/// The agent process, killed when dropped.
-struct AgentProcess(Child);
+/// A child process (the agent, a fake service), killed when dropped.
+struct KillOnDrop(Child);
 
-impl Drop for AgentProcess {
+impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -32,6 +33,7 @@ impl Drop for AgentProcess {
 fn config(cluster: &TestCluster, dir: &Path, local: usize, files: &str) -> std::path::PathBuf {
     let token = dir.join("token");
     std::fs::write(&token, cluster.token()).unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
     let endpoints: Vec<String> = (0..3)
         .map(|i| {
             format!(
@@ -93,6 +95,8 @@ mode = "0600"
 path = "{d}/dsn"
 format = "template"
 template = "postgres://app:{{{{ acme/agent/db }}}}@db:5432/app"
+signal_pid_file = "{d}/service.pid"
+signal = "USR1"
 
 [[file]]
 path = "{d}/db-password.previous"
@@ -105,7 +109,26 @@ critical = false
         reloads = reloads.display()
     );
     let cfg = config(&cluster, d, (leader + 1) % 3, &files);
-    let _agent = AgentProcess(
+    // The service the dsn file is for: it logs each USR1 it gets.
+    let signals = d.join("signals.log");
+    let _service = KillOnDrop(
+        Command::new("/bin/sh")
+            .args([
+                "-c",
+                &format!(
+                    "trap 'echo usr1 >> {}' USR1; echo $$ > {}; while :; do sleep 0.05; done",
+                    signals.display(),
+                    d.join("service.pid").display()
+                ),
+            ])
+            .spawn()
+            .unwrap(),
+    );
+    eventually(Duration::from_secs(5), "the service's pid file", || async {
+        d.join("service.pid").exists().then_some(())
+    })
+    .await;
+    let _agent = KillOnDrop(
         Command::new(BIN)
             .args(["agent", "--config", cfg.to_str().unwrap()])
             .stdout(Stdio::null())
@@ -137,7 +160,7 @@ critical = false
         std::fs::read(d.join("db-password.previous")).unwrap(),
         b"fake-agent-one"
     );
-    assert!(!reloads.exists(), "the first render is no change");
+    assert!(!reloads.exists() && !signals.exists(), "the first render is no change");
 
     // A rotation while a reader loops over the file: it sees one whole value or the other.
     let stop = Arc::new(AtomicBool::new(false));
@@ -195,6 +218,11 @@ critical = false
         1,
         "one reload per change"
     );
+    let signalled = eventually(Duration::from_secs(5), "the service signalled", || async {
+        std::fs::read_to_string(&signals).ok()
+    })
+    .await;
+    assert_eq!(signalled, "usr1\n", "one signal for the dsn's one change");
 
     // Every node down: the files stay, marked stale, until max_stale; then they go.
     cluster.stop_all();
@@ -236,6 +264,43 @@ async fn once_renders_and_exits_and_a_missing_critical_secret_fails_startup_with
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read(d.join("db")).unwrap(), b"fake-init");
+
+    // --check reads the config only: a good one passes without a node, a bad one says why.
+    std::fs::remove_file(d.join("db")).unwrap();
+    let check = |path: &Path| {
+        Command::new(BIN)
+            .args(["agent", "--check", "--config", path.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let out = check(&ok);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!d.join("db").exists(), "--check wrote a file");
+    let bad = d.join("bad.toml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&ok)
+            .unwrap()
+            .replace("acme/init/db", "acme//db"),
+    )
+    .unwrap();
+    let out = check(&bad);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success() && err.trim().lines().count() == 1 && err.contains("acme//db"),
+        "{err}"
+    );
+
+    // A token file others may read is refused before anything is rendered.
+    std::fs::set_permissions(d.join("token"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(BIN)
+        .args(["agent", "--once", "--config", ok.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success() && err.contains("others"), "{err}");
+    assert!(!err.contains(cluster.token()), "{err}");
+    assert!(!d.join("db").exists());
 
     let missing = config(
         &cluster,

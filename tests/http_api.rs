@@ -1,6 +1,6 @@
 //! The HTTP/JSON API (docs/architecture.md: Delivery) on a real cluster, with curl-equivalent
 //! requests: every endpoint, the error body and status of bad input, and the same audit record
-//! as the same call over gRPC.
+//! as the same call over gRPC, and deploy/k8s/external-secrets.yaml's requests as ESO makes them.
 
 mod common;
 
@@ -279,4 +279,95 @@ async fn a_read_over_http_leaves_the_same_audit_record_as_over_grpc() {
     };
     assert_eq!(shape(&reads[0]), shape(&reads[1]));
     assert_eq!(reads[1].version, 1);
+}
+
+/// deploy/k8s/external-secrets.yaml as External Secrets Operator runs it: the SecretStore's URL
+/// with each ExternalSecret key filled in (on a node of this cluster instead of the manifest's
+/// host), its Authorization header with a read-only token, and its JSON path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_external_secrets_store_in_deploy_k8s_reads_through_the_http_api() {
+    let manifest = include_str!("../deploy/k8s/external-secrets.yaml");
+    let fields = |name: &str| -> Vec<String> {
+        manifest
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix(name))
+            .map(|v| v.trim().trim_matches('"').to_string())
+            .collect()
+    };
+    let url = fields("url:").pop().expect("the store's url");
+    let authorization = fields("Authorization:")
+        .pop()
+        .expect("the store's Authorization header");
+    let json_path = fields("jsonPath:").pop().expect("the store's result.jsonPath");
+    let keys: Vec<String> = fields("key: ").into_iter().filter(|k| k.starts_with("acme/")).collect();
+    assert_eq!(keys, ["acme/payments/db-user", "acme/payments/db-password"]);
+    let (_, path_template) = url.split_once(":7600").expect("the url names the HTTP port");
+    let field = json_path.strip_prefix("$.").expect("a top-level JSON path");
+
+    let cluster = TestCluster::start(BIN, &["us-east", "eu-west", "ap-south"], FAST_RAFT).await;
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let root = cluster.client(leader).await;
+    wait_token_key(&root).await;
+    put_policy(
+        &root,
+        r#"{"name":"payments-eso","statements":[{"effect":"allow","principals":["service:acme:eso"],
+            "actions":["secrets:read"],"resources":["acme/payments/*"]}]}"#,
+    )
+    .await;
+    let eso = create_token(
+        &root,
+        "service:acme:eso",
+        &[],
+        &["payments-eso"],
+        Duration::from_secs(3600),
+    )
+    .await;
+    put(&root, "acme/payments/db-user", b"fake-payments-user")
+        .await
+        .unwrap();
+    put(&root, "acme/payments/db-password", b"fake-payments-password")
+        .await
+        .unwrap();
+    let follower = cluster.node((leader + 1) % 3).http.clone();
+    let header = authorization.replace("{{ print .auth.token }}", &eso.token);
+    let token = header.strip_prefix("Bearer ").expect("a bearer token");
+    let fetch = |key: &str| {
+        let (follower, path, token) = (
+            follower.clone(),
+            path_template.replace("{{ .remoteRef.key }}", key),
+            token.to_string(),
+        );
+        async move { http_request(&follower, "GET", &path, Some(&token), None).await.unwrap() }
+    };
+    for (key, want) in keys.iter().zip(["fake-payments-user", "fake-payments-password"]) {
+        let a = eventually(Duration::from_secs(10), "the follower to know the token", || async {
+            let a = fetch(key).await;
+            (a.status != 401).then_some(a)
+        })
+        .await;
+        assert_eq!(
+            (a.status, a.json[field].as_str()),
+            (200, Some(want)),
+            "{key}: {}",
+            a.text
+        );
+    }
+
+    // A name that does not exist answers 404, which ESO takes as deleted; one the token may not
+    // read answers 403 (ESO reports the error and keeps its copy).
+    let missing = fetch("acme/payments/never-written").await;
+    assert_eq!((missing.status, missing.code()), (404, "not_found"), "{}", missing.text);
+    put(&root, "acme/other/key", b"fake-other").await.unwrap();
+    let denied = eventually(Duration::from_secs(10), "the follower to apply the put", || async {
+        let a = fetch("acme/other/key").await;
+        (a.status != 404).then_some(a)
+    })
+    .await;
+    assert_eq!(
+        (denied.status, denied.code()),
+        (403, "permission_denied"),
+        "{}",
+        denied.text
+    );
+    assert!(!denied.text.contains("fake-other"));
 }

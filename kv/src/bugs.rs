@@ -33,10 +33,12 @@ pub enum Bug {
     /// A rotator's write for a run that no longer waits for its value lands as a plain
     /// PENDING version instead of being refused.
     LateHookWriteLands,
+    /// A watch resumed after an index drops the first change it would send.
+    WatchResumeSkips,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 12] = [
+    pub const ALL: [Bug; 13] = [
         Bug::StaleLinearizable,
         Bug::EarlyAck,
         Bug::CasIgnore,
@@ -49,6 +51,7 @@ impl Bug {
         Bug::RotationRetiresCurrent,
         Bug::RetireIgnoresReads,
         Bug::LateHookWriteLands,
+        Bug::WatchResumeSkips,
     ];
 
     /// The command-line name (`--inject-bug NAME`).
@@ -66,6 +69,7 @@ impl Bug {
             Bug::RotationRetiresCurrent => "rotation-retires-current",
             Bug::RetireIgnoresReads => "retire-ignores-reads",
             Bug::LateHookWriteLands => "late-hook-write-lands",
+            Bug::WatchResumeSkips => "watch-resume-skips",
         }
     }
 

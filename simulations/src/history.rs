@@ -203,6 +203,8 @@ pub struct History {
     pub requests: crate::request_log::RequestLog,
     /// The rotating secrets as every node held them, sampled (see [`crate::rotation_log`]).
     pub rotations: crate::rotation_log::RotationLog,
+    /// What the watchers saw (see [`crate::watch_log`]).
+    pub watches: crate::watch_log::WatchLog,
     /// Problems the liveness phase found (the cluster did not heal).
     pub liveness: Vec<String>,
 }

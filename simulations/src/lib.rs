@@ -26,4 +26,6 @@ pub mod rotator;
 pub mod run;
 pub mod scenarios;
 pub mod shape;
+pub mod watch_log;
+pub mod watcher;
 pub mod workload;

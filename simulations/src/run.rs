@@ -191,6 +191,13 @@ pub fn run(opts: &Options) -> Report {
         .map(|n| (n.name.clone(), cluster::addr(&sim, &n.name, API_PORT)))
         .collect();
 
+    // Watchers of the folder acme/, hopping between nodes (see crate::watcher).
+    let watchers: Vec<String> = (0..crate::watcher::WATCHERS).map(|i| format!("watcher-{i}")).collect();
+    for (i, w) in watchers.iter().enumerate() {
+        sim.lookup(w.as_str());
+        hosts.all.push((w.clone(), i % shape.regions.len()));
+    }
+
     let history = Rc::new(RefCell::new(History::default()));
     let leaks = Arc::new(Leaks::default());
     // The owners' rotator the hook secret's calls reach (every node's writes in one log).
@@ -280,11 +287,28 @@ pub fn run(opts: &Options) -> Report {
             started.clone(),
             rng.fork("rotation-reader"),
         );
+        let nodes = reader_nodes.clone();
         sim.client(previous_reader.as_str(), async move {
             while !go.get() {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            workload::run_previous_reader(reader_nodes, r, h, s).await
+            workload::run_previous_reader(nodes, r, h, s).await
+        });
+    }
+    for w in &watchers {
+        let (h, s, go, r, nodes, name) = (
+            history.clone(),
+            stop.clone(),
+            started.clone(),
+            rng.fork(w),
+            reader_nodes.clone(),
+            w.clone(),
+        );
+        sim.client(w.as_str(), async move {
+            while !go.get() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            crate::watcher::run_watcher(name, nodes, r, h, s).await
         });
     }
     let mut links = Links::default();

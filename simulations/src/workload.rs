@@ -59,6 +59,14 @@ pub fn secret_client(addr: &str) -> SecretsClient<Channel> {
     SecretsClient::new(ch)
 }
 
+/// A secrets client for each (node, address).
+pub fn secret_clients(nodes: &[(String, String)]) -> Vec<(String, SecretsClient<Channel>)> {
+    nodes
+        .iter()
+        .map(|(node, addr)| (node.clone(), secret_client(addr)))
+        .collect()
+}
+
 pub fn access_client(addr: &str) -> AccessClient<Channel> {
     let ch = crate::net::channel(addr, None).expect("valid address");
     AccessClient::new(ch)
@@ -554,10 +562,7 @@ pub async fn run_previous_reader(
     history: Rc<RefCell<History>>,
     stop: Rc<std::cell::Cell<bool>>,
 ) -> turmoil::Result {
-    let clients: Vec<(String, SecretsClient<Channel>)> = nodes
-        .iter()
-        .map(|(node, addr)| (node.clone(), secret_client(addr)))
-        .collect();
+    let clients = secret_clients(&nodes);
     let name = crate::rotation_log::ROTATING[0];
     while !stop.get() {
         let burst_ends = coffer::time::now_ms() + rng.range(PREVIOUS_BURST_MS.0, PREVIOUS_BURST_MS.1);

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::template::placeholders;
+use crate::model::names;
 
 /// What a file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -169,10 +170,14 @@ impl AgentConfig {
                 return Err(at("listed twice".into()));
             }
             mode_bits(&f.mode).map_err(at)?;
+            let from_template = f.template.as_deref().map(placeholders).unwrap_or_default();
+            for name in f.secrets.iter().chain(&from_template) {
+                names::validate_name(name).map_err(|e| at(format!("secret {name:?}: {e}")))?;
+            }
+            names::normalize_alias(&f.alias).map_err(|e| at(format!("alias {:?}: {e}", f.alias)))?;
             if let Some(o) = &f.owner {
                 owner_ids(o).map_err(at)?;
             }
-            let from_template = f.template.as_deref().map(placeholders).unwrap_or_default();
             match f.format {
                 Format::Raw if f.secrets.len() != 1 => return Err(at("a raw file holds exactly one secret".into())),
                 Format::Template => {
@@ -242,6 +247,9 @@ mod tests {
             ("[[file]]\npath = \"/run/a\"\nformat = \"template\"\ntemplate = \"{{ acme/b }}\"\nsecrets = [\"acme/a\"]\n", "acme/b"),
             ("[[file]]\npath = \"/run/a\"\nformat = \"raw\"\nsecrets = [\"acme/a\"]\nsignal = \"KILL\"\n", "HUP"),
             ("[[file]]\npath = \"/run/a\"\nformat = \"yaml\"\nsecrets = [\"acme/a\"]\n", "variant"),
+            ("[[file]]\npath = \"/run/a\"\nformat = \"raw\"\nsecrets = [\"acme//a\"]\n", "acme//a"),
+            ("[[file]]\npath = \"/run/a\"\nformat = \"raw\"\nsecrets = [\"acme/a\"]\nalias = \"bad alias\"\n", "alias"),
+            ("[[file]]\npath = \"/run/a\"\nformat = \"template\"\ntemplate = \"{{ /x }}\"\n", "/x"),
         ] {
             let e = parse(files).unwrap_err();
             assert!(e.contains(says), "{files}: {e}");

@@ -149,11 +149,16 @@ impl Service {
         }
         let mut epoch = reader.access_epoch();
         let mut quiet_since = tokio::time::Instant::now();
+        let mut skip_one = w.after_index > 0 && coffer_kv::bugs::active(coffer_kv::bugs::Bug::WatchResumeSkips);
         loop {
             let changes = feed
                 .after(cursor, BATCH, |e| w.scope.covers(&e.name))
                 .map_err(|Gone { floor }| gone(floor, cursor))?;
             let mut events = changes.events;
+            if skip_one && !events.is_empty() {
+                events.remove(0);
+                skip_one = false;
+            }
             let access_moved = reader.access_epoch() != epoch;
             if !events.is_empty() || access_moved {
                 epoch = reader.access_epoch();

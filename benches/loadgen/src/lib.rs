@@ -6,6 +6,7 @@ pub mod compare;
 pub mod cpu;
 pub mod disk_space;
 pub mod echo;
+pub mod http;
 pub mod load;
 pub mod systems;
 pub mod target;

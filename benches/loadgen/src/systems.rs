@@ -163,6 +163,8 @@ pub struct Coffer {
     pub cluster: TestCluster,
     /// API addresses, one per node.
     pub apis: Vec<String>,
+    /// HTTP/JSON API addresses, one per node.
+    pub https: Vec<String>,
     /// A non-root token allowed `secrets:read` and `secrets:write` on `bench/*`.
     pub token: String,
 }
@@ -199,7 +201,13 @@ impl Coffer {
             .into_inner()
             .token;
         let apis = cluster.file.nodes.iter().map(|n| n.api.clone()).collect();
-        Ok(Coffer { cluster, apis, token })
+        let https = cluster.file.nodes.iter().map(|n| n.http.clone()).collect();
+        Ok(Coffer {
+            cluster,
+            apis,
+            https,
+            token,
+        })
     }
 
     /// (Raft entries appended, WAL fsyncs) from node `i`'s metrics.

@@ -6,6 +6,7 @@
 //! (both confirm the leader's commit index with a quorum), Coffer's write against etcd's Put
 //! (both a Raft entry fsynced on a majority). The echo service answers a read with a payload of
 //! the same size and does nothing else: the limit a read path on this machine can approach.
+//! `coffer_http` is Coffer's reads again through the HTTP/JSON API, beside gRPC.
 
 use std::fmt;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use coffer::pb::read_consistency::Mode;
 use serde::Serialize;
 
 use crate::echo::pb as echo_pb;
+use crate::http::HttpConn;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -22,6 +24,19 @@ pub enum System {
     Coffer,
     Etcd,
     Echo,
+    /// Coffer's reads through its HTTP/JSON API (HTTP/1.1 keep-alive), on the same nodes.
+    CofferHttp,
+}
+
+impl System {
+    /// Whether the system runs `workload` (echo answers one read; HTTP is measured for reads).
+    pub fn runs(self, workload: Workload) -> bool {
+        match self {
+            System::Coffer | System::Etcd => true,
+            System::Echo => workload == Workload::LocalRead,
+            System::CofferHttp => workload.is_read(),
+        }
+    }
 }
 
 impl fmt::Display for System {
@@ -30,6 +45,7 @@ impl fmt::Display for System {
             System::Coffer => "coffer",
             System::Etcd => "etcd",
             System::Echo => "echo",
+            System::CofferHttp => "coffer_http",
         })
     }
 }
@@ -63,6 +79,8 @@ impl Workload {
             (System::Etcd, Workload::LinearizableRead) => "linearizable Range",
             (System::Etcd, Workload::Write) => "Put",
             (System::Echo, _) => "bare tonic echo",
+            (System::CofferHttp, Workload::LocalRead) => "local read over HTTP",
+            (System::CofferHttp, _) => "linearizable read over HTTP",
         }
     }
 
@@ -96,6 +114,7 @@ pub enum Conn {
     Coffer(coffer::client::SecretsClient),
     Etcd(etcd_client::KvClient),
     Echo(echo_pb::echo_client::EchoClient<tonic::transport::Channel>),
+    Http(HttpConn),
 }
 
 impl Conn {
@@ -162,6 +181,9 @@ impl Conn {
                 let r = c.get(name.as_str(), opts).await.map_err(|e| e.to_string())?;
                 r.kvs().first().map(|kv| kv.value().len()).unwrap_or(0)
             }
+            (Conn::Http(_), Workload::Write) => return Err("writes are not measured over HTTP".into()),
+            (Conn::Http(c), Workload::LocalRead) => c.read("local", name).await?,
+            (Conn::Http(c), Workload::LinearizableRead) => c.read("linearizable", name).await?,
             (Conn::Echo(c), _) => c
                 .get(echo_pb::EchoRequest {
                     name: name.clone(),

@@ -22,6 +22,7 @@ pub mod rotation_steps;
 pub mod tokens_collected;
 pub mod versions;
 pub mod versions_kept;
+pub mod watch_gapless;
 
 pub use evidence::{Evidence, Violation};
 
@@ -46,6 +47,7 @@ pub fn check_all(e: &Evidence<'_>) -> Vec<Violation> {
     v.extend(rotation_one_in_flight::check(e));
     v.extend(rotation_retire_unused::check(e));
     v.extend(rotation_hook_writes::check(e));
+    v.extend(watch_gapless::check(h));
     v.extend(election_safety::check(h));
     v.extend(h.liveness.iter().map(|l| Violation::new("liveness", l.clone())));
     v

@@ -101,6 +101,10 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
             System::Echo,
             cpu::pids_matching(&format!("echo-server --listen {}", echo.addr)),
         ),
+        (
+            System::CofferHttp,
+            cpu::pids_matching(&coffer.data_dir().display().to_string()),
+        ),
     ]
     .into_iter()
     .collect();
@@ -138,18 +142,19 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        if plan.systems.contains(&System::CofferHttp) {
+            let mut h = Conn::Http(crate::http::HttpConn::new(&coffer.https[i], &coffer.token));
+            h.call(Workload::LocalRead, probe, last)
+                .await
+                .map_err(|e| anyhow::anyhow!("coffer node {i} cannot serve the preload over HTTP: {e}"))?;
+        }
     }
 
     let mut runs: Vec<Run> = Vec::new();
     for &workload in &plan.workloads {
         for ks in &spaces {
             for &(nc, inflight) in &levels {
-                let systems: Vec<System> = plan
-                    .systems
-                    .iter()
-                    .copied()
-                    .filter(|&s| s != System::Echo || workload == Workload::LocalRead)
-                    .collect();
+                let systems: Vec<System> = plan.systems.iter().copied().filter(|&s| s.runs(workload)).collect();
                 let mut pools = BTreeMap::new();
                 for &s in &systems {
                     pools.insert(s, conns(s, nc, &coffer, &etcd, &echo).await?);

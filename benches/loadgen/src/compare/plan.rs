@@ -32,8 +32,8 @@ pub struct Plan {
     /// Workloads to run.
     #[arg(long, value_delimiter = ',', default_values_t = Workload::ALL.to_vec(), value_enum)]
     pub workloads: Vec<Workload>,
-    /// Systems to run (all three by default; fewer for profiling one of them).
-    #[arg(long, value_delimiter = ',', default_values_t = vec![System::Coffer, System::Etcd, System::Echo], value_enum)]
+    /// Systems to run (all by default; fewer for profiling one of them).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![System::Coffer, System::Etcd, System::Echo, System::CofferHttp], value_enum)]
     pub systems: Vec<System>,
     /// Concurrent writers for the group-commit report (the flag with no value skips it).
     #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "1,8,64")]

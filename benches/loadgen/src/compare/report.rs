@@ -48,6 +48,55 @@ fn fmt_ms(us: f64) -> String {
     format!("{:.2}", us / 1000.0)
 }
 
+/// Coffer's reads over HTTP/JSON beside the same reads over gRPC, cell by cell.
+fn http_table(md: &mut String, s: &BTreeMap<SummaryKey, Medians>, levels: &[(usize, usize)], plan: &Plan) {
+    use std::fmt::Write;
+    let mut rows = Vec::new();
+    for &w in &plan.workloads {
+        for &size in &plan.sizes {
+            for &(c, i) in levels {
+                let get = |sys| s.get(&(sys, w, size, c, i)).copied();
+                let (Some(g), Some(h)) = (get(System::Coffer), get(System::CofferHttp)) else {
+                    continue;
+                };
+                let errs = if g.errors + h.errors > 0 {
+                    format!(" (errors: gRPC {}, HTTP {})", g.errors, h.errors)
+                } else {
+                    String::new()
+                };
+                rows.push(format!(
+                    "| {}{errs} | {size} B | {c}x{i} | {} | {} | {:.2}x | {} / {} | {} / {} | {:.0} / {:.0} |",
+                    w.label(System::Coffer),
+                    fmt_ops(g.ops),
+                    fmt_ops(h.ops),
+                    h.ops / g.ops,
+                    fmt_ms(g.p50),
+                    fmt_ms(g.p99),
+                    fmt_ms(h.p50),
+                    fmt_ms(h.p99),
+                    g.cpu_us_per_op,
+                    h.cpu_us_per_op,
+                ));
+            }
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\nCoffer's reads through the HTTP/JSON API (HTTP/1.1 keep-alive, one request per connection at a time) beside gRPC:\n"
+    );
+    let _ = writeln!(
+        md,
+        "| read | value | conns x in flight | gRPC ops/s | HTTP ops/s | HTTP/gRPC | gRPC p50 / p99 ms | HTTP p50 / p99 ms | server CPU µs/op gRPC / HTTP |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let _ = writeln!(md, "{r}");
+    }
+}
+
 pub(super) fn markdown(
     doc: &serde_json::Value,
     s: &BTreeMap<SummaryKey, Medians>,
@@ -126,6 +175,7 @@ pub(super) fn markdown(
             }
         }
     }
+    http_table(&mut md, s, levels, plan);
     if let Some(open) = doc["open_loop"].as_array().filter(|a| !a.is_empty()) {
         let _ = writeln!(
             md,

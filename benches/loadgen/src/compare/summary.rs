@@ -63,6 +63,9 @@ pub struct Ratios {
     pub linearizable_read_vs_etcd_linearizable: Option<f64>,
     pub write_vs_etcd_put: Option<f64>,
     pub local_read_vs_bare_echo: Option<f64>,
+    /// Coffer's local read over HTTP/JSON against the same read over gRPC (no target: what the
+    /// JSON encoding and HTTP/1.1 cost).
+    pub http_local_read_vs_grpc: Option<f64>,
 }
 
 /// Throughput ratios of the medians at 10 connections x 10 in flight.
@@ -85,6 +88,10 @@ pub(super) fn ratios_of(s: &BTreeMap<SummaryKey, Medians>, size: usize) -> Ratio
         local_read_vs_bare_echo: ratio(
             at(System::Coffer, Workload::LocalRead),
             at(System::Echo, Workload::LocalRead),
+        ),
+        http_local_read_vs_grpc: ratio(
+            at(System::CofferHttp, Workload::LocalRead),
+            at(System::Coffer, Workload::LocalRead),
         ),
     }
 }
