@@ -280,8 +280,9 @@ async fn build_kms(cfg: &ServerConfig) -> anyhow::Result<Vec<Arc<dyn Kms>>> {
     Ok(list)
 }
 
-/// Serves Prometheus metrics on `addr` (process-wide: the first node of a process wins).
-fn start_metrics(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+/// Serves Prometheus metrics on `addr` (process-wide: the first node of a process wins; the
+/// agent's `metrics_addr` too).
+pub fn start_metrics(addr: std::net::SocketAddr) -> anyhow::Result<()> {
     metrics_exporter_prometheus::PrometheusBuilder::new()
         .with_http_listener(addr)
         .install()

@@ -31,6 +31,11 @@ impl Drop for KillOnDrop {
 }
 
 fn config(cluster: &TestCluster, dir: &Path, local: usize, files: &str) -> std::path::PathBuf {
+    config_with(cluster, dir, local, "", files)
+}
+
+/// [`config`] with `extra` top-level settings.
+fn config_with(cluster: &TestCluster, dir: &Path, local: usize, extra: &str, files: &str) -> std::path::PathBuf {
     let token = dir.join("token");
     std::fs::write(&token, cluster.token()).unwrap();
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -45,7 +50,7 @@ fn config(cluster: &TestCluster, dir: &Path, local: usize, files: &str) -> std::
         .collect();
     let text = format!(
         "region = \"{}\"\nendpoints = [{}]\ntoken_file = \"{}\"\ninterval_ms = 100\nttl_secs = 1\nmax_stale_secs = 4\n\
-         status_file = \"{}\"\n{files}",
+         status_file = \"{}\"\n{extra}\n{files}",
         cluster.node(local).region,
         endpoints.join(", "),
         token.display(),
@@ -108,7 +113,15 @@ critical = false
         d = d.display(),
         reloads = reloads.display()
     );
-    let cfg = config(&cluster, d, (leader + 1) % 3, &files);
+    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let cfg = config_with(
+        &cluster,
+        d,
+        (leader + 1) % 3,
+        &format!("metrics_addr = \"{metrics}\""),
+        &files,
+    );
+    let scrape = || async move { http_get(metrics, "/metrics").await.unwrap_or_default() };
     // The service the dsn file is for: it logs each USR1 it gets.
     let signals = d.join("signals.log");
     let _service = KillOnDrop(
@@ -223,6 +236,19 @@ critical = false
     })
     .await;
     assert_eq!(signalled, "usr1\n", "one signal for the dsn's one change");
+    // Its metrics: four first renders and three after the rotation (the PREVIOUS file's move
+    // included), one reload command and one signal, one removal.
+    let m = scrape().await;
+    assert_eq!(
+        (
+            metric(&m, "coffer_agent_renders_total", &[]),
+            metric(&m, "coffer_agent_reloads_total", &[]),
+            metric(&m, "coffer_agent_reload_failures_total", &[]),
+            metric(&m, "coffer_agent_removals_total", &[]),
+        ),
+        (8.0, 2.0, 0.0, 1.0),
+        "{m}"
+    );
 
     // Every node down: the files stay, marked stale, until max_stale; then they go.
     cluster.stop_all();
@@ -232,6 +258,7 @@ critical = false
     })
     .await;
     assert_eq!(std::fs::read(&pw).unwrap(), b"fake-agent-three");
+    assert!(metric(&scrape().await, "coffer_agent_stale_files", &[]) >= 1.0);
     eventually(Duration::from_secs(10), "the files removed past max_stale", || async {
         (!pw.exists() && status(d)["files"][0]["state"] == "removed").then_some(())
     })

@@ -97,6 +97,9 @@ pub struct AgentConfig {
     /// Where the agent writes its status (JSON) after every pass that changed it.
     #[serde(default)]
     pub status_file: Option<PathBuf>,
+    /// Serve Prometheus metrics at `http://<metrics_addr>/metrics` (off when unset).
+    #[serde(default)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     #[serde(rename = "file")]
     pub files: Vec<FileConfig>,
 }

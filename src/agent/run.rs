@@ -101,7 +101,7 @@ impl Agent {
                         let changed = t.digest.is_some();
                         t.digest = Some(digest);
                         if changed {
-                            reload(&t.cfg);
+                            reload(&t.cfg).await;
                         }
                     }
                     t.versions = versions;
@@ -193,19 +193,32 @@ impl Agent {
     }
 }
 
-/// Tells the service its file changed: its reload command, or a signal to its pid.
-fn reload(f: &FileConfig) {
+/// How long a reload command may run.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Tells the service its file changed: its reload command, or a signal to its pid (a file with
+/// neither is only replaced).
+async fn reload(f: &FileConfig) {
+    if f.reload_command.is_empty() && f.signal_pid_file.is_none() {
+        return;
+    }
     metrics::counter!("coffer_agent_reloads_total").increment(1);
     if let Some((cmd, args)) = f.reload_command.split_first() {
-        match std::process::Command::new(cmd).args(args).status() {
-            Ok(s) if s.success() => {}
-            Ok(s) => {
+        // Bounded: a command that hangs is killed, and the agent goes on keeping files current.
+        let run = tokio::process::Command::new(cmd).args(args).kill_on_drop(true).status();
+        match tokio::time::timeout(RELOAD_TIMEOUT, run).await {
+            Ok(Ok(s)) if s.success() => {}
+            Ok(Ok(s)) => {
                 metrics::counter!("coffer_agent_reload_failures_total").increment(1);
                 tracing::warn!(file = %f.path.display(), "the reload command exited with {s}");
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 metrics::counter!("coffer_agent_reload_failures_total").increment(1);
                 tracing::warn!(file = %f.path.display(), "cannot run the reload command: {e}");
+            }
+            Err(_) => {
+                metrics::counter!("coffer_agent_reload_failures_total").increment(1);
+                tracing::warn!(file = %f.path.display(), "the reload command ran past {RELOAD_TIMEOUT:?}: killed");
             }
         }
     }
