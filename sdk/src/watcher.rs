@@ -5,7 +5,9 @@
 //! pruned) is dropped at once; an alias that moved off the cached version makes the entry stale
 //! (the next read fetches). A stream that ends `unauthenticated` (the token was revoked
 //! or expired) drops every value; `permission_denied` or `not_found` drops the name;
-//! `resync_needed` makes it stale and watches from now.
+//! `resync_needed` makes it stale and watches from now. A node at its bound of streams
+//! (`too_many_watches`) is not a failed node: its reads are still served, and the watch is
+//! tried again after a backoff while the TTL keeps the entry honest.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +61,7 @@ pub async fn run(
                         progressed = true;
                         break;
                     }
+                    Some(Ended::Later) => continue,
                     None => {
                         nodes.failed(node);
                         continue;
@@ -86,7 +89,7 @@ pub async fn run(
                 };
                 match end(&cache, &name, &err, &mut after) {
                     Some(Ended::Stop) => return,
-                    Some(Ended::Again) => break,
+                    Some(Ended::Again) | Some(Ended::Later) => break,
                     None => {
                         nodes.failed(node);
                         break;
@@ -110,6 +113,8 @@ enum Ended {
     Stop,
     /// Watch again from `after` (changed by a resync).
     Again,
+    /// The node is busy, not failed: try the next one, and back off if none takes it.
+    Later,
 }
 
 /// What a stream's error means for the cache; `None` = the node failed, try the next.
@@ -129,6 +134,41 @@ fn end(cache: &Cache, name: &str, e: &SdkError, after: &mut u64) -> Option<Ended
             *after = 0;
             Some(Ended::Again)
         }
+        "too_many_watches" => Some(Ended::Later),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(code: &str) -> SdkError {
+        SdkError::Server {
+            code: code.into(),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_busy_node_is_tried_later_and_only_a_dead_link_counts_as_a_failed_node() {
+        let cache = Cache::default();
+        let mut after = 7;
+        assert!(matches!(
+            end(&cache, "acme/db", &server("too_many_watches"), &mut after),
+            Some(Ended::Later)
+        ));
+        assert_eq!(after, 7, "a busy node changes nowhere to resume");
+        assert!(end(&cache, "acme/db", &SdkError::Unreachable("gone".into()), &mut after).is_none());
+        assert!(end(&cache, "acme/db", &server("unavailable"), &mut after).is_none());
+        assert!(matches!(
+            end(&cache, "acme/db", &server("resync_needed"), &mut after),
+            Some(Ended::Again)
+        ));
+        assert_eq!(after, 0);
+        assert!(matches!(
+            end(&cache, "acme/db", &server("permission_denied"), &mut after),
+            Some(Ended::Stop)
+        ));
     }
 }
