@@ -265,18 +265,14 @@ pub fn run(opts: &Options) -> Report {
         let (h, k, s, go) = (history.clone(), knowledge.clone(), stop.clone(), started.clone());
         let name = plan.name.clone();
         sim.client(name.as_str(), async move {
-            while !go.get() {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            after_setup(&go).await;
             workload::run_client(plan, h, k, s).await
         });
     }
     for (name, node, addr) in readers {
         let (h, s, go, object) = (history.clone(), stop.clone(), started.clone(), secrets[0].clone());
         sim.client(name.clone().as_str(), async move {
-            while !go.get() {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            after_setup(&go).await;
             workload::run_bounded_reader(name, node, addr, object, h, s).await
         });
     }
@@ -289,9 +285,7 @@ pub fn run(opts: &Options) -> Report {
         );
         let nodes = reader_nodes.clone();
         sim.client(previous_reader.as_str(), async move {
-            while !go.get() {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            after_setup(&go).await;
             workload::run_previous_reader(nodes, r, h, s).await
         });
     }
@@ -305,9 +299,7 @@ pub fn run(opts: &Options) -> Report {
             w.clone(),
         );
         sim.client(w.as_str(), async move {
-            while !go.get() {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            after_setup(&go).await;
             crate::watcher::run_watcher(name, nodes, r, h, s).await
         });
     }
@@ -581,5 +573,12 @@ pub fn run(opts: &Options) -> Report {
         faults: schedule.len(),
         trace: hex::encode(&hasher.finalize()[..8]),
         violations,
+    }
+}
+
+/// Returns once the setup has made the cluster ready for the workload (`go` set).
+async fn after_setup(go: &Cell<bool>) {
+    while !go.get() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

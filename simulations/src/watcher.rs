@@ -11,7 +11,7 @@ use crate::rng::SimRng;
 use crate::watch_log::Response;
 use crate::watch_log::Seen;
 use crate::watch_log::Segment;
-use crate::workload::request;
+use crate::workload::authorized;
 use crate::workload::secret_clients;
 
 /// The folder every watcher follows (the workload's and the rotating secrets).
@@ -37,13 +37,12 @@ pub async fn run_watcher(
         let after_index = current
             .map(|s| history.borrow().watches.segments[s].through())
             .unwrap_or(0);
-        let mut req = request(pb::WatchRequest {
+        // The stream has no deadline: the opening call is bounded by QUIET_LIMIT below.
+        let req = authorized(pb::WatchRequest {
             name: String::new(),
             prefix: PREFIX.into(),
             after_index,
         });
-        // The stream itself has no deadline; only the opening call does.
-        req.metadata_mut().remove("grpc-timeout");
         let hop_after = Duration::from_millis(rng.range(1_000, 8_000));
         let opened = tokio::time::timeout(QUIET_LIMIT, client.clone().watch(req)).await;
         let mut stream = match opened {

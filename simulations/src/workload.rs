@@ -73,8 +73,14 @@ pub fn access_client(addr: &str) -> AccessClient<Channel> {
 }
 
 pub fn request<T>(msg: T) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
+    let mut r = authorized(msg);
     r.set_timeout(OP_DEADLINE);
+    r
+}
+
+/// A request with the root token and no deadline (a stream that lasts as long as it is read).
+pub fn authorized<T>(msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
     r.metadata_mut().insert(
         "authorization",
         format!("Bearer {ROOT_TOKEN}").parse().expect("ascii token"),

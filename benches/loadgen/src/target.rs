@@ -37,6 +37,11 @@ impl System {
             System::CofferHttp => workload.is_read(),
         }
     }
+
+    /// A store with its own write path and Raft log (not the echo, not a second encoding).
+    pub fn is_store(self) -> bool {
+        matches!(self, System::Coffer | System::Etcd)
+    }
 }
 
 impl fmt::Display for System {
@@ -121,6 +126,10 @@ impl Conn {
     pub async fn coffer(addr: &str, token: &str) -> anyhow::Result<Conn> {
         let c = coffer::client::Client::connect(addr, Some(token)).await?;
         Ok(Conn::Coffer(c.secrets))
+    }
+
+    pub fn http(addr: &str, token: &str) -> Conn {
+        Conn::Http(HttpConn::new(addr, token))
     }
 
     pub async fn etcd(url: &str) -> anyhow::Result<Conn> {

@@ -31,12 +31,7 @@ pub(super) async fn open_loop_runs(
 ) -> anyhow::Result<Vec<serde_json::Value>> {
     let mut out = vec![];
     for &workload in &plan.workloads {
-        let stores: Vec<System> = plan
-            .systems
-            .iter()
-            .copied()
-            .filter(|&s| matches!(s, System::Coffer | System::Etcd))
-            .collect();
+        let stores: Vec<System> = plan.systems.iter().copied().filter(|&s| s.is_store()).collect();
         let rates: Vec<f64> = stores
             .iter()
             .filter_map(|&s| summary.get(&(s, workload, ks.size, 10, 10)).map(|m| m.ops))
@@ -93,12 +88,7 @@ pub(super) async fn group_commit(
     for &writers in &plan.group_commit_writers {
         let nc = writers.clamp(1, 8);
         let inflight = writers.div_ceil(nc);
-        for s in plan
-            .systems
-            .iter()
-            .copied()
-            .filter(|&s| matches!(s, System::Coffer | System::Etcd))
-        {
+        for s in plan.systems.iter().copied().filter(|&s| s.is_store()) {
             let pool = conns(s, nc, coffer, etcd, echo).await?;
             let leader = match s {
                 System::Coffer => coffer.cluster.wait_leader(Duration::from_secs(10)).await,

@@ -44,10 +44,7 @@ pub(super) async fn conns(
         System::Coffer => Conn::coffer(&coffer.apis[i % coffer.apis.len()], &coffer.token).await,
         System::Etcd => Conn::etcd(&etcd.client_urls[i % etcd.client_urls.len()]).await,
         System::Echo => Conn::echo(&echo.addr).await,
-        System::CofferHttp => Ok(Conn::Http(crate::http::HttpConn::new(
-            &coffer.https[i % coffer.https.len()],
-            &coffer.token,
-        ))),
+        System::CofferHttp => Ok(Conn::http(&coffer.https[i % coffer.https.len()], &coffer.token)),
     })
     .await
 }

@@ -143,7 +143,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         if plan.systems.contains(&System::CofferHttp) {
-            let mut h = Conn::Http(crate::http::HttpConn::new(&coffer.https[i], &coffer.token));
+            let mut h = Conn::http(&coffer.https[i], &coffer.token);
             h.call(Workload::LocalRead, probe, last)
                 .await
                 .map_err(|e| anyhow::anyhow!("coffer node {i} cannot serve the preload over HTTP: {e}"))?;
