@@ -345,6 +345,7 @@ where
         usage: Arc::new(crate::usage::book::UsageBook::new(crate::time::now_ms())),
         watches: Arc::new(tokio::sync::Semaphore::new(crate::service::watch::MAX_WATCHES)),
         stopping: stop_rx.clone(),
+        ready_max_staleness_ms: cfg.ready_max_staleness_ms(),
     });
 
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -374,7 +375,7 @@ where
         };
         tokio::spawn(crate::http::listener::serve(
             port.listener,
-            crate::http::secrets::router(apis),
+            crate::http::router(apis, service.clone()),
             port.tls,
             stop_rx.clone(),
         ));
@@ -399,6 +400,7 @@ where
                 pb::access_server::AccessServer::new(AccessApi::new(service.clone()))
                     .max_decoding_message_size(MAX_API_MESSAGE_BYTES),
             )
+            .add_service(crate::api::grpc_health::start(service.clone()))
             .serve_with_incoming_shutdown(api_incoming, stopped(stop_rx.clone())),
     );
 

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use coffer_raft::node::MemberState;
 use tonic::Request;
 use tonic::Response;
 use tonic::Status;
@@ -87,16 +86,7 @@ impl pb::cluster_server::Cluster for ClusterApi {
 
     async fn health(&self, req: Request<pb::HealthRequest>) -> Result<Response<pb::HealthResponse>, Status> {
         let grant = self.service.grant(&req, Action::Health, "node").await?;
-        let raft = &self.service.raft;
-        let s = raft.status();
-        let bootstrapped = matches!(self.service.cluster_here(), Ok(Some(_)));
-        let status = match s.membership {
-            MemberState::Removed => "removed",
-            MemberState::NotJoined => "not_joined",
-            MemberState::Member if !bootstrapped => "not_bootstrapped",
-            MemberState::Member if s.leader.is_none() => "no_leader",
-            MemberState::Member => "serving",
-        };
+        let status = self.service.health(None).state.as_str();
         // Anonymous callers learn live/ready only; who this node is and its Raft state (term,
         // leader, peers' view) need a valid identity, except on a node that has not joined:
         // it holds nothing, and `coffer cluster add-learner` reads its identity to add it.
@@ -104,7 +94,7 @@ impl pb::cluster_server::Cluster for ClusterApi {
         Ok(Response::new(pb::HealthResponse {
             status: status.to_string(),
             node: details.then(|| self.service.me.clone()),
-            local: details.then(|| raft.local_status()),
+            local: details.then(|| self.service.raft.local_status()),
         }))
     }
 

@@ -24,7 +24,7 @@ use crate::tls::TlsConfig;
 
 pub use cluster::{ClusterConfig, Member};
 pub use kms::{ConfigSecret, KmsConfig, RegionKms};
-pub use node::{AuditConfig, NetworkConfig, NodeConfig, RotationConfig};
+pub use node::{AuditConfig, HealthConfig, NetworkConfig, NodeConfig, RotationConfig};
 pub use raft::{Limits, RaftConfig};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -49,6 +49,8 @@ pub struct ServerConfig {
     pub audit: AuditConfig,
     #[serde(default)]
     pub rotation: RotationConfig,
+    #[serde(default)]
+    pub health: HealthConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +78,12 @@ impl ServerConfig {
 
     pub fn rotation_tick(&self) -> Duration {
         Duration::from_millis(self.rotation.tick_ms.unwrap_or(1000))
+    }
+
+    pub fn ready_max_staleness_ms(&self) -> u64 {
+        self.health
+            .ready_max_staleness_ms
+            .unwrap_or(crate::service::health::DEFAULT_READY_MAX_STALENESS_MS)
     }
 
     pub fn hook_timeout(&self) -> Duration {
@@ -151,6 +159,16 @@ impl ServerConfig {
         if let Some(t) = self.rotation.tick_ms {
             if !(50..=60_000).contains(&t) {
                 return Err(format!("rotation.tick_ms {t} must be between 50 and 60000"));
+            }
+        }
+        if let Some(t) = self.health.ready_max_staleness_ms {
+            let range = crate::service::health::READY_MAX_STALENESS_RANGE;
+            if !range.contains(&t) {
+                return Err(format!(
+                    "health.ready_max_staleness_ms {t} must be between {} and {}",
+                    range.start(),
+                    range.end()
+                ));
             }
         }
         if let Some(t) = self.rotation.hook_timeout_ms {

@@ -1,5 +1,5 @@
-//! `[node]`, `[network]`, `[audit]` and `[rotation]`: who this node is, how it listens, where
-//! it audits, how often its rotation scheduler looks.
+//! `[node]`, `[network]`, `[audit]`, `[rotation]` and `[health]`: who this node is, how it
+//! listens, where it audits, how often its rotation scheduler looks, when it calls itself ready.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,6 +46,17 @@ pub struct RotationConfig {
     /// a rotator that takes longer fails the run's attempt, which is retried after a backoff.
     #[serde(default)]
     pub hook_timeout_ms: Option<u64>,
+}
+
+/// What the health probes (`/health/ready`, `grpc.health.v1`) call ready.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// A node whose staleness bound (or time since it heard from the leader) is above this is
+    /// not ready (default 5000 ms, 100 to 3600000). A probe may ask for another limit with
+    /// `?max_staleness_ms=`.
+    #[serde(default)]
+    pub ready_max_staleness_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -8,11 +8,13 @@
 //! - [`put`]: a new secret version, re-sealed for the next number when writers race;
 //! - [`access`]: policies and tokens as this replica holds them, and the root-revocation check;
 //! - [`destroyed`]: every node drops the data keys of destroyed versions;
+//! - [`health`]: whether this node serves (ready), for every health probe;
 //! - [`rotation_status`]: where every secret's rotation stands, from this replica;
 //! - [`watch`]: the changes to a secret or a folder, streamed as this replica applies them.
 
 pub mod access;
 pub mod destroyed;
+pub mod health;
 pub mod put;
 pub mod read;
 pub mod rotation_status;
@@ -58,6 +60,8 @@ pub struct Service {
     pub watches: Arc<tokio::sync::Semaphore>,
     /// Turns true when the node stops: long-lived streams end.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// `[health] ready_max_staleness_ms`.
+    pub ready_max_staleness_ms: u64,
 }
 
 /// Where a request came from, for the seam.
