@@ -17,7 +17,7 @@ MOTO_VERSION := 5.2.5
 MOTO_STAMP := $(VENV)/.moto-$(MOTO_VERSION)
 export COFFER_MOTO_SERVER := $(VENV)/bin/moto_server
 
-.PHONY: dev test deps moto k8s-venv k8s build lint fmt clean-dev sim sim-long etcd bench-compare cycles architecture
+.PHONY: dev test deps moto k8s-venv k8s promtool alerts build lint fmt clean-dev sim sim-long etcd bench-compare cycles architecture
 
 ## Install system packages the build needs (libclang for RocksDB's bindgen).
 deps:
@@ -54,6 +54,26 @@ $(K8S_STAMP): $(MOTO_STAMP)
 	$(K8S_VENV)/bin/pip install -q --disable-pip-version-check 'kubernetes-validate==$(K8S_VALIDATE_VERSION)' 'jsonschema==4.26.0' 'PyYAML==6.0.4'
 	touch $@
 
+# promtool for the alert rules: Debian's prometheus package, unpacked into a cache folder (its
+# service is never installed or started). A promtool already on PATH is used as is.
+PROM_DIR ?= $(HOME)/.cache/coffer/prometheus
+PROMTOOL = $$(command -v promtool || echo $(PROM_DIR)/usr/bin/promtool)
+
+promtool:
+	@if command -v promtool >/dev/null || [ -x $(PROM_DIR)/usr/bin/promtool ]; then exit 0; fi; \
+	echo "unpacking promtool from Debian's prometheus into $(PROM_DIR)"; \
+	tmp=$$(mktemp -d); chmod 755 $$tmp; \
+	( cd $$tmp && { apt-get download -qq prometheus 2>/dev/null || { $(SUDO) apt-get update -qq && apt-get download -qq prometheus; }; } ) ; \
+	deb=$$(ls $$tmp/prometheus_*.deb); mkdir -p $(PROM_DIR); dpkg-deb -x $$deb $(PROM_DIR); rm -rf $$tmp; \
+	$(PROM_DIR)/usr/bin/promtool --version | head -1
+
+## deploy/prometheus alert rules: promtool check and unit tests, each alert proven to have a
+## test that fires it and one that does not; the Grafana dashboard's queries parse; every
+## metric they name is exported (the checker first proves it catches planted breaks).
+alerts: k8s-venv promtool
+	$(K8S_VENV)/bin/python scripts/check_alerts.py --promtool $(PROMTOOL) --self-test
+	$(K8S_VENV)/bin/python scripts/check_alerts.py --promtool $(PROMTOOL)
+
 # Always build the whole workspace with all targets: a narrower selection unifies crate features
 # differently and recompiles RocksDB's C++ (25 to 30 minutes on two cores here) into another folder.
 build: deps
@@ -70,7 +90,7 @@ test: deps moto
 	$(CARGO) fmt --all -- --check
 	$(MAKE) --no-print-directory cycles architecture
 	$(CARGO) build --workspace --all-targets
-	$(MAKE) --no-print-directory k8s
+	$(MAKE) --no-print-directory k8s alerts
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(MAKE) --no-print-directory sim

@@ -27,6 +27,7 @@ pub mod dev;
 pub mod error;
 pub mod http;
 pub mod node;
+pub mod node_metrics;
 pub mod peer_guard;
 pub mod private_files;
 pub mod request_ids;

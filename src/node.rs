@@ -94,7 +94,7 @@ impl NodeParts {
         let kms = build_kms(cfg).await?;
         let (log, sm) = coffer_raft::rocks::open_for_node(&cfg.node.data_dir, cfg.node.id)
             .with_context(|| format!("cannot open storage in {}", cfg.node.data_dir.display()))?;
-        export_log_stats(log.stats());
+        crate::node_metrics::export_log_stats(log.stats());
         let tls = cfg.tls_material()?;
         let (connector, peer): (Arc<dyn Connector>, _) = match &tls {
             Some(m) => (Arc::new(m.connector()), PeerSecurity::Tls(m.peer_server())),
@@ -158,55 +158,6 @@ fn https_rotators(cfg: &ServerConfig) -> anyhow::Result<crate::rotation::hook::H
     crate::rotation::hook::HttpsRotators::new(ca.as_deref(), cfg.hook_timeout()).map_err(anyhow::Error::msg)
 }
 
-/// Calls `publish` every 500 ms on the runtime until it returns false.
-fn sample_every_500ms(mut publish: impl FnMut() -> bool + Send + 'static) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
-        loop {
-            tick.tick().await;
-            if !publish() {
-                return;
-            }
-        }
-    });
-}
-
-/// Publishes the Raft log's group-commit counters as Prometheus counters (entries appended,
-/// append batches, WAL fsyncs): entries per fsync is the group-commit factor the benchmarks
-/// report. Sampled for the life of the process.
-fn export_log_stats(stats: Arc<coffer_raft::rocks::LogStats>) {
-    use std::sync::atomic::Ordering::Relaxed;
-    sample_every_500ms(move || {
-        metrics::counter!("coffer_raft_log_entries_appended_total").absolute(stats.records.load(Relaxed));
-        metrics::counter!("coffer_raft_log_appends_total").absolute(stats.appends.load(Relaxed));
-        metrics::counter!("coffer_raft_wal_fsyncs_total").absolute(stats.wal_syncs.load(Relaxed));
-        true
-    });
-}
-
-/// Publishes how the node batches work it sends to the leader, sampled until Raft stops:
-/// read indexes asked for and the rounds that served them (`coffer_read_index_requests_total` /
-/// `coffer_read_index_rounds_total`: how many linearizable reads share one quorum round), and
-/// writes forwarded and the calls that carried them (`coffer_forwarded_writes_total` /
-/// `coffer_forward_calls_total`), and the free space under the data folder
-/// (`coffer_disk_free_bytes`; `coffer_out_of_disk` is 1 while the node refuses writes for it).
-fn export_batch_stats(raft: RaftNode) {
-    sample_every_500ms(move || {
-        let r = raft.read_batch_stats();
-        metrics::counter!("coffer_read_index_requests_total").absolute(r.requests);
-        metrics::counter!("coffer_read_index_rounds_total").absolute(r.rounds);
-        let f = raft.forward_stats();
-        metrics::counter!("coffer_forwarded_writes_total").absolute(f.writes);
-        metrics::counter!("coffer_forward_calls_total").absolute(f.calls);
-        let disk = raft.disk();
-        if disk.free_bytes() != u64::MAX {
-            metrics::gauge!("coffer_disk_free_bytes").set(disk.free_bytes() as f64);
-        }
-        metrics::gauge!("coffer_out_of_disk").set(if disk.is_low() { 1.0 } else { 0.0 });
-        raft.status().role != coffer_raft::node::Role::Shutdown
-    });
-}
-
 /// Runs a node with TCP listeners until `shutdown` resolves.
 pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = ()> + Send) -> anyhow::Result<()> {
     let bind = |addr| async move {
@@ -226,7 +177,7 @@ pub async fn run(cfg: ServerConfig, shutdown: impl std::future::Future<Output = 
     let api = bind(cfg.node.api_addr).await?;
     let raft = bind(cfg.node.raft_addr).await?;
     if let Some(addr) = cfg.node.metrics_addr {
-        start_metrics(addr)?;
+        crate::node_metrics::start(addr, &[("node", &cfg.node.name), ("node_region", &cfg.node.region)])?;
     }
     let parts = NodeParts::from_config(&cfg).await?;
     serve(
@@ -280,15 +231,6 @@ async fn build_kms(cfg: &ServerConfig) -> anyhow::Result<Vec<Arc<dyn Kms>>> {
     Ok(list)
 }
 
-/// Serves Prometheus metrics on `addr` (process-wide: the first node of a process wins; the
-/// agent's `metrics_addr` too).
-pub fn start_metrics(addr: std::net::SocketAddr) -> anyhow::Result<()> {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(addr)
-        .install()
-        .with_context(|| format!("cannot serve metrics on {addr}"))
-}
-
 /// Runs a node over the given connection streams until `shutdown` resolves.
 pub async fn serve<I, IO, IE>(
     cfg: ServerConfig,
@@ -325,7 +267,7 @@ where
         connector,
     )
     .await?;
-    export_batch_stats(raft.clone());
+    crate::node_metrics::export_batch_stats(raft.clone());
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let service = Arc::new(Service {
@@ -413,6 +355,7 @@ where
         }
         tokio::spawn(bootstrap(raft.clone(), cfg.clone()));
     }
+    crate::node_metrics::export_health(service.clone());
     tokio::spawn(ensure_token_key(service.clone(), stop_rx.clone()));
     tokio::spawn(crate::service::destroyed::forget_destroyed_keys(
         service.clone(),

@@ -6,7 +6,6 @@ mod common;
 
 use std::time::Duration;
 
-use coffer::pb;
 use common::*;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -122,14 +121,9 @@ async fn a_node_cut_off_from_its_peers_stops_being_ready_and_is_ready_again_once
         ServingStatus::NotServing
     );
     let h = cluster
-        .client(cut)
+        .health(cut)
         .await
-        .cluster
-        .clone()
-        .health(pb::HealthRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+        .expect("the cut-off node answers Cluster.Health");
     assert_eq!(h.status, "no_leader");
     // Still alive, and the two nodes that keep a quorum stay ready.
     let live = http_request(&cluster.node(cut).http, "GET", "/health/live", None, None)

@@ -85,7 +85,7 @@ pub async fn main(args: AgentArgs, shutdown: impl std::future::Future<Output = (
         return Ok(());
     }
     if let Some(addr) = cfg.metrics_addr.filter(|_| !args.once) {
-        crate::node::start_metrics(addr).map_err(|e| format!("{e:#}"))?;
+        crate::node_metrics::start(addr, &[]).map_err(|e| format!("{e:#}"))?;
     }
     let sdk = client(&cfg)?;
     run::run(cfg, sdk, args.once, shutdown).await

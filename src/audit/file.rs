@@ -89,6 +89,9 @@ struct Request {
 #[derive(Default)]
 struct Shared {
     syncs: AtomicU64,
+    /// Events queued and not yet written (or refused): `coffer_audit_queue_depth`.
+    /// Signed: the writer may count an event out before its sender counted it in.
+    pending: std::sync::atomic::AtomicI64,
     /// The newest durable record (recovered on open, then after each synced batch).
     head: Mutex<Option<(u64, [u8; 32])>>,
     #[cfg(test)]
@@ -178,6 +181,8 @@ impl AuditFile {
             }
             Err(TrySendError::Disconnected(_)) => return Err(self.refused("the audit writer has stopped")),
         }
+        let depth = self.shared.pending.fetch_add(1, Ordering::Relaxed) + 1;
+        metrics::gauge!("coffer_audit_queue_depth").set(depth.max(0) as f64);
         #[cfg(test)]
         self.shared.queued.fetch_add(1, Ordering::SeqCst);
         match tokio::time::timeout(self.opts.write_timeout, done).await {
@@ -191,7 +196,9 @@ impl AuditFile {
         }
     }
 
+    /// Counted as `coffer_audit_write_failures_total`: a request failed for its record.
     fn refused(&self, what: &str) -> AuditError {
+        metrics::counter!("coffer_audit_write_failures_total").increment(1);
         refused(&self.path, what)
     }
 
@@ -301,6 +308,8 @@ impl Writer {
             }
             let count = events.len();
             let result = self.write_batch(events);
+            let depth = self.shared.pending.fetch_sub(count as i64, Ordering::Relaxed) - count as i64;
+            metrics::gauge!("coffer_audit_queue_depth").set(depth.max(0) as f64);
             match &result {
                 Err(what) if !self.failing => {
                     self.failing = true;

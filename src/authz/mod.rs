@@ -261,7 +261,21 @@ impl Seam {
     /// Authenticates and authorizes one request and builds its audit record. A denial is
     /// recorded here and returned as the error; an allowed request's record is returned for
     /// the caller to write ([`Seam::check`] at once, [`Seam::check_deferred`] with its outcome).
+    ///
+    /// Timed as `coffer_authz_decision_seconds` (a denial's audit write included).
     async fn decide(
+        &self,
+        meta: &MetadataMap,
+        info: &RequestInfo,
+        ask: Ask<'_>,
+    ) -> Result<(Grant, pb::AuditEvent), ApiError> {
+        let started = std::time::Instant::now();
+        let r = self.decide_untimed(meta, info, ask).await;
+        metrics::histogram!("coffer_authz_decision_seconds").record(started.elapsed().as_secs_f64());
+        r
+    }
+
+    async fn decide_untimed(
         &self,
         meta: &MetadataMap,
         info: &RequestInfo,

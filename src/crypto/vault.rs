@@ -130,7 +130,10 @@ impl Vault {
     /// Decrypts an envelope sealed for (`name`, `version`), unwrapping its data key (local
     /// region's KMS, then the fallback if allowed) unless the key is cached.
     pub async fn open_envelope(&self, name: &str, version: u64, env: &pb::Envelope) -> Result<SecretValue, VaultError> {
-        let dek = match self.cache.get(name, version, &env.nonce) {
+        let cached = self.cache.get(name, version, &env.nonce);
+        metrics::counter!("coffer_dek_cache_lookups_total", "result" => if cached.is_some() { "hit" } else { "miss" })
+            .increment(1);
+        let dek = match cached {
             Some(k) => k,
             None => {
                 let k = self.kms.unwrap_for_read(env, &KeyContext::for_secret(name)).await?;

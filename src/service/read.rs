@@ -26,6 +26,17 @@ pub const MAX_READ_WAIT: Duration = Duration::from_millis(30_000);
 /// Refuses a consistency request the read would not honour as asked: a wait above
 /// [`MAX_READ_WAIT`], an `on_unmet` other than `fail` or `forward` (even when the bound is
 /// met, so a typo never passes silently).
+/// The consistency mode's name, as metrics label it.
+fn consistency_name(c: &Option<pb::ReadConsistency>) -> &'static str {
+    use pb::read_consistency::Mode;
+    match c.as_ref().and_then(|c| c.mode.as_ref()) {
+        None | Some(Mode::Local(_)) => "local",
+        Some(Mode::Linearizable(_)) => "linearizable",
+        Some(Mode::Bounded(_)) => "bounded",
+        Some(Mode::AtLeast(_)) => "at_least",
+    }
+}
+
 pub fn check_consistency(c: &Option<pb::ReadConsistency>) -> Result<(), ApiError> {
     use pb::read_consistency::Mode;
     let check_wait = |what: &str, ms: u64| {
@@ -83,7 +94,26 @@ impl Service {
     /// Serves `query` with the requested consistency: from this replica when it is fresh enough
     /// (waiting for it if needed), or from the leader's records for a bounded read that asked
     /// to forward. Values are always decrypted by the caller on this node.
+    ///
+    /// Timed as `coffer_read_seconds{consistency, result}` (the wait and the query; decryption
+    /// is the caller's).
     pub async fn read(
+        &self,
+        consistency: &Option<pb::ReadConsistency>,
+        query: pb::ReadQuery,
+    ) -> Result<ReadOutcome, ApiError> {
+        let started = std::time::Instant::now();
+        let r = self.read_untimed(consistency, query).await;
+        metrics::histogram!(
+            "coffer_read_seconds",
+            "consistency" => consistency_name(consistency),
+            "result" => if r.is_ok() { "ok" } else { "error" }
+        )
+        .record(started.elapsed().as_secs_f64());
+        r
+    }
+
+    async fn read_untimed(
         &self,
         consistency: &Option<pb::ReadConsistency>,
         query: pb::ReadQuery,

@@ -32,7 +32,9 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
             if n != name {
                 return None;
             }
-            let ok = labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+            // `,key="value"` against `,` + the labels: `region` never matches `node_region`.
+            let rest = format!(",{rest}");
+            let ok = labels.iter().all(|(k, v)| rest.contains(&format!(",{k}=\"{v}\"")));
             ok.then(|| value.parse::<f64>().ok()).flatten()
         })
         .sum()

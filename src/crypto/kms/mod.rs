@@ -250,6 +250,7 @@ impl KmsSet {
     /// Runs one provider call under the deadline, counting it and updating health.
     async fn call<T>(&self, r: &Region, op: Op, f: impl Future<Output = Result<T, KmsError>>) -> Result<T, KmsError> {
         let kms = &r.kms;
+        let started = std::time::Instant::now();
         let result = match tokio::time::timeout(self.policy.call_timeout, f).await {
             Ok(r) => r,
             Err(_) => Err(KmsError::Unavailable {
@@ -266,6 +267,8 @@ impl KmsSet {
         };
         metrics::counter!("coffer_kms_calls_total", "region" => kms.region().to_string(), "op" => op.name(), "result" => outcome)
             .increment(1);
+        metrics::histogram!("coffer_kms_call_seconds", "region" => kms.region().to_string(), "op" => op.name())
+            .record(started.elapsed().as_secs_f64());
         // A refused unwrap says something about that wrapped key, not about the KMS.
         let failed = match (&result, op) {
             (Ok(_), _) => None,
