@@ -19,6 +19,7 @@ pub mod agent;
 pub mod api;
 pub mod audit;
 pub mod authz;
+pub mod backup;
 pub mod cli;
 pub mod client;
 pub mod config;

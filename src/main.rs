@@ -50,6 +50,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Token(cmd) => cli::token::run(&cli.global, cmd).await,
         Command::Policy(cmd) => cli::policy::run(&cli.global, cmd).await,
         Command::Audit(cmd) => cli::audit::run(&cli.global, cmd).await,
+        Command::Snapshot(cmd) => cli::snapshot::run(&cli.global, cmd).await,
         Command::Rotation(cmd) => cli::rotation::run(&cli.global, cmd).await,
         Command::Agent(args) => {
             init_logs("warn");

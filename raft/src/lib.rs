@@ -13,6 +13,7 @@
 //! - peer RPC over tonic ([`network`] client side, [`peer_service`] server side) and the
 //!   membership proof plaintext peers attach to it ([`peer_auth`]).
 
+pub mod backup;
 pub mod change_feed;
 pub mod codec;
 pub mod disk_space;

@@ -35,9 +35,9 @@ use crate::LogId;
 use crate::TypeConfig;
 use crate::Vote;
 
-const META_VOTE: &str = "vote";
+pub(crate) const META_VOTE: &str = "vote";
 const META_COMMITTED: &str = "committed";
-const META_LAST_PURGED: &str = "last_purged";
+pub(crate) const META_LAST_PURGED: &str = "last_purged";
 
 #[derive(Clone)]
 pub struct LogStore {

@@ -234,7 +234,7 @@ pub fn applied_index_in(view: &dyn KvView) -> io::Result<u64> {
     Ok(read_applied(view)?.map_or(0, |l| l.index))
 }
 
-fn read_applied(view: &dyn KvView) -> io::Result<Option<LogId>> {
+pub(crate) fn read_applied(view: &dyn KvView) -> io::Result<Option<LogId>> {
     match view.get(LAST_APPLIED_KEY)? {
         Some(b) => Ok(Some(codec::log_id_from_pb(
             &pb::LogId::decode(&*b).map_err(codec::CodecError::from)?,

@@ -98,6 +98,17 @@ impl pb::cluster_server::Cluster for ClusterApi {
         }))
     }
 
+    type BackupStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::BackupBytes, Status>> + Send>>;
+
+    async fn backup(&self, req: Request<pb::BackupRequest>) -> Result<Response<Self::BackupStream>, Status> {
+        use tokio_stream::StreamExt as _;
+        self.service.grant(&req, Action::ClusterAdmin, "cluster").await?;
+        let chunks = self.service.backup().await?;
+        let stream = tokio_stream::wrappers::ReceiverStream::new(chunks)
+            .map(|r| r.map(|data| pb::BackupBytes { data }).map_err(Status::from));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
     async fn change_membership(
         &self,
         req: Request<pb::MembershipChangeRequest>,

@@ -14,6 +14,7 @@ pub mod policy;
 pub mod rotation;
 pub mod secret;
 pub mod secret_spec;
+pub mod snapshot;
 pub mod token;
 pub mod usage;
 pub mod watch;
@@ -64,6 +65,9 @@ pub enum Command {
     /// Read and verify a node's hash-chained audit log.
     #[command(subcommand)]
     Audit(audit::AuditCmd),
+    /// Backups: save the cluster's state to a file, check one, restore one into a new cluster.
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCmd),
     /// Where secrets' rotations stand: past due, in flight, failing.
     #[command(subcommand)]
     Rotation(rotation::RotationCmd),

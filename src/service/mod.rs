@@ -7,12 +7,14 @@
 //! - [`write`]: the one write path: a command proposed to the leader, applied once;
 //! - [`put`]: a new secret version, re-sealed for the next number when writers race;
 //! - [`access`]: policies and tokens as this replica holds them, and the root-revocation check;
+//! - [`backup`]: a backup of the state streamed from this replica;
 //! - [`destroyed`]: every node drops the data keys of destroyed versions;
 //! - [`health`]: whether this node serves (ready), for every health probe;
 //! - [`rotation_status`]: where every secret's rotation stands, from this replica;
 //! - [`watch`]: the changes to a secret or a folder, streamed as this replica applies them.
 
 pub mod access;
+pub mod backup;
 pub mod destroyed;
 pub mod health;
 pub mod put;

@@ -263,6 +263,17 @@ impl Service {
 
     /// Makes this replica as fresh as the leader was a moment ago: a read index from the
     /// leader, then waits until this replica has applied it. A read after this is linearizable.
+    /// A linearizable barrier for `what`: when it returns Ok, this replica has applied every
+    /// write acknowledged before the call.
+    pub(super) async fn caught_up(&self, what: &str) -> Result<(), ApiError> {
+        self.catch_up().await.map_err(|e| match e {
+            CatchUp::NoLeader(e) => ApiError::NoLeader(format!("{what}: {e}; try again")),
+            CatchUp::Behind { index, applied } => ApiError::NotCaughtUp(format!(
+                "{what}: this replica is at index {applied}, behind {index}; try again or use another node"
+            )),
+        })
+    }
+
     async fn catch_up(&self) -> Result<(), CatchUp> {
         let index = self
             .raft

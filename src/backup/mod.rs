@@ -1,0 +1,4 @@
+//! Backups (docs/architecture.md: Backups): [`file`], the backup file format, written by a
+//! node ([`crate::service::backup`]) and read by `coffer snapshot inspect|restore`.
+
+pub mod file;
