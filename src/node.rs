@@ -356,6 +356,9 @@ where
         tokio::spawn(bootstrap(raft.clone(), cfg.clone()));
     }
     crate::node_metrics::export_health(service.clone());
+    if let Some(schedule) = cfg.backup_schedule() {
+        tokio::spawn(crate::backup::schedule::run(service.clone(), schedule, stop_rx.clone()));
+    }
     tokio::spawn(ensure_token_key(service.clone(), stop_rx.clone()));
     tokio::spawn(crate::service::destroyed::forget_destroyed_keys(
         service.clone(),

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
@@ -160,4 +161,74 @@ async fn a_backup_restores_into_a_fresh_cluster_with_every_secret_version_alias_
     assert_eq!(get(&app, "acme/app/db", None).await.unwrap().value, b"fake-db-v3");
     let denied = get(&app, "acme/other/secret", None).await.unwrap_err();
     assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+}
+
+/// The scheduled backups in a node's `[backup] dir`, oldest first.
+fn scheduled(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.retain(|p| {
+        p.extension().is_some_and(|e| e == "backup") && !p.file_name().unwrap().to_string_lossy().starts_with('.')
+    });
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_saves_a_backup_every_interval_and_keeps_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let node_dir = |i: usize| dir.path().join(format!("node-{i}"));
+    let mut spec = ClusterSpec::new(&REGIONS, FAST_RAFT);
+    spec.metrics = true;
+    for i in 0..3 {
+        spec.node_extra.insert(
+            i,
+            format!(
+                "[backup]\ndir = \"{}\"\ninterval_ms = 1000\nkeep = 2\n",
+                node_dir(i).display()
+            ),
+        );
+    }
+    let cluster = TestCluster::launch(BIN, spec).await;
+    let leader = cluster.wait_leader(Duration::from_secs(30)).await;
+    let root = cluster.client(leader).await;
+    wait_token_key(&root).await;
+    let w = put(&root, "acme/app/scheduled", b"fake-scheduled").await.unwrap();
+
+    // A backup that holds the write, then two more taken after it: only the newest 2 stay.
+    let first = eventually(
+        Duration::from_secs(20),
+        "a scheduled backup holding the write",
+        || async {
+            let newest = scheduled(&node_dir(leader)).pop()?;
+            let v = cluster.cli_json(leader, &["snapshot", "inspect", newest.to_str()?]);
+            (v["applied_index"].as_u64()? >= w.log_index).then_some(newest)
+        },
+    )
+    .await;
+    eventually(Duration::from_secs(20), "two more scheduled backups", || async {
+        let files = scheduled(&node_dir(leader));
+        (files.iter().filter(|f| **f > first).count() >= 2).then_some(())
+    })
+    .await;
+    let files = scheduled(&node_dir(leader));
+    assert!(files.len() <= 2 && !files.contains(&first), "{files:?}");
+    for f in &files {
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(f).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600, "{}", f.display());
+        cluster.cli_json(leader, &["snapshot", "inspect", f.to_str().unwrap()]);
+    }
+    // Followers take none.
+    for i in (0..3).filter(|i| *i != leader) {
+        assert_eq!(scheduled(&node_dir(i)), Vec::<PathBuf>::new(), "node {i}");
+    }
+    let m = cluster.metrics(leader).await;
+    assert!(
+        metric(&m, "coffer_backup_last_success_timestamp_seconds", &[]) > 1.7e9,
+        "{m}"
+    );
+    assert_eq!(metric(&m, "coffer_backup_interval_seconds", &[]), 1.0);
+    assert!(metric(&m, "coffer_backup_bytes", &[]) > 0.0);
+    assert_eq!(metric(&m, "coffer_backup_failures_total", &[]), 0.0);
 }

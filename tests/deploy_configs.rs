@@ -165,6 +165,22 @@ fn bad_configs_name_the_field() {
             "rotation.hook_ca_file /nonexistent/rotators.pem",
         ),
         ("# hook_ca_file", not_pem_ca.as_str(), "holds no PEM certificate"),
+        (
+            "interval_ms = 3600000",
+            "interval_ms = 10",
+            "backup.interval_ms 10 must be between 1000 and 604800000",
+        ),
+        ("keep = 24", "keep = 0", "backup.keep 0 must be between 1 and 10000"),
+        (
+            "dir = \"/var/backups/coffer\"",
+            "dir = \"\"",
+            "backup.dir must name a folder",
+        ),
+        (
+            "ready_max_staleness_ms = 5000",
+            "ready_max_staleness_ms = 5",
+            "health.ready_max_staleness_ms 5 must be between 100 and 3600000",
+        ),
         ("[tls]", "[tls]\nbogus = 1", "bogus"),
         ("/node.pem\"", "/missing.pem\"", "tls.cert"),
         (cert_from.as_str(), cert_to.as_str(), "is issued by CN=deploy test CA"),

@@ -139,6 +139,10 @@ async fn every_metric_the_alerts_and_dashboard_name_is_exported_and_follows_the_
         "coffer_raft_leader_changes_total",
         "coffer_secrets_past_rotation_due",
         "coffer_kms_versions_missing_wrap",
+        // Only with [backup] (tests/backup.rs checks them).
+        "coffer_backup_last_success_timestamp_seconds",
+        "coffer_backup_interval_seconds",
+        "coffer_backup_failures_total",
     ];
     let have = exported(&m);
     let missing: Vec<_> = named_metrics()

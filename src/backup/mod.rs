@@ -1,4 +1,6 @@
 //! Backups (docs/architecture.md: Backups): [`file`], the backup file format, written by a
-//! node ([`crate::service::backup`]) and read by `coffer snapshot inspect|restore`.
+//! node ([`crate::service::backup`]) and read by `coffer snapshot inspect|restore`;
+//! [`schedule`], the leader's scheduled backups (`[backup]`).
 
 pub mod file;
+pub mod schedule;

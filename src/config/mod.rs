@@ -24,7 +24,7 @@ use crate::tls::TlsConfig;
 
 pub use cluster::{ClusterConfig, Member};
 pub use kms::{ConfigSecret, KmsConfig, RegionKms};
-pub use node::{AuditConfig, HealthConfig, NetworkConfig, NodeConfig, RotationConfig};
+pub use node::{AuditConfig, BackupConfig, HealthConfig, NetworkConfig, NodeConfig, RotationConfig};
 pub use raft::{Limits, RaftConfig};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -51,6 +51,9 @@ pub struct ServerConfig {
     pub rotation: RotationConfig,
     #[serde(default)]
     pub health: HealthConfig,
+    /// Scheduled backups; none without this section.
+    #[serde(default)]
+    pub backup: Option<BackupConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +87,15 @@ impl ServerConfig {
         self.health
             .ready_max_staleness_ms
             .unwrap_or(crate::service::health::DEFAULT_READY_MAX_STALENESS_MS)
+    }
+
+    /// The scheduled backups `[backup]` asks for (defaults filled in).
+    pub fn backup_schedule(&self) -> Option<crate::backup::schedule::Schedule> {
+        self.backup.as_ref().map(|b| crate::backup::schedule::Schedule {
+            dir: b.dir.clone(),
+            interval: Duration::from_millis(b.interval_ms.unwrap_or(3_600_000)),
+            keep: b.keep.unwrap_or(24),
+        })
     }
 
     pub fn hook_timeout(&self) -> Duration {
@@ -169,6 +181,21 @@ impl ServerConfig {
                     range.start(),
                     range.end()
                 ));
+            }
+        }
+        if let Some(b) = &self.backup {
+            if b.dir.as_os_str().is_empty() {
+                return Err("backup.dir must name a folder".into());
+            }
+            if let Some(t) = b.interval_ms {
+                if !(1_000..=604_800_000).contains(&t) {
+                    return Err(format!("backup.interval_ms {t} must be between 1000 and 604800000"));
+                }
+            }
+            if let Some(k) = b.keep {
+                if !(1..=10_000).contains(&k) {
+                    return Err(format!("backup.keep {k} must be between 1 and 10000"));
+                }
             }
         }
         if let Some(t) = self.rotation.hook_timeout_ms {

@@ -48,6 +48,20 @@ pub struct RotationConfig {
     pub hook_timeout_ms: Option<u64>,
 }
 
+/// Scheduled backups (`crate::backup::schedule`): the leader saves one every interval.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupConfig {
+    /// Where backups go (created with mode 0700). Keep it off the data dir's disk.
+    pub dir: PathBuf,
+    /// How often (default 3600000 ms, 1000 to 604800000).
+    #[serde(default)]
+    pub interval_ms: Option<u64>,
+    /// The newest this many are kept; older ones are removed (default 24, 1 to 10000).
+    #[serde(default)]
+    pub keep: Option<usize>,
+}
+
 /// What the health probes (`/health/ready`, `grpc.health.v1`) call ready.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
