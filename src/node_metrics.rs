@@ -18,17 +18,6 @@ const BUCKETS: &[f64] = &[
     0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-/// Every state a node reports, for the one-hot `coffer_node_health{state}`.
-const STATES: [NodeHealth; 7] = [
-    NodeHealth::Serving,
-    NodeHealth::Stale,
-    NodeHealth::NoLeader,
-    NodeHealth::NotBootstrapped,
-    NodeHealth::NotJoined,
-    NodeHealth::Removed,
-    NodeHealth::Stopping,
-];
-
 /// Serves Prometheus metrics on `addr`, each series carrying `labels` (a node's `node` and
 /// `node_region`). Process-wide: the first node of a process wins; the agent's `metrics_addr`
 /// too.
@@ -104,7 +93,7 @@ pub fn export_health(service: Arc<Service>) {
     let mut regions_seen = std::collections::BTreeSet::new();
     sample_every_500ms(move || {
         let h = service.health(None);
-        for s in STATES {
+        for s in NodeHealth::ALL {
             metrics::gauge!("coffer_node_health", "state" => s.as_str()).set(if s == h.state { 1.0 } else { 0.0 });
         }
         metrics::gauge!("coffer_staleness_upper_bound_seconds").set(h.staleness_upper_bound_ms as f64 / 1000.0);

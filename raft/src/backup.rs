@@ -20,8 +20,9 @@ use prost::Message;
 
 use crate::codec;
 use crate::pb;
-use crate::state_machine::decode_snapshot;
+use crate::state_machine::install;
 use crate::state_machine::read_applied;
+use crate::state_machine::SnapshotWrites;
 use crate::state_machine::LAST_APPLIED_KEY;
 use crate::state_machine::MEMBERSHIP_KEY;
 use crate::storage::LogBackend;
@@ -96,13 +97,11 @@ pub fn seed(
         last_membership: StoredMembership::new(Some(last), membership),
     };
 
-    // The snapshot file first, as a leader's would arrive (its checksum proven by decoding it).
-    let mut pairs = pairs;
-    pairs.sort();
+    // The snapshot a leader would send, made from the pairs.
+    let view: BTreeMap<Vec<u8>, Vec<u8>> = pairs.into_iter().collect();
     let mut bytes = Vec::new();
-    let view: BTreeMap<Vec<u8>, Vec<u8>> = pairs.iter().cloned().collect();
     crate::state_machine::write_snapshot(&meta, &view, &mut bytes)?;
-    decode_snapshot(&bytes)?;
+    drop(view);
 
     // Purge rule: the log is purged through `last` durably before the state says it applied it.
     log.put_meta_durable(
@@ -111,14 +110,9 @@ pub fn seed(
     )?;
     let vote = Vote::new(last.leader_id.term, last.leader_id.node_id);
     log.put_meta_durable(crate::log_store::META_VOTE, &codec::vote_to_pb(&vote).encode_to_vec())?;
-    pairs.push((LAST_APPLIED_KEY.to_vec(), codec::log_id_to_pb(&last).encode_to_vec()));
-    pairs.push((
-        MEMBERSHIP_KEY.to_vec(),
-        codec::stored_membership_to_pb(&meta.last_membership).encode_to_vec(),
-    ));
-    pairs.sort();
-    sm.replace_all(pairs)?;
-    sm.save_snapshot(&bytes)?;
+    // Then installed as a follower installs a leader's snapshot: verified, the state replaced,
+    // Raft's keys from the meta, the snapshot stored as current.
+    install(sm, &SnapshotWrites::default(), &meta, &bytes)?;
     sm.flush_at_shutdown()
 }
 
@@ -164,7 +158,7 @@ mod tests {
         let mut want = pairs();
         want.sort();
         assert_eq!(seen, want, "the application pairs, in key order, and no Raft key");
-        let file = decode_snapshot(&sm.load_snapshot().unwrap().unwrap()).unwrap();
+        let file = crate::state_machine::decode_snapshot(&sm.load_snapshot().unwrap().unwrap()).unwrap();
         let meta = codec::snapshot_meta_from_pb(&file.meta.unwrap()).unwrap();
         assert_eq!(meta.last_log_id.map(|l| l.index), Some(120));
         assert_eq!(

@@ -169,7 +169,7 @@ pub struct StateMachineStore {
 /// install may otherwise run at once. Each takes this lock before it reads the state it stores
 /// and keeps it until the snapshot is durable, so they never share a temporary file, and the
 /// later writer always stores the later state: the current snapshot never goes back.
-type SnapshotWrites = Arc<std::sync::Mutex<()>>;
+pub(crate) type SnapshotWrites = Arc<std::sync::Mutex<()>>;
 
 /// Takes the lock; it guards no data, so a panic while it was held leaves nothing to repair.
 fn lock_snapshot_writes(lock: &SnapshotWrites) -> std::sync::MutexGuard<'_, ()> {
@@ -401,7 +401,12 @@ where
 }
 
 /// Replaces the key space with a received snapshot's, and stores the snapshot as current.
-fn install(backend: &dyn SmBackend, writes: &SnapshotWrites, meta: &SnapshotMeta, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn install(
+    backend: &dyn SmBackend,
+    writes: &SnapshotWrites,
+    meta: &SnapshotMeta,
+    bytes: &[u8],
+) -> io::Result<()> {
     let _one_writer = lock_snapshot_writes(writes);
     let mut file = decode_snapshot(bytes)?;
     // Stored with the authoritative meta, so get_current_snapshot returns exactly it.

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use coffer_raft::node::Role;
 
+use super::saving::Saving;
 use crate::service::Service;
 
 /// Names of scheduled backups: `coffer-<UTC time>.backup`, so they sort by age.
@@ -32,11 +33,9 @@ pub async fn run(service: Arc<Service>, s: Schedule, mut stop: tokio::sync::watc
     if let Err(e) = crate::private_files::make_private(&s.dir) {
         tracing::error!(dir = %s.dir.display(), "backup dir: {e}; scheduled backups fail until it can be written");
     }
-    if let Some((path, modified)) = newest(&s.dir) {
+    if let Some((modified, bytes)) = newest(&s.dir) {
         metrics::gauge!("coffer_backup_last_success_timestamp_seconds").set(modified);
-        if let Ok(m) = std::fs::metadata(&path) {
-            metrics::gauge!("coffer_backup_bytes").set(m.len() as f64);
-        }
+        metrics::gauge!("coffer_backup_bytes").set(bytes as f64);
     }
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + s.interval, s.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -68,54 +67,19 @@ pub async fn run(service: Arc<Service>, s: Schedule, mut stop: tokio::sync::watc
 
 /// One backup into `dir`: its path and size.
 async fn take(service: &Service, dir: &Path) -> Result<(PathBuf, u64), String> {
-    let chunks = service.backup().await.map_err(|e| e.to_string())?;
+    let mut chunks = service.backup().await.map_err(|e| e.to_string())?;
     let name = format!("{PREFIX}{}{SUFFIX}", file_time(crate::time::now_ms()));
-    let (dir, path) = (dir.to_path_buf(), dir.join(&name));
-    let tmp = dir.join(format!(".{name}.partial"));
-    let written = {
-        let (tmp, path) = (tmp.clone(), path.clone());
-        tokio::task::spawn_blocking(move || write_file(chunks, &dir, &tmp, &path))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r)
-    };
-    match written {
-        Ok(bytes) => Ok((path, bytes)),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut out = Saving::create(&dir, &name)?;
+        while let Some(chunk) = chunks.blocking_recv() {
+            out.write(&chunk.map_err(|e| e.to_string())?)?;
         }
-    }
-}
-
-/// Writes the streamed backup to `tmp` (mode 0600, never an existing file), fsyncs it, reads
-/// it back in full and renames it to `path`.
-fn write_file(
-    mut chunks: crate::service::backup::BackupChunks,
-    dir: &Path,
-    tmp: &Path,
-    path: &Path,
-) -> Result<u64, String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let at = |e: std::io::Error| format!("{}: {e}", tmp.display());
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(tmp)
-        .map_err(at)?;
-    while let Some(chunk) = chunks.blocking_recv() {
-        f.write_all(&chunk.map_err(|e| e.to_string())?).map_err(at)?;
-    }
-    f.sync_all().map_err(at)?;
-    let v = crate::backup::file::read(std::fs::File::open(tmp).map_err(at)?, &mut |_| {})
-        .map_err(|e| format!("read back: {e}"))?;
-    std::fs::rename(tmp, path).map_err(at)?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
-    Ok(v.bytes)
+        let v = out.finish()?;
+        Ok((dir.join(&name), v.bytes))
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 /// `20261207T101500.123Z`: UTC, sortable, no characters a file name dislikes.
@@ -138,11 +102,16 @@ fn backups(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn newest(dir: &Path) -> Option<(PathBuf, f64)> {
-    let path = backups(dir).ok()?.pop()?;
-    let modified = std::fs::metadata(&path).ok()?.modified().ok()?;
-    let secs = modified.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64();
-    Some((path, secs))
+/// The newest scheduled backup's modification time (seconds since the epoch) and size.
+fn newest(dir: &Path) -> Option<(f64, u64)> {
+    let meta = std::fs::metadata(backups(dir).ok()?.pop()?).ok()?;
+    let secs = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs_f64();
+    Some((secs, meta.len()))
 }
 
 /// Removes all but the newest `keep` scheduled backups.

@@ -6,7 +6,6 @@
 //! place. `inspect` checks a file offline. `restore` writes a file into the empty data dir of
 //! a new cluster's bootstrap node, offline, from that node's config.
 
-use std::io::Write;
 use std::path::Path;
 use std::path::PathBuf;
 
@@ -20,6 +19,7 @@ use super::global::Global;
 use super::global::Output;
 use super::output;
 use crate::backup::file;
+use crate::backup::saving::Saving;
 use crate::pb;
 
 #[derive(Debug, Subcommand)]
@@ -99,7 +99,6 @@ fn report(g: &Global, path: &Path, v: &file::Verified, what: &str) {
 }
 
 async fn save(g: &Global, path: &Path) -> Result<(), CliError> {
-    use std::os::unix::fs::OpenOptionsExt;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -107,46 +106,21 @@ async fn save(g: &Global, path: &Path) -> Result<(), CliError> {
     let name = path
         .file_name()
         .ok_or_else(|| CliError::invalid(format!("{} names no file", path.display())))?;
-    if !dir.is_dir() {
-        return Err(CliError::new(format!(
-            "cannot write {}: {} is not a directory",
-            path.display(),
-            dir.display()
-        )));
-    }
-    let tmp = dir.join(format!(".{}.partial-{}", name.to_string_lossy(), std::process::id()));
+    let mut out = Saving::create(&dir, &name.to_string_lossy()).map_err(CliError::new)?;
     let client = connect(g).await?;
     let mut stream = client.cluster.clone().backup(pb::BackupRequest {}).await?.into_inner();
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| CliError::new(format!("{}: {e}", tmp.display())))?;
-    let received = async {
-        let (mut bytes, mut shown) = (0u64, 0u64);
-        while let Some(chunk) = stream.message().await? {
-            out.write_all(&chunk.data)?;
-            bytes += chunk.data.len() as u64;
-            if bytes - shown >= 16 << 20 {
-                eprintln!("received {:.1} MiB", bytes as f64 / (1 << 20) as f64);
-                shown = bytes;
-            }
+    let (mut bytes, mut shown) = (0u64, 0u64);
+    while let Some(chunk) = stream.message().await? {
+        out.write(&chunk.data).map_err(CliError::new)?;
+        bytes += chunk.data.len() as u64;
+        if bytes - shown >= 16 << 20 {
+            eprintln!("received {:.1} MiB", bytes as f64 / (1 << 20) as f64);
+            shown = bytes;
         }
-        out.sync_all()?;
-        Ok::<_, CliError>(())
     }
-    .await;
-    let checked = received.and_then(|()| verify(&tmp, &mut |_| {}));
-    let v = match checked {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-    };
-    std::fs::rename(&tmp, path).map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
-    std::fs::File::open(&dir).and_then(|d| d.sync_all())?;
+    let v = out
+        .finish()
+        .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
     report(g, path, &v, "saved");
     Ok(())
 }

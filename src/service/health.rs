@@ -36,6 +36,17 @@ pub enum NodeHealth {
 }
 
 impl NodeHealth {
+    /// Every state, for series that report each (`coffer_node_health{state}`).
+    pub const ALL: [NodeHealth; 7] = [
+        NodeHealth::Serving,
+        NodeHealth::Stale,
+        NodeHealth::NoLeader,
+        NodeHealth::NotBootstrapped,
+        NodeHealth::NotJoined,
+        NodeHealth::Removed,
+        NodeHealth::Stopping,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             NodeHealth::Stopping => "stopping",
