@@ -83,6 +83,9 @@ pub enum ApiError {
     /// This node serves as many watch streams as it may.
     #[error("{0}")]
     TooManyWatches(String),
+    /// A failover drill fenced this node: it refuses clients until the drill ends.
+    #[error("{0}")]
+    DrillInProgress(String),
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -206,6 +209,11 @@ pub const CODES: &[(&str, Code, &str)] = &[
         Code::ResourceExhausted,
         "the node serves as many watch streams as it may; retry on another node or later",
     ),
+    (
+        "drill_in_progress",
+        Code::Unavailable,
+        "a failover drill fenced this node; retry on another node, or after the drill (it ends by itself)",
+    ),
     ("unavailable", Code::Unavailable, "a dependency is down; retry"),
     (
         "deadline_exceeded",
@@ -251,6 +259,7 @@ impl ApiError {
             ApiError::OutOfDisk(_) => "out_of_disk",
             ApiError::ResyncNeeded(_) => "resync_needed",
             ApiError::TooManyWatches(_) => "too_many_watches",
+            ApiError::DrillInProgress(_) => "drill_in_progress",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::DeadlineExceeded(_) => "deadline_exceeded",
             ApiError::Unimplemented(_) => "unimplemented",
@@ -373,6 +382,7 @@ mod tests {
             ApiError::TooManyWatches(m()),
             ApiError::Unavailable(m()),
             ApiError::DeadlineExceeded(m()),
+            ApiError::DrillInProgress(m()),
             ApiError::Unimplemented(m()),
             ApiError::Internal(m()),
         ]

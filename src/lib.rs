@@ -25,6 +25,7 @@ pub mod client;
 pub mod config;
 pub mod crypto;
 pub mod dev;
+pub mod drill;
 pub mod error;
 pub mod http;
 pub mod node;

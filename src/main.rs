@@ -51,6 +51,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Policy(cmd) => cli::policy::run(&cli.global, cmd).await,
         Command::Audit(cmd) => cli::audit::run(&cli.global, cmd).await,
         Command::Snapshot(cmd) => cli::snapshot::run(&cli.global, cmd).await,
+        Command::Drill(cmd) => cli::drill::run(&cli.global, cmd).await,
         Command::Rotation(cmd) => cli::rotation::run(&cli.global, cmd).await,
         Command::Agent(args) => {
             init_logs("warn");

@@ -276,7 +276,7 @@ where
         ),
         audit,
         vault: Vault::new(
-            kms,
+            kms.clone(),
             Duration::from_secs(cfg.kms.dek_cache_ttl_secs),
             cfg.kms.dek_cache_capacity,
         ),
@@ -288,12 +288,20 @@ where
         watches: Arc::new(tokio::sync::Semaphore::new(crate::service::watch::MAX_WATCHES)),
         stopping: stop_rx.clone(),
         ready_max_staleness_ms: cfg.ready_max_staleness_ms(),
+        faults: Arc::new(crate::drill::faults::NodeFaults::new(
+            raft.fence().clone(),
+            kms.outages().clone(),
+            std::env::var(crate::drill::faults::TEST_HOOKS_ENV).is_ok_and(|v| v == "1"),
+        )),
     });
 
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let peer_guard = PeerGuard::for_security(&peer);
+    let peer_guard = crate::drill::gate::FencedPeerGuard {
+        fence: raft.fence().clone(),
+        guard: PeerGuard::for_security(&peer),
+    };
     let peer_tls = match peer {
         PeerSecurity::Tls(t) => Some(t),
         PeerSecurity::ClusterKey(_) => None,

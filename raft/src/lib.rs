@@ -18,6 +18,7 @@ pub mod change_feed;
 pub mod codec;
 pub mod disk_space;
 pub mod error;
+pub mod fence;
 pub mod forward_batch;
 pub mod leader_contact;
 pub mod local_propose;

@@ -39,6 +39,7 @@ use tonic::transport::Endpoint;
 
 use crate::codec;
 use crate::error::AddressError;
+use crate::fence::Fence;
 use crate::pb;
 use crate::pb::raft_peer_client::RaftPeerClient;
 use crate::peer_auth::PeerCredential;
@@ -112,20 +113,23 @@ pub fn peer_endpoint(scheme: &str, addr: &str, connect_timeout: Duration) -> Res
         .keep_alive_while_idle(true))
 }
 
-/// One cached channel per peer, replaced when the peer's address changes.
+/// One cached channel per peer, replaced when the peer's address changes. While a drill's
+/// [`Fence`] stands no channel is handed out: every outbound peer call fails at once.
 pub struct PeerChannels {
     connector: Arc<dyn Connector>,
     overrides: BTreeMap<NodeId, String>,
     cache: Mutex<BTreeMap<NodeId, (String, Channel)>>,
+    fence: Arc<Fence>,
 }
 
 impl PeerChannels {
     /// `overrides` reach some peers at another address than the membership's.
-    pub fn new(connector: Arc<dyn Connector>, overrides: BTreeMap<NodeId, String>) -> Self {
+    pub fn new(connector: Arc<dyn Connector>, overrides: BTreeMap<NodeId, String>, fence: Arc<Fence>) -> Self {
         Self {
             connector,
             overrides,
             cache: Mutex::new(BTreeMap::new()),
+            fence,
         }
     }
 
@@ -138,6 +142,12 @@ impl PeerChannels {
     /// The channel to peer `id` with this node's credential on every request, for any service
     /// on the peer port.
     pub fn channel(&self, id: NodeId, addr: &str) -> Result<PeerChannel, AddressError> {
+        if let Some(why) = self.fence.refusal_to(id) {
+            return Err(AddressError {
+                addr: addr.to_string(),
+                reason: why,
+            });
+        }
         let addr = self.overrides.get(&id).map(String::as_str).unwrap_or(addr);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         let channel = match cache.get(&id) {

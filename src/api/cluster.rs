@@ -1,5 +1,5 @@
-//! The `coffer.v1.Cluster` service: status (with every node's own report), health and
-//! membership changes.
+//! The `coffer.v1.Cluster` service: status (with every node's own report), health, membership
+//! changes, backups and a drill's faults.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -107,6 +107,21 @@ impl pb::cluster_server::Cluster for ClusterApi {
         let stream = tokio_stream::wrappers::ReceiverStream::new(chunks)
             .map(|r| r.map(|data| pb::BackupBytes { data }).map_err(Status::from));
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn drill_fault(
+        &self,
+        req: Request<pb::DrillFaultRequest>,
+    ) -> Result<Response<pb::DrillFaultResponse>, Status> {
+        self.service.grant(&req, Action::DrillRun, "cluster").await?;
+        let regions: Vec<String> = self.service.vault.kms().region_names().map(String::from).collect();
+        let (standing, lifted) = self.service.faults.apply(req.get_ref(), &regions)?;
+        let role = self.service.raft.status().role;
+        Ok(Response::new(pb::DrillFaultResponse {
+            standing,
+            served_by: Some(self.service.served_by(role.as_str())),
+            lifted,
+        }))
     }
 
     async fn change_membership(

@@ -351,7 +351,13 @@ impl Seam {
             break_glass,
             reason: ask.break_glass.map(|b| b.reason.to_string()).unwrap_or_default(),
             ticket: ask.break_glass.map(|b| b.ticket.to_string()).unwrap_or_default(),
-            severity: if break_glass { "critical" } else { "info" }.to_string(),
+            // Break-glass reads and failover drills are what an auditor looks for first.
+            severity: if break_glass || action == Action::DrillRun {
+                "critical"
+            } else {
+                "info"
+            }
+            .to_string(),
             credential: identity.credential(),
             outcome: String::new(),
         });

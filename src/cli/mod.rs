@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod cluster;
+pub mod drill;
 pub mod error;
 pub mod global;
 pub mod kms;
@@ -68,6 +69,9 @@ pub enum Command {
     /// Backups: save the cluster's state to a file, check one, restore one into a new cluster.
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCmd),
+    /// Failover drills: break the cluster on purpose and measure RTO and RPO.
+    #[command(subcommand)]
+    Drill(drill::DrillCmd),
     /// Where secrets' rotations stand: past due, in flight, failing.
     #[command(subcommand)]
     Rotation(rotation::RotationCmd),

@@ -41,7 +41,7 @@ pub fn status_code(state: NodeHealth) -> StatusCode {
     match state {
         NodeHealth::Serving => StatusCode::OK,
         NodeHealth::NotJoined | NodeHealth::NotBootstrapped => StatusCode::NOT_IMPLEMENTED,
-        NodeHealth::Stale | NodeHealth::NoLeader | NodeHealth::Removed | NodeHealth::Stopping => {
+        NodeHealth::Stale | NodeHealth::NoLeader | NodeHealth::Removed | NodeHealth::Fenced | NodeHealth::Stopping => {
             StatusCode::SERVICE_UNAVAILABLE
         }
     }
@@ -117,6 +117,7 @@ mod tests {
             NodeHealth::Stale,
             NodeHealth::NoLeader,
             NodeHealth::Removed,
+            NodeHealth::Fenced,
             NodeHealth::Stopping,
         ] {
             assert_eq!(status_code(s), StatusCode::SERVICE_UNAVAILABLE);

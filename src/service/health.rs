@@ -24,6 +24,8 @@ pub enum NodeHealth {
     Stopping,
     /// Removed from the membership: its data is no longer current.
     Removed,
+    /// A failover drill fenced it: it refuses clients and peers until the drill ends.
+    Fenced,
     /// Started without a membership; waiting to be added.
     NotJoined,
     /// A member of a cluster whose bootstrap has not reached this replica yet.
@@ -37,8 +39,9 @@ pub enum NodeHealth {
 
 impl NodeHealth {
     /// Every state, for series that report each (`coffer_node_health{state}`).
-    pub const ALL: [NodeHealth; 7] = [
+    pub const ALL: [NodeHealth; 8] = [
         NodeHealth::Serving,
+        NodeHealth::Fenced,
         NodeHealth::Stale,
         NodeHealth::NoLeader,
         NodeHealth::NotBootstrapped,
@@ -51,6 +54,7 @@ impl NodeHealth {
         match self {
             NodeHealth::Stopping => "stopping",
             NodeHealth::Removed => "removed",
+            NodeHealth::Fenced => "fenced",
             NodeHealth::NotJoined => "not_joined",
             NodeHealth::NotBootstrapped => "not_bootstrapped",
             NodeHealth::NoLeader => "no_leader",
@@ -78,6 +82,8 @@ pub struct HealthReport {
 #[derive(Debug, Clone, Copy)]
 pub struct Facts {
     pub stopping: bool,
+    /// A drill's fence stands on this node.
+    pub fenced: bool,
     pub membership: MemberState,
     pub bootstrapped: bool,
     pub role: Role,
@@ -98,6 +104,9 @@ pub fn decide(f: &Facts, max_staleness_ms: u64) -> NodeHealth {
         MemberState::Removed => return NodeHealth::Removed,
         MemberState::NotJoined => return NodeHealth::NotJoined,
         MemberState::Member => {}
+    }
+    if f.fenced {
+        return NodeHealth::Fenced;
     }
     if f.role == Role::Shutdown {
         NodeHealth::Stopping
@@ -120,6 +129,7 @@ impl Service {
         let local = self.raft.local_status();
         let facts = Facts {
             stopping: *self.stopping.borrow(),
+            fenced: self.faults.fenced().is_some(),
             membership: s.membership,
             bootstrapped: matches!(self.cluster_here(), Ok(Some(_))),
             role: s.role,
@@ -149,6 +159,7 @@ mod tests {
     fn serving() -> Facts {
         Facts {
             stopping: false,
+            fenced: false,
             membership: MemberState::Member,
             bootstrapped: true,
             role: Role::Follower,
@@ -182,6 +193,22 @@ mod tests {
                     ..serving()
                 },
                 NodeHealth::Removed,
+            ),
+            // A drill's fence outranks whatever Raft still says.
+            (
+                Facts {
+                    fenced: true,
+                    ..serving()
+                },
+                NodeHealth::Fenced,
+            ),
+            (
+                Facts {
+                    fenced: true,
+                    stopping: true,
+                    ..serving()
+                },
+                NodeHealth::Stopping,
             ),
             (
                 Facts {

@@ -64,6 +64,8 @@ pub struct Service {
     pub stopping: tokio::sync::watch::Receiver<bool>,
     /// `[health] ready_max_staleness_ms`.
     pub ready_max_staleness_ms: u64,
+    /// Faults a failover drill raised on this node (`crate::drill`).
+    pub faults: Arc<crate::drill::faults::NodeFaults>,
 }
 
 /// Where a request came from, for the seam.
@@ -84,11 +86,13 @@ impl Service {
 
     /// Passes the request through the authorization seam (see [`Ask`]).
     pub async fn grant_ask<T>(&self, req: &tonic::Request<T>, ask: Ask<'_>) -> Result<Grant, ApiError> {
+        self.refuse_if_fenced(&ask)?;
         self.seam.check(req.metadata(), &request_info(req), ask).await
     }
 
     /// The seam for a read whose one audit record waits for its outcome ([`Seam::settle`]).
     pub async fn grant_deferred<T>(&self, req: &tonic::Request<T>, ask: Ask<'_>) -> Result<Deferred, ApiError> {
+        self.refuse_if_fenced(&ask)?;
         self.seam.check_deferred(req.metadata(), &request_info(req), ask).await
     }
 
@@ -98,9 +102,26 @@ impl Service {
         req: &tonic::Request<T>,
         ask: Ask<'_>,
     ) -> Result<(Grant, Outcome), ApiError> {
+        self.refuse_if_fenced(&ask)?;
         self.seam
             .check_with_outcome(req.metadata(), &request_info(req), ask)
             .await
+    }
+
+    /// A fenced node (`crate::drill`) refuses every client request but health and the drill's
+    /// own calls, gRPC and HTTP alike: they all pass through here first.
+    fn refuse_if_fenced(&self, ask: &Ask<'_>) -> Result<(), ApiError> {
+        let open = ask
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Health | Action::DrillRun));
+        match self.faults.fenced() {
+            Some(why) if !open => {
+                metrics::counter!("coffer_drill_refused_total", "port" => "api").increment(1);
+                Err(ApiError::DrillInProgress(why))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The names of `names` the request's caller may see under one of `actions`.

@@ -47,6 +47,18 @@ impl Service {
             Err(ApiError::NotFound(_)) => 1,
             Err(e) => return Err(e),
         };
+        if self.faults.take_lost_write() {
+            // Test hook (crate::drill::faults): answered as applied, never proposed.
+            tracing::warn!(name = %name, version, "drill test hook: a write acknowledged and dropped");
+            return Ok(Committed {
+                ok: pb::CommandOk {
+                    version,
+                    ..Default::default()
+                },
+                index: self.raft.reader().applied_index(),
+                replayed: false,
+            });
+        }
         let sealer = self.vault.prepare(&name).await?;
         // The same for every attempt of this request; none before the token key exists.
         let value_mac = match self.token_key().await {

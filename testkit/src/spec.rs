@@ -33,6 +33,8 @@ pub struct ClusterSpec {
     pub node_extra: BTreeMap<usize, String>,
     /// `RUST_LOG` of the nodes (default: `COFFER_TEST_LOG` or `info,openraft=info`).
     pub log_filter: Option<String>,
+    /// Environment variables every node starts with (e.g. test hooks).
+    pub node_env: Vec<(String, String)>,
     /// Put every node's data folder on a tmpfs of this many MiB of its own, so a test can run
     /// it out of space (mounting needs root, as `make test` runs).
     pub data_tmpfs_mib: Option<u64>,
@@ -53,6 +55,7 @@ impl ClusterSpec {
             tls: false,
             node_extra: BTreeMap::new(),
             log_filter: None,
+            node_env: vec![],
             data_tmpfs_mib: None,
         }
     }

@@ -11,6 +11,7 @@ use openraft::async_runtime::watch::WatchReceiver;
 
 use crate::disk_space::DiskSpace;
 use crate::error::StartError;
+use crate::fence::Fence;
 use crate::forward_batch::ForwardBatcher;
 use crate::forward_batch::ForwardStats;
 use crate::leader_contact::LeaderContact;
@@ -52,6 +53,8 @@ pub(super) struct Inner {
     pub(super) forward: ForwardBatcher,
     /// Free space under the data folder, and whether this node is out of disk.
     pub(super) disk: DiskSpace,
+    /// A drill's fence: while it stands this node has no peer traffic either way.
+    pub(super) fence: Arc<Fence>,
 }
 
 /// Log-store metadata key holding the [`pb::RemovedNotice`] of a node removed from the cluster.
@@ -72,7 +75,12 @@ impl RaftNode {
         let shredding = sm.shredding();
         let snapshot_points = sm.schedule_snapshots(SnapshotSchedule::new(id, settings.snapshot_every_entries));
         let reader = sm.reader();
-        let channels = Arc::new(PeerChannels::new(connector, settings.peer_addr_override.clone()));
+        let fence = Arc::new(Fence::default());
+        let channels = Arc::new(PeerChannels::new(
+            connector,
+            settings.peer_addr_override.clone(),
+            fence.clone(),
+        ));
         let network = NetworkFactory {
             self_id: id,
             channels: channels.clone(),
@@ -102,6 +110,7 @@ impl RaftNode {
                 read_batch: ReadIndexBatcher::default(),
                 forward: ForwardBatcher::default(),
                 disk: DiskSpace::new(settings.node_name.clone(), settings.min_free_disk_bytes),
+                fence,
             }),
         };
         node.spawn_freshness_probe(Duration::from_millis(settings.heartbeat_ms.max(10)));
@@ -121,6 +130,12 @@ impl RaftNode {
 
     pub(crate) fn contact(&self) -> &LeaderContact {
         &self.inner.contact
+    }
+
+    /// A drill's fence on this node (the peer port's guard and the API refuse calls while it
+    /// stands; outbound peer calls fail by themselves).
+    pub fn fence(&self) -> &Arc<Fence> {
+        &self.inner.fence
     }
 
     /// This node's free space, and whether it is out of disk.

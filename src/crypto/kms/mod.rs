@@ -13,6 +13,7 @@
 
 pub mod aws;
 pub mod local;
+pub mod outage;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -179,6 +180,8 @@ pub struct KmsSet {
     local_region: String,
     regions: BTreeMap<String, Region>,
     policy: KmsPolicy,
+    /// Outages a drill injects: calls to such a region fail before reaching its provider.
+    outages: Arc<outage::Outages>,
 }
 
 #[derive(Clone, Copy)]
@@ -219,7 +222,13 @@ impl KmsSet {
             local_region: local_region.to_string(),
             regions,
             policy,
+            outages: Arc::default(),
         })
+    }
+
+    /// The drill outages this set obeys.
+    pub fn outages(&self) -> &Arc<outage::Outages> {
+        &self.outages
     }
 
     pub fn local_region(&self) -> &str {
@@ -251,14 +260,21 @@ impl KmsSet {
     async fn call<T>(&self, r: &Region, op: Op, f: impl Future<Output = Result<T, KmsError>>) -> Result<T, KmsError> {
         let kms = &r.kms;
         let started = std::time::Instant::now();
-        let result = match tokio::time::timeout(self.policy.call_timeout, f).await {
-            Ok(r) => r,
-            Err(_) => Err(KmsError::Unavailable {
-                region: kms.region().to_string(),
-                provider: kms.provider().to_string(),
-                key: kms.key_ref().to_string(),
-                reason: format!("no answer within {} ms", self.policy.call_timeout.as_millis()),
-            }),
+        let unavailable = |reason: String| KmsError::Unavailable {
+            region: kms.region().to_string(),
+            provider: kms.provider().to_string(),
+            key: kms.key_ref().to_string(),
+            reason,
+        };
+        let result = match self.outages.refusal(kms.region()) {
+            Some(why) => Err(unavailable(why)),
+            None => match tokio::time::timeout(self.policy.call_timeout, f).await {
+                Ok(r) => r,
+                Err(_) => Err(unavailable(format!(
+                    "no answer within {} ms",
+                    self.policy.call_timeout.as_millis()
+                ))),
+            },
         };
         let outcome = match &result {
             Ok(_) => "ok",

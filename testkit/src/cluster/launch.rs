@@ -140,6 +140,7 @@ impl TestCluster {
             proxies,
             metrics,
             log_filter: spec.log_filter.clone(),
+            node_env: spec.node_env.clone(),
         };
         for i in 0..c.file.nodes.len() {
             let child = if i < c.initial { Some(c.spawn(i)) } else { None };
@@ -168,6 +169,7 @@ impl TestCluster {
                     .or_else(|| std::env::var("COFFER_TEST_LOG").ok())
                     .unwrap_or_else(|| "info,openraft=info".into()),
             )
+            .envs(self.node_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

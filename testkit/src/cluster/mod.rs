@@ -34,6 +34,7 @@ pub struct TestCluster {
     /// Node index -> metrics listen address.
     metrics: BTreeMap<usize, String>,
     log_filter: Option<String>,
+    node_env: Vec<(String, String)>,
 }
 
 impl TestCluster {
