@@ -126,7 +126,7 @@ architecture:
 SIM := $(CARGO_TARGET_DIR)/debug/coffer-simulations
 SIM_BUGS := stale-linearizable early-ack cas-ignore replay-forgets shred-skips-purge prune-aliased \
   tokens-collected-early tokens-kept anchor-off-by-one rotation-retires-current retire-ignores-reads \
-  late-hook-write-lands watch-resume-skips
+  late-hook-write-lands watch-resume-skips fence-lets-clients-in
 SIM_SEEDS ?= 1..201
 SIM_JOBS ?= 2
 

@@ -17,6 +17,11 @@ const REGIONS: [&str; 3] = ["us-east", "eu-west", "ap-south"];
 async fn drill(cluster: &TestCluster, via: usize, args: &[&str]) -> (i32, serde_json::Value, String) {
     let mut all: Vec<String> = ["drill"].iter().chain(args).map(|s| s.to_string()).collect();
     all.extend(["--output".into(), "json".into()]);
+    // Reports go to a temporary folder unless the test names one (never the working dir).
+    let scratch = tempfile::tempdir().unwrap();
+    if args.first() == Some(&"run") && !args.contains(&"--report-dir") {
+        all.extend(["--report-dir".into(), scratch.path().display().to_string()]);
+    }
     let cmd = cluster.cli_command(via, &all.iter().map(String::as_str).collect::<Vec<_>>());
     let out = tokio::task::spawn_blocking(move || {
         let mut cmd = cmd;
@@ -24,6 +29,7 @@ async fn drill(cluster: &TestCluster, via: usize, args: &[&str]) -> (i32, serde_
     })
     .await
     .unwrap();
+    drop(scratch);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let json = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("no JSON ({e}): {stdout}\n{stderr}"));
@@ -198,6 +204,7 @@ async fn fenced_nodes_heal_by_themselves_when_the_runner_dies() {
     let cluster = TestCluster::start(BIN, &REGIONS, FAST_RAFT).await;
     cluster.wait_leader(Duration::from_secs(30)).await;
     wait_token_key(&cluster.client(0).await).await;
+    let scratch = tempfile::tempdir().unwrap();
     let mut runner = cluster
         .cli_command(
             0,
@@ -210,6 +217,8 @@ async fn fenced_nodes_heal_by_themselves_when_the_runner_dies() {
                 "4s",
                 "--warmup",
                 "500ms",
+                "--report-dir",
+                scratch.path().to_str().unwrap(),
             ],
         )
         .stdout(std::process::Stdio::null())
@@ -278,6 +287,13 @@ async fn a_partition_drill_passes_and_a_lost_write_fails_the_drill_by_name() {
     )
     .await;
     assert_ne!(code, 0, "a lost write fails the drill: {report:#}");
+    let kms = &report["kms"];
+    assert_eq!(kms["region"], "eu-west", "{report:#}");
+    assert!(
+        kms["writes_acked"].as_u64().unwrap() > 0,
+        "writes went on through the outage: {kms}"
+    );
+    assert!(kms["versions_missing_wrap_after"].is_u64(), "{kms}");
     assert_eq!(report["passed"], false);
     assert!(report["rpo"]["lost_writes"].as_u64().unwrap() >= 1, "{report:#}");
     let lost = &report["rpo"]["lost"][0];

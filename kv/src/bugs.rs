@@ -35,10 +35,12 @@ pub enum Bug {
     LateHookWriteLands,
     /// A watch resumed after an index drops the first change it would send.
     WatchResumeSkips,
+    /// A drill's fence stops peer traffic but lets clients in.
+    FenceLetsClientsIn,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 13] = [
+    pub const ALL: [Bug; 14] = [
         Bug::StaleLinearizable,
         Bug::EarlyAck,
         Bug::CasIgnore,
@@ -52,6 +54,7 @@ impl Bug {
         Bug::RetireIgnoresReads,
         Bug::LateHookWriteLands,
         Bug::WatchResumeSkips,
+        Bug::FenceLetsClientsIn,
     ];
 
     /// The command-line name (`--inject-bug NAME`).
@@ -70,6 +73,7 @@ impl Bug {
             Bug::RetireIgnoresReads => "retire-ignores-reads",
             Bug::LateHookWriteLands => "late-hook-write-lands",
             Bug::WatchResumeSkips => "watch-resume-skips",
+            Bug::FenceLetsClientsIn => "fence-lets-clients-in",
         }
     }
 

@@ -33,6 +33,9 @@ pub enum Fault {
     IsolateLeaderRegion,
     /// The KMS host of the leader's region is unreachable (pinned scenarios).
     LeaderRegionKmsDown,
+    /// A drill fences a node through its admin RPC; the fence ends by itself at its deadline
+    /// (the fault's length), nobody lifts it.
+    DrillFence(u64),
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +91,21 @@ pub fn schedule(rng: &SimRng, shape: &Shape, phase: Duration) -> Vec<Scheduled> 
         });
         t += Duration::from_millis(r.range(500, elect * 3));
     }
+    // Drill fences come from their own stream, so the other faults of a seed stay as they were.
+    let mut d = rng.fork("drill-fences");
+    let nodes: Vec<u64> = shape.nodes.iter().map(|n| n.id).collect();
+    let mut t = Duration::from_millis(d.range(2000, 8000));
+    while t < phase {
+        if d.below(2) == 0 {
+            out.push(Scheduled {
+                start: t,
+                length: Duration::from_millis(d.range(elect / 2, elect * 4)),
+                fault: Fault::DrillFence(*d.pick(&nodes)),
+            });
+        }
+        t += Duration::from_millis(d.range(elect * 2, elect * 6));
+    }
+    out.sort_by_key(|s| s.start);
     out
 }
 

@@ -158,6 +158,16 @@ impl Op {
     }
 }
 
+/// A drill's fence the driller raised (`crate::driller`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrillRecord {
+    pub node: String,
+    /// When the call was sent, and when the node acknowledged it (`None`: no answer).
+    pub sent_us: u64,
+    pub acked_us: Option<u64>,
+    pub duration_ms: u64,
+}
+
 /// One node's state, sampled inside its own runtime.
 #[derive(Debug, Clone)]
 pub struct Sample {
@@ -207,6 +217,8 @@ pub struct History {
     pub watches: crate::watch_log::WatchLog,
     /// Problems the liveness phase found (the cluster did not heal).
     pub liveness: Vec<String>,
+    /// The drill fences raised (`crate::driller`).
+    pub drills: Vec<DrillRecord>,
 }
 
 impl History {

@@ -13,6 +13,7 @@ compile_error!(
 );
 
 pub mod cluster;
+pub mod driller;
 pub mod faults;
 pub mod history;
 pub mod invariants;

@@ -303,6 +303,15 @@ pub fn run(opts: &Options) -> Report {
             crate::watcher::run_watcher(name, nodes, r, h, s).await
         });
     }
+    // The drill operator: fences nodes when the schedule says so (see crate::driller).
+    let orders: crate::driller::Orders = Default::default();
+    {
+        let (o, h, go, s) = (orders.clone(), history.clone(), started.clone(), stop.clone());
+        sim.client(crate::driller::HOST, async move {
+            after_setup(&go).await;
+            crate::driller::run(o, h, s).await
+        });
+    }
     let mut links = Links::default();
     let base = faults::links(&shape, &hosts, &[]);
     apply_links(&mut sim, &links, &base);
@@ -374,6 +383,19 @@ pub fn run(opts: &Options) -> Report {
                     }
                 }
                 Fault::IsolateLeader => active.push((next, f.fault.clone(), leader_of(&slots))),
+                Fault::DrillFence(id) => {
+                    let node = shape
+                        .nodes
+                        .iter()
+                        .find(|n| n.id == *id)
+                        .map(|n| n.name.clone())
+                        .unwrap_or_default();
+                    orders.borrow_mut().push_back(crate::driller::Order {
+                        addr: cluster::addr(&sim, &node, API_PORT),
+                        node,
+                        duration_ms: (f.length.as_millis() as u64).max(1_000),
+                    });
+                }
                 Fault::IsolateLeaderRegion | Fault::LeaderRegionKmsDown => {
                     // Resolved now: the region of the node that leads at this moment.
                     let region = leader_of(&slots)

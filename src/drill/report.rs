@@ -59,6 +59,21 @@ pub struct Rpo {
     pub max_staleness_ms: u64,
 }
 
+/// What a KMS outage did (kms-outage drills).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KmsFigures {
+    pub region: String,
+    /// Reads in that region during the outage that succeeded: the data key came from the
+    /// node's cache or, with `kms.fallback = "allow"`, another region's KMS.
+    pub reads_served: u64,
+    /// Reads in that region during the outage refused with `kms_unavailable`.
+    pub reads_refused: u64,
+    /// Writes acknowledged during the outage (each left the region's wrap for the rewrap job).
+    pub writes_acked: u64,
+    /// Versions still missing the region's wrap when the report was made (`None`: unknown).
+    pub versions_missing_wrap_after: Option<u64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaderMove {
     pub at_ms: u64,
@@ -95,6 +110,9 @@ pub struct Report {
     /// Fenced node -> ms after the fault ended until it applied every acknowledged write
     /// (`None`: not within the drill).
     pub catch_up_ms: BTreeMap<String, Option<u64>>,
+    /// kms-outage drills: what the outage did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms: Option<KmsFigures>,
     /// What the preflight expected.
     pub expected: Vec<String>,
     pub passed: bool,
@@ -117,6 +135,9 @@ pub struct Inputs<'a> {
     /// Verification problems other than lost writes (a node that could not be checked).
     pub unverified: Vec<String>,
     pub expected: Vec<String>,
+    /// kms-outage drills: the region, and the versions missing its wrap after the drill.
+    pub kms_region: Option<String>,
+    pub missing_wrap_after: Option<u64>,
 }
 
 /// Fault start to the first success of a request of these sent at or after it.
@@ -226,6 +247,24 @@ pub fn compute(i: Inputs<'_>) -> Report {
         })
         .collect();
 
+    let kms = i.kms_region.as_ref().map(|region| {
+        let during = |s: &&Sample| i.fault.holds(s.start_ms);
+        let reads = |s: &&Sample| s.region == *region && s.kind != ProbeKind::Write;
+        KmsFigures {
+            region: region.clone(),
+            reads_served: i.samples.iter().filter(during).filter(reads).filter(|s| s.ok).count() as u64,
+            reads_refused: i
+                .samples
+                .iter()
+                .filter(during)
+                .filter(reads)
+                .filter(|s| s.code == "kms_unavailable")
+                .count() as u64,
+            writes_acked: acked.iter().filter(|s| i.fault.holds(s.start_ms)).count() as u64,
+            versions_missing_wrap_after: i.missing_wrap_after,
+        }
+    });
+
     let mut failures = Vec::new();
     for l in &i.lost {
         failures.push(format!(
@@ -254,6 +293,7 @@ pub fn compute(i: Inputs<'_>) -> Report {
         stale_linearizable_reads: stale,
         leader_moves,
         catch_up_ms,
+        kms,
         expected: i.expected,
         failures,
     }
@@ -325,6 +365,18 @@ impl Report {
                 .collect();
             s += &format!("**Leader**: {}\n\n", moves.join(" → "));
         }
+        if let Some(k) = &self.kms {
+            s += &format!(
+                "**KMS** outage of {}: {} reads there served (cached data keys or fallback), {} refused (kms_unavailable); {} writes acknowledged, their {} wraps left to the rewrap job; versions missing a {} wrap after the drill: {}\n\n",
+                k.region,
+                k.reads_served,
+                k.reads_refused,
+                k.writes_acked,
+                k.region,
+                k.region,
+                k.versions_missing_wrap_after.map_or("unknown".into(), |n| n.to_string())
+            );
+        }
         for (n, t) in &self.catch_up_ms {
             s += &format!("**Catch-up** of {n} after the fault: {}\n\n", opt_ms(*t));
         }
@@ -380,6 +432,8 @@ mod tests {
             lost: vec![],
             unverified: vec![],
             expected: vec![],
+            kms_region: None,
+            missing_wrap_after: None,
         }
     }
 
@@ -440,6 +494,27 @@ mod tests {
             r.failures
         );
         assert!(r.failures.iter().any(|f| f.contains("STALE LINEARIZABLE READ")));
+    }
+
+    #[test]
+    fn a_kms_outage_counts_the_reads_it_served_and_refused_in_its_region() {
+        use ProbeKind::*;
+        let mut refused = sample("eu", ReadLocal, 2_000, 2_010, false, 0);
+        refused.code = "kms_unavailable".into();
+        let samples = vec![
+            sample("eu", ReadLocal, 1_500, 1_510, true, 3),
+            sample("eu", ReadLinearizable, 1_600, 1_700, true, 3),
+            refused,
+            sample("eu", ReadLocal, 6_000, 6_010, true, 3), // after the fault
+            sample("us", ReadLocal, 1_500, 1_510, true, 3), // another region
+            sample("us", Write, 1_500, 1_600, true, 4),
+        ];
+        let mut i = inputs(&samples, &[]);
+        i.kms_region = Some("eu".into());
+        i.missing_wrap_after = Some(1);
+        let k = compute(i).kms.unwrap();
+        assert_eq!((k.reads_served, k.reads_refused, k.writes_acked), (2, 1, 1));
+        assert_eq!(k.versions_missing_wrap_after, Some(1));
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //!
 //! 1. The membership and the leader from `Cluster.Status`; the plan and its preflight (no
 //!    quorum left: refused unless forced).
-//! 2. A probe secret per region (`drill/<id>/<region>`, keeping every version), the probes
-//!    and the node watcher started; a warm-up.
+//! 2. A probe secret per region (`drill/<id>/<region>`, keeping every version, with a first
+//!    value), the probes and the node watcher started; a warm-up.
 //! 3. The faults raised on their nodes (`Cluster.DrillFault`), each with a deadline a little
 //!    past the fault's length, so the nodes heal by themselves if this runner dies.
 //! 4. The faults lifted after their length; the probes go on until the fenced nodes applied
@@ -128,6 +128,18 @@ pub async fn run(plan: &Plan, fleet: &Fleet, opts: &Options, say: &dyn Fn(&str))
             })
             .await
             .map_err(|e| format!("cannot create the probe secret {name}: {}", e.message()))?;
+        // A first version, so the readers have something to read from the start.
+        first
+            .secrets
+            .clone()
+            .put_secret_value(pb::PutSecretValueRequest {
+                name: name.clone(),
+                value: super::probe::probe_value(&opts.drill_id, r, 0),
+                must_exist: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("cannot write the probe secret {name}: {}", e.message()))?;
     }
     let started = crate::time::rfc3339_ms(crate::time::now_ms());
     let t0 = Instant::now();
@@ -246,6 +258,21 @@ pub async fn run(plan: &Plan, fleet: &Fleet, opts: &Options, say: &dyn Fn(&str))
     let (lost, mut unverified) =
         super::verify::verify(&opts.drill_id, &fleet.targets(|_| true), &samples, &rec.newest().1).await;
     unverified.extend(notes);
+    let kms_region = match &plan.scenario {
+        super::plan::Scenario::KmsOutage(r) => Some(r.clone()),
+        _ => None,
+    };
+    let missing_wrap_after = match &kms_region {
+        Some(r) => first
+            .kms
+            .clone()
+            .status(pb::KmsStatusRequest {})
+            .await
+            .ok()
+            .and_then(|s| s.into_inner().regions.into_iter().find(|x| x.region == *r))
+            .map(|x| x.versions_missing_wrap),
+        None => None,
+    };
     let report = super::report::compute(super::report::Inputs {
         drill_id: &opts.drill_id,
         scenario: plan.scenario.name(),
@@ -263,6 +290,8 @@ pub async fn run(plan: &Plan, fleet: &Fleet, opts: &Options, say: &dyn Fn(&str))
         lost,
         unverified,
         expected: plan.expected.clone(),
+        kms_region,
+        missing_wrap_after,
     });
     Ok(Outcome { report, samples })
 }

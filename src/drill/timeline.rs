@@ -143,6 +143,8 @@ mod tests {
             lost: vec![],
             unverified: vec![],
             expected: vec![],
+            kms_region: None,
+            missing_wrap_after: None,
         });
         let svg = svg(&report, &samples);
         assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));

@@ -10,6 +10,7 @@ pub mod destroyed_gone;
 pub mod election_safety;
 pub mod evidence;
 pub mod exactly_once;
+pub mod fenced_refuses;
 pub mod linearizable;
 pub mod local_monotonic;
 pub mod no_plaintext;
@@ -49,6 +50,7 @@ pub fn check_all(e: &Evidence<'_>) -> Vec<Violation> {
     v.extend(rotation_hook_writes::check(e));
     v.extend(watch_gapless::check(h));
     v.extend(election_safety::check(h));
+    v.extend(fenced_refuses::check(h));
     v.extend(h.liveness.iter().map(|l| Violation::new("liveness", l.clone())));
     v
 }
