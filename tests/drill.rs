@@ -273,6 +273,15 @@ async fn a_partition_drill_passes_and_a_lost_write_fails_the_drill_by_name() {
         "its writes failed while cut off: {report:#}"
     );
 
+    // A KMS outage: writes go on, and after the runner's rewrap every node reads them all.
+    let (code, report, err) = drill(&cluster, 1, &["run", "kms-outage", "eu-west", "--duration", "3s"]).await;
+    assert_eq!(code, 0, "{err}\n{report:#}");
+    assert_eq!(report["rpo"]["lost_writes"], 0);
+    assert!(
+        report["kms"]["versions_missing_wrap_after"].as_u64().unwrap() > 0,
+        "{report:#}"
+    );
+
     let (code, report, err) = drill(
         &cluster,
         1,

@@ -70,7 +70,8 @@ pub struct KmsFigures {
     pub reads_refused: u64,
     /// Writes acknowledged during the outage (each left the region's wrap for the rewrap job).
     pub writes_acked: u64,
-    /// Versions still missing the region's wrap when the report was made (`None`: unknown).
+    /// Versions missing the region's wrap after the outage, before the runner's rewrap added
+    /// them (`None`: unknown).
     pub versions_missing_wrap_after: Option<u64>,
 }
 
@@ -367,7 +368,7 @@ impl Report {
         }
         if let Some(k) = &self.kms {
             s += &format!(
-                "**KMS** outage of {}: {} reads there served (cached data keys or fallback), {} refused (kms_unavailable); {} writes acknowledged, their {} wraps left to the rewrap job; versions missing a {} wrap after the drill: {}\n\n",
+                "**KMS** outage of {}: {} reads there served (cached data keys or fallback), {} refused (kms_unavailable); {} writes acknowledged, their {} wraps left out; versions missing a {} wrap after the outage (the runner rewrapped them): {}\n\n",
                 k.region,
                 k.reads_served,
                 k.reads_refused,

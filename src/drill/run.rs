@@ -33,6 +33,9 @@ use crate::pb::DrillFaultKind;
 pub const DEADLINE_GRACE: Duration = Duration::from_secs(2);
 /// How long after the fault the probes wait for the fenced nodes to catch up.
 pub const MAX_CATCH_UP: Duration = Duration::from_secs(60);
+/// How long the runner retries the rewrap after a KMS outage (the region rests a few seconds
+/// after its last failure).
+pub const REWRAP_WITHIN: Duration = Duration::from_secs(30);
 /// Probes go on this long once everyone caught up, so the timeline shows the healed state.
 pub const TAIL: Duration = Duration::from_secs(1);
 
@@ -252,27 +255,49 @@ pub async fn run(plan: &Plan, fleet: &Fleet, opts: &Options, say: &dyn Fn(&str))
         let _ = t.await;
     }
 
-    say("verifying every acknowledged write on every node");
-    let samples = rec.samples.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let nodes = rec.nodes.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let (lost, mut unverified) =
-        super::verify::verify(&opts.drill_id, &fleet.targets(|_| true), &samples, &rec.newest().1).await;
-    unverified.extend(notes);
+    // After a KMS outage, versions written meanwhile lack the region's wrap until the rewrap
+    // job's next pass: rewrap now, as an operator would, so every node can read them back.
     let kms_region = match &plan.scenario {
         super::plan::Scenario::KmsOutage(r) => Some(r.clone()),
         _ => None,
     };
-    let missing_wrap_after = match &kms_region {
-        Some(r) => first
+    let mut missing_wrap_after = None;
+    if let Some(r) = &kms_region {
+        missing_wrap_after = first
             .kms
             .clone()
             .status(pb::KmsStatusRequest {})
             .await
             .ok()
             .and_then(|s| s.into_inner().regions.into_iter().find(|x| x.region == *r))
-            .map(|x| x.versions_missing_wrap),
-        None => None,
-    };
+            .map(|x| x.versions_missing_wrap);
+        say(&format!(
+            "adding the wraps for {r} the outage left out (coffer kms rewrap --region {r})"
+        ));
+        let deadline = Instant::now() + REWRAP_WITHIN;
+        loop {
+            let req = pb::RewrapRequest { region: r.clone() };
+            let why = match first.kms.clone().rewrap(req).await {
+                Ok(done) if done.get_ref().failures.is_empty() => break,
+                Ok(done) => done.into_inner().failures.join("; "),
+                Err(e) => e.message().to_string(),
+            };
+            if Instant::now() >= deadline {
+                notes.push(format!(
+                    "UNVERIFIED: the rewrap of {r} after the outage did not finish: {why}"
+                ));
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    say("verifying every acknowledged write on every node");
+    let samples = rec.samples.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let nodes = rec.nodes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let (lost, mut unverified) =
+        super::verify::verify(&opts.drill_id, &fleet.targets(|_| true), &samples, &rec.newest().1).await;
+    unverified.extend(notes);
     let report = super::report::compute(super::report::Inputs {
         drill_id: &opts.drill_id,
         scenario: plan.scenario.name(),

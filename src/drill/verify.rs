@@ -15,6 +15,8 @@ use crate::pb;
 
 /// Reads in flight per node.
 const IN_FLIGHT: usize = 16;
+/// How long a read refused for a resting KMS region is tried again.
+const KMS_REST_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 /// How long a node may take to apply the newest acknowledged write.
 pub const CATCH_UP_WAIT_MS: u64 = 30_000;
 
@@ -83,12 +85,22 @@ async fn read_one(drill_id: &str, node: &Target, w: &Sample, token: &str) -> Che
             why,
         })
     };
-    match node.client.secrets.clone().get_secret_value(req).await {
-        Ok(r) if r.get_ref().value == probe_value(drill_id, &w.region, w.seq) => Check::Held,
-        Ok(_) => lost("another value is stored under that version".into()),
-        Err(e) => match code_of(&e).as_str() {
-            "not_found" | "version_destroyed" | "version_disabled" => lost(format!("missing ({})", code_of(&e))),
-            other => Check::Unknown(format!("{other}: {}", e.message())),
-        },
+    // A region whose KMS just failed rests a few seconds (`kms.retry_unhealthy_after_ms`)
+    // before it is called again: a read it refuses meanwhile is tried again.
+    let deadline = tokio::time::Instant::now() + KMS_REST_WAIT;
+    loop {
+        match node.client.secrets.clone().get_secret_value(req.clone()).await {
+            Ok(r) if r.get_ref().value == probe_value(drill_id, &w.region, w.seq) => return Check::Held,
+            Ok(_) => return lost("another value is stored under that version".into()),
+            Err(e) => match code_of(&e).as_str() {
+                "not_found" | "version_destroyed" | "version_disabled" => {
+                    return lost(format!("missing ({})", code_of(&e)))
+                }
+                "kms_unavailable" if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await
+                }
+                other => return Check::Unknown(format!("{other}: {}", e.message())),
+            },
+        }
     }
 }
