@@ -175,6 +175,48 @@ async fn a_retried_request_is_answered_with_its_first_outcome_through_any_node()
     let theirs = put_as(&writer, name, b"fake-writer", "job-1").await.unwrap();
     assert_eq!(theirs.version, 4, "a new request, not root's job-1");
 
+    // A token request retried after the policy it names was deleted is answered with the token
+    // it issued (the policy check is the state machine's, after the request table), and a new
+    // request naming that policy is refused.
+    let temp = r#"{"name":"acme-temp","statements":[{"effect":"allow","principals":["service:acme:temp"],"actions":["secrets:read"],"resources":["acme/*"]}]}"#;
+    a.access
+        .clone()
+        .put_policy(pb::PutPolicyRequest { document: temp.into() })
+        .await
+        .unwrap();
+    let mint_temp = |c: &Client, id: &'static str| {
+        let req = pb::CreateTokenRequest {
+            principal: "service:acme:temp".into(),
+            tenant: "acme".into(),
+            groups: vec![],
+            policies: vec!["acme-temp".into()],
+            ttl_ms: 3_600_000,
+        };
+        let mut access = c.access.clone();
+        async move { access.create_token(with_request_id(req, id).unwrap()).await }
+    };
+    let issued = mint_temp(&a, "mint-2").await.unwrap().into_inner();
+    a.access
+        .clone()
+        .delete_policy(pb::DeletePolicyRequest {
+            name: "acme-temp".into(),
+        })
+        .await
+        .unwrap();
+    let retried = mint_temp(&b, "mint-2").await.unwrap().into_inner();
+    assert_eq!(
+        (retried.accessor.as_str(), retried.token.as_str()),
+        (issued.accessor.as_str(), issued.token.as_str()),
+        "the retry is answered with the token first issued"
+    );
+    let e = mint_temp(&a, "mint-3").await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+    assert!(
+        e.message().contains("policy acme-temp does not exist"),
+        "{}",
+        e.message()
+    );
+
     // The CLI: the same --request-id twice writes once.
     let cli_put = |value: &str| {
         cluster.cli_json(

@@ -107,6 +107,17 @@ pub(crate) fn create_token(tx: &mut Txn<'_, '_>, c: &pb::CreateToken) -> Result<
     if tx.get(&keys::token(&t.accessor))?.is_some() || tx.get(&keys::token_hash(&t.token_sha256))?.is_some() {
         return fail(ErrorCode::AlreadyExists, "a token with this accessor or hash exists");
     }
+    // Checked here, in the apply, not by the handler before proposing: a handler's check
+    // would answer a retry (whose first attempt applied, and whose policy was deleted since)
+    // NotFound instead of the first outcome, and would race a delete between check and apply.
+    for p in &t.policies {
+        if tx.get(&keys::policy(p))?.is_none() {
+            return fail(
+                ErrorCode::NotFound,
+                format!("policy {p} does not exist; create it first with `coffer policy put`"),
+            );
+        }
+    }
     let mut stored = t.clone();
     stored.revoked_at_ms = 0;
     crate::token_gc::created(tx, &stored)?;

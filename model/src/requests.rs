@@ -554,12 +554,40 @@ mod tests {
         let revoke = Op::RevokeToken(pb::RevokeToken {
             accessor: "aa01".into(),
         });
-        let (first, sm) = retried(&[], create, &[revoke]);
+        let (first, sm) = retried(&[crate::test_sm::put_policy("acme-read")], create, &[revoke]);
         assert!(first.is_ok());
         let t = crate::access_records::token(&*sm.backend.view(), "aa01")
             .unwrap()
             .unwrap();
         assert!(t.revoked_at_ms > 0, "the retry did not bring back a revoked token");
+    }
+
+    #[test]
+    fn a_retried_token_create_is_answered_ok_after_its_policy_was_deleted() {
+        let create = Op::CreateToken(pb::CreateToken {
+            token: Some(token("aa01", 7)),
+            reply: None,
+        });
+        let delete = Op::DeletePolicy(pb::DeletePolicy {
+            name: "acme-read".into(),
+        });
+        let (first, sm) = retried(&[crate::test_sm::put_policy("acme-read")], create.clone(), &[delete]);
+        assert!(first.is_ok());
+        assert!(crate::access_records::token(&*sm.backend.view(), "aa01")
+            .unwrap()
+            .is_some());
+        // A new request naming the deleted policy is refused, and stores nothing.
+        let mut sm = sm;
+        let fresh = Op::CreateToken(pb::CreateToken {
+            token: Some(token("aa02", 8)),
+            reply: None,
+        });
+        let e = sm.run_as(fresh, "new").unwrap_err();
+        assert_eq!(e.code, ErrorCode::NotFound);
+        assert!(e.message.contains("policy acme-read does not exist"), "{}", e.message);
+        assert!(crate::access_records::token(&*sm.backend.view(), "aa02")
+            .unwrap()
+            .is_none());
     }
 
     #[test]
@@ -575,13 +603,14 @@ mod tests {
             token: Some(token("aa02", 8)),
             reply: None,
         });
-        let (first, sm) = retried(std::slice::from_ref(&create), revoke, &[other]);
+        let (first, sm) = retried(&[crate::test_sm::put_policy("acme-read"), create], revoke, &[other]);
         assert!(first.is_ok());
         let t = crate::access_records::token(&*sm.backend.view(), "aa01")
             .unwrap()
             .unwrap();
-        // Bootstrap at 1000 ms, the create at 1001, the revoke at 1002: not the retry's time.
-        assert_eq!(t.revoked_at_ms, 1002, "revoked at the first application's time");
+        // Bootstrap at 1000 ms, the policy at 1001, the create at 1002, the revoke at 1003: not
+        // the retry's time.
+        assert_eq!(t.revoked_at_ms, 1003, "revoked at the first application's time");
     }
 
     #[test]

@@ -191,6 +191,7 @@ mod tests {
             request_retention_ms: 0,
         }))
         .unwrap();
+        sm.run(crate::test_sm::put_policy("acme-read")).unwrap();
         sm
     }
 

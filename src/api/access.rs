@@ -122,18 +122,9 @@ impl AccessApi {
                 "a token needs at least one --policy (with none it could do nothing)",
             ));
         }
-        for p in &r.policies {
-            if self
-                .service
-                .find_fresh(|view| Ok(access_records::policy(view, p)?))
-                .await?
-                .is_none()
-            {
-                return Err(ApiError::NotFound(format!(
-                    "policy {p} does not exist; create it first with `coffer policy put`"
-                )));
-            }
-        }
+        // Whether each policy exists is the state machine's check (access_records::create_token),
+        // made after the request table: a retry is answered with its first outcome even when a
+        // policy it names was deleted since.
         let ttl = match r.ttl_ms {
             0 => DEFAULT_TTL,
             ms => Duration::from_millis(ms),
