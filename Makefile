@@ -17,7 +17,7 @@ MOTO_VERSION := 5.2.5
 MOTO_STAMP := $(VENV)/.moto-$(MOTO_VERSION)
 export COFFER_MOTO_SERVER := $(VENV)/bin/moto_server
 
-.PHONY: dev test deps moto k8s-venv k8s promtool alerts docker-lint build lint fmt clean-dev sim sim-long etcd bench-compare cycles architecture
+.PHONY: dev test deps moto k8s-venv k8s promtool alerts docker-lint compose-check build lint fmt clean-dev sim sim-long etcd bench-compare cycles architecture
 
 ## Install system packages the build needs (libclang for RocksDB's bindgen).
 deps:
@@ -41,17 +41,18 @@ $(MOTO_STAMP):
 	@test -x $(COFFER_MOTO_SERVER)
 	touch $@
 
-# kubernetes-validate (the Kubernetes schemas), PyYAML and dockerfile-parse for checking deploy/, in their own
+# kubernetes-validate (the Kubernetes schemas), PyYAML, dockerfile-parse and check-jsonschema (its vendored
+# Compose schema) for checking deploy/, in their own
 # venv so their pins never meet moto's (after moto's step, which installs python3-venv if missing).
 K8S_VENV ?= $(HOME)/.cache/coffer/k8s-venv
 K8S_VALIDATE_VERSION := 1.37.0
-K8S_STAMP := $(K8S_VENV)/.kubernetes-validate-$(K8S_VALIDATE_VERSION)-dockerfile-parse-2.0.1
+K8S_STAMP := $(K8S_VENV)/.kubernetes-validate-$(K8S_VALIDATE_VERSION)-dockerfile-parse-2.0.1-check-jsonschema-0.39.0
 
 k8s-venv: $(K8S_STAMP)
 
 $(K8S_STAMP): $(MOTO_STAMP)
 	@python3 -m venv $(K8S_VENV)
-	$(K8S_VENV)/bin/pip install -q --disable-pip-version-check 'kubernetes-validate==$(K8S_VALIDATE_VERSION)' 'jsonschema==4.26.0' 'PyYAML==6.0.4' 'dockerfile-parse==2.0.1'
+	$(K8S_VENV)/bin/pip install -q --disable-pip-version-check 'kubernetes-validate==$(K8S_VALIDATE_VERSION)' 'jsonschema==4.26.0' 'PyYAML==6.0.4' 'dockerfile-parse==2.0.1' 'check-jsonschema==0.39.0'
 	touch $@
 
 # promtool for the alert rules: Debian's prometheus package, unpacked into a cache folder (its
@@ -80,6 +81,12 @@ docker-lint: k8s-venv
 	$(K8S_VENV)/bin/python scripts/check_dockerfile.py --self-test
 	$(K8S_VENV)/bin/python scripts/check_dockerfile.py
 
+## deploy/compose.yaml: the Compose schema, and its wiring against the node configs, agent
+## config and scripts (tests/compose.rs runs those; the checker first proves it catches breaks).
+compose-check: k8s-venv
+	$(K8S_VENV)/bin/python scripts/check_compose.py --check-jsonschema $(K8S_VENV)/bin/check-jsonschema --self-test
+	$(K8S_VENV)/bin/python scripts/check_compose.py --check-jsonschema $(K8S_VENV)/bin/check-jsonschema
+
 # Always build the whole workspace with all targets: a narrower selection unifies crate features
 # differently and recompiles RocksDB's C++ (25 to 30 minutes on two cores here) into another folder.
 build: deps
@@ -96,7 +103,7 @@ test: deps moto
 	$(CARGO) fmt --all -- --check
 	$(MAKE) --no-print-directory cycles architecture
 	$(CARGO) build --workspace --all-targets
-	$(MAKE) --no-print-directory k8s alerts docker-lint
+	$(MAKE) --no-print-directory k8s alerts docker-lint compose-check
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(MAKE) --no-print-directory sim

@@ -5,7 +5,7 @@ Rules: a multi-stage build; every base image pinned to a tag that is not `latest
 `apt-get install` with `-y --no-install-recommends` and the package lists removed in the same
 RUN; no ADD, sudo or piped installers; `COPY --from` names an earlier stage; the final stage
 runs as a non-root user set after its last RUN; ENTRYPOINT and CMD in exec form; a HEALTHCHECK
-on /health/ready; every port the deploy configs listen on exposed; a .dockerignore that keeps
+running `coffer cluster health`; every port the deploy configs listen on exposed; a .dockerignore that keeps
 build output and git history out of the context.
 
 `--self-test` first breaks the real Dockerfile in each of those ways and requires the break
@@ -94,8 +94,8 @@ def lint(text, dockerignore):
     elif last_run is not None and user_at < last_run:
         problems.append("USER is set before the final stage's last RUN (that RUN would run as the user)")
     health = [ins for ins in instrs if ins["instruction"] == "HEALTHCHECK"]
-    if not health or "/health/ready" not in health[-1]["value"]:
-        problems.append("no HEALTHCHECK on /health/ready")
+    if not health or "coffer cluster health" not in " ".join(re.findall(r'"([^"]*)"', health[-1]["value"])):
+        problems.append("no HEALTHCHECK running `coffer cluster health` (readiness as /health/ready says)")
     exposed = set()
     for ins in instrs:
         if ins["instruction"] == "EXPOSE":

@@ -53,6 +53,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Snapshot(cmd) => cli::snapshot::run(&cli.global, cmd).await,
         Command::Drill(cmd) => cli::drill::run(&cli.global, cmd).await,
         Command::Rotation(cmd) => cli::rotation::run(&cli.global, cmd).await,
+        Command::Tls(cmd) => cli::tls::run(&cli.global, cmd),
         Command::Agent(args) => {
             init_logs("warn");
             coffer::agent::main(args, shutdown_signal())

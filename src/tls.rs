@@ -14,6 +14,7 @@
 //! Key material is read into [`Zeroizing`] buffers and never printed: Debug output of the types
 //! here shows no key bytes.
 
+pub mod bundle;
 pub mod identity;
 pub mod issue;
 

@@ -237,8 +237,13 @@ critical = false
     .await;
     assert_eq!(signalled, "usr1\n", "one signal for the dsn's one change");
     // Its metrics: four first renders and three after the rotation (the PREVIOUS file's move
-    // included), one reload command and one signal, one removal.
-    let m = scrape().await;
+    // included), one reload command and one signal, one removal. The removal is counted once
+    // the file is gone and its folder synced, a moment after a reader sees it gone.
+    let m = eventually(Duration::from_secs(5), "the removal counted", || async {
+        let m = scrape().await;
+        (metric(&m, "coffer_agent_removals_total", &[]) > 0.0).then_some(m)
+    })
+    .await;
     assert_eq!(
         (
             metric(&m, "coffer_agent_renders_total", &[]),

@@ -1,5 +1,6 @@
-//! The example configs in deploy/ load and validate (with the placeholder hash replaced and
-//! their TLS files made by a test CA), and the placeholder itself is refused.
+//! The example configs in deploy/ load and validate (with their TLS files made by a test CA
+//! and the bootstrap node's root token hash file written), and a missing hash file, one
+//! holding no hash or the all-zero placeholder are refused.
 
 use std::path::Path;
 
@@ -34,17 +35,40 @@ fn deploy_configs_load() {
             &tmp.path().join(format!("{stem}-tls")),
             &stem,
         );
-        let fixed = text.replace(&"0".repeat(64), &"ab".repeat(32));
+        let root_dir = tmp.path().join(format!("{stem}-root"));
+        std::fs::create_dir_all(&root_dir).unwrap();
+        let hash_file = root_dir.join("root-token.sha256");
+        let text = text.replace("/etc/coffer/root/", &format!("{}/", root_dir.display()));
+        // The form `sha256sum` writes: the hash, then the file name.
+        std::fs::write(&hash_file, format!("{}  -\n", "ab".repeat(32))).unwrap();
         let copy = tmp.path().join(path.file_name().unwrap());
-        std::fs::write(&copy, &fixed).unwrap();
+        std::fs::write(&copy, &text).unwrap();
         let cfg = ServerConfig::load(&copy).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(cfg.regions.len(), 3);
         assert!(cfg.tls.is_some() && !cfg.network.plaintext, "{}: TLS", path.display());
         assert!(cfg.tls_material().unwrap().is_some());
         if cfg.cluster.bootstrap {
-            std::fs::write(&copy, &text).unwrap();
+            assert_eq!(cfg.cluster.root_token_sha256.as_deref(), Some("ab".repeat(32).as_str()));
+            for (content, needle) in [
+                (Some("0".repeat(64)), "placeholder"),
+                (Some("not a hash".to_string()), "must start with a SHA-256"),
+                (None, "root_token_sha256_file"),
+            ] {
+                match content {
+                    Some(c) => std::fs::write(&hash_file, c).unwrap(),
+                    None => std::fs::remove_file(&hash_file).unwrap(),
+                }
+                let err = ServerConfig::load(&copy).unwrap_err().to_string();
+                assert!(err.contains(needle), "{needle}: {err}");
+            }
+            std::fs::write(&hash_file, "ab".repeat(32)).unwrap();
+            let both = text.replace(
+                "root_token_sha256_file",
+                &format!("root_token_sha256 = \"{}\"\nroot_token_sha256_file", "cd".repeat(32)),
+            );
+            std::fs::write(&copy, both).unwrap();
             let err = ServerConfig::load(&copy).unwrap_err().to_string();
-            assert!(err.contains("placeholder"), "{err}");
+            assert!(err.contains("both set"), "{err}");
         }
         seen += 1;
     }

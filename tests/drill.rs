@@ -194,6 +194,18 @@ async fn leader_and_region_loss_drills_report_an_rto_that_agrees_with_a_kill_and
         out.contains("preflight: 2 of 3 voters stay in touch: a quorum"),
         "{out}"
     );
+    assert!(out.contains("): cut from node(s) "), "{out}");
+    let plan = cluster.cli_json(via, &["drill", "run", "kms-outage", "eu-west", "--dry-run"]);
+    assert_eq!(plan["scenario"], "kms-outage", "{plan:#}");
+    let faults = plan["faults"].as_array().unwrap();
+    assert!(!faults.is_empty(), "{plan:#}");
+    for f in faults {
+        assert_eq!(
+            f["fault"],
+            serde_json::json!({"kind": "kms_outage", "region": "eu-west"}),
+            "{plan:#}"
+        );
+    }
     let (code, _, err) = cluster.cli(via, &["drill", "run", "region-loss", "mars"]);
     assert_ne!(code, 0);
     assert!(err.contains("no member in region \"mars\""), "{err}");
@@ -281,6 +293,13 @@ async fn a_partition_drill_passes_and_a_lost_write_fails_the_drill_by_name() {
         report["kms"]["versions_missing_wrap_after"].as_u64().unwrap() > 0,
         "{report:#}"
     );
+    // How the region kept serving: every read served there during the outage took its data key
+    // from the cache or another region's KMS, and the region's own KMS calls failed.
+    let kms = &report["kms"];
+    let from_cache_or_fallback = kms["dek_cache_hits"].as_u64().unwrap() + kms["kms_fallbacks"].as_u64().unwrap();
+    assert!(kms["reads_served"].as_u64().unwrap() > 0, "{kms}");
+    assert!(from_cache_or_fallback >= kms["reads_served"].as_u64().unwrap(), "{kms}");
+    assert!(kms["kms_calls_unavailable"].as_u64().unwrap() > 0, "{kms}");
 
     let (code, report, err) = drill(
         &cluster,

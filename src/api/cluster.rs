@@ -121,6 +121,7 @@ impl pb::cluster_server::Cluster for ClusterApi {
             standing,
             served_by: Some(self.service.served_by(role.as_str())),
             lifted,
+            kms_usage: Some(self.service.vault.kms().usage().to_pb()),
         }))
     }
 

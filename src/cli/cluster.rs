@@ -15,6 +15,15 @@ use crate::pb::membership_change_request::Change;
 pub enum ClusterCmd {
     /// Leader, term, commit index, failure tolerance, and every node's own report.
     Status,
+    /// Whether the node at --addr serves (ready, as /health/ready says): exits 0 when it
+    /// does, 1 with its state when not. No token needed. For health checks and scripts that
+    /// wait for a cluster to come up (--wait).
+    Health {
+        /// Ask again every half second until the node serves or this much time has passed
+        /// (e.g. 60s; at most 1h).
+        #[arg(long, value_parser = parse_wait)]
+        wait: Option<std::time::Duration>,
+    },
     /// Add a running, empty node as a learner (a non-voting read replica).
     AddLearner {
         /// The new node's API address; its identity (id, name, region) is read from it.
@@ -83,10 +92,56 @@ fn resolve(status: &pb::ClusterStatusResponse, node: &str) -> Result<u64, CliErr
     })
 }
 
+fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 30s, 2m)"))?;
+    if d > std::time::Duration::from_secs(3600) {
+        return Err("at most 1h".into());
+    }
+    Ok(d)
+}
+
+/// The node's health status, once.
+async fn health_once(g: &Global) -> Result<String, CliError> {
+    let client = connect(g).await?;
+    Ok(client
+        .cluster
+        .clone()
+        .health(pb::HealthRequest {})
+        .await?
+        .into_inner()
+        .status)
+}
+
+/// `coffer cluster health [--wait D]`.
+async fn health(g: &Global, wait: Option<std::time::Duration>) -> Result<(), CliError> {
+    let deadline = tokio::time::Instant::now() + wait.unwrap_or_default();
+    let last = loop {
+        let got = health_once(g).await;
+        if matches!(&got, Ok(s) if s == "serving") || tokio::time::Instant::now() >= deadline {
+            break got;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    let status = last?;
+    match g.output {
+        Output::Json => output::print_json(&json!({"addr": g.addr, "status": status, "ready": status == "serving"})),
+        Output::Table => output::say(&status),
+    }
+    if status == "serving" {
+        Ok(())
+    } else {
+        Err(CliError::new(format!("{} is {status}: not ready", g.addr)))
+    }
+}
+
 pub async fn run(g: &Global, cmd: ClusterCmd) -> Result<(), CliError> {
+    if let ClusterCmd::Health { wait } = cmd {
+        return health(g, wait).await;
+    }
     let client = connect(g).await?;
     let mut cluster = client.cluster.clone();
     let change = match cmd {
+        ClusterCmd::Health { .. } => unreachable!("answered above"),
         ClusterCmd::Status => {
             let r = cluster.status(pb::ClusterStatusRequest {}).await?.into_inner();
             print_status(g, &r);

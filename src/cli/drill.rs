@@ -230,7 +230,7 @@ fn show_plan(g: &Global, plan: &plan::Plan, dry_run: bool) {
             output::print_json(&json!({
                 "scenario": plan.scenario.name(),
                 "argument": plan.scenario.argument(),
-                "faults": plan.faults.iter().map(|(m, f)| json!({"node": m.name, "region": m.region, "fault": format!("{f:?}")})).collect::<Vec<_>>(),
+                "faults": plan.faults.iter().map(|(m, f)| json!({"node": m.name, "region": m.region, "fault": f.to_json()})).collect::<Vec<_>>(),
                 "voters": plan.voters,
                 "surviving_voters": plan.surviving_voters,
                 "quorum_kept": plan.quorum_kept,
@@ -241,7 +241,7 @@ fn show_plan(g: &Global, plan: &plan::Plan, dry_run: bool) {
     }
     println!("drill plan: {}", plan.scenario);
     for (m, f) in &plan.faults {
-        println!("  {} ({}): {f:?}", m.name, m.region);
+        println!("  {} ({}): {f}", m.name, m.region);
     }
     println!(
         "preflight: {} of {} voters stay in touch: {}",

@@ -34,6 +34,15 @@ pub enum KmsCmd {
         #[arg(long)]
         region: String,
     },
+    /// Create a `local` provider keyring with one fresh key, unless the region has one
+    /// already (then it is kept: safe to run on every start). Runs on this machine.
+    CreateLocalKeyring {
+        /// Where the keyrings live (the nodes' kms.local_keyring_dir).
+        #[arg(long)]
+        keyring_dir: PathBuf,
+        #[arg(long)]
+        region: String,
+    },
 }
 
 fn region_json(r: &pb::KmsRegionStatus) -> Value {
@@ -99,6 +108,18 @@ pub async fn run(g: &Global, cmd: KmsCmd) -> Result<(), CliError> {
                 Output::Table => output::say(format!(
                     "{region}: key version {v} is now current; run `coffer kms rewrap --region {region}` to move existing wraps to it"
                 )),
+            }
+            Ok(())
+        }
+        KmsCmd::CreateLocalKeyring { keyring_dir, region } => {
+            let made = crate::crypto::kms::local::ensure_keyring(&keyring_dir, &region)
+                .map_err(|e| CliError::new(e.to_string()))?;
+            let path = crate::crypto::kms::local::keyring_path(&keyring_dir, &region);
+            match g.output {
+                Output::Json => output::print_json(&json!({
+                    "region": region, "path": path.display().to_string(), "made": made,
+                })),
+                Output::Table => output::say(format!("{} {}", if made { "made" } else { "kept" }, path.display())),
             }
             Ok(())
         }

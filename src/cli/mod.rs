@@ -16,6 +16,7 @@ pub mod rotation;
 pub mod secret;
 pub mod secret_spec;
 pub mod snapshot;
+pub mod tls;
 pub mod token;
 pub mod usage;
 pub mod watch;
@@ -77,6 +78,9 @@ pub enum Command {
     Rotation(rotation::RotationCmd),
     /// Render secrets to files and keep them current (a sidecar), or once (--once).
     Agent(crate::agent::AgentArgs),
+    /// Certificates for test and demo clusters (a throwaway CA).
+    #[command(subcommand)]
+    Tls(tls::TlsCmd),
 }
 
 #[derive(Debug, Clone, clap::Args)]

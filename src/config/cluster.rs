@@ -15,6 +15,10 @@ pub struct ClusterConfig {
     /// Hex SHA-256 of the bootstrap root token (required with `bootstrap`).
     #[serde(default)]
     pub root_token_sha256: Option<String>,
+    /// Or a file holding that hash (its first word, so `sha256sum` output does), read when
+    /// the config loads: for deployments that make the root token on first start.
+    #[serde(default)]
+    pub root_token_sha256_file: Option<std::path::PathBuf>,
     /// Initial voters (required with `bootstrap`).
     #[serde(default)]
     pub members: Vec<Member>,

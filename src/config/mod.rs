@@ -108,9 +108,32 @@ impl ServerConfig {
             message,
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
-        let cfg: ServerConfig = toml::from_str(&text).map_err(|e| err(e.to_string().trim().replace('\n', " ")))?;
+        let mut cfg: ServerConfig = toml::from_str(&text).map_err(|e| err(e.to_string().trim().replace('\n', " ")))?;
+        cfg.read_root_token_hash_file().map_err(err)?;
         cfg.validate().map_err(err)?;
         Ok(cfg)
+    }
+
+    /// Moves the hash in `cluster.root_token_sha256_file` into `cluster.root_token_sha256`.
+    fn read_root_token_hash_file(&mut self) -> Result<(), String> {
+        let Some(file) = self.cluster.root_token_sha256_file.take() else {
+            return Ok(());
+        };
+        if self.cluster.root_token_sha256.is_some() {
+            return Err("cluster.root_token_sha256 and cluster.root_token_sha256_file are both set; keep one".into());
+        }
+        let at = |e: String| format!("cluster.root_token_sha256_file {}: {e}", file.display());
+        let meta = std::fs::metadata(&file).map_err(|e| at(e.to_string()))?;
+        if meta.len() > 4096 {
+            return Err(at("larger than 4096 bytes; it should hold one SHA-256 in hex".into()));
+        }
+        let text = std::fs::read_to_string(&file).map_err(|e| at(e.to_string()))?;
+        let hash = text.split_whitespace().next().unwrap_or("");
+        if hex::decode(hash).map(|b| b.len()) != Ok(32) {
+            return Err(at("must start with a SHA-256 in hex (64 characters)".into()));
+        }
+        self.cluster.root_token_sha256 = Some(hash.to_ascii_lowercase());
+        Ok(())
     }
 
     pub fn validate(&self) -> Result<(), String> {

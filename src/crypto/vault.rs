@@ -133,6 +133,7 @@ impl Vault {
         let cached = self.cache.get(name, version, &env.nonce);
         metrics::counter!("coffer_dek_cache_lookups_total", "result" => if cached.is_some() { "hit" } else { "miss" })
             .increment(1);
+        self.kms.usage().cache_lookup(cached.is_some());
         let dek = match cached {
             Some(k) => k,
             None => {

@@ -112,7 +112,11 @@ impl NodeFaults {
         let lasting = Duration::from_millis(req.duration_ms);
         let kind = Kind::try_from(req.kind).unwrap_or(Kind::Unspecified);
         match kind {
-            Kind::Unspecified => return Err(ApiError::invalid("kind must be fence, kms_outage or lose_next_write")),
+            Kind::Unspecified => {
+                return Err(ApiError::invalid(
+                    "kind must be fence, kms_outage, partition or lose_next_write",
+                ))
+            }
             Kind::Fence => {
                 self.fence.raise(&req.drill_id, lasting);
                 tracing::warn!(drill = %req.drill_id, ms = req.duration_ms, "drill: this node is fenced");

@@ -118,6 +118,32 @@ pub enum NodeFault {
     CutFrom(Vec<u64>),
 }
 
+impl std::fmt::Display for NodeFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NodeFault::Fence => f.write_str("fence"),
+            NodeFault::KmsOutage(r) => write!(f, "KMS outage of {r}"),
+            NodeFault::CutFrom(p) => write!(
+                f,
+                "cut from node(s) {}",
+                p.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+}
+
+impl NodeFault {
+    /// The stable JSON shape scripts read (`--dry-run --output json`): `kind` is `fence`,
+    /// `kms_outage` (with `region`) or `partition` (with `peers`, node ids).
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            NodeFault::Fence => serde_json::json!({"kind": "fence"}),
+            NodeFault::KmsOutage(r) => serde_json::json!({"kind": "kms_outage", "region": r}),
+            NodeFault::CutFrom(p) => serde_json::json!({"kind": "partition", "peers": p}),
+        }
+    }
+}
+
 /// The drill decided: who gets which fault, and what should happen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -360,6 +386,15 @@ mod tests {
         assert_eq!(p.surviving_voters, ["node-2", "node-3"]);
         assert!(p.faults.contains(&(m[0].clone(), NodeFault::CutFrom(vec![2, 3]))));
         assert!(p.faults.contains(&(m[2].clone(), NodeFault::CutFrom(vec![1]))));
+        assert_eq!(NodeFault::CutFrom(vec![2, 3]).to_string(), "cut from node(s) 2, 3");
+        assert_eq!(
+            NodeFault::CutFrom(vec![2, 3]).to_json(),
+            serde_json::json!({"kind": "partition", "peers": [2, 3]})
+        );
+        assert_eq!(
+            NodeFault::KmsOutage("eu-west".into()).to_json(),
+            serde_json::json!({"kind": "kms_outage", "region": "eu-west"})
+        );
 
         // Two voters in one region: losing it loses the quorum.
         let mut m2 = m.clone();

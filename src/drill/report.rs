@@ -73,6 +73,15 @@ pub struct KmsFigures {
     /// Versions missing the region's wrap after the outage, before the runner's rewrap added
     /// them (`None`: unknown).
     pub versions_missing_wrap_after: Option<u64>,
+    /// On the region's nodes from the raise to the lift (`None`: a node did not say): data
+    /// keys reads found in the cache, data keys unwrapped by another region's KMS, and KMS
+    /// calls that failed as unavailable.
+    #[serde(default)]
+    pub dek_cache_hits: Option<u64>,
+    #[serde(default)]
+    pub kms_fallbacks: Option<u64>,
+    #[serde(default)]
+    pub kms_calls_unavailable: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +148,8 @@ pub struct Inputs<'a> {
     /// kms-outage drills: the region, and the versions missing its wrap after the drill.
     pub kms_region: Option<String>,
     pub missing_wrap_after: Option<u64>,
+    /// kms-outage drills: the region's nodes' KMS usage from the raise to the lift.
+    pub kms_usage: Option<crate::pb::KmsUsage>,
 }
 
 /// Fault start to the first success of a request of these sent at or after it.
@@ -263,6 +274,9 @@ pub fn compute(i: Inputs<'_>) -> Report {
                 .count() as u64,
             writes_acked: acked.iter().filter(|s| i.fault.holds(s.start_ms)).count() as u64,
             versions_missing_wrap_after: i.missing_wrap_after,
+            dek_cache_hits: i.kms_usage.as_ref().map(|u| u.dek_cache_hits),
+            kms_fallbacks: i.kms_usage.as_ref().map(|u| u.kms_fallbacks),
+            kms_calls_unavailable: i.kms_usage.as_ref().map(|u| u.kms_unavailable),
         }
     });
 
@@ -377,6 +391,14 @@ impl Report {
                 k.region,
                 k.versions_missing_wrap_after.map_or("unknown".into(), |n| n.to_string())
             );
+            let n = |v: Option<u64>| v.map_or("unknown".into(), |n| n.to_string());
+            s += &format!(
+                "On {}'s nodes during the outage: {} data keys from the cache, {} unwrapped by another region's KMS (fallback), {} KMS calls unavailable\n\n",
+                k.region,
+                n(k.dek_cache_hits),
+                n(k.kms_fallbacks),
+                n(k.kms_calls_unavailable)
+            );
         }
         for (n, t) in &self.catch_up_ms {
             s += &format!("**Catch-up** of {n} after the fault: {}\n\n", opt_ms(*t));
@@ -435,6 +457,7 @@ mod tests {
             expected: vec![],
             kms_region: None,
             missing_wrap_after: None,
+            kms_usage: None,
         }
     }
 
@@ -513,9 +536,26 @@ mod tests {
         let mut i = inputs(&samples, &[]);
         i.kms_region = Some("eu".into());
         i.missing_wrap_after = Some(1);
-        let k = compute(i).kms.unwrap();
+        i.kms_usage = Some(crate::pb::KmsUsage {
+            dek_cache_hits: 5,
+            dek_cache_misses: 1,
+            kms_fallbacks: 2,
+            kms_unavailable: 3,
+        });
+        let r = compute(i);
+        let k = r.kms.clone().unwrap();
         assert_eq!((k.reads_served, k.reads_refused, k.writes_acked), (2, 1, 1));
         assert_eq!(k.versions_missing_wrap_after, Some(1));
+        assert_eq!(
+            (k.dek_cache_hits, k.kms_fallbacks, k.kms_calls_unavailable),
+            (Some(5), Some(2), Some(3))
+        );
+        assert!(
+            r.markdown()
+                .contains("5 data keys from the cache, 2 unwrapped by another region's KMS"),
+            "{}",
+            r.markdown()
+        );
     }
 
     #[test]

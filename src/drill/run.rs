@@ -11,6 +11,7 @@
 //! 5. Every acknowledged write read back from every node; the report computed, written as
 //!    JSON, Markdown and SVG, and stored in the cluster as the secret `drill/<id>/report`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,8 +96,17 @@ fn raise(opts: &Options, fault: &NodeFault) -> pb::DrillFaultRequest {
     }
 }
 
-/// Lifts `drill_id`'s faults on every member; the members that could not be reached.
-pub async fn lift_everywhere(fleet: &Fleet, drill_id: &str) -> Vec<String> {
+/// What lifting a drill's faults everywhere found.
+#[derive(Debug, Default)]
+pub struct Lifted {
+    /// The members that could not be reached.
+    pub unreached: Vec<String>,
+    /// Each reached member's KMS usage reading, by node id.
+    pub usage: BTreeMap<u64, pb::KmsUsage>,
+}
+
+/// Lifts `drill_id`'s faults on every member.
+pub async fn lift_everywhere(fleet: &Fleet, drill_id: &str) -> Lifted {
     let lifts = fleet.members.iter().map(|(m, c)| async move {
         let req = pb::DrillFaultRequest {
             drill_id: drill_id.to_string(),
@@ -104,11 +114,39 @@ pub async fn lift_everywhere(fleet: &Fleet, drill_id: &str) -> Vec<String> {
             ..Default::default()
         };
         match c.cluster.clone().drill_fault(req).await {
-            Ok(_) => None,
-            Err(e) => Some(format!("{}: {}", m.name, e.message())),
+            Ok(r) => Ok((m.id, r.into_inner().kms_usage)),
+            Err(e) => Err(format!("{}: {}", m.name, e.message())),
         }
     });
-    futures::future::join_all(lifts).await.into_iter().flatten().collect()
+    let mut out = Lifted::default();
+    for r in futures::future::join_all(lifts).await {
+        match r {
+            Ok((id, usage)) => {
+                if let Some(u) = usage {
+                    out.usage.insert(id, u);
+                }
+            }
+            Err(e) => out.unreached.push(e),
+        }
+    }
+    out
+}
+
+/// The KMS usage of `region`'s nodes between the raise and the lift (`None` unless every one
+/// of them answered both, without a restart in between).
+fn region_usage(
+    fleet: &Fleet,
+    region: &str,
+    at_raise: &BTreeMap<u64, pb::KmsUsage>,
+    at_lift: &BTreeMap<u64, pb::KmsUsage>,
+) -> Option<pb::KmsUsage> {
+    let diffs = fleet
+        .members
+        .iter()
+        .filter(|(m, _)| m.region == region)
+        .map(|(m, _)| crate::crypto::kms::usage::between(at_raise.get(&m.id)?, at_lift.get(&m.id)?))
+        .collect::<Option<Vec<_>>>()?;
+    Some(crate::crypto::kms::usage::sum(&diffs))
 }
 
 /// Runs the drill `plan` on `fleet`. Errors only before any fault was raised; afterwards
@@ -186,11 +224,16 @@ pub async fn run(plan: &Plan, fleet: &Fleet, opts: &Options, say: &dyn Fn(&str))
                 .clone()
                 .drill_fault(req)
                 .await
-                .map(|_| ())
+                .map(|r| (m.id, r.into_inner().kms_usage))
                 .map_err(|e| format!("{}: {}", m.name, e.message()))
         }
     });
     let raised = futures::future::join_all(raises).await;
+    let usage_at_raise: BTreeMap<u64, pb::KmsUsage> = raised
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .filter_map(|(id, u)| Some((*id, (*u)?)))
+        .collect();
     let failed: Vec<String> = raised.into_iter().filter_map(Result::err).collect();
     if !failed.is_empty() {
         notes.push(format!(
@@ -222,12 +265,12 @@ pub async fn run(plan: &Plan, fleet: &Fleet, opts: &Options, say: &dyn Fn(&str))
         opts.duration.as_millis()
     ));
     tokio::time::sleep(opts.duration).await;
-    let unlifted = lift_everywhere(fleet, &opts.drill_id).await;
+    let lifted = lift_everywhere(fleet, &opts.drill_id).await;
     let end_ms = t0.elapsed().as_millis() as u64;
-    if !unlifted.is_empty() {
+    if !lifted.unreached.is_empty() {
         say(&format!(
             "could not lift on {} (those faults end by themselves at their deadline)",
-            unlifted.join("; ")
+            lifted.unreached.join("; ")
         ));
     }
     say(&format!(
@@ -307,7 +350,7 @@ pub async fn run(plan: &Plan, fleet: &Fleet, opts: &Options, say: &dyn Fn(&str))
         faults: plan
             .faults
             .iter()
-            .map(|(m, f)| format!("{} on {} ({})", describe(f), m.name, m.region))
+            .map(|(m, f)| format!("{f} on {} ({})", m.name, m.region))
             .collect(),
         fenced,
         samples: &samples,
@@ -315,19 +358,11 @@ pub async fn run(plan: &Plan, fleet: &Fleet, opts: &Options, say: &dyn Fn(&str))
         lost,
         unverified,
         expected: plan.expected.clone(),
+        kms_usage: kms_region
+            .as_deref()
+            .and_then(|r| region_usage(fleet, r, &usage_at_raise, &lifted.usage)),
         kms_region,
         missing_wrap_after,
     });
     Ok(Outcome { report, samples })
-}
-
-fn describe(f: &NodeFault) -> String {
-    match f {
-        NodeFault::Fence => "fence".into(),
-        NodeFault::KmsOutage(r) => format!("KMS outage of {r}"),
-        NodeFault::CutFrom(p) => format!(
-            "cut from node(s) {}",
-            p.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
-        ),
-    }
 }

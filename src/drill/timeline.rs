@@ -145,6 +145,7 @@ mod tests {
             expected: vec![],
             kms_region: None,
             missing_wrap_after: None,
+            kms_usage: None,
         });
         let svg = svg(&report, &samples);
         assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));

@@ -49,8 +49,13 @@ const WRAP_REFRESH_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyringError {
-    #[error("keyring {path} is missing; create it with `coffer dev` or set kms.create_missing_keyrings")]
+    #[error(
+        "keyring {path} is missing; create it with `coffer kms create-local-keyring` (or `coffer dev`), \
+         or set kms.create_missing_keyrings"
+    )]
     Missing { path: PathBuf },
+    #[error("region {region:?} must match [a-z0-9][a-z0-9._-]{{0,62}}")]
+    BadRegion { region: String },
     #[error("keyring {path} is readable by group or others (mode {mode:o}); run `chmod 600 {path}`")]
     Permissions { path: PathBuf, mode: u32 },
     #[error("keyring {path} is corrupt: {reason}")]
@@ -294,6 +299,24 @@ pub fn add_key_version(dir: &Path, region: &str) -> Result<u32, KeyringError> {
     Ok(version)
 }
 
+/// `coffer kms create-local-keyring`: creates the region's keyring unless there is one, and
+/// then checks that the keyring in place loads (mode, format, region). Returns whether this
+/// call made it.
+pub fn ensure_keyring(dir: &Path, region: &str) -> Result<bool, KeyringError> {
+    if !coffer_model::names::is_valid_segment(region) {
+        return Err(KeyringError::BadRegion {
+            region: region.to_string(),
+        });
+    }
+    let path = keyring_path(dir, region);
+    let made = !path.exists();
+    if made {
+        create_keyring(dir, region)?;
+    }
+    read_keyring(&path, region)?;
+    Ok(made)
+}
+
 /// Creates `<dir>/<region>.keyring` with one fresh key, mode 0600. Safe against concurrent
 /// creators: the file appears complete (hard link of a finished temporary) or not at all.
 pub fn create_keyring(dir: &Path, region: &str) -> Result<(), KeyringError> {
@@ -498,6 +521,27 @@ mod tests {
         add_key_version(dir.path(), "us-east").unwrap();
         assert_eq!(kms.current_key().await.unwrap().key_version, 3);
         assert_eq!(kms.wrap(&dek, &ctx).await.unwrap().key_version, 3);
+    }
+
+    #[test]
+    fn ensure_keyring_makes_one_once_keeps_it_and_checks_what_it_finds() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(ensure_keyring(dir.path(), "eu-west").unwrap(), "made");
+        let p = keyring_path(dir.path(), "eu-west");
+        let first = fs::read(&p).unwrap();
+        assert!(!ensure_keyring(dir.path(), "eu-west").unwrap(), "kept");
+        assert_eq!(fs::read(&p).unwrap(), first, "the key is never replaced");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            ensure_keyring(dir.path(), "eu-west"),
+            Err(KeyringError::Permissions { .. })
+        ));
+        for bad in ["../x", "EU", ""] {
+            assert!(matches!(
+                ensure_keyring(dir.path(), bad),
+                Err(KeyringError::BadRegion { .. })
+            ));
+        }
     }
 
     #[test]

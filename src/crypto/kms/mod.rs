@@ -14,6 +14,7 @@
 pub mod aws;
 pub mod local;
 pub mod outage;
+pub mod usage;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -182,6 +183,8 @@ pub struct KmsSet {
     policy: KmsPolicy,
     /// Outages a drill injects: calls to such a region fail before reaching its provider.
     outages: Arc<outage::Outages>,
+    /// Where reads got their data keys (what a drill's report counts).
+    usage: usage::KmsUsage,
 }
 
 #[derive(Clone, Copy)]
@@ -223,7 +226,13 @@ impl KmsSet {
             regions,
             policy,
             outages: Arc::default(),
+            usage: usage::KmsUsage::default(),
         })
+    }
+
+    /// Where this node's reads got their data keys, since it started.
+    pub fn usage(&self) -> &usage::KmsUsage {
+        &self.usage
     }
 
     /// The drill outages this set obeys.
@@ -283,6 +292,9 @@ impl KmsSet {
         };
         metrics::counter!("coffer_kms_calls_total", "region" => kms.region().to_string(), "op" => op.name(), "result" => outcome)
             .increment(1);
+        if outcome == "unavailable" {
+            self.usage.unavailable();
+        }
         metrics::histogram!("coffer_kms_call_seconds", "region" => kms.region().to_string(), "op" => op.name())
             .record(started.elapsed().as_secs_f64());
         // A refused unwrap says something about that wrapped key, not about the KMS.
@@ -388,6 +400,7 @@ impl KmsSet {
                     if let Ok(k) = self.unwrap_in(other, env, ctx).await {
                         metrics::counter!("coffer_kms_fallback_total", "region" => self.local_region.clone(), "to" => other.clone())
                             .increment(1);
+                        self.usage.fallback();
                         tracing::info!(to = %other, "unwrapped through another region's KMS: {e}");
                         return Ok(k);
                     }
