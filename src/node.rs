@@ -119,6 +119,7 @@ impl NodeParts {
             audit: Arc::new(AuditFile::open(
                 cfg.audit_path(),
                 AuditOptions {
+                    sync: cfg.audit_sync().map_err(anyhow::Error::msg)?,
                     write_timeout: cfg.audit_write_timeout(),
                     max_file_bytes: cfg
                         .audit

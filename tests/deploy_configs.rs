@@ -175,6 +175,21 @@ fn bad_configs_name_the_field() {
         ),
         (
             "[kms]",
+            "[audit]\nsync = \"never\"\n\n[kms]",
+            "audit.sync \"never\" must be",
+        ),
+        (
+            "[kms]",
+            "[audit]\nsync = \"interval\"\nsync_interval_ms = 0\n\n[kms]",
+            "audit.sync_interval_ms 0 must be between 1 and 10000",
+        ),
+        (
+            "[kms]",
+            "[audit]\nsync_interval_ms = 50\n\n[kms]",
+            "audit.sync_interval_ms needs audit.sync = \"interval\"",
+        ),
+        (
+            "[kms]",
             "[network]\npeer_key_file = \"/etc/coffer/peer.key\"\n\n[kms]",
             "peer_key_file is for plaintext",
         ),

@@ -735,17 +735,7 @@ mod tests {
     #[test]
     fn policies_and_tokens_are_stored_revoked_and_checked() {
         let mut sm = Sm::new();
-        let policy = |name: &str| pb::Policy {
-            name: name.into(),
-            statements: vec![pb::PolicyStatement {
-                effect: pb::Effect::Allow as i32,
-                principals: vec!["service:acme:api".into()],
-                actions: vec!["secrets:read".into()],
-                resources: vec!["acme/*".into()],
-                ..Default::default()
-            }],
-            ..Default::default()
-        };
+        let policy = crate::test_sm::policy;
         let put = |p: pb::Policy| pb::command::Op::PutPolicy(pb::PutPolicy { policy: Some(p) });
         sm.run(put(policy("acme-read"))).unwrap();
         // Bad names and empty policies change nothing.

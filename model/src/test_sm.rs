@@ -111,20 +111,25 @@ pub(crate) fn add(name: &str, version: u64, alias: &str) -> pb::command::Op {
 }
 
 /// A token record for `service:acme:api` (valid from 10 to 20 ms) with hash bytes `hash`.
-/// A PutPolicy of `name` letting service:acme:api read acme/* (what [`token_record`] names).
+/// A policy `name` letting service:acme:api read acme/* (what [`token_record`] names).
+pub(crate) fn policy(name: &str) -> pb::Policy {
+    pb::Policy {
+        name: name.into(),
+        statements: vec![pb::PolicyStatement {
+            effect: pb::Effect::Allow as i32,
+            principals: vec!["service:acme:api".into()],
+            actions: vec!["secrets:read".into()],
+            resources: vec!["acme/*".into()],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// A PutPolicy of [`policy`] `name`.
 pub(crate) fn put_policy(name: &str) -> pb::command::Op {
     pb::command::Op::PutPolicy(pb::PutPolicy {
-        policy: Some(pb::Policy {
-            name: name.into(),
-            statements: vec![pb::PolicyStatement {
-                effect: pb::Effect::Allow as i32,
-                principals: vec!["service:acme:api".into()],
-                actions: vec!["secrets:read".into()],
-                resources: vec!["acme/*".into()],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
+        policy: Some(policy(name)),
     })
 }
 

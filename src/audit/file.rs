@@ -7,11 +7,18 @@
 //! `hash` = SHA-256("coffer-audit-v1" || seq as u64 big-endian || prev_hash || event).
 //!
 //! [`AuditFile::append`] queues an event and waits (at most `write_timeout`) for the writer
-//! thread, which writes everything queued as one batch with one `write_all` and one
-//! `sync_data`, and only then acknowledges. On any I/O error the batch is truncated away (best
-//! effort), the file is reopened for the next batch and every event of the batch is refused.
-//! A request never gets `Ok` before its record is durable, and never waits longer than
-//! `write_timeout`.
+//! thread, which writes everything queued as one batch with one `write_all`, and then, by the
+//! [`SyncMode`]:
+//! - `Batch` (the default): one `sync_data` per batch before it acknowledges. A request never
+//!   gets `Ok` before its record is durable.
+//! - `Interval(n)`: it acknowledges once the batch is written (in the page cache) and syncs at
+//!   most `n` after the first unsynced write, also when no more requests come. A power failure
+//!   can lose the records of the last `n` (never a process crash: the kernel has them).
+//!
+//! Either way it fails closed: on any I/O error (a write, or a sync) the batch is truncated
+//! away (best effort), the file is reopened for the next batch and every event of the batch is
+//! refused; no request waits longer than `write_timeout`. [`AuditSink::head`] (what anchors
+//! name) is only ever a synced record.
 //!
 //! On (re)open the writer recovers the chain tail from the file. A torn last record (a crash in
 //! the middle of a write, never acknowledged) is truncated away; corruption before the end is
@@ -52,9 +59,20 @@ pub const DEFAULT_MAX_FILE_BYTES: u64 = 256 << 20;
 /// Default number of rotated files kept.
 pub const DEFAULT_RETAIN_FILES: usize = 16;
 
+/// When the writer makes records durable (`[audit] sync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// `sync_data` before acknowledging each batch: a record is durable before its answer.
+    Batch,
+    /// Acknowledge once written; `sync_data` at most this long after the first unsynced write.
+    Interval(Duration),
+}
+
 /// Tuning of [`AuditFile`].
 #[derive(Debug, Clone)]
 pub struct AuditOptions {
+    /// When records are made durable (default [`SyncMode::Batch`]).
+    pub sync: SyncMode,
     /// A request whose record is not durable within this bound fails (default 2 s).
     pub write_timeout: Duration,
     /// Most events written with one `write_all` + `sync_data` (default 512).
@@ -70,6 +88,7 @@ pub struct AuditOptions {
 impl Default for AuditOptions {
     fn default() -> Self {
         Self {
+            sync: SyncMode::Batch,
             write_timeout: Duration::from_secs(2),
             max_batch: 512,
             queue: 8192,
@@ -133,6 +152,8 @@ impl AuditFile {
             max_file_bytes: opts.max_file_bytes,
             retain_files: opts.retain_files,
             rotation_failing: false,
+            sync: opts.sync,
+            unsynced_since: None,
             shared: shared.clone(),
         };
         let max_batch = opts.max_batch;
@@ -158,13 +179,14 @@ impl AuditFile {
         &self.path
     }
 
-    /// Number of successful `sync_data` calls (one per written batch).
+    /// Number of successful `sync_data` calls (one per written batch with `SyncMode::Batch`).
     pub fn syncs(&self) -> u64 {
         self.shared.syncs.load(Ordering::Relaxed)
     }
 
-    /// Records `event` durably: returns `Ok` only after its record is written and fsynced, and
-    /// an error when the queue is full, the file cannot be written, or `write_timeout` passes.
+    /// Records `event`: returns `Ok` only after its record is written (and, with
+    /// `SyncMode::Batch`, fsynced), and an error when the queue is full, the file cannot be
+    /// written, or `write_timeout` passes.
     pub async fn append(&self, event: pb::AuditEvent) -> Result<(), AuditError> {
         let (ack, done) = oneshot::channel();
         let request = Request {
@@ -281,6 +303,9 @@ struct Writer {
     retain_files: usize,
     /// The last rotation failed (logged once until one succeeds).
     rotation_failing: bool,
+    sync: SyncMode,
+    /// `SyncMode::Interval`: when the oldest record written and not yet synced was written.
+    unsynced_since: Option<std::time::Instant>,
     shared: Arc<Shared>,
 }
 
@@ -294,7 +319,7 @@ impl Writer {
             );
             self.failing = true;
         }
-        while let Ok(first) = rx.recv() {
+        while let Some(first) = self.next_request(&rx) {
             #[cfg(test)]
             while self.shared.stalled.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(2));
@@ -330,6 +355,52 @@ impl Writer {
             for ack in acks {
                 // The request may have timed out already; its event was still written (or not).
                 let _ = ack.send(result.clone());
+            }
+        }
+    }
+
+    /// The next request; meanwhile, with `SyncMode::Interval`, syncs what is written when its
+    /// interval is up. `None` once the queue is closed (after a last sync).
+    fn next_request(&mut self, rx: &Receiver<Request>) -> Option<Request> {
+        loop {
+            let wait = match (self.sync, self.unsynced_since) {
+                (SyncMode::Interval(every), Some(since)) => every.saturating_sub(since.elapsed()),
+                _ => return rx.recv().ok(),
+            };
+            match rx.recv_timeout(wait) {
+                Ok(r) => return Some(r),
+                Err(mpsc::RecvTimeoutError::Timeout) => self.sync_written(),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.sync_written();
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// `SyncMode::Interval`: makes the records written so far durable. A failure is logged,
+    /// and the file reopened before the next batch (which is refused if it cannot be written).
+    fn sync_written(&mut self) {
+        if self.unsynced_since.take().is_none() {
+            return;
+        }
+        let Some(open) = self.file.as_mut() else { return };
+        match open.file.sync_data() {
+            Ok(()) => {
+                self.publish_head();
+                self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                // Records already acknowledged may be lost with the page cache (a power
+                // failure, or this error): say so loudly, and start over from what the file holds.
+                tracing::error!(
+                    path = %self.path.display(),
+                    "audit log {}: cannot sync written records: {e}; records of the last interval may be lost",
+                    self.path.display()
+                );
+                metrics::counter!("coffer_audit_write_failures_total").increment(1);
+                self.file = None;
+                self.failing = true;
             }
         }
     }
@@ -419,11 +490,25 @@ impl Writer {
         } else {
             None
         };
-        match open.file.write_all(&buf).and_then(|()| open.file.sync_data()) {
+        let written = match self.sync {
+            SyncMode::Batch => open.file.write_all(&buf).and_then(|()| open.file.sync_data()),
+            SyncMode::Interval(_) => open.file.write_all(&buf),
+        };
+        match written {
             Ok(()) => {
                 self.tail = tail;
-                self.publish_head();
-                self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+                match self.sync {
+                    SyncMode::Batch => {
+                        self.publish_head();
+                        self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+                    }
+                    SyncMode::Interval(every) => {
+                        let since = *self.unsynced_since.get_or_insert_with(std::time::Instant::now);
+                        if since.elapsed() >= every {
+                            self.sync_written();
+                        }
+                    }
+                }
                 Ok(())
             }
             Err(e) => {
@@ -452,6 +537,11 @@ impl Writer {
         match open.file.metadata() {
             Ok(m) if m.len() >= self.max_file_bytes => {}
             _ => return,
+        }
+        // A rotated file holds only synced records.
+        self.sync_written();
+        if self.file.is_none() {
+            return;
         }
         match self.rotate() {
             Ok((to, removed)) => {
@@ -1055,6 +1145,63 @@ mod tests {
         }
         assert!(start.elapsed() < Duration::from_secs(5));
         assert_eq!(log.syncs(), 0);
+    }
+
+    /// With `SyncMode::Interval`, a request is answered once its record is written, before it
+    /// is synced; the sync follows within the interval with no further request, and only then
+    /// is the record the head anchors may name.
+    #[tokio::test]
+    async fn interval_sync_answers_once_written_and_syncs_within_the_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let slow = AuditFile::open(
+            path.clone(),
+            AuditOptions {
+                sync: SyncMode::Interval(Duration::from_secs(3600)),
+                ..opts()
+            },
+        );
+        for i in 1..=3 {
+            slow.append(event(i)).await.unwrap();
+        }
+        assert_eq!(slow.syncs(), 0, "answered before any sync");
+        assert_eq!(AuditSink::head(&slow), None, "nothing synced yet for anchors to name");
+        assert_eq!(verify_file(&path).unwrap().records, 3, "written before the answers");
+        drop(slow); // the writer syncs what it wrote before it exits
+
+        let log = AuditFile::open(
+            path.clone(),
+            AuditOptions {
+                sync: SyncMode::Interval(Duration::from_millis(50)),
+                ..opts()
+            },
+        );
+        log.append(event(4)).await.unwrap();
+        let start = Instant::now();
+        while log.syncs() == 0 && start.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(log.syncs(), 1, "synced by the interval, with no request after it");
+        assert_eq!(AuditSink::head(&log).map(|(seq, _)| seq), Some(4));
+        let report = verify_file(&path).unwrap();
+        assert_eq!((report.records, report.broken.is_none()), (4, true));
+    }
+
+    #[tokio::test]
+    async fn interval_sync_fails_closed_on_a_write_error() {
+        let path = PathBuf::from("/dev/full");
+        assert!(path.exists(), "this test needs /dev/full");
+        let log = AuditFile::open(
+            path,
+            AuditOptions {
+                sync: SyncMode::Interval(Duration::from_millis(50)),
+                ..opts()
+            },
+        );
+        for i in 0..3 {
+            let err = log.append(event(i)).await.unwrap_err().to_string();
+            assert!(err.contains("No space left"), "{err}");
+        }
     }
 
     #[tokio::test]

@@ -136,6 +136,24 @@ impl ServerConfig {
         Ok(())
     }
 
+    /// `[audit] sync` and `sync_interval_ms`, checked.
+    pub fn audit_sync(&self) -> Result<crate::audit::file::SyncMode, String> {
+        use crate::audit::file::SyncMode;
+        let interval = self.audit.sync_interval_ms;
+        match (self.audit.sync.as_deref().unwrap_or("batch"), interval) {
+            ("batch", None) => Ok(SyncMode::Batch),
+            ("batch", Some(_)) => Err("audit.sync_interval_ms needs audit.sync = \"interval\"".into()),
+            ("interval", ms) => {
+                let ms = ms.unwrap_or(100);
+                if !(1..=10_000).contains(&ms) {
+                    return Err(format!("audit.sync_interval_ms {ms} must be between 1 and 10000"));
+                }
+                Ok(SyncMode::Interval(Duration::from_millis(ms)))
+            }
+            (other, _) => Err(format!("audit.sync {other:?} must be \"batch\" or \"interval\"")),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         let n = &self.node;
         if n.id == 0 {
@@ -235,6 +253,7 @@ impl ServerConfig {
                 ));
             }
         }
+        self.audit_sync()?;
         if let Some(t) = self.audit.write_timeout_ms {
             if !(10..=60_000).contains(&t) {
                 return Err(format!("audit.write_timeout_ms {t} must be between 10 and 60000"));

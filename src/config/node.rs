@@ -28,6 +28,15 @@ pub struct AuditConfig {
     /// against a cut at a record boundary.
     #[serde(default)]
     pub anchor_interval_ms: Option<u64>,
+    /// When a record is made durable: "batch" (default: fsynced before the request is
+    /// answered) or "interval" (answered once written; fsynced every `sync_interval_ms`, so a
+    /// power failure can lose that much; a write error still refuses the request).
+    #[serde(default)]
+    pub sync: Option<String>,
+    /// With sync = "interval": at most this long from a record's write to its fsync (default
+    /// 100 ms, 1 to 10000).
+    #[serde(default)]
+    pub sync_interval_ms: Option<u64>,
 }
 
 /// The rotation scheduler (it acts on the leader only).
