@@ -47,6 +47,57 @@ async fn promote_as(
         .map(|r| r.into_inner())
 }
 
+/// A move of CURRENT to `version` that names no expected version (the node reads it).
+async fn move_as(c: &Client, name: &str, version: u64, id: &str) -> Result<pb::WriteResponse, tonic::Status> {
+    let req = pb::MoveAliasRequest {
+        name: name.into(),
+        alias: "current".into(),
+        version,
+        expected_version: None,
+    };
+    c.secrets
+        .clone()
+        .move_alias(with_request_id(req, id).expect("a valid id"))
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// A move retried through a node that lags behind the secret's creation is never answered
+/// NotFound from that node's replica: while the node cannot catch up it says so (a retryable
+/// error), and once it can, the retry is answered with the first outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_retried_through_a_lagging_node_is_never_answered_not_found() {
+    let mut spec = ClusterSpec::new(&["us-east", "eu-west", "ap-south"], FAST_RAFT);
+    spec.rtt_ms = Some(|_, _| 0);
+    let cluster = TestCluster::launch(BIN, spec).await;
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let f = (leader + 1) % 3;
+    let lc = cluster.client(leader).await;
+    let fc = cluster.client(f).await;
+    wait_token_key(&lc).await;
+    cluster.isolate(f);
+    let name = "acme/prod/lagging";
+    put(&lc, name, b"fake-one").await.unwrap();
+    put(&lc, name, b"fake-two").await.unwrap();
+    let moved = move_as(&lc, name, 1, "mv-1").await.unwrap();
+    let e = move_as(&fc, name, 1, "mv-1").await.unwrap_err();
+    assert_ne!(e.code(), tonic::Code::NotFound, "the secret exists: {e:?}");
+    assert!(e.message().contains("not found on this replica"), "{}", e.message());
+    cluster.heal_all();
+    let again = eventually(Duration::from_secs(30), "the retry through the healed node", || async {
+        move_as(&fc, name, 1, "mv-1").await.ok()
+    })
+    .await;
+    assert_eq!(
+        (again.version, again.log_index),
+        (moved.version, moved.log_index),
+        "answered with the first outcome"
+    );
+    // A move of a secret that exists nowhere is still NotFound (from the model).
+    let e = move_as(&lc, "acme/prod/never", 1, "mv-2").await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+}
+
 async fn versions(c: &Client, name: &str) -> Vec<u64> {
     let req = pb::ListVersionsRequest {
         name: name.into(),

@@ -511,13 +511,21 @@ impl pb::secrets_server::Secrets for SecretsApi {
         }
         let expected = match r.expected_version {
             Some(e) => e,
-            // The serving replica's view; the move still fails if another one commits first.
+            // The serving replica's view; the move still fails if another one commits first. A
+            // secret missing here is looked for again once this replica caught up (a retry may
+            // come through a node that lags behind the secret's creation: never answer it
+            // NotFound from there); missing after that, the model answers NotFound.
             None => self
                 .service
-                .secret_here(&r.name)?
-                .aliases
-                .get(&alias)
-                .copied()
+                .find_fresh(
+                    |view| match coffer_model::query::secret(view, &r.name).map_err(ApiError::from) {
+                        Ok(s) => Ok(Some(s)),
+                        Err(ApiError::NotFound(_)) => Ok(None),
+                        Err(e) => Err(e),
+                    },
+                )
+                .await?
+                .and_then(|s| s.aliases.get(&alias).copied())
                 .unwrap_or(0),
         };
         let op = Op::MoveAlias(pb::MoveAlias {
