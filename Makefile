@@ -17,7 +17,7 @@ MOTO_VERSION := 5.2.5
 MOTO_STAMP := $(VENV)/.moto-$(MOTO_VERSION)
 export COFFER_MOTO_SERVER := $(VENV)/bin/moto_server
 
-.PHONY: dev test deps moto k8s-venv k8s promtool alerts docker-lint compose-check build lint fmt clean-dev sim sim-long etcd bench-compare cycles architecture
+.PHONY: dev test deps moto k8s-venv k8s promtool alerts docker-lint compose-check build lint fmt clean-dev sim sim-long etcd bench-deps bench-compare cycles architecture
 
 ## Install system packages the build needs (libclang for RocksDB's bindgen).
 deps:
@@ -181,11 +181,15 @@ etcd:
 ## Coffer beside etcd and a bare tonic echo on this machine: writes benches/results/<date>.{json,md}.
 ## It measures the release build (target/release, beside the dev build: the first run compiles
 ## RocksDB's C++ again, about 30 minutes here; `make test` never pays for it).
-bench-compare: deps etcd
+## h2load (nghttp2-client), the reference client bench-compare checks its own client against.
+bench-deps:
+	@dpkg -s nghttp2-client >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nghttp2-client; }
+
+bench-compare: deps etcd bench-deps
 	$(CARGO) build --release -p coffer --bin coffer -p coffer-bench --bin coffer-loadgen
 	@mkdir -p $(BENCH_TMP)
 	@etcd_bin=$$(command -v etcd >/dev/null && etcd --version 2>/dev/null | grep -q 'etcd Version: 3\.4\.' && command -v etcd || echo $(ETCD_DIR)/usr/bin/etcd); \
-	TMPDIR=$(BENCH_TMP) $(CARGO_TARGET_DIR)/release/coffer-loadgen compare --etcd $$etcd_bin --out benches/results $(BENCH_ARGS)
+	TMPDIR=$(BENCH_TMP) $(CARGO_TARGET_DIR)/release/coffer-loadgen compare --etcd $$etcd_bin --h2load $$(command -v h2load) --out benches/results $(BENCH_ARGS)
 
 fmt:
 	$(CARGO) fmt --all

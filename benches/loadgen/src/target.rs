@@ -6,17 +6,23 @@
 //! (both confirm the leader's commit index with a quorum), Coffer's write against etcd's Put
 //! (both a Raft entry fsynced on a majority). The echo service answers a read with a payload of
 //! the same size and does nothing else: the limit a read path on this machine can approach.
-//! `coffer_http` is Coffer's reads again through the HTTP/JSON API, beside gRPC.
+//! `coffer_http` is Coffer's reads again through the HTTP/JSON API, beside gRPC. Every gRPC call
+//! of every system goes through the same cheap client ([`crate::wire`]), its reads encoded once.
 
 use std::fmt;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use coffer::pb;
 use coffer::pb::read_consistency::Mode;
+use prost::Message;
 use serde::Serialize;
 
 use crate::echo::pb as echo_pb;
+use crate::etcd_pb;
 use crate::http::HttpConn;
+use crate::wire::frame;
+use crate::wire::H2Conn;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -94,38 +100,115 @@ impl Workload {
     }
 }
 
-/// The preloaded keys of one value size and the value written to them.
+/// The preloaded keys of one value size, the value written to them, and every read request
+/// already encoded (one gRPC frame per key and read kind).
 #[derive(Clone)]
 pub struct Keyspace {
     pub size: usize,
     pub names: Arc<Vec<String>>,
     /// An obviously fake payload of `size` bytes (never a real secret).
     pub value: Arc<Vec<u8>>,
+    reads: Arc<ReadFrames>,
+}
+
+/// Read requests encoded once, so a read costs the client no encoding.
+struct ReadFrames {
+    coffer_local: Vec<Bytes>,
+    coffer_linearizable: Vec<Bytes>,
+    etcd_serializable: Vec<Bytes>,
+    etcd_linearizable: Vec<Bytes>,
+    echo: Vec<Bytes>,
+}
+
+impl ReadFrames {
+    fn new(names: &[String], size: usize) -> Self {
+        let coffer = |mode: Mode| -> Vec<Bytes> {
+            names
+                .iter()
+                .map(|n| {
+                    frame(&pb::GetSecretValueRequest {
+                        name: n.clone(),
+                        selector: None,
+                        consistency: Some(pb::ReadConsistency {
+                            mode: Some(mode.clone()),
+                        }),
+                        break_glass: None,
+                    })
+                })
+                .collect()
+        };
+        let etcd = |serializable: bool| -> Vec<Bytes> {
+            names
+                .iter()
+                .map(|n| {
+                    frame(&etcd_pb::RangeRequest {
+                        key: n.as_bytes().to_vec(),
+                        serializable,
+                    })
+                })
+                .collect()
+        };
+        Self {
+            coffer_local: coffer(Mode::Local(pb::LocalRead {})),
+            coffer_linearizable: coffer(Mode::Linearizable(pb::LinearizableRead {})),
+            etcd_serializable: etcd(true),
+            etcd_linearizable: etcd(false),
+            echo: names
+                .iter()
+                .map(|n| {
+                    frame(&echo_pb::EchoRequest {
+                        name: n.clone(),
+                        size: size as u32,
+                    })
+                })
+                .collect(),
+        }
+    }
 }
 
 impl Keyspace {
+    /// The gRPC method and encoded request of a read of key `key` on `system` (for a reference
+    /// client that sends the same bytes, h2load); `None` for a write or the HTTP API.
+    pub fn read_request(&self, system: System, workload: Workload, key: usize) -> Option<(&'static str, Bytes)> {
+        let r = &self.reads;
+        let (path, frames) = match (system, workload) {
+            (System::Coffer, Workload::LocalRead) => (COFFER_GET, &r.coffer_local),
+            (System::Coffer, Workload::LinearizableRead) => (COFFER_GET, &r.coffer_linearizable),
+            (System::Etcd, Workload::LocalRead) => (etcd_pb::RANGE, &r.etcd_serializable),
+            (System::Etcd, Workload::LinearizableRead) => (etcd_pb::RANGE, &r.etcd_linearizable),
+            (System::Echo, Workload::LocalRead) => (ECHO_GET, &r.echo),
+            _ => return None,
+        };
+        Some((path, frames.get(key)?.clone()))
+    }
+
     pub fn new(size: usize, keys: usize) -> Self {
+        let names: Vec<String> = (0..keys).map(|i| format!("bench/v{size}/k{i:05}")).collect();
         Self {
             size,
-            names: Arc::new((0..keys).map(|i| format!("bench/v{size}/k{i:05}")).collect()),
+            reads: Arc::new(ReadFrames::new(&names, size)),
+            names: Arc::new(names),
             value: Arc::new((0..size).map(|i| b"fake-bench-value-"[i % 17]).collect()),
         }
     }
 }
 
-/// One client connection (one HTTP/2 connection); clones share it.
+const COFFER_GET: &str = "/coffer.v1.Secrets/GetSecretValue";
+const COFFER_PUT: &str = "/coffer.v1.Secrets/PutSecretValue";
+const ECHO_GET: &str = "/coffer.bench.v1.Echo/Get";
+
+/// One client connection (one HTTP/2 connection, or a small HTTP/1.1 pool); clones share it.
 #[derive(Clone)]
 pub enum Conn {
-    Coffer(coffer::client::SecretsClient),
-    Etcd(etcd_client::KvClient),
-    Echo(echo_pb::echo_client::EchoClient<tonic::transport::Channel>),
+    Coffer(H2Conn),
+    Etcd(H2Conn),
+    Echo(H2Conn),
     Http(HttpConn),
 }
 
 impl Conn {
     pub async fn coffer(addr: &str, token: &str) -> anyhow::Result<Conn> {
-        let c = coffer::client::Client::connect(addr, Some(token)).await?;
-        Ok(Conn::Coffer(c.secrets))
+        Ok(Conn::Coffer(H2Conn::connect(addr, Some(token)).await?))
     }
 
     pub fn http(addr: &str, token: &str) -> Conn {
@@ -133,76 +216,64 @@ impl Conn {
     }
 
     pub async fn etcd(url: &str) -> anyhow::Result<Conn> {
-        let c = etcd_client::Client::connect([url], None).await?;
-        Ok(Conn::Etcd(c.kv_client()))
+        Ok(Conn::Etcd(H2Conn::connect(url, None).await?))
     }
 
     pub async fn echo(addr: &str) -> anyhow::Result<Conn> {
-        let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-            .tcp_nodelay(true)
-            .connect()
-            .await?;
-        Ok(Conn::Echo(echo_pb::echo_client::EchoClient::new(ch)))
+        Ok(Conn::Echo(H2Conn::connect(addr, None).await?))
     }
 
     /// One request of `workload` on key `key` of `ks`. Reads check that the whole value came
     /// back, so an error path can never pass for a fast read.
     pub async fn call(&mut self, workload: Workload, ks: &Keyspace, key: usize) -> Result<(), String> {
         let name = &ks.names[key];
+        let reads = &ks.reads;
+        let decode_err = |e: prost::DecodeError| format!("{name}: undecodable answer: {e}");
         let got = match (self, workload) {
             (Conn::Coffer(c), Workload::Write) => {
-                c.put_secret_value(pb::PutSecretValueRequest {
+                let f = frame(&pb::PutSecretValueRequest {
                     name: name.clone(),
                     value: ks.value.to_vec(),
-                    alias: String::new(),
-                    must_exist: false,
                     ..Default::default()
-                })
-                .await
-                .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
+                });
+                c.unary(COFFER_PUT, f).await?;
                 return Ok(());
             }
             (Conn::Coffer(c), read) => {
-                let mode = match read {
-                    Workload::LocalRead => Mode::Local(pb::LocalRead {}),
-                    _ => Mode::Linearizable(pb::LinearizableRead {}),
+                let f = match read {
+                    Workload::LocalRead => &reads.coffer_local[key],
+                    _ => &reads.coffer_linearizable[key],
                 };
-                c.get_secret_value(pb::GetSecretValueRequest {
-                    name: name.clone(),
-                    selector: None,
-                    consistency: Some(pb::ReadConsistency { mode: Some(mode) }),
-                    break_glass: None,
-                })
-                .await
-                .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
-                .into_inner()
-                .value
-                .len()
+                let answer = c.unary(COFFER_GET, f.clone()).await?;
+                pb::GetSecretValueResponse::decode(answer)
+                    .map_err(decode_err)?
+                    .value
+                    .len()
             }
             (Conn::Etcd(c), Workload::Write) => {
-                c.put(name.as_str(), ks.value.to_vec(), None)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let f = frame(&etcd_pb::PutRequest {
+                    key: name.as_bytes().to_vec(),
+                    value: ks.value.to_vec(),
+                });
+                c.unary(etcd_pb::PUT, f).await?;
                 return Ok(());
             }
             (Conn::Etcd(c), read) => {
-                let opts = (read == Workload::LocalRead).then(|| etcd_client::GetOptions::new().with_serializable());
-                let r = c.get(name.as_str(), opts).await.map_err(|e| e.to_string())?;
-                r.kvs().first().map(|kv| kv.value().len()).unwrap_or(0)
+                let f = match read {
+                    Workload::LocalRead => &reads.etcd_serializable[key],
+                    _ => &reads.etcd_linearizable[key],
+                };
+                let answer = c.unary(etcd_pb::RANGE, f.clone()).await?;
+                let r = etcd_pb::RangeResponse::decode(answer).map_err(decode_err)?;
+                r.kvs.first().map(|kv| kv.value.len()).unwrap_or(0)
             }
             (Conn::Http(_), Workload::Write) => return Err("writes are not measured over HTTP".into()),
             (Conn::Http(c), Workload::LocalRead) => c.read("local", name).await?,
             (Conn::Http(c), Workload::LinearizableRead) => c.read("linearizable", name).await?,
-            (Conn::Echo(c), _) => c
-                .get(echo_pb::EchoRequest {
-                    name: name.clone(),
-                    size: ks.size as u32,
-                })
-                .await
-                .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
-                .into_inner()
-                .value
-                .len(),
+            (Conn::Echo(c), _) => {
+                let answer = c.unary(ECHO_GET, reads.echo[key].clone()).await?;
+                echo_pb::EchoResponse::decode(answer).map_err(decode_err)?.value.len()
+            }
         };
         if got != ks.size {
             return Err(format!("{name}: got {got} bytes, expected {}", ks.size));

@@ -5,6 +5,7 @@
 //! compare medians. The results go to `<out>/<date>.json` (raw runs, medians, ratios) and
 //! `<out>/<date>.md` (the tables benches/README.md shows).
 
+mod client_check;
 mod extra_runs;
 mod measure;
 mod plan;
@@ -13,6 +14,7 @@ mod summary;
 
 pub use plan::Plan;
 pub use plan::Run;
+pub use plan::CLIENT_BOUND_SHARE;
 
 use measure::conns;
 use measure::ensure_served;
@@ -150,6 +152,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
         }
     }
 
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
     let mut runs: Vec<Run> = Vec::new();
     for &workload in &plan.workloads {
         for ks in &spaces {
@@ -167,13 +170,11 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
                         let (cpu1, own1) = (cpu::total(&pids[&s]), cpu::own_cpu_secs());
                         let after = loadavg();
                         let served = outcome.ops_per_sec * (window.warmup + window.measure).as_secs_f64();
-                        let per_op = if served > 0.0 {
-                            (cpu1 - cpu0) * 1e6 / served
-                        } else {
-                            f64::NAN
-                        };
+                        let per_op = |cpu: f64| if served > 0.0 { cpu * 1e6 / served } else { f64::NAN };
+                        let wall = (window.warmup + window.measure).as_secs_f64();
+                        let client_share = (own1 - own0) / (wall * cores);
                         eprintln!(
-                            "{:<18} {:>4} B {:>3}x{:<3} run {r} {:<6} {:>9.0} ops/s  p50 {:>6} us  p99 {:>7} us  server CPU {:>5.0} us/op{}",
+                            "{:<18} {:>4} B {:>3}x{:<3} run {r} {:<6} {:>9.0} ops/s  p50 {:>6} us  p99 {:>7} us  server CPU {:>5.0} us/op  client {:>4.0} us/op{}{}",
                             workload.name(),
                             ks.size,
                             nc,
@@ -182,7 +183,13 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
                             outcome.ops_per_sec,
                             outcome.latency_us.p50,
                             outcome.latency_us.p99,
-                            per_op,
+                            per_op(cpu1 - cpu0),
+                            per_op(own1 - own0),
+                            if client_share > CLIENT_BOUND_SHARE {
+                                format!("  CLIENT-BOUND? the load generator used {:.0}% of the machine", client_share * 100.0)
+                            } else {
+                                String::new()
+                            },
                             match &outcome.first_error {
                                 Some(e) => format!("  {} errors, first: {e}", outcome.errors),
                                 None => String::new(),
@@ -201,7 +208,9 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
                             loadavg_after: after,
                             server_cpu_secs: cpu1 - cpu0,
                             loadgen_cpu_secs: own1 - own0,
-                            server_cpu_us_per_op: per_op,
+                            server_cpu_us_per_op: per_op(cpu1 - cpu0),
+                            loadgen_cpu_us_per_op: per_op(own1 - own0),
+                            loadgen_machine_share: client_share,
                         });
                     }
                 }
@@ -210,6 +219,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     }
 
     let summary = summarize(&runs);
+    let check = client_check::client_check(&plan, spaces[0].size, window, &work, &coffer, &etcd).await?;
     let open = if plan.open_loop_runs > 0 {
         open_loop_runs(&plan, &summary, &spaces[0], window, &coffer, &etcd, &echo).await?
     } else {
@@ -241,7 +251,8 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
             "etcd": "3 members on loopback, default settings (WAL fsynced), no auth",
             "echo": "a bare tonic unary service answering with a payload of the value size",
             "connections": "spread round-robin over the members; followers forward writes (and linearizable reads) to the leader on both systems",
-            "build": "the dev profile make test uses, with the workspace at opt-level 2 and the request-path crates at 3 (Cargo.toml); debug assertions on",
+            "build": "the release profile (cargo build --release), not the dev profile make test uses",
+            "client": "coffer-loadgen: gRPC calls over the h2 crate with requests encoded once (reads), one tokio runtime with a worker per core; its CPU per request is reported beside the servers' and a run where it used more than a quarter of the machine is flagged; client_check sets it beside h2load on one name",
         },
         "ratios": ratios,
         "ratios_by_value_bytes": ratios_by_size,
@@ -250,7 +261,10 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
             "workload": k.1.name(), "system": k.0, "value_bytes": k.2, "connections": k.3, "in_flight": k.4,
             "median_ops_per_sec": v.ops, "median_p50_us": v.p50, "median_p99_us": v.p99,
             "median_server_cpu_us_per_op": v.cpu_us_per_op, "errors": v.errors,
+            "median_loadgen_cpu_us_per_op": v.client_cpu_us_per_op, "max_loadgen_machine_share": v.client_share_max,
+            "client_bound": v.client_share_max > CLIENT_BOUND_SHARE,
         })).collect::<Vec<_>>(),
+        "client_check": check,
         "open_loop": open,
         "group_commit": group,
         "runs": runs,

@@ -44,6 +44,9 @@ pub struct Plan {
     /// The etcd binary (3.4).
     #[arg(long, default_value = "etcd")]
     pub etcd: PathBuf,
+    /// h2load (Debian's nghttp2-client), the reference client of the client check.
+    #[arg(long, default_value = "h2load")]
+    pub h2load: PathBuf,
     /// The coffer binary (default: beside this one).
     #[arg(long)]
     pub coffer: Option<PathBuf>,
@@ -78,7 +81,15 @@ pub struct Run {
     pub server_cpu_secs: f64,
     pub loadgen_cpu_secs: f64,
     pub server_cpu_us_per_op: f64,
+    /// The load generator's CPU per request served, and its share of the machine (CPU seconds
+    /// over wall seconds times cores); above [`CLIENT_BOUND_SHARE`] the run is flagged.
+    pub loadgen_cpu_us_per_op: f64,
+    pub loadgen_machine_share: f64,
 }
+
+/// The load generator's share of the machine above which a run may measure the client more
+/// than the server: a quarter.
+pub const CLIENT_BOUND_SHARE: f64 = 0.25;
 
 pub(super) fn parse_concurrency(s: &str) -> anyhow::Result<(usize, usize)> {
     let (c, i) = s

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
+use super::client_check::AGREEMENT;
 use super::plan::Plan;
+use super::plan::CLIENT_BOUND_SHARE;
 use super::summary::median;
 use super::summary::Medians;
 use super::summary::SummaryKey;
@@ -34,6 +36,54 @@ pub(super) fn git_commit() -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// " (client-bound: coffer)" when the load generator used more than a quarter of the machine
+/// in a run of one of `cells`.
+fn client_bound(cells: &[(&str, Medians)]) -> String {
+    let bound: Vec<&str> = cells
+        .iter()
+        .filter(|(_, m)| m.client_share_max > CLIENT_BOUND_SHARE)
+        .map(|(n, _)| *n)
+        .collect();
+    match bound.is_empty() {
+        true => String::new(),
+        false => format!(" (**client-bound**: {})", bound.join(", ")),
+    }
+}
+
+/// The load generator beside h2load on one name.
+fn client_check_table(md: &mut String, doc: &serde_json::Value) {
+    use std::fmt::Write;
+    let Some(rows) = doc["client_check"].as_array().filter(|a| !a.is_empty()) else {
+        return;
+    };
+    let _ = writeln!(
+        md,
+        "\nClient check: the load generator beside h2load (C, nghttp2) on one name and the same encoded request, 10x10 against one member, alternating, medians:\n"
+    );
+    let _ = writeln!(
+        md,
+        "| system | read | h2load ops/s | coffer-loadgen ops/s | loadgen/h2load | agree (±{:.0}%) |",
+        AGREEMENT * 100.0
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|");
+    for r in rows {
+        let _ = writeln!(
+            md,
+            "| {} | {} B | {} | {} | {:.2}x | {} |",
+            r["system"].as_str().unwrap_or("?"),
+            r["value_bytes"],
+            fmt_ops(r["median_h2load"].as_f64().unwrap_or(f64::NAN)),
+            fmt_ops(r["median_loadgen"].as_f64().unwrap_or(f64::NAN)),
+            r["loadgen_vs_h2load"].as_f64().unwrap_or(f64::NAN),
+            if r["agree"].as_bool() == Some(true) {
+                "yes"
+            } else {
+                "**no**"
+            },
+        );
+    }
 }
 
 fn fmt_ops(x: f64) -> String {
@@ -139,9 +189,9 @@ pub(super) fn markdown(
     }
     let _ = writeln!(
         md,
-        "\n| workload (coffer / etcd) | value | conns x in flight | coffer ops/s | etcd ops/s | coffer/etcd | coffer p50 / p99 ms | etcd p50 / p99 ms | server CPU µs/op coffer / etcd | echo ops/s | coffer/echo |"
+        "\n| workload (coffer / etcd) | value | conns x in flight | coffer ops/s | etcd ops/s | coffer/etcd | coffer p50 / p99 ms | etcd p50 / p99 ms | server CPU µs/op coffer / etcd | client CPU µs/op coffer / etcd | echo ops/s | coffer/echo |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &w in &plan.workloads {
         for &size in &plan.sizes {
             for &(c, i) in levels {
@@ -150,14 +200,15 @@ pub(super) fn markdown(
                     continue;
                 };
                 let echo = get(System::Echo);
-                let errs = if a.errors + b.errors > 0 {
+                let mut errs = if a.errors + b.errors > 0 {
                     format!(" (errors: coffer {}, etcd {})", a.errors, b.errors)
                 } else {
                     String::new()
                 };
+                errs += &client_bound(&[("coffer", a), ("etcd", b)]);
                 let _ = writeln!(
                     md,
-                    "| {} / {}{errs} | {size} B | {c}x{i} | {} | {} | {:.2}x | {} / {} | {} / {} | {:.0} / {:.0} | {} | {} |",
+                    "| {} / {}{errs} | {size} B | {c}x{i} | {} | {} | {:.2}x | {} / {} | {} / {} | {:.0} / {:.0} | {:.0} / {:.0} | {} | {} |",
                     w.label(System::Coffer),
                     w.label(System::Etcd),
                     fmt_ops(a.ops),
@@ -169,6 +220,8 @@ pub(super) fn markdown(
                     fmt_ms(b.p99),
                     a.cpu_us_per_op,
                     b.cpu_us_per_op,
+                    a.client_cpu_us_per_op,
+                    b.client_cpu_us_per_op,
                     echo.map(|e| fmt_ops(e.ops)).unwrap_or("".into()),
                     echo.map(|e| format!("{:.2}x", a.ops / e.ops)).unwrap_or("".into()),
                 );
@@ -176,6 +229,7 @@ pub(super) fn markdown(
         }
     }
     http_table(&mut md, s, levels, plan);
+    client_check_table(&mut md, doc);
     if let Some(open) = doc["open_loop"].as_array().filter(|a| !a.is_empty()) {
         let _ = writeln!(
             md,

@@ -29,6 +29,9 @@ pub struct Medians {
     pub p50: f64,
     pub p99: f64,
     pub cpu_us_per_op: f64,
+    /// The load generator's CPU per request, and its largest share of the machine in a run.
+    pub client_cpu_us_per_op: f64,
+    pub client_share_max: f64,
     pub errors: u64,
 }
 
@@ -50,6 +53,8 @@ pub(super) fn summarize(runs: &[Run]) -> BTreeMap<SummaryKey, Medians> {
                 p50: median(rs.iter().map(|r| r.outcome.latency_us.p50 as f64).collect()),
                 p99: median(rs.iter().map(|r| r.outcome.latency_us.p99 as f64).collect()),
                 cpu_us_per_op: median(rs.iter().map(|r| r.server_cpu_us_per_op).collect()),
+                client_cpu_us_per_op: median(rs.iter().map(|r| r.loadgen_cpu_us_per_op).collect()),
+                client_share_max: rs.iter().map(|r| r.loadgen_machine_share).fold(0.0, f64::max),
                 errors: rs.iter().map(|r| r.outcome.errors).sum(),
             };
             (k, m)
