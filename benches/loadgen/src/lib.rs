@@ -9,6 +9,7 @@ pub mod echo;
 pub mod etcd_pb;
 pub mod http;
 pub mod load;
+pub mod openbao;
 pub mod systems;
 pub mod target;
 pub mod wire;

@@ -247,6 +247,12 @@ fn outcome(h: &Histogram<u64>, t: Tally, window: Duration, target_rate: Option<f
 
 /// Writes every key of `ks` once (the preload), `parallel` at a time over `conns`.
 pub async fn preload(conns: &[Conn], parallel: usize, ks: &Keyspace) -> anyhow::Result<()> {
+    write_n(conns, parallel, ks, ks.names.len()).await
+}
+
+/// `n` writes, key `i % keys` for the `i`th, `parallel` at a time over `conns`; a write that
+/// fails 5 times in a row ends it with an error.
+pub async fn write_n(conns: &[Conn], parallel: usize, ks: &Keyspace, n: usize) -> anyhow::Result<()> {
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..parallel {
@@ -255,10 +261,11 @@ pub async fn preload(conns: &[Conn], parallel: usize, ks: &Keyspace) -> anyhow::
         let next = next.clone();
         tasks.spawn(async move {
             loop {
-                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if k >= ks.names.len() {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
                     return Ok(());
                 }
+                let k = i % ks.names.len();
                 let mut tries = 0;
                 while let Err(e) = conn.call(Workload::Write, &ks, k).await {
                     tries += 1;

@@ -37,7 +37,7 @@ enum Target {
 #[derive(Subcommand)]
 enum Cmd {
     /// Start etcd, Coffer and the echo service on loopback and compare them (make bench-compare).
-    Compare(compare::Plan),
+    Compare(Box<compare::Plan>),
     /// Serve the bare echo service (started by `compare`).
     EchoServer {
         #[arg(long)]
@@ -83,7 +83,7 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         match cli.cmd {
-            Cmd::Compare(plan) => compare::run(plan).await,
+            Cmd::Compare(plan) => compare::run(*plan).await,
             Cmd::EchoServer { listen } => coffer_bench::echo::serve(listen).await,
             Cmd::Run {
                 target,

@@ -19,7 +19,7 @@ use coffer_testkit::TestCluster;
 use crate::target::Conn;
 
 /// Kills its processes when dropped.
-struct Procs(Vec<Child>);
+pub(crate) struct Procs(pub(crate) Vec<Child>);
 
 impl Drop for Procs {
     fn drop(&mut self) {

@@ -32,19 +32,30 @@ pub enum System {
     Echo,
     /// Coffer's reads through its HTTP/JSON API (HTTP/1.1 keep-alive), on the same nodes.
     CofferHttp,
+    /// OpenBao's KV v2 through its active node (HTTP/1.1 keep-alive, JSON).
+    #[serde(rename = "openbao")]
+    #[value(name = "openbao")]
+    OpenBao,
+    /// OpenBao's KV v2 reads through its standby nodes (which forward them to the active one).
+    #[serde(rename = "openbao_standby")]
+    #[value(name = "openbao-standby")]
+    OpenBaoStandby,
 }
 
 impl System {
-    /// Whether the system runs `workload` (echo answers one read; HTTP is measured for reads).
+    /// Whether the system runs `workload` (echo answers one read; HTTP is measured for reads;
+    /// OpenBao has no read that confirms its leadership with a quorum, and its standbys are
+    /// measured for reads).
     pub fn runs(self, workload: Workload) -> bool {
         match self {
             System::Coffer | System::Etcd => true,
-            System::Echo => workload == Workload::LocalRead,
+            System::Echo | System::OpenBaoStandby => workload == Workload::LocalRead,
             System::CofferHttp => workload.is_read(),
+            System::OpenBao => workload != Workload::LinearizableRead,
         }
     }
 
-    /// A store with its own write path and Raft log (not the echo, not a second encoding).
+    /// The stores whose Raft log the open-loop and group-commit runs read (Coffer and etcd).
     pub fn is_store(self) -> bool {
         matches!(self, System::Coffer | System::Etcd)
     }
@@ -57,6 +68,8 @@ impl fmt::Display for System {
             System::Etcd => "etcd",
             System::Echo => "echo",
             System::CofferHttp => "coffer_http",
+            System::OpenBao => "openbao",
+            System::OpenBaoStandby => "openbao_standby",
         })
     }
 }
@@ -92,6 +105,9 @@ impl Workload {
             (System::Echo, _) => "bare tonic echo",
             (System::CofferHttp, Workload::LocalRead) => "local read over HTTP",
             (System::CofferHttp, _) => "linearizable read over HTTP",
+            (System::OpenBao, Workload::Write) => "KV v2 write",
+            (System::OpenBao, _) => "KV v2 read (active node)",
+            (System::OpenBaoStandby, _) => "KV v2 read (standby, forwarded)",
         }
     }
 
@@ -204,6 +220,7 @@ pub enum Conn {
     Etcd(H2Conn),
     Echo(H2Conn),
     Http(HttpConn),
+    OpenBao(HttpConn),
 }
 
 impl Conn {
@@ -213,6 +230,10 @@ impl Conn {
 
     pub fn http(addr: &str, token: &str) -> Conn {
         Conn::Http(HttpConn::new(addr, token))
+    }
+
+    pub fn openbao(addr: &str, token: &str) -> Conn {
+        Conn::OpenBao(HttpConn::openbao(addr, token))
     }
 
     pub async fn etcd(url: &str) -> anyhow::Result<Conn> {
@@ -270,6 +291,15 @@ impl Conn {
             (Conn::Http(_), Workload::Write) => return Err("writes are not measured over HTTP".into()),
             (Conn::Http(c), Workload::LocalRead) => c.read("local", name).await?,
             (Conn::Http(c), Workload::LinearizableRead) => c.read("linearizable", name).await?,
+            (Conn::OpenBao(c), Workload::Write) => {
+                let value = std::str::from_utf8(&ks.value).map_err(|_| "the bench value is not UTF-8".to_string())?;
+                c.kv2_write(name, value).await?;
+                return Ok(());
+            }
+            (Conn::OpenBao(c), Workload::LocalRead) => c.kv2_read(name).await?,
+            (Conn::OpenBao(_), Workload::LinearizableRead) => {
+                return Err("OpenBao has no linearizable read to measure".into())
+            }
             (Conn::Echo(c), _) => {
                 let answer = c.unary(ECHO_GET, reads.echo[key].clone()).await?;
                 echo_pb::EchoResponse::decode(answer).map_err(decode_err)?.value.len()

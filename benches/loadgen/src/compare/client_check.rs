@@ -13,11 +13,11 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::json;
 
+use super::measure::Fleet;
 use super::plan::Plan;
 use super::summary::median;
 use crate::load;
 use crate::load::Window;
-use crate::systems;
 use crate::target::Conn;
 use crate::target::Keyspace;
 use crate::target::System;
@@ -97,9 +97,9 @@ pub(super) async fn client_check(
     size: usize,
     window: Window,
     work: &Path,
-    coffer: &systems::Coffer,
-    etcd: &systems::Etcd,
+    fleet: &Fleet,
 ) -> anyhow::Result<Vec<serde_json::Value>> {
+    let (coffer, etcd) = (&fleet.coffer, &fleet.etcd);
     let one = Keyspace::new(size, 1);
     let mut out = vec![];
     for s in [System::Coffer, System::Etcd] {

@@ -8,12 +8,12 @@ use serde_json::json;
 use super::measure::conns;
 use super::measure::ensure_served;
 use super::measure::loadavg;
+use super::measure::Fleet;
 use super::plan::Plan;
 use super::summary::Medians;
 use super::summary::SummaryKey;
 use crate::load;
 use crate::load::Window;
-use crate::systems;
 use crate::target::Keyspace;
 use crate::target::System;
 use crate::target::Workload;
@@ -25,9 +25,7 @@ pub(super) async fn open_loop_runs(
     summary: &BTreeMap<SummaryKey, Medians>,
     ks: &Keyspace,
     window: Window,
-    coffer: &systems::Coffer,
-    etcd: &systems::Etcd,
-    echo: &systems::EchoServer,
+    fleet: &Fleet,
 ) -> anyhow::Result<Vec<serde_json::Value>> {
     let mut out = vec![];
     for &workload in &plan.workloads {
@@ -44,7 +42,7 @@ pub(super) async fn open_loop_runs(
             .round();
         let mut pools = BTreeMap::new();
         for &s in &stores {
-            pools.insert(s, conns(s, 10, coffer, etcd, echo).await?);
+            pools.insert(s, conns(s, 10, fleet).await?);
         }
         for r in 0..plan.open_loop_runs {
             for &s in &stores {
@@ -73,13 +71,8 @@ pub(super) async fn open_loop_runs(
 }
 
 /// Raft entries per WAL fsync on each system's leader with 1, 8, 64 concurrent writers.
-pub(super) async fn group_commit(
-    plan: &Plan,
-    ks: &Keyspace,
-    coffer: &systems::Coffer,
-    etcd: &systems::Etcd,
-    echo: &systems::EchoServer,
-) -> anyhow::Result<Vec<serde_json::Value>> {
+pub(super) async fn group_commit(plan: &Plan, ks: &Keyspace, fleet: &Fleet) -> anyhow::Result<Vec<serde_json::Value>> {
+    let (coffer, etcd) = (&fleet.coffer, &fleet.etcd);
     let mut out = vec![];
     let window = Window {
         warmup: Duration::from_millis(500),
@@ -89,7 +82,7 @@ pub(super) async fn group_commit(
         let nc = writers.clamp(1, 8);
         let inflight = writers.div_ceil(nc);
         for s in plan.systems.iter().copied().filter(|&s| s.is_store()) {
-            let pool = conns(s, nc, coffer, etcd, echo).await?;
+            let pool = conns(s, nc, fleet).await?;
             let leader = match s {
                 System::Coffer => coffer.cluster.wait_leader(Duration::from_secs(10)).await,
                 _ => etcd.leader().await?,

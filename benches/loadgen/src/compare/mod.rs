@@ -1,11 +1,12 @@
-//! `coffer-loadgen compare`: Coffer beside etcd and the bare echo limit, on one machine, in one
-//! run. Every cell (workload x value size x connections x in-flight) runs each system in turn,
+//! `coffer-loadgen compare`: Coffer beside etcd, OpenBao and the bare echo limit, on one
+//! machine, in one run. Every cell (workload x value size x connections x in-flight) runs each system in turn,
 //! `runs` times over (ABAB...), so drift in the machine (other load, page cache, compaction)
 //! lands on both sides alike; the load average is recorded before and after every run. Cells
 //! compare medians. The results go to `<out>/<date>.json` (raw runs, medians, ratios) and
 //! `<out>/<date>.md` (the tables benches/README.md shows).
 
 mod client_check;
+mod disk_use;
 mod extra_runs;
 mod measure;
 mod plan;
@@ -19,6 +20,7 @@ pub use plan::CLIENT_BOUND_SHARE;
 use measure::conns;
 use measure::ensure_served;
 use measure::loadavg;
+use measure::Fleet;
 use plan::parse_concurrency;
 
 use extra_runs::group_commit;
@@ -26,6 +28,7 @@ use extra_runs::open_loop_runs;
 use report::git_commit;
 use report::machine;
 use report::markdown;
+use summary::disk_ratio;
 use summary::ratios;
 use summary::ratios_of;
 use summary::summarize;
@@ -42,6 +45,7 @@ use crate::cpu;
 use crate::disk_space;
 use crate::load;
 use crate::load::Window;
+use crate::openbao::OpenBao;
 use crate::systems;
 use crate::target::Conn;
 use crate::target::Keyspace;
@@ -80,17 +84,32 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
         disk_space::ensure_free(&work, plan.min_free_gib)?;
     }
 
-    eprintln!("starting a 3-member etcd, a 3-node Coffer and the echo service on loopback ...");
+    let with_openbao = plan
+        .systems
+        .iter()
+        .any(|s| matches!(s, System::OpenBao | System::OpenBaoStandby));
+    eprintln!(
+        "starting a 3-member etcd, a 3-node Coffer{} and the echo service on loopback ...",
+        if with_openbao { ", a 3-node OpenBao" } else { "" }
+    );
     let etcd = systems::Etcd::start(&plan.etcd, &work).await?;
     let coffer = systems::Coffer::start(&coffer_bin).await?;
     let echo = systems::EchoServer::start().await?;
+    let openbao = match with_openbao {
+        true => Some(OpenBao::start(&plan.openbao, &work).await?),
+        false => None,
+    };
     eprintln!(
-        "etcd {} at {:?}; coffer at {:?} (data in {}); echo at {}",
+        "etcd {} at {:?}; coffer at {:?} (data in {}); echo at {}{}",
         etcd.version,
         etcd.client_urls,
         coffer.apis,
         coffer.data_dir().display(),
-        echo.addr
+        echo.addr,
+        openbao
+            .as_ref()
+            .map(|b| format!("; openbao {} at {:?} (active: {})", b.version, b.apis, b.active))
+            .unwrap_or_default()
     );
 
     let pids: BTreeMap<System, Vec<u32>> = [
@@ -107,23 +126,38 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
             System::CofferHttp,
             cpu::pids_matching(&coffer.data_dir().display().to_string()),
         ),
+        (System::OpenBao, openbao_pids(&work, with_openbao)),
+        (System::OpenBaoStandby, openbao_pids(&work, with_openbao)),
     ]
     .into_iter()
     .collect();
     for (s, p) in &pids {
-        anyhow::ensure!(
-            p.len() == if *s == System::Echo { 1 } else { 3 },
-            "found {s} processes {p:?}"
-        );
+        let expected = match s {
+            System::Echo => 1,
+            System::OpenBao | System::OpenBaoStandby if !with_openbao => 0,
+            _ => 3,
+        };
+        anyhow::ensure!(p.len() == expected, "found {s} processes {p:?}");
     }
+    let fleet = Fleet {
+        coffer,
+        etcd,
+        echo,
+        openbao,
+    };
+    let (coffer, etcd) = (&fleet.coffer, &fleet.etcd);
 
     let spaces: Vec<Keyspace> = plan.sizes.iter().map(|&s| Keyspace::new(s, plan.keys)).collect();
     for ks in &spaces {
         let t = std::time::Instant::now();
-        let c = conns(System::Coffer, 6, &coffer, &etcd, &echo).await?;
+        let c = conns(System::Coffer, 6, &fleet).await?;
         load::preload(&c, 64, ks).await.context("preloading coffer")?;
-        let e = conns(System::Etcd, 6, &coffer, &etcd, &echo).await?;
+        let e = conns(System::Etcd, 6, &fleet).await?;
         load::preload(&e, 64, ks).await.context("preloading etcd")?;
+        if with_openbao {
+            let b = conns(System::OpenBao, 6, &fleet).await?;
+            load::preload(&b, 64, ks).await.context("preloading openbao")?;
+        }
         eprintln!(
             "preloaded {} keys of {} B in each ({:.1?})",
             ks.names.len(),
@@ -160,7 +194,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
                 let systems: Vec<System> = plan.systems.iter().copied().filter(|&s| s.runs(workload)).collect();
                 let mut pools = BTreeMap::new();
                 for &s in &systems {
-                    pools.insert(s, conns(s, nc, &coffer, &etcd, &echo).await?);
+                    pools.insert(s, conns(s, nc, &fleet).await?);
                 }
                 for r in 0..plan.runs {
                     for &s in &systems {
@@ -219,17 +253,20 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     }
 
     let summary = summarize(&runs);
-    let check = client_check::client_check(&plan, spaces[0].size, window, &work, &coffer, &etcd).await?;
+    let check = client_check::client_check(&plan, spaces[0].size, window, &work, &fleet).await?;
     let open = if plan.open_loop_runs > 0 {
-        open_loop_runs(&plan, &summary, &spaces[0], window, &coffer, &etcd, &echo).await?
+        open_loop_runs(&plan, &summary, &spaces[0], window, &fleet).await?
     } else {
         vec![]
     };
-    let group = group_commit(&plan, &spaces[0], &coffer, &etcd, &echo).await?;
+    let group = group_commit(&plan, &spaces[0], &fleet).await?;
+    let disk = disk_use::disk_per_write(&plan, &spaces[0], &fleet, &work).await?;
 
     let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let day = &date[..10];
-    let ratios = ratios(&summary, plan.sizes.first().copied().unwrap_or(256));
+    let mut ratios = ratios(&summary, plan.sizes.first().copied().unwrap_or(256));
+    ratios["disk_per_write_vs_etcd"] = json!(disk_ratio(&disk, System::Etcd));
+    ratios["disk_per_write_vs_openbao"] = json!(disk_ratio(&disk, System::OpenBao));
     let ratios_by_size: BTreeMap<String, serde_json::Value> = plan
         .sizes
         .iter()
@@ -238,7 +275,10 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     let doc = json!({
         "date": date,
         "machine": machine(),
-        "versions": {"etcd": etcd.version, "coffer": env!("CARGO_PKG_VERSION"), "coffer_commit": git_commit()},
+        "versions": {
+            "etcd": etcd.version, "coffer": env!("CARGO_PKG_VERSION"), "coffer_commit": git_commit(),
+            "openbao": fleet.openbao.as_ref().map(|b| b.version.clone()),
+        },
         "method": {
             "runs_per_cell": plan.runs,
             "measure_secs": plan.secs,
@@ -249,6 +289,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
             "order": "each cell runs coffer, etcd (and echo for local reads) in turn, runs times over",
             "coffer": "3 nodes (us-east, eu-west, ap-south) on loopback, default Raft timings, RocksDB WAL fsynced before a write is acknowledged, a non-root token with a policy, every request authorized and audited (audit record fdatasync'd, batched, before the answer)",
             "etcd": "3 members on loopback, default settings (WAL fsynced), no auth",
+            "openbao": "3 nodes on loopback, integrated Raft storage, a file audit device declared in each node's config, KV v2 at secret/, a non-root token with a policy on secret/data/bench/*; HTTP/1.1 keep-alive JSON (its API); reads through the active node (openbao) and through the standbys, which forward them (openbao_standby); writes through the active node",
             "echo": "a bare tonic unary service answering with a payload of the value size",
             "connections": "spread round-robin over the members; followers forward writes (and linearizable reads) to the leader on both systems",
             "build": "the release profile (cargo build --release), not the dev profile make test uses",
@@ -267,6 +308,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
         "client_check": check,
         "open_loop": open,
         "group_commit": group,
+        "disk": disk,
         "runs": runs,
         "elapsed_secs": started.elapsed().as_secs_f64(),
     });
@@ -284,6 +326,14 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
         started.elapsed()
     );
     Ok(())
+}
+
+/// OpenBao's server processes (their command lines name their configs in `work`).
+fn openbao_pids(work: &std::path::Path, running: bool) -> Vec<u32> {
+    match running {
+        true => cpu::pids_matching(&format!("-config={}/openbao-n", work.display())),
+        false => vec![],
+    }
 }
 
 struct RemoveOnDrop(PathBuf);

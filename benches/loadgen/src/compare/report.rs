@@ -12,6 +12,7 @@ use super::summary::Medians;
 use super::summary::SummaryKey;
 use super::summary::TARGETS;
 use crate::target::System;
+use crate::target::Workload;
 
 pub(super) fn machine() -> serde_json::Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -38,17 +39,115 @@ pub(super) fn git_commit() -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// " (client-bound: coffer)" when the load generator used more than a quarter of the machine
-/// in a run of one of `cells`.
-fn client_bound(cells: &[(&str, Medians)]) -> String {
-    let bound: Vec<&str> = cells
+/// Every (workload, value size, connections, in flight) cell of the plan, in table order.
+fn cells<'a>(
+    plan: &'a Plan,
+    levels: &'a [(usize, usize)],
+) -> impl Iterator<Item = (Workload, usize, usize, usize)> + 'a {
+    plan.workloads.iter().flat_map(move |&w| {
+        plan.sizes
+            .iter()
+            .flat_map(move |&size| levels.iter().map(move |&(c, i)| (w, size, c, i)))
+    })
+}
+
+/// What a row of two cells says beside its label: " (errors: a 3, b 0)" when either had
+/// errors, and " (client-bound: a)" when the load generator used more than a quarter of the
+/// machine in a run of one of them.
+fn notes(a: (&str, Medians), b: (&str, Medians)) -> String {
+    let mut out = String::new();
+    if a.1.errors + b.1.errors > 0 {
+        out += &format!(" (errors: {} {}, {} {})", a.0, a.1.errors, b.0, b.1.errors);
+    }
+    let bound: Vec<&str> = [a, b]
         .iter()
         .filter(|(_, m)| m.client_share_max > CLIENT_BOUND_SHARE)
         .map(|(n, _)| *n)
         .collect();
-    match bound.is_empty() {
-        true => String::new(),
-        false => format!(" (**client-bound**: {})", bound.join(", ")),
+    if !bound.is_empty() {
+        out += &format!(" (**client-bound**: {})", bound.join(", "));
+    }
+    out
+}
+
+/// Coffer beside OpenBao's KV v2, cell by cell (reads on its active node and on a standby).
+fn openbao_table(md: &mut String, s: &BTreeMap<SummaryKey, Medians>, levels: &[(usize, usize)], plan: &Plan) {
+    use std::fmt::Write;
+    let mut rows = Vec::new();
+    for (w, size, c, i) in cells(plan, levels) {
+        let get = |sys| s.get(&(sys, w, size, c, i)).copied();
+        let (Some(a), Some(b)) = (get(System::Coffer), get(System::OpenBao)) else {
+            continue;
+        };
+        let standby = get(System::OpenBaoStandby);
+        let errs = notes(("coffer", a), ("openbao", b));
+        rows.push(format!(
+            "| {} / {}{errs} | {size} B | {c}x{i} | {} | {} | {:.1}x | {} / {} | {} / {} | {:.0} / {:.0} | {} |",
+            w.label(System::Coffer),
+            w.label(System::OpenBao),
+            fmt_ops(a.ops),
+            fmt_ops(b.ops),
+            a.ops / b.ops,
+            fmt_ms(a.p50),
+            fmt_ms(a.p99),
+            fmt_ms(b.p50),
+            fmt_ms(b.p99),
+            a.cpu_us_per_op,
+            b.cpu_us_per_op,
+            standby.map(|m| fmt_ops(m.ops)).unwrap_or_default(),
+        ));
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\nCoffer beside OpenBao (3 nodes, integrated Raft, file audit device, KV v2, a non-root token; its HTTP/1.1 JSON API):\n"
+    );
+    let _ = writeln!(
+        md,
+        "| workload (coffer / openbao) | value | conns x in flight | coffer ops/s | openbao ops/s | coffer/openbao | coffer p50 / p99 ms | openbao p50 / p99 ms | server CPU µs/op coffer / openbao | openbao standby ops/s |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let _ = writeln!(md, "{r}");
+    }
+}
+
+/// Bytes on disk per write, by part.
+fn disk_table(md: &mut String, doc: &serde_json::Value) {
+    use std::fmt::Write;
+    let Some(rows) = doc["disk"].as_array().filter(|a| !a.is_empty()) else {
+        return;
+    };
+    let _ = writeln!(
+        md,
+        "\nBytes on disk per write ({} writes of {} B over the preloaded names, summed over 3 members, measured {} s after the last write):\n",
+        rows[0]["writes"], rows[0]["value_bytes"], rows[0]["settle_secs"]
+    );
+    let _ = writeln!(md, "| system | bytes per write | by part | total after (MB) |");
+    let _ = writeln!(md, "|---|---|---|---|");
+    for r in rows {
+        let parts: Vec<String> = r["bytes_per_write_by_part"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k} {}", v.as_f64().unwrap_or(f64::NAN)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let after: u64 = r["bytes_after"]
+            .as_object()
+            .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
+            .unwrap_or(0);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {:.0} |",
+            r["system"].as_str().unwrap_or("?"),
+            fmt_ops(r["bytes_per_write"].as_f64().unwrap_or(f64::NAN)),
+            parts.join(", "),
+            after as f64 / 1e6,
+        );
     }
 }
 
@@ -102,33 +201,25 @@ fn fmt_ms(us: f64) -> String {
 fn http_table(md: &mut String, s: &BTreeMap<SummaryKey, Medians>, levels: &[(usize, usize)], plan: &Plan) {
     use std::fmt::Write;
     let mut rows = Vec::new();
-    for &w in &plan.workloads {
-        for &size in &plan.sizes {
-            for &(c, i) in levels {
-                let get = |sys| s.get(&(sys, w, size, c, i)).copied();
-                let (Some(g), Some(h)) = (get(System::Coffer), get(System::CofferHttp)) else {
-                    continue;
-                };
-                let errs = if g.errors + h.errors > 0 {
-                    format!(" (errors: gRPC {}, HTTP {})", g.errors, h.errors)
-                } else {
-                    String::new()
-                };
-                rows.push(format!(
-                    "| {}{errs} | {size} B | {c}x{i} | {} | {} | {:.2}x | {} / {} | {} / {} | {:.0} / {:.0} |",
-                    w.label(System::Coffer),
-                    fmt_ops(g.ops),
-                    fmt_ops(h.ops),
-                    h.ops / g.ops,
-                    fmt_ms(g.p50),
-                    fmt_ms(g.p99),
-                    fmt_ms(h.p50),
-                    fmt_ms(h.p99),
-                    g.cpu_us_per_op,
-                    h.cpu_us_per_op,
-                ));
-            }
-        }
+    for (w, size, c, i) in cells(plan, levels) {
+        let get = |sys| s.get(&(sys, w, size, c, i)).copied();
+        let (Some(g), Some(h)) = (get(System::Coffer), get(System::CofferHttp)) else {
+            continue;
+        };
+        let errs = notes(("gRPC", g), ("HTTP", h));
+        rows.push(format!(
+            "| {}{errs} | {size} B | {c}x{i} | {} | {} | {:.2}x | {} / {} | {} / {} | {:.0} / {:.0} |",
+            w.label(System::Coffer),
+            fmt_ops(g.ops),
+            fmt_ops(h.ops),
+            h.ops / g.ops,
+            fmt_ms(g.p50),
+            fmt_ms(g.p99),
+            fmt_ms(h.p50),
+            fmt_ms(h.p99),
+            g.cpu_us_per_op,
+            h.cpu_us_per_op,
+        ));
     }
     if rows.is_empty() {
         return;
@@ -174,14 +265,15 @@ pub(super) fn markdown(
         doc["ratios"]["value_bytes"]
     );
     let _ = writeln!(md, "|---|---|---|---|");
-    for (name, t) in TARGETS {
+    for (name, goal, t) in TARGETS {
         let got = doc["ratios"][name].as_f64();
         let _ = writeln!(
             md,
-            "| `{name}` | {} | >= {t} | {} |",
+            "| `{name}` | {} | {} {t} | {} |",
             got.map(|g| format!("{g:.2}x")).unwrap_or("-".into()),
+            goal.sign(),
             match got {
-                Some(g) if g >= t => "yes",
+                Some(g) if goal.met(g, t) => "yes",
                 Some(_) => "**no**",
                 None => "-",
             }
@@ -192,21 +284,14 @@ pub(super) fn markdown(
         "\n| workload (coffer / etcd) | value | conns x in flight | coffer ops/s | etcd ops/s | coffer/etcd | coffer p50 / p99 ms | etcd p50 / p99 ms | server CPU µs/op coffer / etcd | client CPU µs/op coffer / etcd | echo ops/s | coffer/echo |"
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for &w in &plan.workloads {
-        for &size in &plan.sizes {
-            for &(c, i) in levels {
-                let get = |sys| s.get(&(sys, w, size, c, i)).copied();
-                let (Some(a), Some(b)) = (get(System::Coffer), get(System::Etcd)) else {
-                    continue;
-                };
-                let echo = get(System::Echo);
-                let mut errs = if a.errors + b.errors > 0 {
-                    format!(" (errors: coffer {}, etcd {})", a.errors, b.errors)
-                } else {
-                    String::new()
-                };
-                errs += &client_bound(&[("coffer", a), ("etcd", b)]);
-                let _ = writeln!(
+    for (w, size, c, i) in cells(plan, levels) {
+        let get = |sys| s.get(&(sys, w, size, c, i)).copied();
+        let (Some(a), Some(b)) = (get(System::Coffer), get(System::Etcd)) else {
+            continue;
+        };
+        let echo = get(System::Echo);
+        let errs = notes(("coffer", a), ("etcd", b));
+        let _ = writeln!(
                     md,
                     "| {} / {}{errs} | {size} B | {c}x{i} | {} | {} | {:.2}x | {} / {} | {} / {} | {:.0} / {:.0} | {:.0} / {:.0} | {} | {} |",
                     w.label(System::Coffer),
@@ -225,11 +310,11 @@ pub(super) fn markdown(
                     echo.map(|e| fmt_ops(e.ops)).unwrap_or("".into()),
                     echo.map(|e| format!("{:.2}x", a.ops / e.ops)).unwrap_or("".into()),
                 );
-            }
-        }
     }
     http_table(&mut md, s, levels, plan);
+    openbao_table(&mut md, s, levels, plan);
     client_check_table(&mut md, doc);
+    disk_table(&mut md, doc);
     if let Some(open) = doc["open_loop"].as_array().filter(|a| !a.is_empty()) {
         let _ = writeln!(
             md,
