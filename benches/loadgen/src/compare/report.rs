@@ -39,6 +39,20 @@ pub(super) fn git_commit() -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// `intro`, then a Markdown table of `header` (its separator row drawn from it) and `rows`;
+/// nothing when there is no row.
+fn table(md: &mut String, intro: &str, header: &str, rows: &[String]) {
+    use std::fmt::Write;
+    if rows.is_empty() {
+        return;
+    }
+    let columns = header.matches('|').count().saturating_sub(1);
+    let _ = writeln!(md, "\n{intro}\n\n{header}\n|{}", "---|".repeat(columns));
+    for r in rows {
+        let _ = writeln!(md, "{r}");
+    }
+}
+
 /// Every (workload, value size, connections, in flight) cell of the plan, in table order.
 fn cells<'a>(
     plan: &'a Plan,
@@ -72,7 +86,6 @@ fn notes(a: (&str, Medians), b: (&str, Medians)) -> String {
 
 /// Coffer beside OpenBao's KV v2, cell by cell (reads on its active node and on a standby).
 fn openbao_table(md: &mut String, s: &BTreeMap<SummaryKey, Medians>, levels: &[(usize, usize)], plan: &Plan) {
-    use std::fmt::Write;
     let mut rows = Vec::new();
     for (w, size, c, i) in cells(plan, levels) {
         let get = |sys| s.get(&(sys, w, size, c, i)).copied();
@@ -97,21 +110,12 @@ fn openbao_table(md: &mut String, s: &BTreeMap<SummaryKey, Medians>, levels: &[(
             standby.map(|m| fmt_ops(m.ops)).unwrap_or_default(),
         ));
     }
-    if rows.is_empty() {
-        return;
-    }
-    let _ = writeln!(
+    table(
         md,
-        "\nCoffer beside OpenBao (3 nodes, integrated Raft, file audit device, KV v2, a non-root token; its HTTP/1.1 JSON API):\n"
+        "Coffer beside OpenBao (3 nodes, integrated Raft, file audit device, KV v2, a non-root token; its HTTP/1.1 JSON API):",
+        "| workload (coffer / openbao) | value | conns x in flight | coffer ops/s | openbao ops/s | coffer/openbao | coffer p50 / p99 ms | openbao p50 / p99 ms | server CPU µs/op coffer / openbao | openbao standby ops/s |",
+        &rows,
     );
-    let _ = writeln!(
-        md,
-        "| workload (coffer / openbao) | value | conns x in flight | coffer ops/s | openbao ops/s | coffer/openbao | coffer p50 / p99 ms | openbao p50 / p99 ms | server CPU µs/op coffer / openbao | openbao standby ops/s |"
-    );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
-    for r in rows {
-        let _ = writeln!(md, "{r}");
-    }
 }
 
 /// Bytes on disk per write, by part.
@@ -199,7 +203,6 @@ fn fmt_ms(us: f64) -> String {
 
 /// Coffer's reads over HTTP/JSON beside the same reads over gRPC, cell by cell.
 fn http_table(md: &mut String, s: &BTreeMap<SummaryKey, Medians>, levels: &[(usize, usize)], plan: &Plan) {
-    use std::fmt::Write;
     let mut rows = Vec::new();
     for (w, size, c, i) in cells(plan, levels) {
         let get = |sys| s.get(&(sys, w, size, c, i)).copied();
@@ -221,21 +224,12 @@ fn http_table(md: &mut String, s: &BTreeMap<SummaryKey, Medians>, levels: &[(usi
             h.cpu_us_per_op,
         ));
     }
-    if rows.is_empty() {
-        return;
-    }
-    let _ = writeln!(
+    table(
         md,
-        "\nCoffer's reads through the HTTP/JSON API (HTTP/1.1 keep-alive, one request per connection at a time) beside gRPC:\n"
+        "Coffer's reads through the HTTP/JSON API (HTTP/1.1 keep-alive, one request per connection at a time) beside gRPC:",
+        "| read | value | conns x in flight | gRPC ops/s | HTTP ops/s | HTTP/gRPC | gRPC p50 / p99 ms | HTTP p50 / p99 ms | server CPU µs/op gRPC / HTTP |",
+        &rows,
     );
-    let _ = writeln!(
-        md,
-        "| read | value | conns x in flight | gRPC ops/s | HTTP ops/s | HTTP/gRPC | gRPC p50 / p99 ms | HTTP p50 / p99 ms | server CPU µs/op gRPC / HTTP |"
-    );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
-    for r in rows {
-        let _ = writeln!(md, "{r}");
-    }
 }
 
 pub(super) fn markdown(
@@ -380,4 +374,18 @@ pub(super) fn markdown(
         }
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_draws_its_separator_from_its_header_and_an_empty_one_is_left_out() {
+        let mut md = String::new();
+        table(&mut md, "Intro:", "| a | b | c |", &[]);
+        assert_eq!(md, "");
+        table(&mut md, "Intro:", "| a | b | c |", &["| 1 | 2 | 3 |".into()]);
+        assert_eq!(md, "\nIntro:\n\n| a | b | c |\n|---|---|---|\n| 1 | 2 | 3 |\n");
+    }
 }
