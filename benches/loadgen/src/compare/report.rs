@@ -95,18 +95,10 @@ fn openbao_table(md: &mut String, s: &BTreeMap<SummaryKey, Medians>, levels: &[(
         let standby = get(System::OpenBaoStandby);
         let errs = notes(("coffer", a), ("openbao", b));
         rows.push(format!(
-            "| {} / {}{errs} | {size} B | {c}x{i} | {} | {} | {:.1}x | {} / {} | {} / {} | {:.0} / {:.0} | {} |",
+            "| {} / {}{errs} | {size} B | {c}x{i} | {} | {} |",
             w.label(System::Coffer),
             w.label(System::OpenBao),
-            fmt_ops(a.ops),
-            fmt_ops(b.ops),
-            a.ops / b.ops,
-            fmt_ms(a.p50),
-            fmt_ms(a.p99),
-            fmt_ms(b.p50),
-            fmt_ms(b.p99),
-            a.cpu_us_per_op,
-            b.cpu_us_per_op,
+            pair_columns(&a, &b, format!("{:.1}x", a.ops / b.ops)),
             standby.map(|m| fmt_ops(m.ops)).unwrap_or_default(),
         ));
     }
@@ -189,6 +181,22 @@ fn client_check_table(md: &mut String, doc: &serde_json::Value) {
     }
 }
 
+/// The columns every side-by-side table shares for two cells `a` and `b`: ops/s of each,
+/// `ratio`, p50 / p99 of each, server CPU per request of each.
+fn pair_columns(a: &Medians, b: &Medians, ratio: String) -> String {
+    format!(
+        "{} | {} | {ratio} | {} / {} | {} / {} | {:.0} / {:.0}",
+        fmt_ops(a.ops),
+        fmt_ops(b.ops),
+        fmt_ms(a.p50),
+        fmt_ms(a.p99),
+        fmt_ms(b.p50),
+        fmt_ms(b.p99),
+        a.cpu_us_per_op,
+        b.cpu_us_per_op,
+    )
+}
+
 fn fmt_ops(x: f64) -> String {
     if x.is_nan() {
         "-".into()
@@ -211,17 +219,9 @@ fn http_table(md: &mut String, s: &BTreeMap<SummaryKey, Medians>, levels: &[(usi
         };
         let errs = notes(("gRPC", g), ("HTTP", h));
         rows.push(format!(
-            "| {}{errs} | {size} B | {c}x{i} | {} | {} | {:.2}x | {} / {} | {} / {} | {:.0} / {:.0} |",
+            "| {}{errs} | {size} B | {c}x{i} | {} |",
             w.label(System::Coffer),
-            fmt_ops(g.ops),
-            fmt_ops(h.ops),
-            h.ops / g.ops,
-            fmt_ms(g.p50),
-            fmt_ms(g.p99),
-            fmt_ms(h.p50),
-            fmt_ms(h.p99),
-            g.cpu_us_per_op,
-            h.cpu_us_per_op,
+            pair_columns(&g, &h, format!("{:.2}x", h.ops / g.ops)),
         ));
     }
     table(
@@ -286,24 +286,16 @@ pub(super) fn markdown(
         let echo = get(System::Echo);
         let errs = notes(("coffer", a), ("etcd", b));
         let _ = writeln!(
-                    md,
-                    "| {} / {}{errs} | {size} B | {c}x{i} | {} | {} | {:.2}x | {} / {} | {} / {} | {:.0} / {:.0} | {:.0} / {:.0} | {} | {} |",
-                    w.label(System::Coffer),
-                    w.label(System::Etcd),
-                    fmt_ops(a.ops),
-                    fmt_ops(b.ops),
-                    a.ops / b.ops,
-                    fmt_ms(a.p50),
-                    fmt_ms(a.p99),
-                    fmt_ms(b.p50),
-                    fmt_ms(b.p99),
-                    a.cpu_us_per_op,
-                    b.cpu_us_per_op,
-                    a.client_cpu_us_per_op,
-                    b.client_cpu_us_per_op,
-                    echo.map(|e| fmt_ops(e.ops)).unwrap_or("".into()),
-                    echo.map(|e| format!("{:.2}x", a.ops / e.ops)).unwrap_or("".into()),
-                );
+            md,
+            "| {} / {}{errs} | {size} B | {c}x{i} | {} | {:.0} / {:.0} | {} | {} |",
+            w.label(System::Coffer),
+            w.label(System::Etcd),
+            pair_columns(&a, &b, format!("{:.2}x", a.ops / b.ops)),
+            a.client_cpu_us_per_op,
+            b.client_cpu_us_per_op,
+            echo.map(|e| fmt_ops(e.ops)).unwrap_or("".into()),
+            echo.map(|e| format!("{:.2}x", a.ops / e.ops)).unwrap_or("".into()),
+        );
     }
     http_table(&mut md, s, levels, plan);
     openbao_table(&mut md, s, levels, plan);
