@@ -84,11 +84,9 @@ async fn write_read_everywhere_kill_leader_and_catch_up() {
     })
     .await;
     assert_eq!(latest.value, b"fake-value-2");
-    let snap = cluster.data_dir(leader).join("snapshots").join("current.snap");
-    assert!(snap.exists(), "the restarted node installed a snapshot");
     assert!(
-        cluster.log(leader).contains("snapshot") || snap.metadata().unwrap().len() > 0,
-        "snapshot present"
+        cluster.log(leader).contains("installed a snapshot"),
+        "the restarted node caught up by a snapshot install"
     );
 
     // No acknowledged write is lost, on any node.

@@ -7,7 +7,7 @@
 //!
 //! In: [`seed`] turns empty storage into a node that holds the pairs as a snapshot at the
 //! backup's applied log id, with a new membership, as if it had installed that snapshot from a
-//! leader: state and snapshot written, the log purged through that id (durable before the
+//! leader: the state written, the log purged through that id (durable before the
 //! state, per the purge rule), and a vote of that id's term so the node's next election is at a
 //! later term than any entry it holds. The other members start empty and receive the snapshot
 //! from the leader like any new member.
@@ -22,7 +22,6 @@ use crate::codec;
 use crate::pb;
 use crate::state_machine::install;
 use crate::state_machine::read_applied;
-use crate::state_machine::SnapshotWrites;
 use crate::state_machine::LAST_APPLIED_KEY;
 use crate::state_machine::MEMBERSHIP_KEY;
 use crate::storage::LogBackend;
@@ -56,10 +55,7 @@ pub fn is_empty(log: &dyn LogBackend, sm: &dyn SmBackend) -> io::Result<bool> {
         any_state = true;
         Ok(())
     })?;
-    Ok(!any_state
-        && log.last()?.is_none()
-        && log.get_meta(crate::log_store::META_VOTE)?.is_none()
-        && sm.load_snapshot()?.is_none())
+    Ok(!any_state && log.last()?.is_none() && log.get_meta(crate::log_store::META_VOTE)?.is_none())
 }
 
 /// Seeds empty storage with `pairs` (application keys, sorted or not) applied through
@@ -111,8 +107,8 @@ pub fn seed(
     let vote = Vote::new(last.leader_id.term, last.leader_id.node_id);
     log.put_meta_durable(crate::log_store::META_VOTE, &codec::vote_to_pb(&vote).encode_to_vec())?;
     // Then installed as a follower installs a leader's snapshot: verified, the state replaced,
-    // Raft's keys from the meta, the snapshot stored as current.
-    install(sm, &SnapshotWrites::default(), &meta, &bytes)?;
+    // Raft's keys from the meta (the state is the node's snapshot from then on).
+    install(sm, &meta, &bytes)?;
     sm.flush_at_shutdown()
 }
 
@@ -158,14 +154,17 @@ mod tests {
         let mut want = pairs();
         want.sort();
         assert_eq!(seen, want, "the application pairs, in key order, and no Raft key");
-        let file = crate::state_machine::decode_snapshot(&sm.load_snapshot().unwrap().unwrap()).unwrap();
-        let meta = codec::snapshot_meta_from_pb(&file.meta.unwrap()).unwrap();
+        // The snapshot the node would send: the applied id, the new members, the pairs.
+        let (meta, bytes) = crate::state_machine::current_snapshot(&sm).unwrap().unwrap();
+        let file = crate::state_machine::decode_snapshot(&bytes).unwrap();
+        assert_eq!(file.meta, Some(codec::snapshot_meta_to_pb(&meta)));
         assert_eq!(meta.last_log_id.map(|l| l.index), Some(120));
         assert_eq!(
             meta.last_membership.membership().voter_ids().collect::<Vec<_>>(),
             vec![1, 2, 3]
         );
-        assert_eq!(file.pairs.len(), 2);
+        let app_pairs: Vec<_> = file.pairs.iter().filter(|p| !is_raft_key(&p.key)).collect();
+        assert_eq!(app_pairs.len(), 2);
         // Purged through the applied id; the vote is of its term, so elections go above it.
         let purged = pb::LogId::decode(&*log.get_meta(crate::log_store::META_LAST_PURGED).unwrap().unwrap()).unwrap();
         assert_eq!(purged, applied());

@@ -13,7 +13,6 @@ use std::sync::RwLockReadGuard;
 use crate::storage::FlushDone;
 use crate::storage::LogBackend;
 use crate::storage::SmBackend;
-use crate::storage::SnapshotFill;
 use coffer_kv::KvView;
 use coffer_kv::PairVisitor;
 use coffer_kv::WriteSet;
@@ -97,7 +96,6 @@ impl LogBackend for MemLogBackend {
 #[derive(Default)]
 struct MemSmInner {
     kv: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
-    snapshot: Mutex<Option<Vec<u8>>>,
     /// Free bytes of a simulated disk (`None`: no disk, never out of space).
     disk: Option<std::sync::atomic::AtomicU64>,
 }
@@ -131,11 +129,10 @@ impl MemSmBackend {
         }
     }
 
-    /// Every stored byte (key space and snapshot), for "no plaintext in storage" checks.
+    /// Every stored byte (the key space, which is also the snapshot), for "no plaintext in
+    /// storage" checks.
     pub fn dump(&self) -> Vec<Vec<u8>> {
-        let mut out: Vec<Vec<u8>> = self.inner.kv.read().expect("lock").values().cloned().collect();
-        out.extend(self.inner.snapshot.lock().expect("lock").clone());
-        out
+        self.inner.kv.read().expect("lock").values().cloned().collect()
     }
 }
 
@@ -182,16 +179,5 @@ impl SmBackend for MemSmBackend {
         let mut kv = self.inner.kv.write().map_err(|_| poisoned())?;
         *kv = pairs.into_iter().collect();
         Ok(())
-    }
-
-    fn save_snapshot_with(&self, fill: &mut SnapshotFill<'_>) -> io::Result<()> {
-        let mut bytes = Vec::new();
-        fill(&mut bytes)?;
-        *self.inner.snapshot.lock().map_err(|_| poisoned())? = Some(bytes);
-        Ok(())
-    }
-
-    fn load_snapshot(&self) -> io::Result<Option<Vec<u8>>> {
-        Ok(self.inner.snapshot.lock().map_err(|_| poisoned())?.clone())
     }
 }

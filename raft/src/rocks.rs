@@ -3,11 +3,14 @@
 //! ```text
 //! <data_dir>/db/          RocksDB: `log` (u64 BE index -> LogEntry), `raft_meta` (vote,
 //!                         committed, last purged), `sm` (state machine, see `keys`)
-//! <data_dir>/snapshots/   current.snap, the last built or installed snapshot
 //! ```
 //! All column families share one WAL, so a synced write makes every earlier write durable,
 //! whatever its column family. Log appends are made durable by a flusher thread that fsyncs the
 //! WAL once for every append queued since its last fsync (group commit).
+//!
+//! The `sm` family is also the snapshot: nothing else holds a copy of the state (see
+//! [`crate::state_machine`]). Versions before that kept one in `<data_dir>/snapshots/`; opening
+//! removes that folder.
 
 use std::fs;
 use std::io;
@@ -31,7 +34,6 @@ use rocksdb::DB;
 use crate::storage::FlushDone;
 use crate::storage::LogBackend;
 use crate::storage::SmBackend;
-use crate::storage::SnapshotFill;
 use coffer_kv::KvView;
 use coffer_kv::PairVisitor;
 use coffer_kv::WriteSet;
@@ -39,7 +41,8 @@ use coffer_kv::WriteSet;
 const CF_LOG: &str = "log";
 const CF_RAFT_META: &str = "raft_meta";
 const CF_SM: &str = "sm";
-const SNAPSHOT_FILE: &str = "current.snap";
+/// Where earlier versions kept a full copy of the state; removed at open.
+const LEGACY_SNAPSHOT_DIR: &str = "snapshots";
 
 fn rerr(e: rocksdb::Error) -> io::Error {
     io::Error::other(format!("rocksdb: {e}"))
@@ -80,6 +83,9 @@ pub fn memtable_bytes(id: crate::NodeId) -> usize {
     (MEMTABLE_BASE_BYTES + crate::snapshot_schedule::spread(id, MEMTABLE_BASE_BYTES)) as usize
 }
 
+/// RocksDB's default memtable size.
+const DEFAULT_MEMTABLE_BYTES: usize = 64 << 20;
+
 /// Opens (or creates) a RocksDB with RocksDB's default memtable size (64 MiB) and returns its
 /// two backends. For tools and tests; a server opens with [`open_for_node`].
 pub fn open(data_dir: &Path) -> io::Result<(RocksLogBackend, RocksSmBackend)> {
@@ -98,6 +104,12 @@ fn open_with(data_dir: &Path, memtable: Option<usize>) -> io::Result<(RocksLogBa
     opts.create_missing_column_families(true);
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     opts.set_keep_log_file_num(4);
+    // A WAL file lives until every family with writes in it has flushed them. `raft_meta`
+    // takes a few small writes a second and fills its memtable almost never, so without a
+    // bound it kept every WAL file until RocksDB's default one (4x all memtables, ~1.7 GB a
+    // node) forced a flush. Four of the busy families' memtables hold what they have not
+    // flushed yet; past that the families holding the oldest file flush.
+    opts.set_max_total_wal_size(4 * memtable.unwrap_or(DEFAULT_MEMTABLE_BYTES) as u64);
     let cfs = [CF_LOG, CF_RAFT_META, CF_SM].map(|name| {
         let mut o = Options::default();
         o.set_compression_type(rocksdb::DBCompressionType::Lz4);
@@ -116,8 +128,11 @@ fn open_with(data_dir: &Path, memtable: Option<usize>) -> io::Result<(RocksLogBa
         ColumnFamilyDescriptor::new(name, o)
     });
     let db = Arc::new(DB::open_cf_descriptors(&opts, data_dir.join("db"), cfs).map_err(rerr)?);
-    let snapshot_dir = data_dir.join("snapshots");
-    fs::create_dir_all(&snapshot_dir)?;
+    // The state is in `sm`; an earlier version's snapshot file only duplicated it.
+    match fs::remove_dir_all(data_dir.join(LEGACY_SNAPSHOT_DIR)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
 
     let stats = Arc::new(LogStats::default());
     let (tx, rx) = mpsc::channel::<FlushDone>();
@@ -134,7 +149,10 @@ fn open_with(data_dir: &Path, memtable: Option<usize>) -> io::Result<(RocksLogBa
             flusher: Some(flusher),
             stats,
         },
-        RocksSmBackend { db, snapshot_dir },
+        RocksSmBackend {
+            db,
+            data_dir: data_dir.to_path_buf(),
+        },
     ))
 }
 
@@ -246,13 +264,23 @@ impl LogBackend for RocksLogBackend {
         }
     }
 
+    /// One range tombstone hides the records at once; the SST files that hold nothing but
+    /// records of the range are then dropped whole, so a purge gives its space back without
+    /// waiting for a compaction to reach them (the log's keys only grow, so most of its files
+    /// fall entirely below a purge point). What a file shares with live records goes when a
+    /// compaction rewrites it.
     fn delete_range(&self, start: u64, end: u64) -> io::Result<()> {
         if start >= end {
             return Ok(());
         }
+        let log = cf(&self.db, CF_LOG);
         let mut b = WriteBatch::default();
-        b.delete_range_cf(cf(&self.db, CF_LOG), start.to_be_bytes(), end.to_be_bytes());
-        self.db.write(b).map_err(rerr)
+        b.delete_range_cf(log, start.to_be_bytes(), end.to_be_bytes());
+        self.db.write(b).map_err(rerr)?;
+        // `to` is inclusive here: the last purged index, never a live record.
+        self.db
+            .delete_file_in_range_cf(log, start.to_be_bytes(), (end - 1).to_be_bytes())
+            .map_err(rerr)
     }
 }
 
@@ -265,7 +293,7 @@ fn index_of(key: &[u8]) -> io::Result<u64> {
 
 pub struct RocksSmBackend {
     db: Arc<DB>,
-    snapshot_dir: PathBuf,
+    data_dir: PathBuf,
 }
 
 impl RocksSmBackend {
@@ -379,7 +407,7 @@ impl SmBackend for RocksSmBackend {
     }
 
     fn free_disk_bytes(&self) -> Option<io::Result<u64>> {
-        Some(crate::disk_space::free_bytes_at(&self.snapshot_dir))
+        Some(crate::disk_space::free_bytes_at(&self.data_dir))
     }
 
     fn view(&self) -> Box<dyn KvView + '_> {
@@ -411,88 +439,13 @@ impl SmBackend for RocksSmBackend {
         self.db.write_opt(b, &synced()).map_err(rerr)
     }
 
-    fn save_snapshot_with(&self, fill: &mut SnapshotFill<'_>) -> io::Result<()> {
-        write_durably(&self.snapshot_dir, SNAPSHOT_FILE, fill)
-    }
-
-    fn load_snapshot(&self) -> io::Result<Option<Vec<u8>>> {
-        match fs::read(self.snapshot_dir.join(SNAPSHOT_FILE)) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-}
-
-/// Replaces `dir/name` atomically: write a temporary file, fsync it, rename, fsync the folder.
-/// `fill` streams the content out in pieces of its choosing (unbuffered here: the snapshot
-/// encoder gathers its own chunks), so a large snapshot never has to be whole in memory. On any
-/// error the temporary file is removed and `dir/name` is untouched.
-fn write_durably(dir: &Path, name: &str, fill: &mut SnapshotFill<'_>) -> io::Result<()> {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let written = (|| {
-        let mut out = SyncEvery::new(fs::File::create(&tmp)?, SYNC_EVERY_BYTES);
-        fill(&mut out)?;
-        out.file.sync_all()
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    fs::rename(&tmp, dir.join(name))?;
-    fs::File::open(dir)?.sync_all()
-}
-
-/// How much of a large file [`write_durably`] writes between two fdatasyncs.
-const SYNC_EVERY_BYTES: u64 = 8 << 20;
-
-/// Passes writes through to `file` and fdatasyncs it after every `every` bytes, so a large file
-/// (a snapshot of hundreds of MB) reaches the disk in steps. A single write is cut at the next
-/// step, so even one `write_all` of a whole received snapshot is synced every `every` bytes. A single fsync at the end would
-/// flush it all at once, and every RocksDB WAL fsync issued meanwhile would queue behind it.
-/// On this machine's disk, while a 400 MB file was written and fsynced once, a concurrent
-/// 300-byte append + fdatasync waited up to 143 ms; with a sync every 8 MiB, under 10 ms
-/// (`benches/fsync_interference.py`).
-struct SyncEvery {
-    file: fs::File,
-    every: u64,
-    since_sync: u64,
-    syncs: u64,
-}
-
-impl SyncEvery {
-    fn new(file: fs::File, every: u64) -> Self {
-        Self {
-            file,
-            every: every.max(1),
-            since_sync: 0,
-            syncs: 0,
-        }
-    }
-}
-
-impl io::Write for SyncEvery {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let room = usize::try_from(self.every - self.since_sync).unwrap_or(usize::MAX);
-        let n = io::Write::write(&mut self.file, &buf[..buf.len().min(room)])?;
-        self.since_sync += n as u64;
-        if self.since_sync >= self.every {
-            self.file.sync_data()?;
-            self.since_sync = 0;
-            self.syncs += 1;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        io::Write::flush(&mut self.file)
+    fn sync(&self) -> io::Result<()> {
+        self.db.flush_wal(true).map_err(rerr)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write as _;
-
     use super::*;
 
     #[test]
@@ -546,24 +499,5 @@ mod tests {
             }
         }
         assert!(per_family.iter().any(|(f, _)| f == CF_SM) && per_family.iter().any(|(f, _)| f == CF_LOG));
-    }
-
-    #[test]
-    fn a_large_file_is_synced_in_steps_and_arrives_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("big");
-        let mut w = SyncEvery::new(fs::File::create(&path).unwrap(), 1 << 20);
-        let chunk = vec![7u8; 256 * 1024];
-        for _ in 0..20 {
-            w.write_all(&chunk).unwrap();
-        }
-        assert_eq!(w.syncs, 5, "5 MiB written, one fdatasync per MiB");
-        // One write of 5 MiB (a received snapshot saved whole) is synced in the same steps.
-        w.write_all(&vec![8u8; 5 << 20]).unwrap();
-        assert_eq!(w.syncs, 10, "a single large write is cut at every step");
-        drop(w);
-        let mut want = vec![7u8; 20 * 256 * 1024];
-        want.extend(vec![8u8; 5 << 20]);
-        assert_eq!(fs::read(&path).unwrap(), want);
     }
 }

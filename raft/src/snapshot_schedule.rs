@@ -2,9 +2,11 @@
 //! that depends on the node's id.
 //!
 //! openraft's `LogsSinceLast(n)` makes every member of a cluster that started together build a
-//! snapshot at the same log indexes (n, 2n, ...). A build scans and writes the whole state, so
-//! all replicas then slow down together, and with them the quorum that commits writes (on the
-//! 3-node loopback bench, three 535 MB snapshot files landed on one disk at once). Here node
+//! snapshot at the same log indexes (n, 2n, ...). Builds used to write the whole state to a
+//! file, and all replicas slowed down together, and with them the quorum that commits writes
+//! (on the 3-node loopback bench, three 535 MB snapshot files landed on one disk at once). A
+//! build is now a WAL sync, but the log purge behind it and the compaction that reclaims the
+//! purged entries are still better not run by every replica at once. Here node
 //! `id` builds when its applied index crosses `k * every - phase(id)`, where `phase(id)` is
 //! `every` times the fractional part of `id * golden ratio`: nodes 1, 2 and 3 sit at 0.62, 0.24
 //! and 0.85 of a period, so no two of them build within 0.23 of a period of each other, and

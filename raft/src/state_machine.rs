@@ -9,8 +9,14 @@
 //!   purged the purge's synced write has made every earlier apply durable, so a restart never
 //!   needs a purged entry. After a crash the state may be behind the log; openraft re-applies
 //!   from the last applied id up to the saved committed id.
-//! - A snapshot install replaces the key space atomically and durably, then persists the
-//!   snapshot itself.
+//! - The key space is the snapshot. A build makes the applied state durable (one WAL sync) and
+//!   reports the log id that state holds; nothing is copied. When a peer needs the snapshot,
+//!   [`RaftStateMachine::get_current_snapshot`] encodes one consistent view of the key space,
+//!   with the meta read from that same view, so meta and pairs always agree. The current
+//!   snapshot is therefore the applied state, never older than the last one built or
+//!   installed, and the state is on disk once (a snapshot file beside it doubled the bytes on
+//!   disk and rewrote the whole state at every build).
+//! - A snapshot install replaces the key space atomically and durably; that is all it stores.
 
 use std::io;
 use std::sync::atomic::AtomicU64;
@@ -56,23 +62,22 @@ pub const MEMBERSHIP_KEY: &[u8] = b"m/membership";
 ///
 /// openraft reads only the meta of a snapshot the state machine just built, and asks
 /// [`RaftStateMachine::get_current_snapshot`] for the bytes whenever it sends one; so a build
-/// streams the encoding to storage and hands back [`SnapshotData::Stored`], and the state never
-/// has to be in memory twice.
+/// hands back [`SnapshotData::InState`], and the state is encoded only to be sent.
 pub enum SnapshotData {
-    /// The encoding, in memory: received from a peer, or loaded to be sent to one.
+    /// The encoding, in memory: received from a peer, or encoded to be sent to one.
     Bytes(Vec<u8>),
-    /// A snapshot this node built and stored durably; its bytes stay on disk.
-    Stored,
+    /// A snapshot this node built: its state machine's own durable key space.
+    InState,
 }
 
 impl SnapshotData {
-    /// The encoding. A built snapshot's bytes were never loaded: that is an error, not a panic,
-    /// in case an openraft upgrade starts using them.
+    /// The encoding. A built snapshot was never encoded: that is an error, not a panic, in case
+    /// an openraft upgrade starts using its bytes.
     pub fn into_bytes(self) -> io::Result<Vec<u8>> {
         match self {
             SnapshotData::Bytes(b) => Ok(b),
-            SnapshotData::Stored => Err(io::Error::other(
-                "a freshly built snapshot has no bytes in memory; load the current snapshot",
+            SnapshotData::InState => Err(io::Error::other(
+                "a freshly built snapshot is the state itself; ask for the current snapshot",
             )),
         }
     }
@@ -82,7 +87,7 @@ impl std::fmt::Debug for SnapshotData {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SnapshotData::Bytes(b) => write!(f, "SnapshotData::Bytes({} bytes)", b.len()),
-            SnapshotData::Stored => f.write_str("SnapshotData::Stored"),
+            SnapshotData::InState => f.write_str("SnapshotData::InState"),
         }
     }
 }
@@ -157,23 +162,10 @@ pub struct StateMachineStore {
     /// When set, an apply that passes one of this node's snapshot points sends on the channel
     /// (see [`crate::snapshot_schedule`]); the receiver asks openraft to build.
     snapshots: Option<(SnapshotSchedule, mpsc::Sender<()>)>,
-    /// Held by whoever stores a snapshot (see [`SnapshotWrites`]).
-    snapshot_writes: SnapshotWrites,
     /// Where applies and installs ask for shredding ([`crate::shredder`]).
     shredding: Shredding,
     /// The application's events of recent applies ([`crate::change_feed`]).
     feed: ChangeFeed,
-}
-
-/// One snapshot write at a time: a build (openraft runs it as a task of its own) and an
-/// install may otherwise run at once. Each takes this lock before it reads the state it stores
-/// and keeps it until the snapshot is durable, so they never share a temporary file, and the
-/// later writer always stores the later state: the current snapshot never goes back.
-pub(crate) type SnapshotWrites = Arc<std::sync::Mutex<()>>;
-
-/// Takes the lock; it guards no data, so a panic while it was held leaves nothing to repair.
-fn lock_snapshot_writes(lock: &SnapshotWrites) -> std::sync::MutexGuard<'_, ()> {
-    lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl StateMachineStore {
@@ -188,7 +180,6 @@ impl StateMachineStore {
             applied: Arc::new(watch::channel(applied).0),
             access_epoch: Arc::new(AtomicU64::new(0)),
             snapshots: None,
-            snapshot_writes: SnapshotWrites::default(),
             shredding: Shredding::default(),
             feed: ChangeFeed::new(applied),
         })
@@ -344,20 +335,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         SnapshotBuilder {
             backend: self.backend.clone(),
-            snapshot_writes: self.snapshot_writes.clone(),
         }
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> Result<(), io::Error> {
         let bytes = snapshot.into_bytes()?;
         let owned_meta = meta.clone();
-        let writes = self.snapshot_writes.clone();
-        off_worker(&self.backend, move |backend| {
-            install(backend, &writes, &owned_meta, &bytes)
-        })
-        .await?;
+        off_worker(&self.backend, move |backend| install(backend, &owned_meta, &bytes)).await?;
         self.access_changed();
         let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
+        tracing::info!(index, "installed a snapshot");
         self.feed.reset(index);
         self.publish_applied(index);
         // The replaced state may have held what a destroy removed: shred after installs too.
@@ -365,17 +352,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok(())
     }
 
+    /// The applied state, encoded from one view (see the module's doc); `None` before anything
+    /// was applied or installed.
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        let loaded = off_worker(&self.backend, |backend| {
-            let Some(bytes) = backend.load_snapshot()? else {
-                return Ok(None);
-            };
-            let file = decode_snapshot(&bytes)?;
-            let meta = codec::snapshot_meta_from_pb(&file.meta.unwrap_or_default())?;
-            Ok(Some((meta, bytes)))
-        })
-        .await?;
-        Ok(loaded.map(|(meta, bytes)| Snapshot {
+        let encoded = off_worker(&self.backend, current_snapshot).await?;
+        Ok(encoded.map(|(meta, bytes)| Snapshot {
             meta,
             snapshot: SnapshotData::Bytes(bytes),
         }))
@@ -383,8 +364,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 }
 
 /// Runs `f` on a blocking thread when `backend` waits on disk, and inline otherwise (memory,
-/// so a simulation stays on its one deterministic thread). Whole-state work (building, loading
-/// or installing a snapshot of hundreds of MB) takes seconds; on an async worker it would hold
+/// so a simulation stays on its one deterministic thread). Whole-state work (encoding or
+/// installing a snapshot of hundreds of MB) takes seconds; on an async worker it would hold
 /// up whatever that worker was to run next: a replication stream, an RPC, the apply loop.
 async fn off_worker<T, F>(backend: &Arc<dyn SmBackend>, f: F) -> io::Result<T>
 where
@@ -400,18 +381,32 @@ where
         .map_err(|e| io::Error::other(format!("a snapshot task on the storage thread did not finish: {e}")))?
 }
 
-/// Replaces the key space with a received snapshot's, and stores the snapshot as current.
-pub(crate) fn install(
-    backend: &dyn SmBackend,
-    writes: &SnapshotWrites,
-    meta: &SnapshotMeta,
-    bytes: &[u8],
-) -> io::Result<()> {
-    let _one_writer = lock_snapshot_writes(writes);
-    let mut file = decode_snapshot(bytes)?;
-    // Stored with the authoritative meta, so get_current_snapshot returns exactly it.
-    file.meta = Some(codec::snapshot_meta_to_pb(meta));
-    let stored = file.encode_to_vec();
+/// The current snapshot of `backend`: the meta and the encoding of one view of its key space
+/// (`None` while nothing was applied).
+pub(crate) fn current_snapshot(backend: &dyn SmBackend) -> io::Result<Option<(SnapshotMeta, Vec<u8>)>> {
+    let view = backend.view();
+    let Some(meta) = view_meta(&*view)? else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::new();
+    write_snapshot(&meta, &*view, &mut bytes)?;
+    Ok(Some((meta, bytes)))
+}
+
+/// The snapshot meta of the state `view` shows (`None` while nothing was applied).
+fn view_meta(view: &dyn KvView) -> io::Result<Option<SnapshotMeta>> {
+    let Some(last) = read_applied(view)? else {
+        return Ok(None);
+    };
+    Ok(Some(SnapshotMeta {
+        last_log_id: Some(last),
+        last_membership: read_membership(view)?,
+    }))
+}
+
+/// Replaces the key space with a received snapshot's, Raft's own keys from `meta`.
+pub(crate) fn install(backend: &dyn SmBackend, meta: &SnapshotMeta, bytes: &[u8]) -> io::Result<()> {
+    let file = decode_snapshot(bytes)?;
     let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = file
         .pairs
         .into_iter()
@@ -427,29 +422,31 @@ pub(crate) fn install(
         codec::stored_membership_to_pb(&meta.last_membership).encode_to_vec(),
     ));
     pairs.sort();
-    backend.replace_all(pairs)?;
-    backend.save_snapshot(&stored)
+    backend.replace_all(pairs)
 }
 
-/// Builds a snapshot from a consistent view of the state machine.
+/// Builds a snapshot: the applied state, made durable.
 pub struct SnapshotBuilder {
     backend: Arc<dyn SmBackend>,
-    snapshot_writes: SnapshotWrites,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotData;
 
-    /// Streams the encoding straight from a consistent view to the snapshot file: no copy of
-    /// the state in memory, whatever its size.
-    ///
-    /// openraft runs a build as a task of its own; the scan and the writes run
-    /// [`off_worker`]. Inline, a build of a few hundred MB held one of the node's async workers
-    /// for seconds.
+    /// Syncs the state to disk and reports the log id it holds: once this returns, openraft
+    /// may purge the log through that id, and a restart finds the state there. Nothing is
+    /// copied; [`RaftStateMachine::get_current_snapshot`] encodes the state when a peer needs
+    /// it. The sync waits on the disk, so it runs [`off_worker`].
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let started = tokio::time::Instant::now();
-        let writes = self.snapshot_writes.clone();
-        let meta = off_worker(&self.backend, move |backend| store_snapshot(backend, &writes)).await?;
+        let meta = off_worker(&self.backend, |backend| {
+            // The view first: everything it shows was committed before the sync.
+            let view = backend.view();
+            let meta = view_meta(&*view)?.unwrap_or_default();
+            backend.sync()?;
+            Ok(meta)
+        })
+        .await?;
         tracing::info!(
             index = meta.last_log_id.map(|l| l.index).unwrap_or(0),
             took_ms = started.elapsed().as_millis() as u64,
@@ -457,22 +454,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         );
         Ok(Snapshot {
             meta,
-            snapshot: SnapshotData::Stored,
+            snapshot: SnapshotData::InState,
         })
     }
-}
-
-/// Saves a snapshot of `backend`'s current state as its current snapshot and returns the meta.
-/// The meta and the pairs come from one view, so they always agree.
-fn store_snapshot(backend: &dyn SmBackend, writes: &SnapshotWrites) -> io::Result<SnapshotMeta> {
-    let _one_writer = lock_snapshot_writes(writes);
-    let view = backend.view();
-    let meta = SnapshotMeta {
-        last_log_id: read_applied(&*view)?,
-        last_membership: read_membership(&*view)?,
-    };
-    backend.save_snapshot_with(&mut |out| write_snapshot(&meta, &*view, out))?;
-    Ok(meta)
 }
 
 /// Extends the snapshot checksum with one pair: both lengths (8 bytes, big endian) and bytes.
@@ -698,62 +682,74 @@ mod tests {
         fn replace_all(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> io::Result<()> {
             self.inner.replace_all(pairs)
         }
-        fn save_snapshot_with(&self, fill: &mut crate::storage::SnapshotFill<'_>) -> io::Result<()> {
-            self.inner.save_snapshot_with(fill)
-        }
-        fn load_snapshot(&self) -> io::Result<Option<Vec<u8>>> {
-            self.inner.load_snapshot()
-        }
         fn waits_on_disk(&self) -> bool {
             true
         }
     }
 
-    /// On a runtime with one worker, the test's own task runs while a build is stuck in the
-    /// middle of its scan: the build waits on a blocking thread, not on the worker. Built
-    /// inline, the build would hold the worker until its scan gave up, and finish first.
+    /// On a runtime with one worker, the test's own task runs while the encoding of the
+    /// current snapshot is stuck in the middle of its scan: it waits on a blocking thread, not
+    /// on the worker. Encoded inline, it would hold the worker until its scan gave up, and
+    /// finish first.
     #[tokio::test]
-    async fn a_build_waits_on_the_disk_without_holding_an_async_worker() {
-        let (disk, release) = slow_disk();
-        let writes = sample_writes();
-        disk.commit(writes.clone()).unwrap();
-        let mut store = store(disk.clone());
-        let mut builder = store.get_snapshot_builder().await;
-        let build = tokio::spawn(async move { builder.build_snapshot().await });
-
-        disk.scanning.notified().await;
-        assert!(
-            !build.is_finished(),
-            "the worker ran this task only after the build was over"
-        );
-        release.send(()).unwrap();
-        let built = build.await.unwrap().unwrap();
-        assert_eq!(built.meta.last_log_id.map(|l| l.index), Some(42));
-        let file = decode_snapshot(&disk.load_snapshot().unwrap().expect("a stored snapshot")).unwrap();
-        assert_eq!(file.pairs, expected_pairs(&writes));
-    }
-
-    fn slow_disk() -> (Arc<SlowDisk>, std::sync::mpsc::Sender<()>) {
+    async fn encoding_the_current_snapshot_waits_on_the_disk_without_holding_an_async_worker() {
         let (release, gate) = std::sync::mpsc::channel();
         let disk = Arc::new(SlowDisk {
             inner: MemSmBackend::new(),
             scanning: tokio::sync::Notify::new(),
             gate: std::sync::Mutex::new(gate),
         });
-        (disk, release)
+        let writes = sample_writes();
+        disk.commit(writes.clone()).unwrap();
+        let mut store = store(disk.clone());
+        let current = tokio::spawn(async move { store.get_current_snapshot().await });
+
+        disk.scanning.notified().await;
+        assert!(
+            !current.is_finished(),
+            "the worker ran this task only after the encoding was over"
+        );
+        release.send(()).unwrap();
+        let current = current.await.unwrap().unwrap().expect("a current snapshot");
+        assert_eq!(current.meta.last_log_id.map(|l| l.index), Some(42));
+        let file = decode_snapshot(&current.snapshot.into_bytes().unwrap()).unwrap();
+        assert_eq!(file.pairs, expected_pairs(&writes));
     }
 
-    /// A build and an install running at once (openraft runs builds as tasks of their own):
-    /// the install waits for the build's write, and the newer, installed snapshot is the one
-    /// that stays current. Unserialized, the build stored its older state over the install's.
+    fn applied_at(index: u64) -> (Vec<u8>, Option<Vec<u8>>) {
+        (
+            LAST_APPLIED_KEY.to_vec(),
+            Some(codec::log_id_to_pb(&LogId::new(LeaderId { term: 3, node_id: 1 }, index)).encode_to_vec()),
+        )
+    }
+
+    /// The current snapshot is the applied state, meta and pairs from one view: after a build it
+    /// is the built one, after more applies the newer state, after an install the installed one
+    /// (and nothing the replaced state held).
     #[tokio::test]
-    async fn an_install_waits_for_a_running_build_and_its_newer_snapshot_stays_current() {
-        let (disk, release) = slow_disk();
-        disk.commit(sample_writes()).unwrap();
-        let mut store = store(disk.clone());
-        let mut builder = store.get_snapshot_builder().await;
-        let build = tokio::spawn(async move { builder.build_snapshot().await });
-        disk.scanning.notified().await;
+    async fn the_current_snapshot_is_the_applied_state_and_an_install_replaces_it() {
+        let backend = Arc::new(MemSmBackend::new());
+        let mut store = store(backend.clone());
+        assert!(
+            store.get_current_snapshot().await.unwrap().is_none(),
+            "nothing applied yet"
+        );
+        backend.commit(sample_writes()).unwrap();
+
+        let built = store.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        assert_eq!(built.meta.last_log_id.map(|l| l.index), Some(42));
+        assert!(built.snapshot.into_bytes().is_err(), "a build copies nothing");
+        let current = store.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta, built.meta);
+
+        let mut later = WriteSet::from([applied_at(43)]);
+        later.insert(b"s/t/applied-after-the-build".to_vec(), Some(b"fake".to_vec()));
+        backend.commit(later).unwrap();
+        let current = store.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta.last_log_id.map(|l| l.index), Some(43));
+        let file = decode_snapshot(&current.snapshot.into_bytes().unwrap()).unwrap();
+        assert_eq!(file.meta, Some(codec::snapshot_meta_to_pb(&current.meta)));
+        assert!(file.pairs.iter().any(|p| p.key == b"s/t/applied-after-the-build"));
 
         // A newer snapshot from the leader, with a pair of its own.
         let newer_meta = SnapshotMeta {
@@ -769,67 +765,47 @@ mod tests {
             write_snapshot(&newer_meta, &*leader.view(), &mut bytes).unwrap();
             bytes
         };
-        let meta = newer_meta.clone();
-        let mut install = tokio::spawn(async move {
-            store
-                .install_snapshot(&meta, SnapshotData::Bytes(newer))
-                .await
-                .map(|()| store)
-        });
-        assert!(
-            tokio::time::timeout(std::time::Duration::from_millis(500), &mut install)
-                .await
-                .is_err(),
-            "the install went ahead while a build was storing its snapshot"
-        );
-
-        release.send(()).unwrap();
-        assert_eq!(
-            build.await.unwrap().unwrap().meta.last_log_id.map(|l| l.index),
-            Some(42)
-        );
-        let mut store = install.await.unwrap().unwrap();
-        let current = store.get_current_snapshot().await.unwrap().expect("a current snapshot");
+        store
+            .install_snapshot(&newer_meta, SnapshotData::Bytes(newer))
+            .await
+            .unwrap();
+        let current = store.get_current_snapshot().await.unwrap().unwrap();
         assert_eq!(current.meta, newer_meta);
         let file = decode_snapshot(&current.snapshot.into_bytes().unwrap()).unwrap();
         assert!(file.pairs.iter().any(|p| p.key == b"s/t/only-in-the-newer"));
+        assert!(!file.pairs.iter().any(|p| p.key == b"s/t/applied-after-the-build"));
+        assert_eq!(store.reader().applied_index(), 50);
     }
 
+    /// On RocksDB the snapshot is the `sm` column family, nothing else: the data folder holds
+    /// the database only (an earlier version's snapshot folder is removed at open), and the
+    /// built state is there after a reopen.
     #[tokio::test]
-    async fn a_built_snapshot_is_stored_on_disk_and_served_from_there() {
+    async fn a_built_snapshot_is_the_state_on_disk_and_no_copy_of_it() {
         let dir = tempfile::tempdir().unwrap();
-        let (_log, sm) = crate::rocks::open(dir.path()).unwrap();
-        let backend: Arc<dyn SmBackend> = Arc::new(sm);
+        std::fs::create_dir_all(dir.path().join("snapshots")).unwrap();
+        std::fs::write(dir.path().join("snapshots/current.snap"), b"an earlier version's copy").unwrap();
         let writes = sample_writes();
-        backend.commit(writes.clone()).unwrap();
-        let mut store = store(backend.clone());
-
-        let built = store.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        let built = {
+            let (_log, sm) = crate::rocks::open(dir.path()).unwrap();
+            let backend: Arc<dyn SmBackend> = Arc::new(sm);
+            backend.commit(writes.clone()).unwrap();
+            let mut store = store(backend);
+            store.get_snapshot_builder().await.build_snapshot().await.unwrap()
+        };
         assert_eq!(built.meta.last_log_id.map(|l| l.index), Some(42));
-        assert!(matches!(built.snapshot, SnapshotData::Stored));
-        assert!(
-            built.snapshot.into_bytes().is_err(),
-            "a built snapshot's bytes are not in memory"
-        );
+        let files: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(files, vec![std::ffi::OsString::from("db")]);
 
+        let (_log, sm) = crate::rocks::open(dir.path()).unwrap();
+        let mut store = store(Arc::new(sm));
         let current = store.get_current_snapshot().await.unwrap().expect("a current snapshot");
         assert_eq!(current.meta, built.meta);
         let file = decode_snapshot(&current.snapshot.into_bytes().unwrap()).unwrap();
         assert_eq!(file.pairs, expected_pairs(&writes));
-
-        // A write that fails half way leaves the stored snapshot as it was.
-        let before = backend.load_snapshot().unwrap();
-        let failed = backend.save_snapshot_with(&mut |out| {
-            out.write_all(b"half a snapshot")?;
-            Err(io::Error::other("disk full"))
-        });
-        assert!(failed.is_err());
-        assert_eq!(backend.load_snapshot().unwrap(), before);
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("snapshots"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(leftovers, vec![std::ffi::OsString::from("current.snap")]);
     }
 
     /// The request table lives in the state machine's key space, so a snapshot carries it: a

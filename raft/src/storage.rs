@@ -37,10 +37,11 @@ pub trait LogBackend: Send + Sync + 'static {
     fn delete_range(&self, start: u64, end: u64) -> io::Result<()>;
 }
 
-/// Writes a snapshot's encoding into the sink it is given (see [`SmBackend::save_snapshot_with`]).
-pub type SnapshotFill<'a> = dyn FnMut(&mut dyn io::Write) -> io::Result<()> + 'a;
-
-/// Raw storage of the state machine: its key space and its current snapshot.
+/// Raw storage of the state machine: its key space, which is also its snapshot.
+///
+/// There is no snapshot file: the key space is durable (RocksDB) and openraft's snapshot of it
+/// is encoded from one consistent [`SmBackend::view`] when a peer needs it (see
+/// [`crate::state_machine`]), so the state is on disk once.
 pub trait SmBackend: Send + Sync + 'static {
     fn view(&self) -> Box<dyn KvView + '_>;
     /// Applies `writes` atomically. Durability comes with the log store's next durable write
@@ -48,22 +49,19 @@ pub trait SmBackend: Send + Sync + 'static {
     fn commit(&self, writes: WriteSet) -> io::Result<()>;
     /// Replaces the whole key space with `pairs`, atomically and durably (snapshot install).
     fn replace_all(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> io::Result<()>;
-    /// Stores a new current snapshot durably: `fill` writes its encoding, in order. The previous
-    /// snapshot is replaced only once the new one is complete and durable; if `fill` or the
-    /// write fails, the previous one stays current.
-    fn save_snapshot_with(&self, fill: &mut SnapshotFill<'_>) -> io::Result<()>;
-    /// [`SmBackend::save_snapshot_with`] for an encoding already in memory.
-    fn save_snapshot(&self, bytes: &[u8]) -> io::Result<()> {
-        self.save_snapshot_with(&mut |out| out.write_all(bytes))
+    /// Makes every commit so far durable (RocksDB: fsyncs the WAL the state shares with the
+    /// log; memory: nothing to do). A snapshot build calls it, so the state it reports as its
+    /// snapshot is on disk before openraft purges the log behind it.
+    fn sync(&self) -> io::Result<()> {
+        Ok(())
     }
-    fn load_snapshot(&self) -> io::Result<Option<Vec<u8>>>;
     /// Makes everything written so far durable before a clean stop (memory: nothing to do).
     fn flush_at_shutdown(&self) -> io::Result<()> {
         Ok(())
     }
-    /// Whether reading the whole key space and saving a snapshot waits on a disk. Snapshot
-    /// builds, loads and installs over such a backend run on a blocking thread, never on an
-    /// async worker (memory: no, so a simulation keeps its single deterministic thread).
+    /// Whether reading the whole key space waits on a disk. Snapshot builds, encodings and
+    /// installs over such a backend run on a blocking thread, never on an async worker
+    /// (memory: no, so a simulation keeps its single deterministic thread).
     fn waits_on_disk(&self) -> bool {
         false
     }

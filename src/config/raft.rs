@@ -15,14 +15,15 @@ pub struct RaftConfig {
     pub election_timeout_min_ms: u64,
     #[serde(default = "default_election_max")]
     pub election_timeout_max_ms: u64,
-    /// Build a snapshot after this many applied entries. A snapshot copies the whole state,
-    /// so this trades log kept on disk for CPU: 100 000 like etcd's `--snapshot-count`
-    /// (at 10 000 the leader spent about 15% of its CPU building snapshots under steady writes).
-    /// Each node builds at its own point of the period (set by its id), so the nodes of a
-    /// quorum do not all build at the same log index.
+    /// Build a snapshot, and purge the log behind it, after this many applied entries. The
+    /// state machine is its own snapshot, so a build is one WAL sync: this sets how much log
+    /// a node keeps on disk. Purged often enough, most entries are dropped while still in the
+    /// log's memtable and never written to an SST file. Each node builds at its own point of
+    /// the period (set by its id), so the nodes of a quorum do not purge at the same index.
     #[serde(default = "default_snapshot_every")]
     pub snapshot_every_entries: u64,
-    /// Entries kept in the log behind the last snapshot (for followers catching up by log).
+    /// Entries kept in the log behind the last snapshot: a follower that fell fewer entries
+    /// behind catches up from the log; one further behind is sent the whole state.
     #[serde(default = "default_keep_logs")]
     pub keep_logs_after_snapshot: u64,
     #[serde(default = "default_snapshot_chunk")]
@@ -57,10 +58,10 @@ fn default_election_max() -> u64 {
     3000
 }
 fn default_snapshot_every() -> u64 {
-    100_000
+    10_000
 }
 fn default_keep_logs() -> u64 {
-    1_000
+    10_000
 }
 fn default_min_free_disk() -> u64 {
     256 << 20

@@ -43,14 +43,14 @@ fn add(parts: &mut Parts, root: &Path, path: &Path, classify: &dyn Fn(&str) -> &
     }
 }
 
-/// Coffer node `<node>/data/`: RocksDB (`db/`: the Raft log, the state and their WAL, one
-/// database), `snapshots/`, `audit.log`.
+/// Coffer node `<node>/data/`: RocksDB (`db/`: the Raft log and the state, which is also the
+/// snapshot, in SST files, and their shared WAL, `*.log`), `audit.log`.
 pub(super) fn coffer_part(rel: &str) -> &'static str {
     let rel = rel.split_once("/data/").map(|(_, r)| r).unwrap_or(rel);
-    if rel.starts_with("db/") {
+    if rel.starts_with("db/") && rel.ends_with(".log") {
+        "rocksdb WAL"
+    } else if rel.starts_with("db/") {
         "rocksdb (log + state)"
-    } else if rel.starts_with("snapshots/") {
-        "snapshots"
     } else if rel.starts_with("audit") {
         "audit"
     } else {
@@ -174,7 +174,8 @@ mod tests {
     #[test]
     fn every_store_file_lands_in_its_part() {
         assert_eq!(coffer_part("us-east/data/db/000012.sst"), "rocksdb (log + state)");
-        assert_eq!(coffer_part("us-east/data/snapshots/17-3.snap"), "snapshots");
+        assert_eq!(coffer_part("us-east/data/db/000015.log"), "rocksdb WAL");
+        assert_eq!(coffer_part("us-east/data/db/MANIFEST-000005"), "rocksdb (log + state)");
         assert_eq!(coffer_part("us-east/data/audit.log"), "audit");
         assert_eq!(
             etcd_part("etcd-1/member/wal/0000000000000000-0000000000000000.wal"),
