@@ -69,6 +69,12 @@ async fn a_backup_restores_into_a_fresh_cluster_with_every_secret_version_alias_
     for k in ["cluster_id", "applied_index", "pairs", "bytes", "sha256"] {
         assert_eq!(inspected[k], saved[k], "{k}");
     }
+    // What the state is made of: every pair under one key space, the secrets among them.
+    let spaces = inspected["key_spaces"].as_object().expect("key spaces");
+    let records: u64 = spaces.values().map(|s| s["records"].as_u64().unwrap()).sum();
+    assert_eq!(records, inspected["pairs"].as_u64().unwrap(), "{inspected}");
+    assert!(spaces["secrets"]["records"].as_u64().unwrap() >= 4, "{inspected}");
+    assert!(spaces["versions"]["bytes_per_record"].as_u64().unwrap() > 0);
     assert!(
         std::fs::read_dir(dir.path()).unwrap().count() == 1,
         "no partial file is left"

@@ -143,9 +143,47 @@ pub fn secret_name(key: &[u8]) -> Option<&str> {
         .and_then(|n| std::str::from_utf8(n).ok())
 }
 
+/// The key spaces of the layout above, by prefix, as [`space_of`] names them.
+const SPACES: &[(&[u8], &str)] = &[
+    (SECRET_PREFIX, "secrets"),
+    (VERSION_PREFIX, "versions"),
+    (POLICY_PREFIX, "policies"),
+    (TOKEN_PREFIX, "tokens"),
+    (TOKEN_HASH_PREFIX, "token index"),
+    (REQUEST_PREFIX, "requests"),
+    (REQUEST_QUEUE_PREFIX, "request queue"),
+    (TOKEN_DUE_PREFIX, "token expiry"),
+    (AUDIT_ANCHORS_PREFIX, "audit anchors"),
+    (ROTATION_QUEUE_PREFIX, "rotation queue"),
+    (META_PREFIX, "meta"),
+];
+
+/// The name of the key space `key` belongs to (what a census of the state counts it under);
+/// "other" for a key outside the layout.
+pub fn space_of(key: &[u8]) -> &'static str {
+    SPACES
+        .iter()
+        .find(|(prefix, _)| key.starts_with(prefix))
+        .map_or("other", |(_, name)| name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_key_of_the_layout_is_in_its_named_space() {
+        assert_eq!(space_of(&secret("acme/x")), "secrets");
+        assert_eq!(space_of(&version("acme/x", 3)), "versions");
+        assert_eq!(space_of(&request("r-1")), "requests");
+        assert_eq!(space_of(&request_queue(9)), "request queue");
+        assert_eq!(space_of(&token_due(5, "acc")), "token expiry");
+        assert_eq!(space_of(&rotation_queue(true, 5, "acme/x")), "rotation queue");
+        assert_eq!(space_of(&audit_anchors(2)), "audit anchors");
+        assert_eq!(space_of(&token_hash(&[1; 32])), "token index");
+        assert_eq!(space_of(CLUSTER), "meta");
+        assert_eq!(space_of(b"zz"), "other");
+    }
 
     #[test]
     fn version_keys_sort_numerically_and_stay_inside_their_secret() {

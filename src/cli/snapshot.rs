@@ -18,6 +18,7 @@ use super::global::connect;
 use super::global::Global;
 use super::global::Output;
 use super::output;
+use crate::backup::census::Census;
 use crate::backup::file;
 use crate::backup::saving::Saving;
 use crate::pb;
@@ -47,8 +48,9 @@ pub async fn run(g: &Global, cmd: SnapshotCmd) -> Result<(), CliError> {
     match cmd {
         SnapshotCmd::Save { file } => save(g, &file).await,
         SnapshotCmd::Inspect { file } => {
-            let v = verify(&file, &mut |_| {})?;
-            report(g, &file, &v, "verified");
+            let mut census = Census::default();
+            let v = verify(&file, &mut |p| census.add(&p.key, &p.value))?;
+            report(g, &file, &v, "verified", Some(&census));
             Ok(())
         }
         SnapshotCmd::Restore { file, config } => restore(g, &file, &config),
@@ -78,8 +80,12 @@ fn summary(path: &Path, v: &file::Verified) -> Value {
     })
 }
 
-fn report(g: &Global, path: &Path, v: &file::Verified, what: &str) {
-    let s = summary(path, v);
+/// The summary, and with `census` what the state is made of by key space.
+fn report(g: &Global, path: &Path, v: &file::Verified, what: &str, census: Option<&Census>) {
+    let mut s = summary(path, v);
+    if let Some(c) = census {
+        s["key_spaces"] = c.to_json();
+    }
     match g.output {
         Output::Json => output::print_json(&s),
         Output::Table => output::say(format!(
@@ -95,6 +101,9 @@ fn report(g: &Global, path: &Path, v: &file::Verified, what: &str) {
             s["bytes"],
             s["sha256"].as_str().unwrap_or(""),
         )),
+    }
+    if let (Output::Table, Some(c)) = (&g.output, census) {
+        output::say(format!("by key space: {}", c.line()));
     }
 }
 
@@ -121,7 +130,7 @@ async fn save(g: &Global, path: &Path) -> Result<(), CliError> {
     let v = out
         .finish()
         .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
-    report(g, path, &v, "saved");
+    report(g, path, &v, "saved", None);
     Ok(())
 }
 
@@ -166,6 +175,6 @@ fn restore(g: &Global, path: &Path, config: &Path) -> Result<(), CliError> {
         .map_err(|e| CliError::new(format!("cannot open storage in {}: {e}", data_dir.display())))?;
     coffer_raft::backup::seed(&log, &sm, pairs, &applied, members)
         .map_err(|e| CliError::new(format!("cannot restore into {}: {e}", data_dir.display())))?;
-    report(g, path, &v, &format!("restored into {}:", data_dir.display()));
+    report(g, path, &v, &format!("restored into {}:", data_dir.display()), None);
     Ok(())
 }

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
+use coffer::backup::census::Census;
 use serde_json::json;
 
 use super::measure::conns;
@@ -120,6 +121,28 @@ fn measure(system: System, fleet: &Fleet, work: &Path) -> anyhow::Result<Parts> 
     Ok(parts)
 }
 
+/// What Coffer's state is made of after the writes: a backup streamed from node 0 (the
+/// cluster's root client), counted by key space. The bytes are the records' own, before
+/// RocksDB's compression and files.
+async fn coffer_state(fleet: &Fleet) -> anyhow::Result<Census> {
+    let client = fleet.coffer.cluster.client(0).await;
+    let mut stream = client
+        .cluster
+        .clone()
+        .backup(coffer::pb::BackupRequest {})
+        .await
+        .context("a backup for the state census")?
+        .into_inner();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.message().await? {
+        bytes.extend_from_slice(&chunk.data);
+    }
+    let mut census = Census::default();
+    coffer::backup::file::read(&bytes[..], &mut |p| census.add(&p.key, &p.value))
+        .context("reading the census backup")?;
+    Ok(census)
+}
+
 /// The disk report of every store the plan runs.
 pub(super) async fn disk_per_write(
     plan: &Plan,
@@ -156,13 +179,19 @@ pub(super) async fn disk_per_write(
             "disk {s:<8} {} writes of {} B in {took:.1?}: {total_per_write:.0} bytes on disk per write over 3 members {per_write:?}",
             plan.disk_writes, ks.size
         );
-        out.push(json!({
+        let mut report = json!({
             "system": s, "writes": plan.disk_writes, "value_bytes": ks.size,
             "settle_secs": plan.disk_settle_secs,
             "bytes_before": before, "bytes_after": after,
             "bytes_per_write_by_part": per_write,
             "bytes_per_write": total_per_write,
-        }));
+        });
+        if s == System::Coffer {
+            let census = coffer_state(fleet).await?;
+            eprintln!("disk coffer state (one replica) by key space: {}", census.line());
+            report["state_by_key_space"] = census.to_json();
+        }
+        out.push(report);
     }
     Ok(out)
 }
